@@ -1,0 +1,49 @@
+"""Who is asking: a Principal travels into every view and action, and the checks live here, not in the UI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import AccessDenied
+from core.models import Role
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Role
+    user: str
+    partner_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.role == Role.PARTNER and self.partner_id is None:
+            raise AccessDenied("A partner account must belong to a partner.")
+
+    @property
+    def is_cs(self) -> bool:
+        return self.role == Role.CS
+
+
+SYSTEM = Principal(role=Role.CS, user="system")
+
+
+def require_partner_access(principal: Principal, partner_id: int) -> None:
+    """cs may act for any partner; a partner user only for its own; pm never sees one partner's data."""
+    if principal.role == Role.CS:
+        return
+    if principal.role == Role.PARTNER and principal.partner_id == partner_id:
+        return
+    raise AccessDenied("You do not have access to this partner's data.")
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        raise AccessDenied("Your account cannot open this part of the console.")
+
+
+def scope_partner_ids(principal: Principal, partner_ids: list[int]) -> list[int]:
+    """The subset of partners this principal may see one by one (pm: none)."""
+    if principal.role == Role.CS:
+        return partner_ids
+    if principal.role == Role.PARTNER:
+        return [p for p in partner_ids if p == principal.partner_id]
+    return []

@@ -1,0 +1,226 @@
+"""`python -m core`: the command line for operators and cron.
+
+Exit codes: 0 success; 2 bad input (nothing saved); 3 refused by a cooldown or a running sync; 4 HaloPSA or sync
+failure. Messages go to stderr, data to stdout. The client secret is read from HALO_CLIENT_SECRET or a hidden prompt,
+never from an argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from core import actions, connections, db, exports, runs, sync, views
+from core.access import Principal
+from core.clients import stored_client_factory
+from core.errors import BadInput, ConsoleError
+from core.models import IntegrationRole, NumberField, Role, RunKind, RunStatus
+from core.secrets import SecretBox
+from core.settings import Settings, load_settings
+
+log = logging.getLogger("core.cli")
+EXIT_OK, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4
+SYNC_KINDS = {"new-data": RunKind.FETCH_NEW_DATA, "unpaid": RunKind.FETCH_UNPAID, "scheduled": RunKind.SCHEDULED}
+
+
+def _operator() -> Principal:
+    return Principal(role=Role.CS, user=f"cli:{os.environ.get('USER') or getpass.getuser()}")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _read_secret() -> str:
+    secret = os.environ.get("HALO_CLIENT_SECRET")
+    if secret:
+        return secret
+    if not sys.stdin.isatty():
+        raise BadInput("No client secret given: set HALO_CLIENT_SECRET, or run the command in a terminal to be "
+                       "prompted for it.", field="client_secret")
+    return getpass.getpass("HaloPSA Client Secret: ")
+
+
+def _report_run(result: sync.RunResult) -> int:
+    t = result.tally
+    _say(f"Run {result.run_id} ({result.kind}) {result.status}: {t.created} created, {t.updated} updated, "
+         f"{t.unchanged} unchanged, {t.rejected} rejected; {t.requests} requests, {t.pages} pages.")
+    if result.error:
+        _say(result.error)
+    return EXIT_OK if result.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) else EXIT_FAILED
+
+
+def cmd_connect(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    form = connections.ConnectionForm(
+        partner_name=args.partner, app_domain=args.domain, client_id=args.client_id, client_secret=_read_secret(),
+        invoices_created_since=args.since, invoice_number_field=args.invoice_number_field,
+        integration_role=IntegrationRole.SECONDARY if args.secondary else IntegrationRole.PRIMARY, tenant=args.tenant,
+    )
+    principal = _operator()
+    now = settings.now()
+    partner_id, verification = connections.connect(engine, principal, form, now=now, settings=settings)
+    _say(f"Connected {args.partner} to {verification.app_domain}: all {len(verification.checklist())} permissions granted.")
+    if args.secondary:
+        _say("Secondary integration: credentials verified; no invoices are pulled and manual fetches are not offered.")
+        return EXIT_OK
+    _say("Backfilling customers, agreements and invoices…")
+    result = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger="connect",
+                           actor=principal.user, now=now, settings=settings,
+                           client_factory=stored_client_factory(settings), progress=_progress_printer())
+    return _report_run(result)
+
+
+def _progress_printer() -> Callable[[str], None]:
+    last = [0.0]
+
+    def show(message: str) -> None:
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            _say(f"  {message}")
+
+    return show
+
+
+def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    principal = _operator()
+    partner_id = views.partner_id_by_name(engine, principal, args.partner)
+    kind = SYNC_KINDS[args.kind]
+    factory = stored_client_factory(settings)
+    if kind == RunKind.SCHEDULED:
+        result = sync.run_sync(engine, partner_id=partner_id, kind=kind, trigger="schedule", actor=principal.user,
+                               now=settings.now(), settings=settings, client_factory=factory,
+                               progress=_progress_printer())
+    else:
+        result = actions.start_manual_fetch(engine, principal, partner_id=partner_id, kind=kind, now=settings.now(),
+                                            settings=settings, client_factory=factory, progress=_progress_printer())
+    return _report_run(result)
+
+
+def cmd_status(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    principal = _operator()
+    partner_id = views.partner_id_by_name(engine, principal, args.partner)
+    status = views.partner_status(engine, principal, partner_id, now=settings.now())
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    counts = status["counts"]
+    print(f"{status['partner']} ({status['integration_role']}, {status['status']}): {counts['invoices']} invoices "
+          f"({counts['unpaid_invoices']} unpaid), {counts['customers']} customers, {counts['agreements']} agreements")
+    for name, state in status["cooldowns"].items():
+        print(f"  {name}: " + (f"available at {state['available_at']}" if state["available_at"] else "available now"))
+    for run in status["runs"][:10]:
+        print(f"  run {run['id']} {run['kind']} {run['status']} {run['started_at']}: +{run['created']} "
+              f"~{run['updated']} !{run['rejected']}")
+    return EXIT_OK
+
+
+def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    principal = _operator()
+    partner_id = views.partner_id_by_name(engine, principal, args.partner)
+    rows = views.invoice_export_rows(engine, principal, partner_id, unpaid_only=args.unpaid)
+    writer = exports.write_json if args.format == "json" else exports.write_csv
+    writer(rows, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    factory = stored_client_factory(settings)
+    while True:
+        now = settings.now()
+        recovered = runs.recover_interrupted(engine, now=now, settings=settings)
+        if recovered:
+            _say(f"Marked {recovered} interrupted run(s).")
+        worst = EXIT_OK
+        for partner_id in list(sync.iter_due_partners(engine, now=now, settings=settings)):
+            try:
+                result = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.SCHEDULED, trigger="schedule",
+                                       actor="scheduler", now=now, settings=settings, client_factory=factory)
+                worst = max(worst, _report_run(result))
+            except ConsoleError as exc:  # a running manual fetch: this partner waits for the next tick
+                _say(exc.message)
+        if args.once:
+            return worst
+        time.sleep(args.tick)
+
+
+def cmd_keygen(args: argparse.Namespace, engine: Engine | None, settings: Settings) -> int:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    SecretBox(key)
+    print(key)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="HaloPSA Sync Console command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("connect", help="verify and save a partner's HaloPSA connection, then backfill (primary)")
+    p.add_argument("--partner", required=True)
+    p.add_argument("--domain", required=True, help="App Domain, e.g. acme.halopsa.com")
+    p.add_argument("--client-id", required=True)
+    p.add_argument("--tenant")
+    p.add_argument("--since", help="Invoices Created Since, YYYY-MM-DD")
+    p.add_argument("--invoice-number-field", choices=[f.value for f in NumberField], default=NumberField.HALO_ID.value)
+    p.add_argument("--secondary", action="store_true", help="HaloPSA is the secondary integration")
+    p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("sync", help="run one sync for a partner")
+    p.add_argument("kind", choices=list(SYNC_KINDS))
+    p.add_argument("--partner", required=True)
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("status", help="a partner's connection, counts, runs and cooldowns")
+    p.add_argument("--partner", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("invoices", help="export a partner's synced invoices")
+    p.add_argument("--partner", required=True)
+    p.add_argument("--unpaid", action="store_true")
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.set_defaults(func=cmd_invoices)
+
+    p = sub.add_parser("scheduler", help="run due scheduled syncs for every connected partner")
+    p.add_argument("--once", action="store_true")
+    p.add_argument("--tick", type=float, default=60.0, help="seconds between checks (default 60)")
+    p.set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser("keygen", help="print a new encryption key for HALO_CONSOLE_SECRET_KEY")
+    p.set_defaults(func=cmd_keygen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        _say(f"Configuration error: {exc}. Check the HALO_* and DATABASE_URL environment variables.")
+        return EXIT_BAD_INPUT
+    try:
+        engine = None if args.command == "keygen" else db.engine_for(settings)
+        if engine is not None:
+            runs.recover_interrupted(engine, now=settings.now(), settings=settings)
+        return int(args.func(args, engine, settings))
+    except ConsoleError as exc:
+        _say(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _say("Stopped.")
+        return 130
+
+
+def run() -> Any:
+    sys.exit(main())

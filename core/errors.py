@@ -1,0 +1,150 @@
+"""One exception tree for the whole core; every error carries a message a person can act on.
+
+ConsoleError                      base: .message is safe to show (never holds a secret)
+├── BadInput                      the caller gave something unusable; nothing was saved   (CLI exit 2)
+│   ├── InvalidDomain
+│   ├── NotFound                  no such partner / run / rule
+│   └── NotAllowedForRole         e.g. manual fetch on a secondary integration
+├── Refused                       valid request refused for now                             (CLI exit 3)
+│   ├── CooldownActive            .available_at, .remaining
+│   └── SyncAlreadyRunning
+├── AccessDenied                  the principal may not see or do this                      (CLI exit 2)
+├── SecretKeyError                stored secrets cannot be decrypted with the configured key
+└── HaloError                     HaloPSA or the sync failed                                (CLI exit 4)
+    ├── AuthError                 client id / secret rejected, or tenant unknown
+    ├── PermissionMissing         .missing: scopes the API application lacks
+    ├── RateLimited               .retry_after seconds
+    ├── HaloUnavailable           5xx, timeouts, dropped connections after retries
+    └── ProtocolError             a response we cannot read (not JSON, wrong shape)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+class ConsoleError(Exception):
+    """Base error: `message` is written for a customer-success person and never holds a secret."""
+
+    exit_code = 4
+    kind = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInput(ConsoleError):
+    exit_code = 2
+    kind = "bad_input"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidDomain(BadInput):
+    kind = "invalid_domain"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="app_domain")
+
+
+class NotFound(BadInput):
+    kind = "not_found"
+
+
+class NotAllowedForRole(BadInput):
+    kind = "not_allowed"
+
+
+class AccessDenied(ConsoleError):
+    exit_code = 2
+    kind = "access_denied"
+
+
+class SecretKeyError(ConsoleError):
+    exit_code = 2
+    kind = "secret_key"
+
+
+class Refused(ConsoleError):
+    exit_code = 3
+    kind = "refused"
+
+
+def format_duration(delta: timedelta) -> str:
+    """`7 h 12 min`, `42 min`, `35 s`: rounded up so a countdown never shows 0 while still locked."""
+    seconds = max(0, int(-(-delta.total_seconds() // 1)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs and minutes < 10 else f"{minutes} min"
+    return f"{secs} s"
+
+
+class CooldownActive(Refused):
+    kind = "cooldown"
+
+    def __init__(self, action_label: str, available_at: datetime, now: datetime) -> None:
+        self.available_at = available_at
+        self.remaining = available_at - now
+        super().__init__(
+            f"{action_label} was run recently; it is available again in {format_duration(self.remaining)}, "
+            f"at {available_at.strftime('%Y-%m-%d %H:%M:%S')} UTC."
+        )
+
+
+class SyncAlreadyRunning(Refused):
+    kind = "already_running"
+
+    def __init__(self, partner_name: str, run_kind: str, started_at: datetime) -> None:
+        self.started_at = started_at
+        super().__init__(
+            f"A {run_kind.replace('_', ' ')} sync for {partner_name} is already running "
+            f"(started {started_at.strftime('%Y-%m-%d %H:%M:%S')} UTC). Wait for it to finish, then try again."
+        )
+
+
+class HaloError(ConsoleError):
+    exit_code = 4
+    kind = "halo"
+    transient = False
+
+
+class AuthError(HaloError):
+    kind = "auth"
+
+
+class PermissionMissing(HaloError):
+    kind = "permissions"
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = sorted(missing)
+        super().__init__(
+            f"The API application lacks: {', '.join(self.missing)}. In HaloPSA open Configuration > Integrations > "
+            "HaloPSA API > View Applications, tick these permissions on the application's Permissions tab, save, "
+            "then try again."
+        )
+
+
+class RateLimited(HaloError):
+    kind = "rate_limited"
+    transient = True
+
+    def __init__(self, retry_after: float | None, message: str | None = None) -> None:
+        self.retry_after = retry_after
+        wait = f"retrying in {retry_after:.0f} s" if retry_after else "try again in a few minutes"
+        super().__init__(message or f"HaloPSA is rate limiting this tenant; {wait}.")
+
+
+class HaloUnavailable(HaloError):
+    kind = "unavailable"
+    transient = True
+
+
+class ProtocolError(HaloError):
+    kind = "protocol"
+    transient = True

@@ -1,0 +1,249 @@
+"""SQLModel tables. Money is integer cents; every timestamp is timezone-aware UTC (stored naive-UTC, read back aware)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC without a zone (SQLite has none) and hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utc_field(*, nullable: bool = True, index: bool = False) -> datetime | None:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class IntegrationRole(StrEnum):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+
+
+class NumberField(StrEnum):
+    HALO_ID = "halo_id"
+    THIRD_PARTY = "third_party"
+
+
+class PartnerStatus(StrEnum):
+    DRAFT = "draft"
+    CONNECTED = "connected"
+    ERROR = "error"
+    DISCONNECTED = "disconnected"
+
+
+class RunKind(StrEnum):
+    BACKFILL = "backfill"
+    SCHEDULED = "scheduled"
+    FETCH_NEW_DATA = "fetch_new_data"
+    FETCH_UNPAID = "fetch_unpaid"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"
+    INTERRUPTED = "interrupted"
+
+
+class InvoiceStatus(StrEnum):
+    PAID = "paid"
+    UNPAID = "unpaid"
+    PARTIALLY_PAID = "partially_paid"
+    VOIDED = "voided"
+
+
+class Role(StrEnum):
+    CS = "cs"
+    PARTNER = "partner"
+    PM = "pm"
+
+
+class Partner(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    status: str = Field(default=PartnerStatus.DRAFT)
+    created_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    # The run lock: one sync at a time per partner, taken and released by conditional updates.
+    lock_run_id: int | None = None
+    lock_heartbeat_at: datetime | None = utc_field()
+
+
+class Connection(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id", unique=True)
+    app_domain: str
+    tenant: str | None = None
+    client_id: str
+    client_secret_encrypted: str
+    invoices_created_since: date | None = None
+    invoice_number_field: str = Field(default=NumberField.HALO_ID)
+    integration_role: str = Field(default=IntegrationRole.PRIMARY)
+    granted_scopes: str = ""
+    missing_scopes: str = ""
+    connected_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    last_verified_at: datetime | None = utc_field()
+    last_error: str | None = None
+
+
+class Customer(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("partner_id", "halo_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    halo_id: int
+    name: str
+    inactive: bool = False
+    billing_email: str | None = None
+    currency: str | None = None
+    halo_last_modified: datetime | None = utc_field()
+    synced_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+
+
+class Agreement(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("partner_id", "halo_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    halo_id: int
+    ref: str | None = None
+    customer_halo_id: int | None = None
+    subtype_id: int | None = None
+    subtype_name: str | None = None
+    type_name: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    active: bool = True
+    halo_last_modified: datetime | None = utc_field()
+    synced_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+
+
+class Invoice(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("partner_id", "halo_id"),
+        Index("ix_invoice_partner_status_due", "partner_id", "status", "due_date"),
+        Index("ix_invoice_partner_agreement", "partner_id", "agreement_halo_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    halo_id: int
+    invoice_number: str | None = None
+    third_party_number: str | None = None
+    display_number: str
+    number_is_fallback: bool = False
+    customer_halo_id: int | None = None
+    customer_name: str | None = None
+    agreement_halo_id: int | None = None
+    agreement_ref: str | None = None
+    invoice_date: date | None = None
+    due_date: date | None = None
+    total_cents: int
+    amount_paid_cents: int
+    amount_due_cents: int
+    currency: str | None = None
+    posted: bool = False
+    voided: bool = False
+    status: str
+    halo_last_modified: datetime | None = utc_field()
+    first_seen_run_id: int | None = None
+    last_changed_run_id: int | None = None
+    synced_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+
+
+class AutoPayRule(SQLModel, table=True):
+    """Maps one agreement subtype of a partner to a contract-based auto-pay rule."""
+
+    __table_args__ = (UniqueConstraint("partner_id", "subtype_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    subtype_name: str
+    enabled: bool = True
+    trigger: str = "on_due_date"
+    days: int = 0
+    max_amount_cents: int | None = None
+    created_by: str
+    created_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    updated_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+
+
+class SyncRun(SQLModel, table=True):
+    __table_args__ = (Index("ix_syncrun_partner_started", "partner_id", "started_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    kind: str
+    trigger: str
+    triggered_by: str
+    status: str = Field(default=RunStatus.RUNNING)
+    started_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    finished_at: datetime | None = utc_field()
+    heartbeat_at: datetime | None = utc_field()
+    window_start: datetime | None = utc_field()
+    window_end: datetime | None = utc_field()
+    worker: str | None = None
+    requests: int = 0
+    pages: int = 0
+    customers_seen: int = 0
+    agreements_seen: int = 0
+    invoices_seen: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    error_kind: str | None = None
+    error: str | None = None
+
+
+class SyncRecordError(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="syncrun.id", index=True)
+    partner_id: int = Field(foreign_key="partner.id", index=True)
+    entity: str
+    halo_id: int | None = None
+    reason: str
+    excerpt: str
+
+
+class Cooldown(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("partner_id", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    kind: str
+    available_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    previous_available_at: datetime | None = utc_field()
+    last_started_at: datetime | None = utc_field()
+    last_actor: str | None = None
+    last_run_id: int | None = None
+    refused_count: int = 0
+
+
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = utc_field(nullable=False, index=True)  # type: ignore[assignment]
+    actor: str
+    partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    action: str
+    detail: str = ""
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True)
+    name: str
+    role: str
+    partner_id: int | None = Field(default=None, foreign_key="partner.id")
+    password_hash: str

@@ -1,0 +1,93 @@
+"""Configuration: one frozen object built from a mapping (the environment in the app and CLI, a dict in tests)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'console.db'}"
+
+REQUIRED_SCOPES: tuple[str, ...] = (
+    "admin:webhooks",
+    "read:customers",
+    "edit:customers",
+    "read:invoices",
+    "edit:invoices",
+    "read:contracts",
+    "edit:contracts",
+)
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str | None = None
+    allow_local_domains: bool = False
+    sandbox_enabled: bool = True
+    page_size: int = 1000
+    rate_limit_requests: int = 300
+    rate_limit_window_s: float = 300.0
+    http_timeout_s: float = 30.0
+    max_attempts: int = 6
+    backoff_cap_s: float = 60.0
+    unpaid_payment_statuses: str = "0,1"
+    subtype_lookup_id: int = 58
+    cooldown_new_data_s: int = 3600
+    cooldown_unpaid_s: int = 43200
+    schedule_interval_s: int = 3600
+    stale_run_after_s: int = 300
+    fixed_now: datetime | None = None
+
+    def now(self) -> datetime:
+        """The clock every entry point injects: real UTC time unless HALO_CONSOLE_NOW pins it (replay, tests)."""
+        return self.fixed_now or datetime.now(UTC)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and len(self.database_url) > len(prefix):
+            return Path(self.database_url[len(prefix):])
+        return None
+
+
+def settings_from_mapping(env: Mapping[str, str]) -> Settings:
+    """Build settings from environment-like keys; every key is optional."""
+    fixed = env.get("HALO_CONSOLE_NOW")
+    fixed_now = datetime.fromisoformat(fixed.replace("Z", "+00:00")) if fixed else None
+    if fixed_now is not None and fixed_now.tzinfo is None:
+        fixed_now = fixed_now.replace(tzinfo=UTC)
+    defaults = Settings()
+    return Settings(
+        database_url=env.get("DATABASE_URL") or defaults.database_url,
+        secret_key=env.get("HALO_CONSOLE_SECRET_KEY") or None,
+        allow_local_domains=_flag(env.get("HALO_ALLOW_LOCAL_DOMAINS"), False),
+        sandbox_enabled=_flag(env.get("HALO_SANDBOX"), True),
+        page_size=int(env.get("HALO_PAGE_SIZE", defaults.page_size)),
+        rate_limit_requests=int(env.get("HALO_RATE_LIMIT", defaults.rate_limit_requests)),
+        rate_limit_window_s=float(env.get("HALO_RATE_WINDOW_S", defaults.rate_limit_window_s)),
+        http_timeout_s=float(env.get("HALO_HTTP_TIMEOUT_S", defaults.http_timeout_s)),
+        max_attempts=int(env.get("HALO_MAX_ATTEMPTS", defaults.max_attempts)),
+        backoff_cap_s=float(env.get("HALO_BACKOFF_CAP_S", defaults.backoff_cap_s)),
+        unpaid_payment_statuses=env.get("HALO_UNPAID_PAYMENT_STATUSES", defaults.unpaid_payment_statuses),
+        subtype_lookup_id=int(env.get("HALO_SUBTYPE_LOOKUP_ID", defaults.subtype_lookup_id)),
+        cooldown_new_data_s=int(env.get("HALO_COOLDOWN_NEW_DATA_S", defaults.cooldown_new_data_s)),
+        cooldown_unpaid_s=int(env.get("HALO_COOLDOWN_UNPAID_S", defaults.cooldown_unpaid_s)),
+        schedule_interval_s=int(env.get("HALO_SCHEDULE_INTERVAL_S", defaults.schedule_interval_s)),
+        stale_run_after_s=int(env.get("HALO_STALE_RUN_AFTER_S", defaults.stale_run_after_s)),
+        fixed_now=fixed_now,
+    )
+
+
+def load_settings() -> Settings:
+    """Settings from the process environment."""
+    return settings_from_mapping(os.environ)
