@@ -25,6 +25,21 @@ class Principal:
 
 SYSTEM = Principal(role=Role.CS, user="system")
 
+# Which screens each role may open; the UI builds its navigation from this and every page checks it again.
+PAGE_ROLES: dict[str, tuple[Role, ...]] = {
+    "overview": (Role.CS,),
+    "connection": (Role.CS, Role.PARTNER),
+    "syncs": (Role.CS, Role.PARTNER),
+    "invoices": (Role.CS, Role.PARTNER),
+    "agreements": (Role.CS, Role.PARTNER),
+    "adoption": (Role.CS, Role.PM),
+    "audit": (Role.CS,),
+}
+
+
+def pages_for(role: Role) -> list[str]:
+    return [page for page, roles in PAGE_ROLES.items() if role in roles]
+
 
 def require_partner_access(principal: Principal, partner_id: int) -> None:
     """cs may act for any partner; a partner user only for its own; pm never sees one partner's data."""

@@ -34,6 +34,7 @@ class Settings:
     secret_key: str | None = None
     allow_local_domains: bool = False
     sandbox_enabled: bool = True
+    demo_enabled: bool = True
     page_size: int = 1000
     rate_limit_requests: int = 300
     rate_limit_window_s: float = 300.0
@@ -72,6 +73,7 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         secret_key=env.get("HALO_CONSOLE_SECRET_KEY") or None,
         allow_local_domains=_flag(env.get("HALO_ALLOW_LOCAL_DOMAINS"), False),
         sandbox_enabled=_flag(env.get("HALO_SANDBOX"), True),
+        demo_enabled=_flag(env.get("HALO_DEMO"), True),
         page_size=int(env.get("HALO_PAGE_SIZE", defaults.page_size)),
         rate_limit_requests=int(env.get("HALO_RATE_LIMIT", defaults.rate_limit_requests)),
         rate_limit_window_s=float(env.get("HALO_RATE_WINDOW_S", defaults.rate_limit_window_s)),

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, Table, func, select
 from sqlalchemy.engine import Engine
 
 from core import cooldowns
-from core.access import Principal, require_partner_access, require_role
-from core.errors import NotFound
-from core.models import Agreement, Connection, Customer, InvoiceStatus, Partner, Role
+from core.access import Principal, require_partner_access, require_role, scope_partner_ids
+from core.errors import NotFound, format_duration
+from core.models import Agreement, Connection, Customer, IntegrationRole, InvoiceStatus, Partner, Role, RunStatus
 from core.runs import RUN_TABLE
 from core.upserts import INVOICE_TABLE
 
@@ -35,6 +36,11 @@ def money(cents: int | None) -> str | None:
     sign = "-" if cents < 0 else ""
     whole, part = divmod(abs(cents), 100)
     return f"{sign}{whole}.{part:02d}"
+
+
+def amount(cents: int | None) -> Decimal | None:
+    """Integer cents -> Decimal with two places, for DataFrames a table formats (exact; never through float)."""
+    return None if cents is None else Decimal(cents).scaleb(-2)
 
 
 def partner_id_by_name(engine: Engine, principal: Principal, name: str) -> int:
@@ -155,3 +161,53 @@ def invoice_export_rows(engine: Engine, principal: Principal, partner_id: int, *
                 "agreement_subtype": row.agreement_subtype,
                 "status": row.status,
             }
+
+
+def partner_choices(engine: Engine, principal: Principal) -> list[tuple[int, str]]:
+    """(id, name) of the partners this principal may pick: all for cs, its own for a partner user, none for pm."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(PARTNER_TABLE.c.id, PARTNER_TABLE.c.name).order_by(PARTNER_TABLE.c.name)).all()
+    allowed = set(scope_partner_ids(principal, [row.id for row in rows]))
+    return [(row.id, row.name) for row in rows if row.id in allowed]
+
+
+def ago(delta: timedelta) -> str:
+    """How long ago, in plain words: "12 min ago", "5 h ago", "3 days ago"."""
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h ago"
+    return f"{hours // 24} days ago"
+
+
+def freshness_line(engine: Engine, principal: Principal, partner_id: int, *, now: datetime,
+                   schedule_interval: timedelta) -> str:
+    """Plain words: when invoices were last updated, the next automatic sync, and when manual fetches open."""
+    require_partner_access(principal, partner_id)
+    run = RUN_TABLE.c
+    with engine.connect() as conn:
+        role = conn.scalar(select(CONNECTION_TABLE.c.integration_role).where(CONNECTION_TABLE.c.partner_id == partner_id))
+        last_ok = conn.scalar(
+            select(func.max(run.finished_at)).where(
+                run.partner_id == partner_id, run.status.in_([RunStatus.SUCCEEDED, RunStatus.PARTIAL])
+            )
+        )
+        states = cooldowns.states(conn, partner_id)
+    if role is None:
+        return "Not connected to HaloPSA yet."
+    if role != IntegrationRole.PRIMARY:
+        return "HaloPSA is the secondary integration: invoices come from the primary one."
+    parts = [f"Invoices updated {ago(now - last_ok)}" if last_ok else "Invoices not synced yet"]
+    if last_ok:
+        next_at = max(last_ok + schedule_interval, now)
+        parts.append(f"next automatic sync ≈ {next_at:%H:%M} UTC")
+    unpaid = states["fetch_unpaid"]
+    if unpaid.available_at and unpaid.available_at > now:
+        parts.append(f"Fetch unpaid invoices available in {format_duration(unpaid.available_at - now)}")
+    else:
+        parts.append("Fetch unpaid invoices available now")
+    return " · ".join(parts)

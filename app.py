@@ -1,0 +1,37 @@
+"""Router: page config, the auth gate, and navigation over the pages the signed-in role may open."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.access import pages_for
+from ui import auth, components, resources
+
+PAGES_DIR = Path(__file__).parent / "pages"
+PAGE_META = {
+    "overview": ("Overview", ":material/dashboard:"),
+    "connection": ("Connection", ":material/link:"),
+    "syncs": ("Syncs", ":material/sync:"),
+    "invoices": ("Invoices", ":material/receipt_long:"),
+    "agreements": ("Agreements", ":material/handshake:"),
+    "adoption": ("Adoption", ":material/insights:"),
+    "audit": ("Audit log", ":material/history:"),
+}
+
+st.set_page_config(page_title="HaloPSA Sync Console", page_icon=":material/sync:", layout="wide")
+resources.get_engine()
+principal = auth.current_principal()
+if principal is None:
+    st.navigation([st.Page(auth.login_page, title="Sign in", icon=":material/login:")], position="hidden").run()
+    st.stop()
+
+pages = [
+    st.Page(PAGES_DIR / f"{name}.py", title=PAGE_META[name][0], icon=PAGE_META[name][1], url_path=name)
+    for name in pages_for(principal.role)
+]
+navigation = st.navigation(pages)
+with st.sidebar:
+    components.partner_picker(principal)
+    st.caption(f"Signed in as {principal.user} ({principal.role.value})")
+    st.button("Sign out", on_click=auth.logout, key="sidebar.logout")
+navigation.run()

@@ -1,0 +1,1 @@
+"""Plotly figures built from core read models (no Streamlit here)."""

@@ -1,0 +1,1 @@
+"""HaloPSA integration: wire records, HTTP client and the local emulator."""

@@ -1,0 +1,105 @@
+"""How one emulated HaloPSA instance behaves. Everything the reference marks UNCONFIRMED is a field here."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from core.settings import REQUIRED_SCOPES
+
+DEFAULT_START = datetime(2026, 11, 1, tzinfo=UTC)
+DEFAULT_SORTABLE_FIELDS: frozenset[str] = frozenset(
+    {
+        "id", "name", "last_modified", "invoice_date", "duedate", "date_created", "datecreated", "alastupdate",
+        "client_name", "invoicenumber", "total", "amountdue", "ref", "start_date", "end_date", "date",
+    }
+)  # fmt: skip
+MIN_INVOICES = 10
+MAX_INVOICES = 300_000
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """One tenant. Sizes and the seed fix the generated books; the rest are protocol knobs.
+
+    `clock` drives token expiry and the rate limiter (monotonic seconds); `sleep` serves "slow" faults. Both are
+    injectable so tests never wait on real time.
+    """
+
+    seed: int = 7
+    invoices: int = 1000
+    customers: int | None = None
+    agreements: int | None = None
+    start: datetime = DEFAULT_START
+    client_id: str | None = None
+    client_secret: str | None = None
+    tenant: str | None = None
+    require_tenant: bool = False
+    granted_scopes: tuple[str, ...] = REQUIRED_SCOPES
+    token_ttl_s: float = 3600.0
+    rate_limit: tuple[int, float] | None = (300, 300.0)
+    retry_after_header: bool = True
+    count_token_requests: bool = False
+    page_size_cap: int = 1000
+    default_page_size: int = 50
+    bad_credentials_status: int = 401
+    status_unpaid: int = 0
+    status_partial: int = 1
+    status_paid: int = 2
+    subtype_lookup_id: int = 58
+    sortable_fields: frozenset[str] = DEFAULT_SORTABLE_FIELDS
+    payments_key: str = "payments"
+    single_object_post_reply: bool = True
+    invoice_number_prefix: str = ""
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def __post_init__(self) -> None:
+        if not MIN_INVOICES <= self.invoices <= MAX_INVOICES:
+            raise ValueError(f"invoices must be between {MIN_INVOICES} and {MAX_INVOICES}, got {self.invoices}")
+        if self.start.tzinfo is None:
+            raise ValueError("start must be timezone-aware (UTC)")
+        if len({self.status_unpaid, self.status_partial, self.status_paid}) != 3:
+            raise ValueError("the three paymentstatus codes must differ")
+        if self.page_size_cap < 1 or self.default_page_size < 1:
+            raise ValueError("page sizes must be positive")
+
+    @property
+    def customer_count(self) -> int:
+        return self.customers if self.customers is not None else max(3, self.invoices // 10)
+
+    @property
+    def agreement_count(self) -> int:
+        return self.agreements if self.agreements is not None else max(2, self.invoices // 20)
+
+    @property
+    def resolved_client_id(self) -> str:
+        """The configured client id, else a GUID derived from the seed (stable across runs)."""
+        if self.client_id:
+            return self.client_id
+        digest = hashlib.sha256(f"halo-emulator-client-id:{self.seed}".encode()).digest()
+        return str(uuid.UUID(bytes=digest[:16], version=4))
+
+    @property
+    def resolved_client_secret(self) -> str:
+        """The configured secret, else two GUIDs derived from the seed (the shape HaloPSA generates)."""
+        if self.client_secret:
+            return self.client_secret
+        digest = hashlib.sha256(f"halo-emulator-client-secret:{self.seed}".encode()).digest()
+        return f"{uuid.UUID(bytes=digest[:16], version=4)}-{uuid.UUID(bytes=digest[16:], version=4)}"
+
+    @property
+    def rate_limit_text(self) -> str:
+        """The body a hosted instance sends with its 429 (reference section 5.1), numbers from this config."""
+        if self.rate_limit is None:
+            return "Rate Limit Reached"
+        limit, window_s = self.rate_limit
+        if window_s % 60 == 0:
+            window = f"{int(window_s // 60)} minute"
+        else:
+            window = f"{window_s:g} second"
+        return f"Rate Limit Reached - {limit} Requests per rolling {window} window"

@@ -1,0 +1,207 @@
+"""One HaloPSA request as the client sends it: a slot from the rate budget, then tenacity retries.
+
+429, 500/502/503/504, timeouts, dropped connections and unreadable JSON are retried with capped exponential backoff
+and jitter, never shorter than a Retry-After; any other answer goes back to the caller as it is. Each wait is
+reported as a `ClientEvent` so the sync engine can show a run as rate limited rather than stuck.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import httpx
+import tenacity
+
+from core.errors import HaloError, HaloUnavailable, ProtocolError, RateLimited
+from core.halopsa.ratelimit import RateBudget
+from core.settings import Settings
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE_S = 1.0
+STATUS_PAGE = "https://status.halopsa.com"
+
+
+@dataclass(frozen=True)
+class ClientEvent:
+    """One wait: `rate_budget` (pacing under the tenant's limit) or `retry` (backing off after a failure)."""
+
+    kind: Literal["rate_budget", "retry"]
+    seconds: float
+    reason: str
+    status_code: int | None = None
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.kind == "rate_budget" or self.status_code == 429
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0  # HTTP requests sent, token requests and retries included
+    pages: int = 0  # list pages received
+    retries: int = 0
+    rate_limited_responses: int = 0  # 429s seen
+    waited_s: float = 0.0  # slept for the budget and for backoff
+    token_requests: int = 0
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date (then relative to `now`); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+
+
+class _Retryable(Exception):
+    """A failed attempt worth repeating; `error` is what the caller gets once the attempts run out."""
+
+    def __init__(
+        self, error: HaloError, *, reason: str, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class _BackoffOrRetryAfter(tenacity.wait.wait_base):
+    """Capped exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, *, cap_s: float) -> None:
+        self._backoff = tenacity.wait_exponential_jitter(initial=BACKOFF_BASE_S, max=cap_s, jitter=BACKOFF_BASE_S)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        backoff = self._backoff(retry_state)
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        hint = failure.retry_after if isinstance(failure, _Retryable) else None
+        return max(hint, backoff) if hint else backoff
+
+
+class Sender:
+    """Sends requests for one client: budget, retries, stats and wait events. Thread-safe like httpx.Client."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.Client,
+        budget: RateBudget,
+        settings: Settings,
+        sleep: Callable[[float], None],
+        on_event: Callable[[ClientEvent], None] | None,
+        stats: ClientStats,
+    ) -> None:
+        self._http = http
+        self._budget = budget
+        self._attempts = settings.max_attempts
+        self._backoff_cap_s = settings.backoff_cap_s
+        self._timeout_s = settings.http_timeout_s
+        self._sleep = sleep
+        self._on_event = on_event
+        self._stats = stats
+
+    def exchange(self, build: Callable[[], httpx.Request], *, what: str) -> tuple[httpx.Response, Any]:
+        """The first answer that is not transient, JSON-decoded when 2xx (else None), or the typed error."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._attempts),
+            wait=_BackoffOrRetryAfter(cap_s=self._backoff_cap_s),
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=self._announce_retry,
+            sleep=self._wait,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, build, what)
+        except _Retryable as failure:
+            raise failure.error from None
+
+    def _attempt(self, build: Callable[[], httpx.Request], what: str) -> tuple[httpx.Response, Any]:
+        self._pace()
+        request = build()  # built per attempt: a renewed token or a counter in `build` applies to each send
+        self._stats.requests += 1
+        try:
+            response = self._http.send(request)
+        except httpx.TimeoutException:
+            error = self._unavailable(f"within {self._timeout_s:g} s")
+            raise _Retryable(error, reason=f"HaloPSA did not answer {what} in time") from None
+        except httpx.TransportError:
+            error = self._unavailable("(the connection failed)")
+            raise _Retryable(error, reason=f"the connection to HaloPSA failed during {what}") from None
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            raise self._refusal(status, retry_after_seconds(response.headers.get("Retry-After")))
+        if not response.is_success:
+            return response, None
+        try:
+            return response, response.json()
+        except ValueError:
+            error = ProtocolError(
+                f"HaloPSA sent a page that is not valid JSON ({what}) {self._attempts} times in a row. "
+                "The sync will retry on its next run."
+            )
+            raise _Retryable(error, reason=f"HaloPSA sent a page that is not valid JSON ({what})") from None
+
+    def _refusal(self, status: int, hint: float | None) -> _Retryable:
+        if status != 429:
+            error: HaloError = self._unavailable(f"(HTTP {status})")
+            return _Retryable(error, reason=f"HaloPSA answered HTTP {status}", status_code=status, retry_after=hint)
+        self._stats.rate_limited_responses += 1
+        message = (
+            f"HaloPSA kept rate limiting this tenant after {self._attempts} attempts. "
+            "The sync will try again on its next run."
+        )
+        return _Retryable(
+            RateLimited(hint, message), reason="HaloPSA is rate limiting this tenant", status_code=429, retry_after=hint
+        )
+
+    def _unavailable(self, detail: str) -> HaloUnavailable:
+        return HaloUnavailable(
+            f"HaloPSA did not answer {detail} after {self._attempts} attempts; it may be down. The sync will retry "
+            f"on its next run; check {STATUS_PAGE} or try again later."
+        )
+
+    def _pace(self) -> None:
+        delay = self._budget.reserve()
+        if delay <= 0:
+            return
+        reason = (
+            f"Pacing requests to stay within HaloPSA's limit of {self._budget.limit} requests per "
+            f"{self._budget.window_s:g} s; waiting {_seconds(delay)}"
+        )
+        self._emit(ClientEvent(kind="rate_budget", seconds=delay, reason=reason))
+        self._wait(delay)
+
+    def _announce_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if not isinstance(failure, _Retryable) or retry_state.next_action is None:
+            return
+        seconds = retry_state.next_action.sleep
+        self._stats.retries += 1
+        reason = f"{failure.reason}; retrying in {_seconds(seconds)}"
+        self._emit(ClientEvent(kind="retry", seconds=seconds, reason=reason, status_code=failure.status_code))
+
+    def _wait(self, seconds: float) -> None:
+        self._stats.waited_s += seconds
+        self._sleep(seconds)
+
+    def _emit(self, event: ClientEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)

@@ -1,0 +1,53 @@
+"""Adoption (product managers and customer success): the activation funnel, sync volume and reliability, manual
+fetch usage and cooldown pressure. Aggregates only, from core.adoption: no invoice rows and no secrets."""
+
+import streamlit as st
+
+from core import adoption
+from core.charts import adoption as charts
+from core.errors import ConsoleError
+from ui import auth, resources
+
+PERIODS = {7: "Last 7 days", 30: "Last 30 days", 90: "Last 90 days"}
+
+principal = auth.require_page("adoption")
+st.title("Adoption")
+days = st.radio("Period", list(PERIODS), index=1, format_func=PERIODS.get, horizontal=True, key="adoption.days")
+try:
+    report = adoption.report(resources.get_engine(), principal, now=resources.now(), days=days)
+except ConsoleError as exc:
+    st.error(exc.message)
+    st.stop()
+
+tiles = report.tiles()
+for column, tile in zip(st.columns(len(tiles)), tiles, strict=True):
+    column.metric(tile.label, tile.value, help=tile.help)
+
+st.subheader("Activation funnel")
+funnel_at, table_at = st.columns([3, 2])
+funnel_at.plotly_chart(charts.funnel_figure(report.funnel), key="adoption.funnel_chart")
+table_at.dataframe(report.funnel, hide_index=True, key="adoption.funnel",
+                   column_order=["stage", "partners", "median_from_previous", "stopped_here"],
+                   column_config={"stage": "Stage", "partners": "Partners",
+                                  "median_from_previous": "Median time from previous stage",
+                                  "stopped_here": "Stopped at this stage"})
+
+st.subheader("Syncs")
+left, right = st.columns(2)
+left.plotly_chart(charts.records_figure(report.records), key="adoption.records_chart")
+right.plotly_chart(charts.success_rate_figure(report.success), key="adoption.success_chart")
+
+st.subheader("Manual fetches and cooldowns")
+left, right = st.columns(2)
+left.plotly_chart(charts.manual_fetches_figure(report.manual), key="adoption.manual_chart")
+right.plotly_chart(charts.cooldown_pressure_figure(report.pressure), key="adoption.pressure_chart")
+st.dataframe(report.pressure, hide_index=True, key="adoption.pressure", column_config={
+    "fetch": "Manual fetch", "fetches": "Fetches run", "refusals": "Refused by cooldown",
+    "refusals_per_fetch": st.column_config.NumberColumn("Refusals per fetch", format="%.2f"),
+    "empty_fetches": "Fetches that found nothing new"})
+
+st.subheader("Unpaid value on auto-pay")
+st.dataframe(report.coverage, hide_index=True, key="adoption.coverage",
+             column_order=["currency", "unpaid", "covered", "share"], column_config={
+                 "currency": "Currency", "unpaid": "Unpaid", "covered": "On an enabled auto-pay rule",
+                 "share": st.column_config.ProgressColumn("Share", format="percent", min_value=0, max_value=1)})

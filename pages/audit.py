@@ -1,0 +1,45 @@
+"""Audit log (customer success): who connected, edited, fetched, mapped or exported what, and when; filtered and
+paged newest first by core.audit_log."""
+
+import streamlit as st
+
+from core import audit_log, views
+from core.errors import ConsoleError
+from ui import auth, resources
+
+PAGE_SIZE = 50
+
+
+def _first_page() -> None:
+    st.session_state["audit.page"] = 1
+
+
+principal = auth.require_page("audit")
+engine = resources.get_engine()
+st.title("Audit log")
+options = audit_log.filter_options(engine, principal)
+partners = dict(views.partner_choices(engine, principal))
+partner_at, action_at, actor_at, from_at, to_at = st.columns([2, 2, 2, 1, 1])
+partner_id = partner_at.selectbox("Partner", [None, *partners], on_change=_first_page, key="audit.partner",
+                                  format_func=lambda value: "All partners" if value is None else partners[value])
+action = action_at.selectbox("Action", [None, *options.actions], on_change=_first_page, key="audit.action",
+                             format_func=lambda value: audit_log.action_label(value) if value else "All actions")
+actor = actor_at.selectbox("Actor", [None, *options.actors], on_change=_first_page, key="audit.actor",
+                           format_func=lambda value: value or "Everyone")
+first = from_at.date_input("From", value=None, on_change=_first_page, key="audit.from")
+last = to_at.date_input("To", value=None, on_change=_first_page, key="audit.to")
+page = int(st.number_input("Page", min_value=1, step=1, key="audit.page"))
+try:
+    since, until = audit_log.day_bounds(first, last)
+    events, total = audit_log.events(engine, principal, partner_id=partner_id, action=action, actor=actor,
+                                     since=since, until=until, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+except ConsoleError as exc:
+    st.error(exc.message)
+    st.stop()
+st.caption(f"{total:,} matching events, newest first · page {page} of {audit_log.page_count(total, PAGE_SIZE)}")
+if events.empty:
+    st.info("No events match these filters." if total == 0 else "No events on this page: pick an earlier page.")
+else:
+    st.dataframe(events, hide_index=True, key="audit.events", column_config={
+        "at": st.column_config.DatetimeColumn("Time (UTC)", format="YYYY-MM-DD HH:mm:ss"), "actor": "Actor",
+        "partner": "Partner", "action": "Action", "detail": st.column_config.TextColumn("Detail", width="large")})

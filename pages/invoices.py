@@ -1,0 +1,84 @@
+"""Invoices: the partner's unpaid invoices, filtered, paged and totalled in core; the browser gets one page of rows."""
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from core import autopay, invoice_table, views
+from core.charts import invoices as invoice_charts
+from core.errors import ConsoleError
+from ui import auth, components, resources
+
+
+def _first_page() -> None:
+    st.session_state["invoices.page"] = 1
+
+
+def _all(label: str) -> Callable[[object], str]:
+    return lambda value: label if value is None else str(value)
+
+
+principal = auth.require_page("invoices")
+partner_id = components.require_partner(principal)
+engine = resources.get_engine()
+st.title("Unpaid invoices")
+components.freshness(principal, partner_id)
+try:
+    options = invoice_table.filter_options(engine, principal, partner_id)
+    names = dict(options.customers)
+    search_at, customer_at, subtype_at, aging_at, eligibility_at = st.columns([3, 2, 2, 1, 2])
+    filters = invoice_table.Filters(
+        search=search_at.text_input("Search", key="invoices.search", on_change=_first_page,
+                                    placeholder="Number, customer or agreement"),
+        customer_halo_id=customer_at.selectbox("Customer", [None, *names], key="invoices.customer",
+                                               format_func=lambda c: "All customers" if c is None else names[c],
+                                               on_change=_first_page),
+        subtype=subtype_at.selectbox("Agreement subtype", [None, *options.subtypes], key="invoices.subtype",
+                                     format_func=_all("All subtypes"), on_change=_first_page),
+        aging=aging_at.selectbox("Days overdue", [None, *invoice_table.AGING_BUCKETS], key="invoices.aging",
+                                 format_func=_all("Any"), on_change=_first_page),
+        eligibility=eligibility_at.selectbox("Auto-pay", [None, *autopay.ELIGIBILITY_CHOICES], on_change=_first_page,
+                                             key="invoices.eligibility", format_func=_all("Any")),
+        sort=st.session_state.get("invoices.sort", "due_date"),
+        descending=st.session_state.get("invoices.descending", False),
+    )
+    result = invoice_table.page(engine, principal, partner_id, filters, now=resources.now(),
+                                page=st.session_state.get("invoices.page", 1),
+                                page_size=st.session_state.get("invoices.page_size", invoice_table.DEFAULT_PAGE_SIZE))
+except ConsoleError as exc:
+    st.error(exc.message)
+    st.stop()
+
+unit = f" ({result.currency or 'mixed currencies'})" if result.total_rows else ""
+count_at, total_at, due_at = st.columns(3)
+count_at.metric("Unpaid invoices", f"{result.total_rows:,}")
+total_at.metric(f"Invoiced{unit}", views.money(result.total_cents))
+due_at.metric(f"Amount due{unit}", views.money(result.due_cents))
+money_column = {"format": "accounting", "width": "small"}
+st.dataframe(result.rows, hide_index=True, key="invoices.table", column_config={
+    "number": "Number", "customer": "Customer", "agreement": "Agreement", "subtype": "Subtype",
+    "number_is_fallback": st.column_config.CheckboxColumn(
+        "HaloPSA ID", help="Ticked: no Third Party Invoice Number, so the HaloPSA ID is shown instead."),
+    "invoice_date": st.column_config.DateColumn("Invoice date"), "due_date": st.column_config.DateColumn("Due"),
+    "days_overdue": st.column_config.NumberColumn("Days overdue"), "aging": "Aging",
+    "total": st.column_config.NumberColumn(f"Total{unit}", **money_column),
+    "amount_due": st.column_config.NumberColumn(f"Amount due{unit}", **money_column),
+    "currency": None, "eligibility": st.column_config.TextColumn("Auto-pay", width="large"),
+})
+sort_at, order_at, size_at, page_at = st.columns(4)
+sort_at.selectbox("Sort by", list(invoice_table.SORTS), format_func=invoice_table.SORTS.__getitem__,
+                  key="invoices.sort", on_change=_first_page)
+order_at.toggle("Descending", key="invoices.descending", on_change=_first_page)
+size_at.selectbox("Rows per page", invoice_table.PAGE_SIZES, key="invoices.page_size", on_change=_first_page,
+                  index=invoice_table.PAGE_SIZES.index(invoice_table.DEFAULT_PAGE_SIZE))
+st.session_state["invoices.page"] = result.page  # the page core clamped to, so the selector never overshoots
+page_at.number_input(f"Page (of {result.pages})", min_value=1, max_value=result.pages, step=1, key="invoices.page")
+st.plotly_chart(invoice_charts.aging_figure(result.aging, currency=result.currency), key="invoices.aging_chart")
+clock = resources.clock()
+# Deferred download: core builds the CSV of every filtered row, and writes the "export" audit event, only when the
+# button is clicked (not on every rerun), on Streamlit's download thread.
+st.download_button(
+    "Download CSV", key="invoices.download", mime="text/csv", on_click="ignore", disabled=not result.total_rows,
+    file_name="unpaid-invoices.csv",
+    data=lambda: invoice_table.export_csv(engine, principal, partner_id, filters, now=clock()).text,
+)

@@ -1,0 +1,78 @@
+"""Syncs: freshness, the two manual fetches with live cooldowns, sync-history charts, the run table and run detail."""
+
+import streamlit as st
+
+from core import actions, history
+from core.charts import sync_history
+from ui import auth, components, resources
+
+REQUEST_KEY = "syncs.request"
+PAGE_SIZE = 50
+
+principal = auth.require_page("syncs")
+partner_id = components.require_partner(principal)
+engine = resources.get_engine()
+st.title("Syncs")
+components.freshness(principal, partner_id)
+
+
+@st.fragment(run_every="1s")
+def fetch_buttons() -> None:
+    """Display only (every open tab ticks): a click hands the request to the page body, which starts the fetch."""
+    states = history.manual_fetch_states(engine, principal, partner_id, now=resources.now())
+    for column, state in zip(st.columns(len(states)), states, strict=True):
+        with column:
+            if st.button(state.label, key=f"syncs.{state.kind}", type="primary", disabled=state.locked):
+                st.session_state[REQUEST_KEY] = state.kind
+                st.rerun(scope="app")
+            st.caption(state.availability)
+            st.caption(state.last_run)
+
+
+allowed, reason = actions.manual_fetch_allowed(engine, partner_id)
+if allowed:
+    buttons, outcome = st.container(), st.container()
+    if requested := st.session_state.pop(REQUEST_KEY, None):
+        with outcome:
+            components.run_with_status(history.KIND_LABELS[requested], lambda progress: actions.start_manual_fetch(
+                engine, principal, partner_id=partner_id, kind=requested, now=resources.now(),
+                settings=resources.get_settings(), client_factory=resources.get_client_factory(), progress=progress))
+    with buttons:  # drawn after the fetch, so the countdown it just started shows at once
+        fetch_buttons()
+else:
+    st.info(reason)
+
+st.subheader("History")
+kinds, statuses, dates = st.columns(3)
+filters = history.RunFilter.from_inputs(
+    kinds.multiselect("Kind", list(history.KIND_LABELS), format_func=history.KIND_LABELS.get, key="syncs.kinds"),
+    statuses.multiselect("Status", list(history.STATUS_LABELS), format_func=history.STATUS_LABELS.get,
+                         key="syncs.statuses"),
+    dates.date_input("Started between (UTC days)", value=(), key="syncs.dates"),
+)
+charts = history.chart_data(engine, principal, partner_id, filters=filters)
+figures = {"Runs per day": sync_history.runs_over_time_figure(charts.daily),
+           "Records per run": sync_history.records_per_run_figure(charts.per_run),
+           "Duration per run": sync_history.duration_per_run_figure(charts.per_run)}
+for tab, (name, figure) in zip(st.tabs(list(figures)), figures.items(), strict=True):
+    tab.plotly_chart(figure, key=f"syncs.chart.{name}")
+
+page = history.runs_page(engine, principal, partner_id, filters=filters,
+                         page=st.session_state.get("syncs.page", 1) - 1, page_size=PAGE_SIZE)
+st.session_state["syncs.page"] = page.page + 1  # clamped when the filters leave fewer pages
+st.dataframe(page.rows, hide_index=True, key="syncs.runs")
+st.number_input(f"Page (of {page.pages}; {page.total:,} runs)", min_value=1, max_value=page.pages, key="syncs.page")
+
+if page.choices:
+    run_id = st.selectbox("Run detail", list(page.choices), format_func=page.choices.get, key="syncs.run")
+    detail = history.run_detail(engine, principal, partner_id, run_id)
+    st.caption(detail.headline)
+    for column, (name, value) in zip(st.columns(len(detail.counts)), detail.counts.items(), strict=True):
+        column.metric(name, f"{value:,}")
+    if detail.error:
+        st.error(detail.error)
+    if detail.errors_total:
+        st.caption(f"{detail.errors_total:,} records could not be read; the first {len(detail.errors):,} with why:")
+        st.dataframe(detail.errors, hide_index=True, key="syncs.record_errors")
+    else:
+        st.caption("Every record in this run was read.")

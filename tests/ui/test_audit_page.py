@@ -1,0 +1,60 @@
+from datetime import timedelta
+
+import pytest
+
+from core import audit
+from tests.conftest import NOW
+
+PAGE = "pages/audit.py"
+
+
+@pytest.fixture
+def logged(engine, console):
+    with engine.begin() as conn:
+        audit.record(conn, actor="cs@example.com", action="connect", partner_id=console["acme"].partner_id,
+                     now=NOW - timedelta(days=2), detail="primary integration at https://acme.halopsa.com")
+        audit.record(conn, actor="ap@acme.example", action="manual_fetch", partner_id=console["acme"].partner_id,
+                     now=NOW - timedelta(hours=3), detail="Fetch new data: run 9 succeeded")
+        audit.record(conn, actor="cs@example.com", action="edit_connection",
+                     partner_id=console["globex"].partner_id, now=NOW - timedelta(hours=1),
+                     detail="Client ID changed")
+
+
+def test_audit_log_lists_events_newest_first_for_customer_success(app_as, logged):
+    at = app_as("cs").switch_page(PAGE).run()
+    assert not at.exception
+    events = at.dataframe[0].value
+    assert events["action"].tolist() == ["Edit connection", "Manual fetch", "Connect"]
+    assert events["partner"].tolist() == ["Globex Partners", "Acme MSP", "Acme MSP"]
+    assert "3 matching events" in at.caption[0].value
+
+
+def test_audit_filters_by_action_and_actor(app_as, logged):
+    at = app_as("cs").switch_page(PAGE).run()
+    at.selectbox(key="audit.actor").set_value("cs@example.com").run()
+    assert at.dataframe[0].value["action"].tolist() == ["Edit connection", "Connect"]
+    at.selectbox(key="audit.action").set_value("connect").run()
+    assert at.dataframe[0].value["detail"].tolist() == ["primary integration at https://acme.halopsa.com"]
+
+
+def test_audit_pages_hold_fifty_events_each(app_as, engine, logged):
+    with engine.begin() as conn:
+        for minute in range(60):
+            audit.record(conn, actor="cs@example.com", action="export", now=NOW - timedelta(minutes=minute),
+                         detail=f"export {minute}")
+    at = app_as("cs").switch_page(PAGE).run()
+    assert len(at.dataframe[0].value) == 50 and "page 1 of 2" in at.caption[0].value
+    at.number_input(key="audit.page").set_value(2).run()
+    details = at.dataframe[0].value["detail"].tolist()
+    assert len(details) == 13 and details[0] == "export 50"
+    assert details[-3:] == ["Client ID changed", "Fetch new data: run 9 succeeded",
+                            "primary integration at https://acme.halopsa.com"]
+
+
+@pytest.mark.parametrize("account", ["acme", "pm"])
+def test_partner_and_pm_accounts_cannot_open_the_audit_log(app_as, page_as, logged, account):
+    with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in their navigation
+        app_as(account).switch_page(PAGE)
+    guarded = page_as(account, PAGE)
+    assert [error.value for error in guarded.error] == ["Your account cannot open this page."]
+    assert not guarded.dataframe

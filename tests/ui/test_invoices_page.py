@@ -1,0 +1,76 @@
+import json
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core.audit import AUDIT_TABLE
+from tests.ui.conftest import APP
+
+PAGE = "pages/invoices.py"
+
+
+def _open(app_as, account, console):
+    at = app_as(account)
+    if account == "cs":
+        at.selectbox(key="sidebar.partner").set_value(console["acme"].partner_id).run()
+    return at.switch_page(PAGE).run()
+
+
+def test_cs_sees_acmes_first_page_totals_chart_and_download(app_as, console):
+    at = _open(app_as, "cs", console)
+
+    assert not at.exception
+    assert at.title[0].value == "Unpaid invoices"
+    assert [m.value for m in at.metric][0] == "60"
+    table = at.dataframe[0].value
+    assert len(table) == 50  # one page, not all 60 rows
+    assert table["number"].str.startswith(("Acme-INV-", "10")).all()
+    assert at.download_button(key="invoices.download").label == "Download CSV"
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert figure["layout"]["yaxis"]["title"]["text"] == "Amount due (USD)"
+
+
+def test_the_acme_account_sees_only_acme(app_as, console):
+    at = _open(app_as, "acme", console)
+
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 50
+    assert "Globex" not in str(at)
+    assert not any("Globex" in str(value) for value in at.dataframe[0].value.to_numpy().ravel())
+
+
+def test_filtering_and_paging_change_the_rows(app_as, console):
+    at = _open(app_as, "acme", console)
+
+    at.number_input(key="invoices.page").set_value(2).run()
+    assert len(at.dataframe[0].value) == 10
+    at.text_input(key="invoices.search").input("acme-inv-0012").run()
+    table = at.dataframe[0].value
+    assert list(table["number"]) == ["Acme-INV-0012"]
+    assert at.number_input(key="invoices.page").value == 1  # a new filter starts at the first page
+    assert at.metric[0].value == "1"
+    at.text_input(key="invoices.search").input("").run()
+    at.selectbox(key="invoices.aging").set_value("1-30").run()
+    table = at.dataframe[0].value
+    assert set(table["aging"]) == {"1-30"} and len(table) == 30
+
+
+def test_rendering_the_page_exports_nothing(app_as, console, engine):
+    at = _open(app_as, "acme", console)
+
+    assert not at.exception
+    with engine.connect() as conn:
+        assert conn.execute(select(AUDIT_TABLE).where(AUDIT_TABLE.c.action == "export")).first() is None
+
+
+def test_pm_is_not_offered_the_invoices_page_and_the_page_refuses_it(app_as, console):
+    at = app_as("pm")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(PAGE)
+
+    direct = AppTest.from_file(str(APP.parent / PAGE), default_timeout=30)
+    direct.session_state["auth.principal"] = console["pm"]
+    direct.run()
+    assert [e.value for e in direct.error] == ["Your account cannot open this page."]
+    assert not direct.dataframe
