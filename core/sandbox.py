@@ -21,6 +21,7 @@ from core.settings import REQUIRED_SCOPES, Settings
 
 EPOCH_FILE = "sandbox-epoch.txt"
 HISTORY = timedelta(days=35)
+SANDBOX_ACTIVITY = 6.0  # busier than real books, so a demo shows changes every hour
 FAILING = FaultRule(kind="status", status=503, times=10**9)
 
 
@@ -71,7 +72,7 @@ class _Tenant:
         client_id, client_secret = credentials(host)
         self.emulator = HaloEmulator(EmulatorConfig(
             seed=int(_digest(host, "seed")[:8], 16), invoices=self.preset.invoices, start=epoch,
-            client_id=client_id, client_secret=client_secret, rate_limit=None,
+            client_id=client_id, client_secret=client_secret, rate_limit=None, activity=SANDBOX_ACTIVITY,
         ))
         self.lock = threading.Lock()
         self.scopes_cut = False

@@ -8,6 +8,7 @@ fetch that failed for a transient reason gives its cooldown back.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -73,6 +74,11 @@ class RunContext:
     progress: ProgressFn | None = None
     tally: Tally = field(default_factory=Tally)
     seen_invoice_ids: set[int] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+
+    def moment(self) -> datetime:
+        """The run's start on the injected clock plus the real time it has taken (heartbeats, finish)."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
 
     def say(self, message: str) -> None:
         if self.progress:
@@ -129,7 +135,7 @@ def _store_page(ctx: RunContext, entity: str, records: list[Any], errors: list[R
         tally.updated += counts.updated
         tally.unchanged += counts.unchanged
         runs.add_record_errors(conn, ctx.run_id, ctx.partner_id, errors)
-        runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.now, status=RunStatus.RUNNING,
+        runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), status=RunStatus.RUNNING,
                            **tally.as_values())
 
 
@@ -319,9 +325,9 @@ def run_sync(
     with engine.begin() as conn:
         if refunded:
             cooldowns.refund(conn, partner_id=partner_id, kind=kind, run_id=run_id)
-        runs.save_progress(conn, run_id, partner_id, now=now, **ctx.tally.as_values())
+        runs.save_progress(conn, run_id, partner_id, now=ctx.moment(), **ctx.tally.as_values())
         _record_outcome(conn, partner_id, error, now)
-    runs.finish_run(engine, run_id, partner_id, status=status, now=now,
+    runs.finish_run(engine, run_id, partner_id, status=status, now=ctx.moment(),
                     error_kind=error.kind if error else None, error=message)
     return RunResult(run_id=run_id, kind=kind, status=status, tally=ctx.tally, error=message, cooldown_refunded=refunded)
 

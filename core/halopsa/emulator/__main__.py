@@ -31,6 +31,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         "tenant": args.tenant,
         "page_size_cap": args.page_cap,
         "token_ttl_s": args.token_ttl,
+        "activity": args.activity,
     }
     options.update({name: value for name, value in optional.items() if value is not None})
     if args.scopes is not None:
@@ -59,6 +60,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--page-cap", type=int, help="largest page_size honoured")
     parser.add_argument("--token-ttl", type=float, help="token lifetime in seconds")
     parser.add_argument("--start", help="the emulator clock's start, ISO 8601 (UTC if no zone)")
+    parser.add_argument("--activity", type=float, help="multiplies hourly new invoices, payments and edits (default 1)")
     return parser.parse_args(argv)
 
 

@@ -55,6 +55,8 @@ class EmulatorConfig:
     payments_key: str = "payments"
     single_object_post_reply: bool = True
     invoice_number_prefix: str = ""
+    activity: float = 1.0
+    """Multiplies the hourly rates of new invoices, payments and edits (busier books for demos and tests)."""
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
@@ -65,6 +67,8 @@ class EmulatorConfig:
             raise ValueError("start must be timezone-aware (UTC)")
         if len({self.status_unpaid, self.status_partial, self.status_paid}) != 3:
             raise ValueError("the three paymentstatus codes must differ")
+        if self.activity < 0:
+            raise ValueError("activity must not be negative")
         if self.page_size_cap < 1 or self.default_page_size < 1:
             raise ValueError("page sizes must be positive")
 

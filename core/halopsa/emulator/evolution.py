@@ -101,7 +101,7 @@ def plan_hour(config: EmulatorConfig, hour: int) -> list[Event]:
     start_s = hour * HOUR_S
     events = []
     for kind, rate in _RATES.items():
-        for _ in range(_poisson(rng, rate(config.invoices, config.customer_count))):
+        for _ in range(_poisson(rng, config.activity * rate(config.invoices, config.customer_count))):
             draws = tuple(rng.random() for _ in range(_DRAWS))
             events.append(Event(start_s + rng.randrange(HOUR_S), kind, draws))
     moment = from_seconds(start_s)

@@ -1,0 +1,150 @@
+"""`python -m core` end to end: a real subprocess against the emulator on a real loopback socket."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from core.halopsa.emulator import HaloEmulator, serve
+from tests.conftest import NOW, TEST_KEY
+from tests.halo_state import cents, expected_invoices
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "cli-test-secret-value"
+
+
+@pytest.fixture(scope="module")
+def tenant():
+    emu = HaloEmulator(seed=21, invoices=20_000, start=NOW, client_secret=SECRET, activity=3)
+    with serve(emu) as server:
+        yield emu, server.url
+
+
+def cli(tmp_path: Path, *args: str, now=None, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALO_")}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}", HALO_CONSOLE_SECRET_KEY=TEST_KEY,
+               HALO_ALLOW_LOCAL_DOMAINS="1", HALO_CONSOLE_NOW=(now or NOW).isoformat(), PYTHONPATH=str(ROOT))
+    if secret is not None:
+        env["HALO_CLIENT_SECRET"] = secret
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+def invoices_json(tmp_path, *extra, now=None) -> dict[int, dict]:
+    result = cli(tmp_path, "invoices", "--partner", "Acme", "--format", "json", *extra, now=now)
+    assert result.returncode == 0, result.stderr
+    return {row["halo_id"]: row for row in json.loads(result.stdout)}
+
+
+def as_expected(row: dict) -> dict:
+    return {"halo_id": row["halo_id"], "number": row["number"], "total": cents(row["total"]),
+            "amount_due": cents(row["amount_due"]), "amount_paid": cents(row["amount_paid"]), "status": row["status"],
+            "due_date": row["due_date"], "agreement_ref": row["agreement_ref"],
+            "agreement_subtype": row["agreement_subtype"]}
+
+
+def test_connect_status_invoices_then_incremental_syncs_and_cooldowns(tenant, tmp_path):
+    emu, url = tenant
+    connect = cli(tmp_path, "connect", "--partner", "Acme", "--domain", url, "--client-id", emu.client_id,
+                  "--invoice-number-field", "third_party")
+    assert connect.returncode == 0, connect.stderr
+    assert SECRET not in connect.stdout + connect.stderr
+
+    status = json.loads(cli(tmp_path, "status", "--partner", "Acme", "--json").stdout)
+    expected = expected_invoices(emu, "third_party")
+    unpaid = sum(1 for row in expected.values() if row["status"] in ("unpaid", "partially_paid"))
+    assert status["partner"] == "Acme" and status["integration_role"] == "primary"
+    assert status["invoice_number_field"] == "third_party"
+    assert status["counts"] == {"customers": len(emu.clients), "invoices": 20_000, "unpaid_invoices": unpaid,
+                                "agreements": len(emu.contracts)}
+    assert status["runs"][0]["kind"] == "backfill" and status["runs"][0]["status"] == "succeeded"
+    assert status["cooldowns"] == {k: {"available_at": None, "remaining_s": 0, "last_started_at": None,
+                                       "last_actor": None} for k in ("fetch_new_data", "fetch_unpaid")}
+
+    exported = invoices_json(tmp_path)
+    assert {i: as_expected(row) for i, row in exported.items()} == expected
+    assert all(row["total"].count(".") == 1 and len(row["total"].split(".")[1]) == 2 for row in exported.values())
+    assert sum(cents(r["amount_due"]) for r in exported.values()) == sum(r["amount_due"] for r in expected.values())
+
+    # the clock moves: new, edited and paid invoices; Fetch new data takes exactly the last hour's changes
+    before = exported
+    changes = emu.advance(emu.now + timedelta(hours=3))
+    later = emu.now
+    recent = changes.since(later - timedelta(hours=1))
+    assert recent.invoices_created and recent.invoices_paid
+    fetch = cli(tmp_path, "sync", "new-data", "--partner", "Acme", now=later)
+    assert fetch.returncode == 0, fetch.stderr
+    after = invoices_json(tmp_path, now=later)
+    expected = expected_invoices(emu, "third_party")
+    changed = {i for i in after if after[i] != before.get(i)}
+    assert changed == {i for i in recent.invoice_ids() if i not in before or expected[i] != as_expected(before[i])}
+    for halo_id in recent.invoice_ids():
+        assert as_expected(after[halo_id]) == expected[halo_id]
+
+    # inside the cooldown: exit 3 with the remaining time and the exact UTC time
+    again = cli(tmp_path, "sync", "new-data", "--partner", "Acme", now=later + timedelta(minutes=15))
+    assert again.returncode == 3
+    assert "45 min" in again.stderr and (later + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S UTC") in again.stderr
+
+    # Fetch unpaid invoices brings every unpaid invoice up to date
+    assert cli(tmp_path, "sync", "unpaid", "--partner", "Acme", now=later).returncode == 0
+    unpaid_rows = invoices_json(tmp_path, "--unpaid", now=later)
+    expected_unpaid = {i: r for i, r in expected.items() if r["status"] in ("unpaid", "partially_paid")}
+    assert {i: as_expected(r) for i, r in unpaid_rows.items()} == expected_unpaid
+
+    status = json.loads(cli(tmp_path, "status", "--partner", "Acme", "--json", now=later).stdout)
+    assert [r["kind"] for r in status["runs"][:3]] == ["fetch_unpaid", "fetch_new_data", "backfill"]
+    assert status["cooldowns"]["fetch_unpaid"]["available_at"] == (later + timedelta(hours=12)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+    table = list(csv.DictReader(io.StringIO(
+        cli(tmp_path, "invoices", "--partner", "Acme", "--unpaid", "--format", "csv", now=later).stdout)))
+    assert len(table) == len(expected_unpaid)
+
+
+def test_a_secondary_connection_refuses_manual_fetches(tenant, tmp_path):
+    emu, url = tenant
+    result = cli(tmp_path, "connect", "--partner", "Acme", "--domain", url, "--client-id", emu.client_id, "--secondary")
+    assert result.returncode == 0, result.stderr
+    refused = cli(tmp_path, "sync", "unpaid", "--partner", "Acme")
+    assert refused.returncode == 2
+    assert "primary integration" in refused.stderr
+    assert json.loads(cli(tmp_path, "status", "--partner", "Acme", "--json").stdout)["counts"]["invoices"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "secret", "code", "words"),
+    [
+        (["--domain", "http://acme.halopsa.com"], SECRET, 2, "https"),
+        (["--domain", "URL"], "wrong-secret", 4, "rejected the client ID or secret"),
+        (["--domain", "URL"], None, 2, "HALO_CLIENT_SECRET"),
+        (["--domain", "URL", "--since", "2025-13-01"], SECRET, 2, "Invoices Created Since"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_message_and_saves_nothing(tenant, tmp_path, args, secret, code, words):
+    emu, url = tenant
+    args = [a.replace("URL", url) for a in args]
+    result = cli(tmp_path, "connect", "--partner", "Acme", "--client-id", emu.client_id, *args, secret=secret)
+    assert result.returncode == code, result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = cli(tmp_path, "status", "--partner", "Acme", "--json")
+    assert missing.returncode == 2 and "No partner named" in missing.stderr
+
+
+def test_missing_permissions_are_named_and_nothing_is_saved(tmp_path):
+    emu = HaloEmulator(seed=3, invoices=50, start=NOW, client_secret=SECRET,
+                       granted_scopes=("read:customers", "read:invoices", "read:contracts", "edit:customers"))
+    with serve(emu) as server:
+        result = cli(tmp_path, "connect", "--partner", "Acme", "--domain", server.url, "--client-id", emu.client_id)
+    assert result.returncode == 4
+    assert "admin:webhooks, edit:contracts, edit:invoices" in result.stderr
+    assert cli(tmp_path, "status", "--partner", "Acme", "--json").returncode == 2
