@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PORT ?= 8501
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test bench emulator clean
 
@@ -12,8 +14,11 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install -q -r requirements.txt
 	touch $(STAMP)
 
+# Seeds the demo on first start, then runs the hourly scheduler beside the console until Ctrl-C.
 run: $(STAMP)
-	$(BIN)/python -m core scheduler --serve-console
+	$(BIN)/python -m core demo
+	$(BIN)/python -m core scheduler & trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

@@ -152,6 +152,20 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         time.sleep(args.tick)
 
 
+def cmd_demo(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    from core import demo
+
+    if not demo.should_seed(engine, settings):
+        _say("The database already has partners (or HALO_DEMO=0): no demo seeded.")
+        return EXIT_OK
+    _say(f"Seeding the demo: {len(demo.DEMO_PARTNERS)} partners on sandbox tenants, {demo.REPLAY_DAYS} days of "
+         "hourly history (about half a minute)…")
+    demo.seed(engine, settings=settings, now=settings.now(), progress=_progress_printer())
+    _say(f"Demo ready. Sign in as {demo.CS.user}, {demo.PARTNER_EMAIL} or {demo.PM_EMAIL} "
+         f"with the password {demo.DEMO_PASSWORD}.")
+    return EXIT_OK
+
+
 def cmd_keygen(args: argparse.Namespace, engine: Engine | None, settings: Settings) -> int:
     from cryptography.fernet import Fernet
 
@@ -195,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true")
     p.add_argument("--tick", type=float, default=60.0, help="seconds between checks (default 60)")
     p.set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser("demo", help="seed the demo partners and history into an empty embedded database")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("keygen", help="print a new encryption key for HALO_CONSOLE_SECRET_KEY")
     p.set_defaults(func=cmd_keygen)

@@ -237,10 +237,15 @@ def _load_connection(engine: Engine, partner_id: int) -> tuple[Any, Any]:
     return partner, connection
 
 
-def _record_outcome(conn: DbConnection, partner_id: int, error: HaloError | None, now: datetime) -> None:
+def _record_outcome(conn: DbConnection, partner_id: int, error: HaloError | None, now: datetime,
+                    scopes: Any) -> None:
+    """Keep the connection's health current: last error, and the permissions HaloPSA granted this run's token."""
     values: dict[str, Any] = {"last_error": error.message if error else None}
     if error is None:
         values["last_verified_at"] = now
+    if scopes is not None and scopes.reported:
+        values["granted_scopes"] = " ".join(scopes.granted)
+        values["missing_scopes"] = " ".join(scopes.missing)
     if isinstance(error, PermissionMissing):
         values["missing_scopes"] = " ".join(error.missing)
     conn.execute(update(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id).values(**values))
@@ -297,11 +302,13 @@ def run_sync(
         ctx.say(event.reason)
 
     error: HaloError | None = None
+    scopes = None
     try:
         with client_factory(connection, on_wait) as client:
             ctx.client = client
             _work(ctx, kind, window_start)
             ctx.tally.requests = client.stats.requests
+            scopes = client.last_scope_check()
     except HaloError as exc:
         error = exc
     except ConsoleError as exc:
@@ -326,7 +333,7 @@ def run_sync(
         if refunded:
             cooldowns.refund(conn, partner_id=partner_id, kind=kind, run_id=run_id)
         runs.save_progress(conn, run_id, partner_id, now=ctx.moment(), **ctx.tally.as_values())
-        _record_outcome(conn, partner_id, error, now)
+        _record_outcome(conn, partner_id, error, now, scopes)
     runs.finish_run(engine, run_id, partner_id, status=status, now=ctx.moment(),
                     error_kind=error.kind if error else None, error=message)
     return RunResult(run_id=run_id, kind=kind, status=status, tally=ctx.tally, error=message, cooldown_refunded=refunded)

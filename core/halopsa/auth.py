@@ -130,6 +130,11 @@ class TokenCache:
                 self._token = self._fetch()
             return self._token
 
+    @property
+    def current(self) -> Token | None:
+        """The token in use, if one was fetched; never fetches."""
+        return self._token
+
     def renew(self, stale: Token | None) -> Token:
         """A fresh token, unless another thread already replaced `stale` (then that newer one). None forces one."""
         with self._lock:

@@ -115,6 +115,11 @@ class HaloClient:
         """Fetch a fresh token (the credentials are checked now, not from cache) and compare its scopes."""
         return auth.check_scopes(self._tokens.renew(None).scopes)
 
+    def last_scope_check(self) -> ScopeCheck | None:
+        """The permissions of the token this client is using (None before its first request); costs no request."""
+        token = self._tokens.current
+        return auth.check_scopes(token.scopes) if token else None
+
     def require_scopes(self) -> ScopeCheck:
         check = self.verify()
         if check.missing:

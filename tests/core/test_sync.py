@@ -180,3 +180,16 @@ def test_a_failure_at_any_page_then_a_rerun_converges_without_duplicates(engine,
     assert pages >= 2
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(INVOICE_TABLE)) == len(stored_invoices(engine, partner_id))
+
+
+def test_a_permission_removed_after_connect_is_recorded_on_the_connection(engine, sync_settings, emu):
+    partner_id = connect(engine, sync_settings, emu)
+    emu.set_scopes(("read:customers", "edit:customers", "read:invoices", "read:contracts", "edit:contracts"))
+    result = run(engine, sync_settings, emu, partner_id, RunKind.BACKFILL, trigger="connect")
+    assert result.status == RunStatus.SUCCEEDED
+    with engine.connect() as conn:
+        missing = conn.exec_driver_sql("select missing_scopes from connection").scalar()
+    assert missing == "admin:webhooks edit:invoices"
+    emu.set_scopes(("read:customers",))
+    failed = run(engine, sync_settings, emu, partner_id, RunKind.SCHEDULED)
+    assert failed.status == RunStatus.FAILED and "read:contracts" in failed.error
