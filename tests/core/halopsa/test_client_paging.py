@@ -291,3 +291,15 @@ def test_an_unavailable_lookup_means_no_names(reply) -> None:
     assert client.subtype_names() == {}
     assert client.subtype_names() == {}
     assert len(fake.api_requests("/api/lookup")) == 1
+
+
+def test_id_set_remembers_dense_sparse_and_odd_ids():
+    from core.halopsa.paging import IdSet
+
+    ids = IdSet()
+    values = [1, 2, 7, 8, 9, 100_000, 3_000_001, 1 << 40, 0, -5]
+    for value in values:
+        assert value not in ids
+        ids.add(value)
+    assert all(value in ids for value in values)
+    assert all(value not in ids for value in (3, 10, 99_999, 3_000_000, (1 << 40) + 1, -4))
