@@ -13,6 +13,8 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import idna  # httpx's own IDNA library (a dependency of httpx)
+
 from core.errors import InvalidDomain
 
 SANDBOX_SUFFIX = ".sandbox"
@@ -104,14 +106,18 @@ def normalize_app_domain(
         raise InvalidDomain("App Domain must use https://. HaloPSA credentials are never sent over plain http.")
     if scheme != "https":
         raise InvalidDomain(f"App Domain must be an https:// address, not {scheme}://. {_EXAMPLE}")
+    if not host.isascii():  # IDNA first: fullwidth or other Unicode digits can spell an IP address (𝟏𝟐𝟕.0.0.1)
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidDomain(f"“{host}” is not a valid host name. {_EXAMPLE}") from None
     literal = _literal_ip(host)
     if literal is None:
-        if not host.isascii():
-            try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                raise InvalidDomain(f"“{host}” is not a valid host name. {_EXAMPLE}") from None
         _check_label_syntax(host)
+        try:  # the HTTP client reads xn-- labels with IDNA 2008: a name it cannot read is refused here, not mid-request
+            idna.decode(host)
+        except UnicodeError:
+            raise InvalidDomain(f"“{host}” is not a valid host name. {_EXAMPLE}") from None
         if host == "localhost" or host.endswith(_LOCAL_NAME_SUFFIXES):
             if not allow_local:
                 raise InvalidDomain(

@@ -147,6 +147,8 @@ def validate(rule: RuleInput) -> None:
         raise BadInput("“On the due date” takes no number of days: set it to 0 or pick a trigger with days.",
                        field="days")
     if rule.max_amount is not None:
+        if not rule.max_amount.is_finite():  # NaN cannot even be compared
+            raise BadInput("Enter the maximum as an amount like 2500.00.", field="max_amount")
         if rule.max_amount <= 0:
             raise BadInput("The maximum amount must be more than 0.00; leave it empty for no maximum.",
                            field="max_amount")

@@ -17,14 +17,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from core import actions, connections, db, exports, runs, sync, views
+from core import actions, audit, connections, db, exports, runs, sync, views
 from core.access import Principal
 from core.clients import stored_client_factory
+from core.connections import CONNECTION_TABLE
 from core.errors import BadInput, ConsoleError
 from core.models import IntegrationRole, NumberField, Role, RunKind, RunStatus
-from core.secrets import SecretBox
+from core.secrets import SecretBox, secret_box
 from core.settings import Settings, load_settings
 
 log = logging.getLogger("core.cli")
@@ -90,11 +92,21 @@ def _progress_printer() -> Callable[[str], None]:
     return show
 
 
+def _require_readable_secret(engine: Engine, settings: Settings, partner_id: int) -> None:
+    """A wrong or missing encryption key is a configuration error (exit 2), told before any run is recorded."""
+    with engine.connect() as conn:
+        token = conn.scalar(select(CONNECTION_TABLE.c.client_secret_encrypted)
+                            .where(CONNECTION_TABLE.c.partner_id == partner_id))
+    if token is not None:
+        secret_box(settings).decrypt(token)
+
+
 def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     principal = _operator()
     partner_id = views.partner_id_by_name(engine, principal, args.partner)
     kind = SYNC_KINDS[args.kind]
     factory = stored_client_factory(settings)
+    _require_readable_secret(engine, settings, partner_id)
     if kind == RunKind.SCHEDULED:
         result = sync.run_sync(engine, partner_id=partner_id, kind=kind, trigger="schedule", actor=principal.user,
                                now=settings.now(), settings=settings, client_factory=factory,
@@ -128,7 +140,11 @@ def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -
     partner_id = views.partner_id_by_name(engine, principal, args.partner)
     rows = views.invoice_export_rows(engine, principal, partner_id, unpaid_only=args.unpaid)
     writer = exports.write_json if args.format == "json" else exports.write_csv
-    writer(rows, sys.stdout)
+    count = writer(rows, sys.stdout)
+    with engine.begin() as conn:  # an export is audited wherever it is made
+        audit.record(conn, actor=principal.user, action="export", partner_id=partner_id, now=settings.now(),
+                     detail=f"Invoices {args.format.upper()} from the command line: {count} rows"
+                            + (" (unpaid only)" if args.unpaid else ""))
     return EXIT_OK
 
 

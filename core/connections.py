@@ -12,7 +12,7 @@ from sqlalchemy import Table, case, select, update
 from sqlalchemy.engine import Engine
 
 from core import audit, cooldowns
-from core.access import Principal, require_partner_access
+from core.access import Principal, require_partner_access, require_role
 from core.app_domain import normalize_app_domain
 from core.clients import build_client
 from core.errors import AccessDenied, BadInput, PermissionMissing
@@ -161,6 +161,12 @@ def verify(clean: CleanForm, *, settings: Settings, transport: Any = None) -> Ve
 def save(engine: Engine, principal: Principal, clean: CleanForm, verification: Verification, *, now: datetime,
          settings: Settings) -> int:
     """Store a verified connection (creating the partner if new); returns the partner id."""
+    # checked here too, not only in validate_form: only cs creates partners, a partner user edits only its own
+    if clean.partner_id is None:
+        require_role(principal, Role.CS)
+    else:
+        require_role(principal, Role.CS, Role.PARTNER)
+        require_partner_access(principal, clean.partner_id)
     if not verification.ok:
         raise PermissionMissing(list(verification.missing))
     encrypted = secret_box(settings).encrypt(clean.client_secret)

@@ -21,6 +21,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoint the WAL every ~40 MB rather than every 4 MB: a sync commits once per page, and each checkpoint
+    # syncs the files to disk, which dominated a large backfill's database time on a busy disk.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
 

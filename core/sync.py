@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from core import cooldowns, runs, upserts
 from core.clients import ClientFactory
-from core.errors import ConsoleError, CooldownActive, HaloError, PermissionMissing, RateLimited
+from core.errors import ConsoleError, CooldownActive, HaloError, PermissionMissing, RateLimited, SecretKeyError
 from core.halopsa.records import RecordError
 from core.models import (
     Connection,
@@ -119,8 +119,10 @@ def _store_page(ctx: RunContext, entity: str, records: list[Any], errors: list[R
     table, fields, seen_counter = _ENTITIES[entity]
     build = _row_builder(entity, ctx.connection)
     if entity == "invoice":
-        records = [r for r in records if _in_scope(r, ctx.connection.invoices_created_since)]
-        ctx.seen_invoice_ids.update(r.halo_id for r in records)
+        since = ctx.connection.invoices_created_since
+        if since is not None:
+            records = [r for r in records if _in_scope(r, since)]
+        ctx.seen_invoice_ids.update([r.halo_id for r in records])
     rows = [build(record) for record in records]
     tally = ctx.tally
     tally.pages += 1
@@ -313,6 +315,10 @@ def run_sync(
         error = exc
     except ConsoleError as exc:
         error = HaloError(exc.message)
+        error.kind = exc.kind
+        # the console's own encryption key is wrong or missing: not the partner's fault, so its status stays and a
+        # manual fetch gets its cooldown back
+        error.transient = isinstance(exc, SecretKeyError)
     except Exception:  # an unexpected bug must still end the run readably and release the lock
         log.exception("sync run %s for partner %s crashed", run_id, partner_id)
         error = HaloError(

@@ -20,17 +20,21 @@ except ConsoleError as exc:
     st.stop()
 
 tiles = report.tiles()
-for column, tile in zip(st.columns(len(tiles)), tiles, strict=True):
-    column.metric(tile.label, tile.value, help=tile.help)
+TILES_PER_ROW = 3  # six tiles in one row cut their labels short
+for start in range(0, len(tiles), TILES_PER_ROW):
+    row = tiles[start:start + TILES_PER_ROW]
+    for column, tile in zip(st.columns(TILES_PER_ROW), row, strict=False):
+        column.metric(tile.label, tile.value, help=tile.help)
 
 st.subheader("Activation funnel")
-funnel_at, table_at = st.columns([3, 2])
-funnel_at.plotly_chart(charts.funnel_figure(report.funnel), key="adoption.funnel_chart")
-table_at.dataframe(report.funnel, hide_index=True, key="adoption.funnel",
-                   column_order=["stage", "partners", "median_from_previous", "stopped_here"],
-                   column_config={"stage": "Stage", "partners": "Partners",
-                                  "median_from_previous": "Median time from previous stage",
-                                  "stopped_here": "Stopped at this stage"})
+st.plotly_chart(charts.funnel_figure(report.funnel), key="adoption.funnel_chart")
+st.dataframe(report.funnel, hide_index=True, key="adoption.funnel",
+             column_order=["stage", "partners", "median_from_previous", "stopped_here"],
+             column_config={"stage": st.column_config.TextColumn("Stage", width=180),
+                            "partners": st.column_config.NumberColumn("Partners", width=90),
+                            "median_from_previous": st.column_config.TextColumn(
+                                "Median time from previous stage", width=220),
+                            "stopped_here": st.column_config.TextColumn("Stopped at this stage", width="large")})
 
 st.subheader("Syncs")
 left, right = st.columns(2)

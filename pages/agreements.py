@@ -9,7 +9,12 @@ from core import autopay, views
 from core.errors import ConsoleError
 from ui import auth, components, resources
 
-MONEY = st.column_config.NumberColumn(format="accounting")
+PREVIEW_COLUMNS = {"number": "Number", "customer": "Customer", "agreement": "Agreement",
+                   "invoice_date": st.column_config.DateColumn("Invoice date"),
+                   "due_date": st.column_config.DateColumn("Due"),
+                   "amount_due": st.column_config.NumberColumn("Amount due", format="accounting"),
+                   "charge_on": st.column_config.DateColumn("Charge on"), "reason": "Why excluded",
+                   "invoices": "Invoices"}
 
 
 def _fill_form(rule: autopay.Rule | None, subtype: str) -> None:
@@ -81,19 +86,18 @@ else:
                 f"({views.money(preview.excluded_cents)} due).")
     covered_tab, excluded_tab = st.tabs([f"Would charge ({preview.covered_count:,})",
                                          f"Excluded ({preview.excluded_count:,})"])
-    covered_tab.dataframe(preview.covered, hide_index=True, key="agreements.covered",
-                          column_config={"amount_due": MONEY, "charge_on": st.column_config.DateColumn("Charge on")})
+    covered_tab.dataframe(preview.covered, hide_index=True, key="agreements.covered", column_config=PREVIEW_COLUMNS)
     for name, frame in (("reasons", preview.reasons), ("excluded", preview.excluded)):
-        excluded_tab.dataframe(frame, hide_index=True, key=f"agreements.{name}", column_config={"amount_due": MONEY})
+        excluded_tab.dataframe(frame, hide_index=True, key=f"agreements.{name}", column_config=PREVIEW_COLUMNS)
     st.button("Save rule", type="primary", key="agreements.save", on_click=_act, args=(
         f"Saved the auto-pay rule for {subtype}.",
         lambda: autopay.save_rule(engine, principal, partner_id, rule, now=resources.now())))
 
 st.subheader("Saved rules")
 for saved in rules.values():
-    text_at, edit_at, delete_at = st.columns([6, 1, 1])
+    text_at, edit_at, delete_at = st.columns([8, 1, 1], vertical_alignment="center")
     text_at.write(f"**{saved.subtype_name}**: {saved.description} · by {saved.created_by}, "
-                  f"updated {views.iso(saved.updated_at)}")
+                  f"updated {saved.updated_at:%Y-%m-%d %H:%M} UTC")
     edit_at.button("Edit", key=f"agreements.edit.{saved.subtype_name}", on_click=_edit, args=(saved.subtype_name,))
     delete_at.button("Delete", key=f"agreements.delete.{saved.subtype_name}", on_click=_act, args=(
         f"Deleted the auto-pay rule for {saved.subtype_name}.",

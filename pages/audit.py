@@ -19,7 +19,7 @@ engine = resources.get_engine()
 st.title("Audit log")
 options = audit_log.filter_options(engine, principal)
 partners = dict(views.partner_choices(engine, principal))
-partner_at, action_at, actor_at, from_at, to_at = st.columns([2, 2, 2, 1, 1])
+partner_at, action_at, actor_at, from_at, to_at = st.columns([2, 2, 2, 1.4, 1.4])  # dates need ~150 px
 partner_id = partner_at.selectbox("Partner", [None, *partners], on_change=_first_page, key="audit.partner",
                                   format_func=lambda value: "All partners" if value is None else partners[value])
 action = action_at.selectbox("Action", [None, *options.actions], on_change=_first_page, key="audit.action",
@@ -28,7 +28,7 @@ actor = actor_at.selectbox("Actor", [None, *options.actors], on_change=_first_pa
                            format_func=lambda value: value or "Everyone")
 first = from_at.date_input("From", value=None, on_change=_first_page, key="audit.from")
 last = to_at.date_input("To", value=None, on_change=_first_page, key="audit.to")
-page = int(st.number_input("Page", min_value=1, step=1, key="audit.page"))
+page = int(st.columns([1, 4])[0].number_input("Page", min_value=1, step=1, key="audit.page"))
 try:
     since, until = audit_log.day_bounds(first, last)
     events, total = audit_log.events(engine, principal, partner_id=partner_id, action=action, actor=actor,

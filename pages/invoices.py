@@ -54,17 +54,24 @@ count_at, total_at, due_at = st.columns(3)
 count_at.metric("Unpaid invoices", f"{result.total_rows:,}")
 total_at.metric(f"Invoiced{unit}", views.money(result.total_cents))
 due_at.metric(f"Amount due{unit}", views.money(result.due_cents))
-money_column = {"format": "accounting", "width": "small"}
-st.dataframe(result.rows, hide_index=True, key="invoices.table", column_config={
-    "number": "Number", "customer": "Customer", "agreement": "Agreement", "subtype": "Subtype",
+# What a collector reads first fits the screen (number, customer, amount due, days overdue, auto-pay); the due date,
+# subtype, agreement, invoice date, total, aging and the number flag scroll in from the right.
+columns = {
+    "number": st.column_config.TextColumn("Number", width=95),
+    "customer": st.column_config.TextColumn("Customer", width=185),
+    "amount_due": st.column_config.NumberColumn(f"Amount due{unit}", format="accounting", width=125),
+    "days_overdue": st.column_config.NumberColumn("Days overdue", width=100),
+    "eligibility": st.column_config.TextColumn("Auto-pay", width=440),
+    "due_date": st.column_config.DateColumn("Due", width=95),
+    "subtype": st.column_config.TextColumn("Subtype", width=130),
+    "agreement": st.column_config.TextColumn("Agreement", width=115),
+    "invoice_date": st.column_config.DateColumn("Invoice date", width=100),
+    "total": st.column_config.NumberColumn(f"Total{unit}", format="accounting", width=105),
+    "aging": st.column_config.TextColumn("Aging", width=70),
     "number_is_fallback": st.column_config.CheckboxColumn(
-        "HaloPSA ID", help="Ticked: no Third Party Invoice Number, so the HaloPSA ID is shown instead."),
-    "invoice_date": st.column_config.DateColumn("Invoice date"), "due_date": st.column_config.DateColumn("Due"),
-    "days_overdue": st.column_config.NumberColumn("Days overdue"), "aging": "Aging",
-    "total": st.column_config.NumberColumn(f"Total{unit}", **money_column),
-    "amount_due": st.column_config.NumberColumn(f"Amount due{unit}", **money_column),
-    "currency": None, "eligibility": st.column_config.TextColumn("Auto-pay", width="large"),
-})
+        "HaloPSA ID", help="Ticked: no Third Party Invoice Number, so the HaloPSA ID is shown instead.", width=90),
+}
+st.dataframe(result.rows, hide_index=True, key="invoices.table", column_order=list(columns), column_config=columns)
 sort_at, order_at, size_at, page_at = st.columns(4)
 sort_at.selectbox("Sort by", list(invoice_table.SORTS), format_func=invoice_table.SORTS.__getitem__,
                   key="invoices.sort", on_change=_first_page)

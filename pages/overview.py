@@ -27,10 +27,13 @@ st.subheader("Needs a person")
 if todo.empty:
     st.success("Every partner is syncing on time with nothing to follow up.")
 else:
+    # rows taller than 4rem let Streamlit wrap the sentences instead of cutting them at the column edge
     st.dataframe(todo, hide_index=True, key="overview.worklist", column_order=fleet.WORKLIST_COLUMNS[1:],
-                 column_config={"partner": "Partner", "reason": "Reason",
-                                "detail": st.column_config.TextColumn("What we found", width="large"),
-                                "next_step": st.column_config.TextColumn("Suggested next step", width="large")})
+                 row_height=84, height=min(len(todo), 8) * 84 + 38,  # a short list shows whole, no inner scrolling
+                 column_config={"partner": st.column_config.TextColumn("Partner", width=160),
+                                "reason": st.column_config.TextColumn("Reason", width=160),
+                                "detail": st.column_config.TextColumn("What we found", width=310),
+                                "next_step": st.column_config.TextColumn("Suggested next step", width=310)})
 
 st.subheader("All partners")
 role_at, state_at, search_at = st.columns([1, 2, 2])
@@ -39,10 +42,18 @@ states = state_at.multiselect("Freshness", [state.value for state in fleet.Fresh
 search = search_at.text_input("Search", placeholder="Partner, status or permission", key="overview.search")
 shown = fleet.filter_overview(table, roles=roles, states=states, search=search)
 st.caption(f"{len(shown)} of {len(table)} partners; click a column header to sort. {fleet.LEGEND}")
-st.dataframe(shown, hide_index=True, key="overview.table", column_order=fleet.OVERVIEW_COLUMNS[1:], column_config={
-    "partner": "Partner", "role": "Integration role", "status": "Partner status",
-    "last_success_at": st.column_config.DatetimeColumn("Last successful sync (UTC)", format="YYYY-MM-DD HH:mm"),
-    "last_success_ago": "Since", "freshness": "Freshness", "latest_run": "Latest run",
-    "open_record_errors": st.column_config.NumberColumn("Open record errors"),
-    "missing_permissions": "Missing permissions", "fetch_new_data": "Fetch new data",
-    "fetch_unpaid": "Fetch unpaid invoices"})
+# what needs reading first fits the screen; the rest scrolls in from the right
+COLUMNS = {
+    "partner": st.column_config.TextColumn("Partner", width=185),
+    "freshness": st.column_config.TextColumn("Freshness", width=90),
+    "last_success_ago": st.column_config.TextColumn("Since", help="Time since the last successful sync", width=90),
+    "latest_run": st.column_config.TextColumn("Latest run", width=85),
+    "missing_permissions": st.column_config.TextColumn("Missing permissions", width=210),
+    "open_record_errors": st.column_config.NumberColumn("Open record errors", width=130),
+    "role": st.column_config.TextColumn("Role", help="Integration role", width=85),
+    "status": st.column_config.TextColumn("Partner status", width=110),
+    "last_success_at": st.column_config.DatetimeColumn("Last success (UTC)", format="YYYY-MM-DD HH:mm", width=140),
+    "fetch_new_data": st.column_config.TextColumn("Fetch new data", width=120),
+    "fetch_unpaid": st.column_config.TextColumn("Fetch unpaid invoices", width=150),
+}
+st.dataframe(shown, hide_index=True, key="overview.table", column_order=list(COLUMNS), column_config=COLUMNS)

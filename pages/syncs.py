@@ -8,12 +8,26 @@ from ui import auth, components, resources
 
 REQUEST_KEY = "syncs.request"
 PAGE_SIZE = 50
+COUNT = {"width": 82}
+# the run table leads with what happened; who, why, requests and the error scroll in from the right
+RUN_COLUMNS = {
+    "Run": st.column_config.NumberColumn("Run", width=60),
+    "Kind": st.column_config.TextColumn("Kind", width=150),
+    "Status": st.column_config.TextColumn("Status", width=90),
+    "Started (UTC)": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm:ss", width=150),
+    "Duration (s)": st.column_config.NumberColumn("Duration (s)", format="%.2f", width=95),
+    **{name: st.column_config.NumberColumn(name, **COUNT) for name in ("Created", "Updated", "Unchanged", "Rejected")},
+    "By": st.column_config.TextColumn("By", width=170),
+    "Trigger": st.column_config.TextColumn("Trigger", width=85),
+    "Requests": st.column_config.NumberColumn("Requests", **COUNT),
+    "Error": st.column_config.TextColumn("Error", width="large"),
+}
 
 principal = auth.require_page("syncs")
 partner_id = components.require_partner(principal)
 engine = resources.get_engine()
 st.title("Syncs")
-components.freshness(principal, partner_id)
+freshness_at = st.empty()  # filled after a requested fetch ran, so the line already counts it
 
 
 @st.fragment(run_every="1s")
@@ -41,6 +55,8 @@ if allowed:
         fetch_buttons()
 else:
     st.info(reason)
+with freshness_at.container():
+    components.freshness(principal, partner_id)
 
 st.subheader("History")
 kinds, statuses, dates = st.columns(3)
@@ -60,8 +76,9 @@ for tab, (name, figure) in zip(st.tabs(list(figures)), figures.items(), strict=T
 page = history.runs_page(engine, principal, partner_id, filters=filters,
                          page=st.session_state.get("syncs.page", 1) - 1, page_size=PAGE_SIZE)
 st.session_state["syncs.page"] = page.page + 1  # clamped when the filters leave fewer pages
-st.dataframe(page.rows, hide_index=True, key="syncs.runs")
-st.number_input(f"Page (of {page.pages}; {page.total:,} runs)", min_value=1, max_value=page.pages, key="syncs.page")
+st.dataframe(page.rows, hide_index=True, key="syncs.runs", column_order=list(RUN_COLUMNS), column_config=RUN_COLUMNS)
+st.columns([1, 3])[0].number_input(f"Page (of {page.pages}; {page.total:,} runs)", min_value=1, max_value=page.pages,
+                                   key="syncs.page")
 
 if page.choices:
     run_id = st.selectbox("Run detail", list(page.choices), format_func=page.choices.get, key="syncs.run")

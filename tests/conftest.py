@@ -38,3 +38,23 @@ def engine(settings: Settings) -> Engine:
 @pytest.fixture
 def memory_settings(settings: Settings) -> Settings:
     return replace(settings, database_url="sqlite://")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the reliability figures tests record with `record_property("reliability", (group, outcome))`; works
+    under xdist (user properties travel with each report)."""
+    groups: dict[str, dict[str, int]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "reliability":
+                    group, outcome = value
+                    counts = groups.setdefault(group, {})
+                    counts[outcome] = counts.get(outcome, 0) + 1
+    if groups:
+        terminalreporter.write_sep("-", "reliability")
+        for group, counts in sorted(groups.items()):
+            ordered = sorted(counts.items(), key=lambda item: item[0] == "converged")  # the verdict last
+            terminalreporter.write_line(f"{group}: " + ", ".join(f"{n} {outcome}" for outcome, n in ordered))

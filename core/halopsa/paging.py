@@ -57,6 +57,24 @@ class IdSet:
             return index < len(self._bits) and bool(self._bits[index] & (1 << (value & 7)))
         return value in self._overflow
 
+    def add_new(self, value: int) -> bool:
+        """Add `value`; False when it was already there."""
+        if 0 < value < self._MAX_BITS:
+            index = value >> 3
+            bit = 1 << (value & 7)
+            bits = self._bits
+            if index < len(bits):
+                if bits[index] & bit:
+                    return False
+            else:
+                bits.extend(bytes(max(index + 1 - len(bits), len(bits))))
+            bits[index] |= bit
+            return True
+        if value in self._overflow:
+            return False
+        self._overflow.add(value)
+        return True
+
     def add(self, value: int) -> None:
         if 0 < value < self._MAX_BITS:
             index = value >> 3
@@ -115,8 +133,7 @@ def paginate(
                 if error.halo_id is not None:
                     failed.add(error.halo_id)
                 continue
-            if record.halo_id not in seen:
-                seen.add(record.halo_id)
+            if seen.add_new(record.halo_id):
                 page.records.append(record)
                 fresh += 1
         short = len(rows) < size

@@ -1,0 +1,203 @@
+"""Console at scale (run in a child process by `python -m bench`): every page's script run through Streamlit's
+AppTest, and the cost of one cooldown-timer tick.
+
+The database is the one the backfill benchmark filled (a partner with 100,000 invoices from the emulator), grown to a
+fleet of 200 partners here: 199 smaller partners written through the real upserts and run records.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+PAGES = ("overview", "connection", "syncs", "invoices", "agreements", "adoption", "audit")
+CS_EMAIL = "cs-bench@example.com"
+SUBTYPES = ("Managed Services", "Backup", "Break-fix", "Security")
+
+
+def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> int:
+    """Add partners (each with customers, agreements, 40 invoices, a week of runs) until the fleet has `partners`."""
+    from sqlalchemy import func, select
+
+    from core import cooldowns, runs, upserts
+    from core.halopsa import records
+    from core.models import Connection, NumberField, Partner, PartnerStatus, RunKind, RunStatus
+    from core.secrets import secret_box
+
+    partner_table, connection_table = Partner.__table__, Connection.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        have = conn.scalar(select(func.count()).select_from(partner_table))
+    box = secret_box(settings)
+    build = upserts.invoice_row_factory(NumberField.HALO_ID)
+    for n in range(have, partners):
+        name = f"Fleet Partner {n:03d}"
+        with engine.begin() as conn:
+            partner_id = conn.execute(partner_table.insert().values(
+                name=name, status=PartnerStatus.CONNECTED, created_at=now - timedelta(days=60))).inserted_primary_key[0]
+            conn.execute(connection_table.insert().values(
+                partner_id=partner_id, app_domain=f"https://fleet{n}.halopsa.com", client_id=f"client-{n}",
+                client_secret_encrypted=box.encrypt("fleet-secret"), invoice_number_field=NumberField.HALO_ID.value,
+                integration_role="secondary" if n % 10 == 0 else "primary", connected_at=now - timedelta(days=60)))
+            cooldowns.ensure_rows(conn, partner_id)
+            customers = [records.Customer(i, f"{name} Customer {i}", False, f"ap{i}@fleet{n}.example", "USD", now)
+                         for i in range(1, 9)]
+            agreements = [records.Agreement(i, f"F{n}-AGR-{i}", i, i % 4 + 1, SUBTYPES[i % 4], "Recurring",
+                                            date(2026, 1, 1), None, True, now) for i in range(1, 9)]
+            invoices = [build(records.Invoice(
+                1000 + i, str(1000 + i), None, i % 8 + 1, f"{name} Customer {i % 8 + 1}", i % 8 + 1, f"F{n}-AGR-{i % 8 + 1}",
+                now.date() - timedelta(days=i * 3), now.date() - timedelta(days=i * 3 - 30), 10_000 + i,
+                0 if i % 3 else 10_000 + i, 10_000 + i if i % 3 else 0, "USD", True, False, now))
+                for i in range(1, 41)]
+            upserts.upsert_rows(conn, upserts.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
+                                [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=now)
+            upserts.upsert_rows(conn, upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
+                                [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
+            upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoices,
+                                partner_id=partner_id, now=now)
+        for hours_ago in range(24 * 7, 0, -6):  # a week of scheduled runs, one in ten failing
+            at = now - timedelta(hours=hours_ago)
+            run_id = runs.start_run(engine, partner_id=partner_id, partner_name=name, kind=RunKind.SCHEDULED,
+                                    trigger="schedule", actor="scheduler", now=at, settings=settings)
+            failed = (hours_ago // 6 + n) % 10 == 0
+            with engine.begin() as conn:
+                runs.save_progress(conn, run_id, partner_id, now=at, created=2, updated=1, requests=3, pages=2)
+            runs.finish_run(engine, run_id, partner_id, status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
+                            now=at + timedelta(minutes=1), error="HaloPSA did not answer (HTTP 503)." if failed else None)
+    return partners - have
+
+
+def _principal(engine: Any) -> Any:
+    from core.models import Role
+    from core.users import add_user, principal_for_email
+
+    principal = principal_for_email(engine, CS_EMAIL)
+    if principal is None:
+        add_user(engine, email=CS_EMAIL, name="Bench CS", role=Role.CS, password="bench-password")
+        principal = principal_for_email(engine, CS_EMAIL)
+    return principal
+
+
+def _page_runs(principal: Any, partner_id: int, page: str, reruns: int) -> dict[str, Any]:
+    """Open `page` as cs with the big partner picked; time the script run that opens it and `reruns` reruns."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.session_state["auth.principal"] = principal
+    at.session_state["partner_id"] = partner_id
+    at.run()
+    at.switch_page(f"pages/{page}.py")
+    started = time.perf_counter()
+    at.run()
+    first = time.perf_counter() - started
+    if at.exception:
+        raise RuntimeError(f"{page}: {at.exception[0].message}")
+    if not at.title or at.error:  # a page that stopped early (no access, no partner) would time nothing
+        raise RuntimeError(f"{page} did not render: titles {[t.value for t in at.title]}, "
+                           f"errors {[e.value for e in at.error]}")
+    times = []
+    for _ in range(reruns):
+        started = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - started)
+    result: dict[str, Any] = {"first_s": first, "rerun_s": statistics.median(times), "max_rerun_s": max(times),
+                              "title": at.title[0].value, "elements": len(list(at.main))}
+    if page == "invoices":
+        result["rows_sent"] = [len(frame.value) for frame in at.dataframe]
+        result["page_size"] = at.session_state["invoices.page_size"]
+        result["unpaid"] = at.metric[0].value
+        at.selectbox(key="invoices.page_size").set_value(200).run()  # the largest page a person can ask for
+        result["rows_sent_largest"] = len(at.dataframe[0].value)
+        result["page_size_largest"] = at.session_state["invoices.page_size"]
+    return result
+
+
+def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, ticks: int) -> dict[str, Any]:
+    """Server CPU of one cooldown-timer tick.
+
+    The Syncs page's `fetch_buttons` fragment reruns alone every second: it reads both cooldowns
+    (`history.manual_fetch_states`) and draws two buttons and four captions. Measured as
+    (1) `time.process_time()` around the core read alone, tick after tick with the clock moving on;
+    (2) the fragment's body (the same read and the same elements) run by AppTest as a script of its own, timed
+        inside the script with `time.thread_time()` (the script thread's CPU: the read plus Streamlit building
+        and queueing the elements' deltas): the tick's cost, the target;
+    (3) for context, AppTest's whole run of that script minus its run of an empty script (process CPU): adds the
+        script runner's per-run work and AppTest's own parsing of the deltas, so an upper bound.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    from core import history
+
+    states = history.manual_fetch_states(engine, principal, partner_id, now=now)
+    ticking = sum(state.locked for state in states)
+    cpu = []
+    for tick in range(ticks):
+        started = time.process_time()
+        history.manual_fetch_states(engine, principal, partner_id, now=now + timedelta(seconds=tick))
+        cpu.append(time.process_time() - started)
+    read_s = statistics.median(cpu)
+
+    def fragment_script() -> None:  # the body of pages/syncs.py's fetch_buttons, for AppTest.from_function
+        import time as clock
+
+        import streamlit as st
+
+        from core import history as hist
+        from ui import resources
+
+        engine = resources.get_engine()
+        began = clock.thread_time()
+        found = hist.manual_fetch_states(engine, st.session_state["bench.principal"],
+                                         st.session_state["bench.partner"], now=resources.now())
+        for column, state in zip(st.columns(len(found)), found, strict=True):
+            with column:
+                st.button(state.label, key=f"syncs.{state.kind}", type="primary", disabled=state.locked)
+                st.caption(state.availability)
+                st.caption(state.last_run)
+        st.session_state.setdefault("bench.body_cpu", []).append(clock.thread_time() - began)
+
+    def empty_script() -> None:
+        pass
+
+    def script_cpu(script: Any) -> tuple[float, list[float]]:
+        at = AppTest.from_function(script, default_timeout=60)
+        at.session_state["bench.principal"] = principal
+        at.session_state["bench.partner"] = partner_id
+        at.run()
+        samples = []
+        for _ in range(ticks // 4):
+            started = time.process_time()
+            at.run()
+            samples.append(time.process_time() - started)
+        return statistics.median(samples), list(at.session_state["bench.body_cpu"]) if script is fragment_script else []
+
+    fragment_s, body = script_cpu(fragment_script)
+    empty_s, _ = script_cpu(empty_script)
+    body_s = statistics.median(body[1:])
+    return {"ticking": ticking, "read_cpu_s": read_s, "tick_cpu_s": body_s, "render_cpu_s": max(0.0, body_s - read_s),
+            "upper_bound_s": max(0.0, fragment_s - empty_s), "apptest_fragment_s": fragment_s,
+            "apptest_empty_s": empty_s}
+
+
+def measure(args: dict[str, Any]) -> dict[str, Any]:
+    """`args`: db, key, now (ISO), partner_id (the big partner), partners (fleet size), reruns, ticks."""
+    from core import db
+    from core.settings import load_settings
+
+    now = datetime.fromisoformat(args["now"])
+    os.environ.update({"DATABASE_URL": f"sqlite:///{args['db']}", "HALO_CONSOLE_SECRET_KEY": args["key"],
+                       "HALO_DEMO": "0", "HALO_SANDBOX": "0", "HALO_CONSOLE_NOW": now.isoformat()})
+    settings = load_settings()
+    engine = db.engine_for(settings)
+    started = time.perf_counter()
+    added = build_fleet(engine, settings, partners=int(args["partners"]), now=now)
+    build_s = time.perf_counter() - started
+    principal = _principal(engine)
+    pages = {page: _page_runs(principal, args["partner_id"], page, int(args["reruns"])) for page in PAGES}
+    tick = _tick_cost(engine, principal, args["partner_id"], now, int(args["ticks"]))
+    engine.dispose()
+    return {"fleet_added": added, "fleet_build_s": build_s, "pages": pages, "tick": tick}

@@ -1,0 +1,519 @@
+"""End to end in a real browser: `streamlit run app.py` on a freshly seeded demo database, driven by Debian's headless
+Chromium through Playwright's sync API, one test per journey (customer success, partner user, product manager).
+
+The demo is seeded once per test session (`python -m core demo`, about a minute and a half) into a template directory
+shared by the xdist workers; every test copies it and starts its own console on a free loopback port, so tests never
+see each other's clicks. Navigation goes through the sidebar links: a full page load would drop the local sign-in.
+
+Every test fails on a console error or uncaught page error in the browser, on a Streamlit exception box, and on a
+traceback in the console's own log. `UPDATE_SCREENSHOTS=1` also writes `docs/screenshots/<page>.png` (light theme,
+1400 px wide, full page) for the README.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Error, Locator, Page, Route, expect, sync_playwright
+
+from core.demo import CS, DEMO_PASSWORD, PARTNER_EMAIL, PM_EMAIL
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1000}
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+SEED_TIMEOUT_S = 400
+START_TIMEOUT_S = 60
+
+# sidebar link -> the page's title (h1) and its screenshot name (the page's url_path)
+CS_PAGES = {"Overview": ("Partner overview", "overview"), "Connection": ("HaloPSA connection", "connection"),
+            "Syncs": ("Syncs", "syncs"), "Invoices": ("Unpaid invoices", "invoices"),
+            "Agreements": ("Agreements and auto-pay", "agreements"), "Adoption": ("Adoption", "adoption"),
+            "Audit log": ("Audit log", "audit")}
+PARTNER_PAGES = ["Connection", "Syncs", "Invoices", "Agreements"]
+CSV_HEADER = ["number", "number_is_halopsa_id_fallback", "halo_id", "customer", "agreement", "subtype", "invoice_date",
+              "due_date", "days_overdue", "aging", "total", "amount_due", "currency", "auto_pay"]
+# The only request that may leave the loopback console: the favicon of st.set_page_config(page_icon=":material/…"),
+# which Streamlit's frontend loads from Google's font CDN. The test answers every off-site request with a network
+# failure itself (same result with or without internet; CI machines often have none) and ignores the resulting
+# "Failed to load resource: net::ERR_…" console error for this host only. Any other host fails the test.
+OFFSITE_HOSTS = {"fonts.gstatic.com"}
+SETTLED = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app !== null && app.dataset.testScriptState === 'notRunning'
+        && document.querySelector('[data-stale="true"]') === null;
+}"""
+# A timer fragment reruns every second and fades its elements while it runs: shoot them as people see them.
+UNFADE = '[data-stale="true"] { opacity: 1 !important; transition: none !important; }'
+# every label an st.status widget shows, in order, so a test can see a sync's progress after it finished
+RECORD_STATUS_LABELS = """
+window.__statusLabels = [];
+new MutationObserver(() => {
+    for (const summary of document.querySelectorAll('[data-testid="stExpander"] summary')) {
+        const text = summary.innerText.trim();
+        if (text && !window.__statusLabels.includes(text)) window.__statusLabels.push(text);
+    }
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+# ---------------------------------------------------------------------------------------------------- the console
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The environment without anything another test may have set (pinned clock, demo off, another database)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALO_") and k != "DATABASE_URL"}
+    return env | extra
+
+
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory every xdist worker of this run shares (the parent of the per-worker base temp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium: a missing browser fails the run (Playwright's own browser download is not used)."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (apt-get install chromium), "
+                    "as .ci/run does. The browser tests never skip.", pytrace=False)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        except Error as exc:
+            pytest.fail(f"Chromium at {chromium} did not start under Playwright: {exc.message}", pytrace=False)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def demo_template(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo seeded once per run (`python -m core demo`), under a lock so xdist workers share one seeding."""
+    root = _shared_root(tmp_path_factory)
+    template = root / "e2e-demo"
+    with open(root / "e2e-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template / "seeded").exists():
+            shutil.rmtree(template, ignore_errors=True)
+            template.mkdir()
+            done = subprocess.run(
+                [sys.executable, "-m", "core", "demo"], cwd=ROOT, capture_output=True, text=True,
+                timeout=SEED_TIMEOUT_S, env=_clean_env(DATABASE_URL=f"sqlite:///{template / 'console.db'}"))
+            if done.returncode != 0:
+                pytest.fail(f"`python -m core demo` exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+            (template / "seeded").touch()
+    return template
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Console:
+    url: str
+    log: Path
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited {process.returncode} before answering:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"streamlit did not answer on {url} within {START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def console(demo_template: Path, tmp_path: Path) -> Iterator[Console]:
+    """`streamlit run app.py` on a private copy of the seeded demo, on a free loopback port."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_template, data)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port),
+               # a file saved by someone else during the run must not reload the app under the test
+               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                   env=_clean_env(DATABASE_URL=f"sqlite:///{data / 'console.db'}"))
+    try:
+        _wait_until_up(url, process, log)
+        yield Console(url=url, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert "Traceback" not in text, f"the console logged an exception:\n{text}"
+
+
+# ------------------------------------------------------------------------------------------------ the browser side
+
+
+@dataclass
+class UI:
+    """A signed-in browser tab on the console, with the few moves the journeys need."""
+
+    page: Page
+    console: Console
+    errors: list[str] = field(default_factory=list)
+    offsite: list[str] = field(default_factory=list)
+
+    # -- waiting and checking
+
+    def settle(self) -> None:
+        """Wait until Streamlit finished the run and dropped stale elements (reruns are asynchronous)."""
+        self.page.wait_for_function(SETTLED, timeout=30_000)
+
+    def no_exception_box(self) -> None:
+        expect(self.page.get_by_test_id("stException")).to_have_count(0)
+
+    def main(self) -> Locator:
+        return self.page.get_by_test_id("stMain")
+
+    def metric(self, label: str) -> Locator:
+        return self.main().get_by_test_id("stMetric").filter(
+            has=self.page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
+        ).get_by_test_id("stMetricValue")
+
+    # -- moves
+
+    def sign_in(self, email: str) -> None:
+        self.page.goto(self.console.url)
+        self.page.get_by_role("textbox", name="E-mail").fill(email)
+        self.page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORD)
+        self.page.get_by_role("button", name="Sign in").click()
+        expect(self.page.get_by_text(f"Signed in as {email}")).to_be_visible()
+        self.settle()
+
+    def nav_links(self) -> list[str]:
+        links = self.page.get_by_test_id("stSidebarNav").get_by_role("link").all_inner_texts()
+        return [text.split("\n")[-1].strip() for text in links]  # after the icon's ligature name
+
+    def open(self, link: str, title: str) -> None:
+        """Open a page through its sidebar link and wait for it to finish drawing."""
+        self.page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True).click()
+        expect(self.page.get_by_role("heading", level=1, name=title)).to_be_visible()
+        self.settle()
+        self.no_exception_box()
+
+    def choose(self, label: str, option: str, *, scope: Locator | None = None) -> None:
+        """Pick `option` in the selectbox labelled `label`."""
+        (scope or self.main()).get_by_role("combobox", name=label).click()
+        self.page.get_by_role("option", name=option, exact=True).click()
+        expect((scope or self.main()).get_by_role("combobox", name=label)).to_have_value(option)
+        self.settle()
+
+    def options(self, label: str) -> list[str]:
+        box = self.main().get_by_role("combobox", name=label)
+        box.click()
+        names = [text.strip() for text in self.page.get_by_role("option").all_inner_texts()]
+        box.press("Escape")
+        return names
+
+    def pick_partner(self, name: str) -> None:
+        self.choose("Partner", name, scope=self.page.get_by_test_id("stSidebar"))
+
+    def screenshot(self, name: str) -> None:
+        """docs/screenshots/<name>.png of the whole page, when UPDATE_SCREENSHOTS=1."""
+        if not UPDATE_SCREENSHOTS:
+            return
+        for chart in self.main().get_by_test_id("stPlotlyChart").all():  # plotly draws after the run ends
+            expect(chart.locator(".main-svg").first).to_be_attached()
+        # Streamlit scrolls its main area, not the document: grow the viewport to the content, then shoot
+        height = self.page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+        self.page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], int(height))})
+        self.page.wait_for_timeout(700)  # charts re-layout to the new size
+        self.settle()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True, animations="disabled",
+                             style=UNFADE)
+        self.page.set_viewport_size(VIEWPORT)
+
+    def assert_clean(self) -> None:
+        """No console error or page error in the whole journey, no exception box now."""
+        self.no_exception_box()
+        assert not self.errors, "the browser logged errors:\n" + "\n".join(self.errors)
+        strays = {urlsplit(url).hostname for url in self.offsite} - OFFSITE_HOSTS
+        assert not strays, f"the console asked hosts other than itself: {sorted(strays)}"
+
+
+def _offsite_failure(message: ConsoleMessage, console: Console) -> bool:
+    """A failed load of an allowed off-site resource (see OFFSITE_HOSTS): the closed network, not the console."""
+    url = message.location.get("url", "")
+    return (message.text.startswith("Failed to load resource: net::ERR_") and not url.startswith(console.url)
+            and urlsplit(url).hostname in OFFSITE_HOSTS)
+
+
+@pytest.fixture
+def ui(browser: Browser, console: Console) -> Iterator[UI]:
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", accept_downloads=True,
+                                  timezone_id="UTC", locale="en-US")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    tab = UI(page=page, console=console)
+
+    def offsite(route: Route) -> None:
+        tab.offsite.append(route.request.url)
+        route.abort("internetdisconnected")
+
+    context.route(lambda url: not url.startswith(console.url), offsite)
+    page.on("console", lambda message: tab.errors.append(f"console {message.type}: {message.text} "
+                                                         f"({message.location.get('url')})")
+            if message.type == "error" and not _offsite_failure(message, console) else None)
+    page.on("pageerror", lambda error: tab.errors.append(f"page error: {error}"))
+    page.add_init_script(RECORD_STATUS_LABELS)
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _countdown_seconds(text: str) -> int:
+    match = re.search(r"Available in (\d+):(\d\d):(\d\d)", text)
+    assert match, f"no countdown in {text!r}"
+    hours, minutes, seconds = map(int, match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _fetch_column(tab: UI, label: str) -> Locator:
+    return tab.main().get_by_test_id("stColumn").filter(has=tab.page.get_by_role("button", name=label, exact=True))
+
+
+def _availability(tab: UI, label: str) -> Locator:
+    return _fetch_column(tab, label).get_by_text(re.compile(r"^Available (now|in )"))
+
+
+def _press_fetch(tab: UI, label: str) -> None:
+    """Press a manual fetch: an st.status shows the sync, ends ticked and says what it did; the button locks.
+
+    The status label follows the sync's progress ("Fetch new data: Reading invoices", …). A sandbox fetch takes a few
+    milliseconds, so the browser often draws only the final label; whatever it drew is checked to be that sequence.
+    """
+    button = tab.main().get_by_role("button", name=label, exact=True)
+    expect(button).to_be_enabled()
+    button.click()
+    expect(tab.main().get_by_text(re.compile(rf"^{label} finished \(run #\d+\)"))).to_be_visible(timeout=60_000)
+    status = tab.main().get_by_test_id("stExpander").filter(has_text=label)
+    expect(status.get_by_test_id("stExpanderIconCheck")).to_be_visible()
+    expect(status.locator("summary")).to_have_text(re.compile(rf"{label}$"))
+    tab.settle()
+    labels = [text.split("\n")[-1] for text in tab.page.evaluate("window.__statusLabels") if label in text]
+    assert labels and labels[-1] == label, labels
+    assert all(text.startswith(f"{label}: ") for text in labels[:-1]), labels
+    expect(button).to_be_disabled()
+
+
+def _assert_countdown_ticks(tab: UI, label: str, shots: Path) -> None:
+    """Two screenshots two seconds apart: the locked button's countdown went down by about two seconds."""
+    caption = _availability(tab, label)
+    expect(caption).to_contain_text("Available in ")
+    expect(tab.main().get_by_role("button", name=label, exact=True)).to_be_disabled()
+    column = _fetch_column(tab, label)
+    first_text = caption.inner_text()
+    first = column.screenshot(path=shots / f"{label}-1.png")
+    tab.page.wait_for_timeout(2000)
+    second_text = caption.inner_text()
+    second = column.screenshot(path=shots / f"{label}-2.png")
+    ticked = _countdown_seconds(first_text) - _countdown_seconds(second_text)
+    assert 1 <= ticked <= 4, (first_text, second_text)
+    assert first != second, "the two screenshots are identical: the countdown did not redraw"
+
+
+def _download_csv(tab: UI, tmp_path: Path) -> list[dict[str, str]]:
+    with tab.page.expect_download() as download:
+        tab.main().get_by_role("button", name="Download CSV").click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == CSV_HEADER
+        return list(reader)
+
+
+def _unpaid_count(tab: UI) -> int:
+    return int(tab.metric("Unpaid invoices").inner_text().replace(",", ""))
+
+
+# ----------------------------------------------------------------------------------------------------- journeys
+
+
+def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
+    """Customer success signs in, sees the fleet, picks Northwind in the sidebar and opens every page."""
+    ui.sign_in(CS.user)
+    expect(ui.page.get_by_role("heading", level=1, name="Partner overview")).to_be_visible()
+    assert ui.nav_links() == list(CS_PAGES)
+    expect(ui.metric("Partners")).to_have_text("5")
+    expect(ui.main().get_by_role("heading", name="Needs a person")).to_be_visible()
+    ui.screenshot("overview")
+    ui.pick_partner("Northwind IT")
+    checks: dict[str, Callable[[], None]] = {
+        "Connection": lambda: expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible(),
+        "Syncs": lambda: expect(_availability(ui, "Fetch unpaid invoices")).to_be_visible(),
+        "Invoices": lambda: expect(ui.metric("Unpaid invoices")).not_to_have_text("0"),
+        "Agreements": lambda: expect(ui.main().get_by_text("Managed Services:", exact=False).first).to_be_visible(),
+        "Adoption": lambda: expect(ui.main().get_by_role("heading", name="Activation funnel")).to_be_visible(),
+        "Audit log": lambda: expect(ui.main().get_by_text(re.compile(r"^\d[\d,]* matching events"))).to_be_visible(),
+    }
+    for link, check in checks.items():
+        title, shot = CS_PAGES[link]
+        ui.open(link, title)
+        check()
+        expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner")).to_have_value(
+            "Northwind IT")  # the pick holds across pages
+        ui.screenshot(shot)
+    ui.assert_clean()
+
+
+def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, tmp_path: Path) -> None:
+    """Customer success connects a new sandbox tenant (a bad App Domain first), then uses every action on it."""
+    ui.sign_in(CS.user)
+    ui.open("Connection", "HaloPSA connection")
+    ui.main().get_by_text("Connect a new partner").click()
+    expect(ui.main().locator('input[aria-label="Partner name"]:not([disabled])')).to_be_visible()
+    ui.settle()
+    hint = ui.main().get_by_text("No HaloPSA at hand?")
+    match = re.search(r"App Domain (\S+) answers with Client ID (\S+) and Client Secret (\S+)\.", hint.inner_text())
+    assert match, hint.inner_text()
+    domain, client_id, client_secret = match.groups()
+    assert domain == "trainee.sandbox"
+
+    form = ui.main().get_by_test_id("stForm")
+    form.get_by_role("textbox", name="Partner name").fill("Trainee Networks")
+    form.get_by_role("textbox", name="App Domain").fill("http://bad.example.com")
+    form.get_by_role("textbox", name="Client ID").fill(client_id)
+    form.get_by_role("textbox", name="Client Secret").fill(client_secret)
+    form.get_by_role("button", name="Continue").click()
+    expect(form.get_by_text("App Domain must use https://")).to_be_visible()  # inline, under the field
+    ui.settle()
+    expect(ui.main().get_by_text("Saved the connection")).to_have_count(0)
+
+    form.get_by_role("textbox", name="App Domain").fill(domain)
+    form.get_by_role("textbox", name="Client Secret").fill(client_secret)
+    form.get_by_role("button", name="Continue").click()
+    expect(ui.main().get_by_text("Saved the connection for Trainee Networks.")).to_be_visible(timeout=60_000)
+    checklist = ui.main().get_by_text(re.compile(r"^✅ (admin|read|edit):\w+: "))
+    expect(checklist).to_have_count(7)  # the setup checklist: all seven permissions granted
+    expect(ui.main().get_by_text(re.compile(r"^Backfill finished \(run #\d+\)"))).to_be_visible(timeout=60_000)
+    ui.settle()
+    ui.no_exception_box()
+
+    ui.open("Syncs", "Syncs")
+    ui.pick_partner("Trainee Networks")
+    _press_fetch(ui, "Fetch new data")
+    _assert_countdown_ticks(ui, "Fetch new data", tmp_path)
+    expect(_availability(ui, "Fetch unpaid invoices")).to_have_text("Available now.")
+
+    ui.open("Agreements", "Agreements and auto-pay")
+    subtype = ui.options("Agreement subtype")[0]
+    ui.choose("Agreement subtype", subtype)
+    ui.choose("Charge", "N days after the due date")
+    days = ui.main().get_by_role("spinbutton", name="N (days)")
+    expect(days).to_be_enabled()
+    days.fill("5")
+    days.press("Enter")
+    expect(ui.main().get_by_text(re.compile(r"^Preview \(charge 5 days after the due date\)"))).to_be_visible()
+    ui.settle()
+    ui.main().get_by_role("button", name="Save rule").click()
+    expect(ui.main().get_by_text(f"Saved the auto-pay rule for {subtype}.")).to_be_visible()
+    expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: .*by {re.escape(CS.user)}"))).to_be_visible()
+    ui.settle()
+
+    # a fresh sandbox has few unpaid invoices: filter and export on Northwind's books
+    ui.pick_partner("Northwind IT")
+    ui.open("Invoices", "Unpaid invoices")
+    everything = _unpaid_count(ui)
+    subtypes = ui.options("Agreement subtype")[1:]  # after "All subtypes"
+    assert subtypes, "no agreement subtypes to filter by"
+    ui.choose("Agreement subtype", subtypes[0])
+    expect(ui.metric("Unpaid invoices")).not_to_have_text(f"{everything:,}")
+    count = _unpaid_count(ui)
+    assert 0 < count < everything
+    rows = _download_csv(ui, tmp_path)
+    assert len(rows) == count
+    assert {row["subtype"] for row in rows} == {subtypes[0]}
+    ui.settle()
+    ui.assert_clean()
+
+
+def test_partner_user_sees_only_its_own_partner_and_live_timers(ui: UI, tmp_path: Path) -> None:
+    """Northwind's finance user: four pages, no partner picker, Northwind's data only, ticking fetch timers."""
+    ui.sign_in(PARTNER_EMAIL)
+    expect(ui.page.get_by_role("heading", level=1, name="HaloPSA connection")).to_be_visible()
+    assert ui.nav_links() == PARTNER_PAGES
+    expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox")).to_have_count(0)
+    expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible()
+    expect(ui.main().get_by_text("Connect a new partner")).to_have_count(0)
+
+    ui.open("Syncs", "Syncs")
+    # The demo replays Northwind's morning and afternoon presses up to the current hour, so Fetch new data may still
+    # be cooling down from the replay: press it when it is free, and check the countdown ticks either way.
+    expect(_availability(ui, "Fetch new data")).to_be_visible()
+    if _availability(ui, "Fetch new data").inner_text() == "Available now.":
+        _press_fetch(ui, "Fetch new data")
+    _assert_countdown_ticks(ui, "Fetch new data", tmp_path)
+
+    ui.open("Invoices", "Unpaid invoices")
+    assert _unpaid_count(ui) > 0
+    ui.open("Agreements", "Agreements and auto-pay")
+    for subtype in ("Managed Services", "Backup"):  # the rules the demo saved for Northwind
+        expect(ui.main().get_by_text(re.compile(rf"^{subtype}: "))).to_be_visible()
+    ui.assert_clean()
+
+
+def test_pm_sees_the_adoption_funnel_only(ui: UI) -> None:
+    ui.sign_in(PM_EMAIL)
+    expect(ui.page.get_by_role("heading", level=1, name="Adoption")).to_be_visible()
+    expect(ui.page.get_by_test_id("stSidebarNav")).to_have_count(0)  # one page: Streamlit draws no page menu
+    expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox")).to_have_count(0)
+    expect(ui.metric("Partners connected")).to_have_text(re.compile(r"^\d+$"))
+    funnel = ui.main().get_by_test_id("stPlotlyChart").first
+    for stage in ("Connected", "First successful sync", "Subtype mapped", "Auto-pay rule enabled"):
+        expect(funnel.locator("text", has_text=stage).first).to_be_attached()
+    ui.main().get_by_text("Last 7 days").click()
+    ui.settle()
+    ui.no_exception_box()
+    ui.assert_clean()
