@@ -21,7 +21,7 @@ from core.settings import REQUIRED_SCOPES, Settings
 
 EPOCH_FILE = "sandbox-epoch.txt"
 HISTORY = timedelta(days=35)
-SANDBOX_ACTIVITY = 6.0  # busier than real books, so a demo shows changes every hour
+SANDBOX_ACTIVITY = 2.0  # busier than real books, so a demo shows changes every hour
 FAILING = FaultRule(kind="status", status=503, times=10**9)
 
 

@@ -77,7 +77,8 @@ _RATES: dict[str, Callable[[int, int], float]] = {
     "new_customer": lambda invoices, customers: max(0.01, customers / 10_000),
     "customer_edit": lambda invoices, customers: max(0.02, customers / 2_000),
     "new_invoice": lambda invoices, customers: max(0.06, invoices / 15_000),
-    "payment": lambda invoices, customers: max(0.2, invoices * 0.15 / 500),
+    # about as many payments as new invoices (ad hoc + monthly recurring), so unpaid books stay level over weeks
+    "payment": lambda invoices, customers: max(0.2, invoices / 7_500),
     "edit": lambda invoices, customers: max(0.04, invoices / 30_000),
     "void": lambda invoices, customers: max(0.004, invoices / 1_000_000),
 }
