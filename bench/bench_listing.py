@@ -1,29 +1,26 @@
 """Streaming listing: every invoice of a 100,000-invoice tenant, exactly once, over a real loopback socket.
 
 The emulator runs in its own process so only the client's memory is measured (tracemalloc peak during the
-listing), against the bytes of all the pages it received.
+listing). The listing is run on a small and on the big tenant: its peak must grow far less than the pages do
+(the peak is one page in flight plus a bitmap of ids, whatever the tenant's size).
 
-    python -m bench.bench_listing [--invoices 100000]
+    python -m bench.bench_listing [--small 20000] [--invoices 100000]
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 
+from bench import harness
+from bench.harness import CLIENT_ID, SECRET
 from core.halopsa.client import HaloClient
 from core.settings import Settings
 
-SECRET = "bench-secret"
-CLIENT_ID = "bench-client"
 
 
 @dataclass(frozen=True)
@@ -36,33 +33,13 @@ class ListingResult:
     elapsed_s: float
 
     @property
-    def memory_ratio(self) -> float:
-        return self.peak_bytes / self.page_bytes
-
-    @property
-    def passed(self) -> bool:
-        return self.invoices == self.distinct == self.expected and self.memory_ratio < 0.2
+    def complete(self) -> bool:
+        return self.invoices == self.distinct == self.expected
 
 
-@contextmanager
-def emulator_process(invoices: int, *extra: str) -> Iterator[str]:
-    """Serve an emulator tenant in a child process; yields its URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "core.halopsa.emulator", "--port", "0", "--invoices", str(invoices),
-         "--client-id", CLIENT_ID, "--client-secret", SECRET, *extra],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        url = first.split(" at ")[1].split()[0]
-        for line in proc.stdout:
-            if line.startswith("Ctrl-C"):
-                break
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def growth_ratio(small: ListingResult, big: ListingResult) -> float:
+    """How much the listing's peak memory grew per byte of extra pages (target < 0.2)."""
+    return (big.peak_bytes - small.peak_bytes) / (big.page_bytes - small.page_bytes)
 
 
 def page_bytes(url: str, settings: Settings) -> int:
@@ -84,7 +61,8 @@ def page_bytes(url: str, settings: Settings) -> int:
 
 def run(invoices: int = 100_000) -> ListingResult:
     settings = Settings(rate_limit_requests=10**6)
-    with emulator_process(invoices, "--rate-limit", "off") as url:
+    with harness.emulator(invoices) as tenant:
+        url = tenant.url
         size = page_bytes(url, settings)
         seen = bytearray(invoices * 2)  # one byte per possible id: "exactly once" without a set the size of the data
         count = distinct = 0
@@ -103,17 +81,22 @@ def run(invoices: int = 100_000) -> ListingResult:
                          elapsed_s=elapsed)
 
 
-def report(result: ListingResult) -> str:
-    mark = "PASS" if result.passed else "MISS"
-    return (f"listing over loopback: {result.invoices:,} invoices ({result.distinct:,} distinct of "
-            f"{result.expected:,}) in {result.elapsed_s:.1f} s; peak client memory {result.peak_bytes / 2**20:.1f} MiB "
-            f"vs {result.page_bytes / 2**20:.1f} MiB of pages = {result.memory_ratio:.3f} (target < 0.2) {mark}")
+def report(small: ListingResult, big: ListingResult) -> str:
+    ratio = growth_ratio(small, big)
+    mark = "PASS" if small.complete and big.complete and ratio < 0.2 else "MISS"
+    lines = [f"listing over loopback: {r.invoices:,} invoices ({r.distinct:,} distinct of {r.expected:,}) in "
+             f"{r.elapsed_s:.1f} s; peak client memory {r.peak_bytes / 2**20:.1f} MiB for "
+             f"{r.page_bytes / 2**20:.1f} MiB of pages" for r in (small, big)]
+    lines.append(f"peak growth per byte of extra pages: {ratio:.3f} (target < 0.2) {mark}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--invoices", type=int, default=100_000)
-    print(report(run(parser.parse_args().invoices)))
+    args = parser.parse_args()
+    print(report(run(args.small), run(args.invoices)))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from typing import Any
 
 import httpx
 
-from bench.bench_listing import CLIENT_ID, SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
+CLIENT_ID = "bench-client"
+SECRET = "bench-secret"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from bench import harness
-from bench.bench_listing import CLIENT_ID, SECRET
+from bench.harness import CLIENT_ID, SECRET
 
 # The console's invoice columns, each filled straight from a wire field (no conversion, no validation at all).
 RAW_COLUMNS = {

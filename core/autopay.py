@@ -17,14 +17,13 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Date, Integer, String, Table, case, cast, false, func, literal, null, select, true
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
 from core import audit
 from core.access import Principal, require_partner_access, require_role
 from core.errors import BadInput, NotFound
 from core.models import AutoPayRule, Role
+from core.sqldates import add_days
 from core.upserts import INVOICE_TABLE
 from core.views import AGREEMENT_TABLE, CUSTOMER_TABLE, UNPAID_STATUSES, amount, money
 
@@ -165,28 +164,6 @@ def _cents(value: Decimal | None) -> int | None:
 def _access(principal: Principal, partner_id: int) -> None:
     require_role(principal, Role.CS, Role.PARTNER)
     require_partner_access(principal, partner_id)
-
-
-# --- portable SQL date arithmetic -----------------------------------------------------------------------------
-
-class add_days(FunctionElement[date]):  # noqa: N801 (reads as a SQL function)
-    """date + n days: `date(d, n || ' days')` on SQLite, `d + n` on PostgreSQL and most others."""
-
-    type = Date()
-    inherit_cache = True
-    name = "add_days"
-
-
-@compiles(add_days)
-def _add_days(element: add_days, compiler: Any, **kw: Any) -> str:
-    day, days = list(element.clauses)
-    return f"({compiler.process(day, **kw)} + {compiler.process(days, **kw)})"
-
-
-@compiles(add_days, "sqlite")
-def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
-    day, days = list(element.clauses)
-    return f"date({compiler.process(day, **kw)}, ({compiler.process(days, **kw)}) || ' days')"
 
 
 # --- the classification ---------------------------------------------------------------------------------------

@@ -12,16 +12,15 @@ from math import ceil
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Integer, Select, and_, case, func, literal, null, or_, select
+from sqlalchemy import Date, Select, and_, case, func, literal, null, or_, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
 from core import audit, autopay, exports
 from core.access import Principal, require_partner_access, require_role
 from core.errors import BadInput
 from core.models import Role
+from core.sqldates import days_between
 from core.upserts import INVOICE_TABLE
 from core.views import AGREEMENT_TABLE, CUSTOMER_TABLE, UNPAID_STATUSES, amount, money
 
@@ -80,27 +79,6 @@ class InvoicePage:
 class CsvExport:
     text: str
     rows: int
-
-
-class days_between(FunctionElement[int]):  # noqa: N801 (reads as a SQL function)
-    """Whole days from `earlier` to `later`: julianday difference on SQLite, date subtraction elsewhere."""
-
-    type = Integer()
-    inherit_cache = True
-    name = "days_between"
-
-
-@compiles(days_between)
-def _days_between(element: days_between, compiler: Any, **kw: Any) -> str:
-    later, earlier = list(element.clauses)
-    return f"({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)})"
-
-
-@compiles(days_between, "sqlite")
-def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
-    later, earlier = list(element.clauses)
-    later_sql, earlier_sql = compiler.process(later, **kw), compiler.process(earlier, **kw)
-    return f"CAST(julianday({later_sql}) - julianday({earlier_sql}) AS INTEGER)"
 
 
 def _cutoff(today: date, days_late: int) -> date:

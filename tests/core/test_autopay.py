@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import Date, literal, select
 
-from core import autopay, db
+from core import autopay, db, sqldates
 from core.access import Principal
 from core.audit import AUDIT_TABLE
 from core.errors import AccessDenied, BadInput, NotFound
@@ -84,7 +84,7 @@ def test_trigger_text_reads_as_a_sentence(trigger, days, text):
 @given(day=st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)), days=st.integers(-365, 365))
 def test_add_days_in_sql_matches_python_across_month_and_year_ends(day, days):
     with SQLITE.connect() as conn:
-        assert conn.scalar(select(autopay.add_days(literal(day, Date), literal(days)))) == day + timedelta(days)
+        assert conn.scalar(select(sqldates.add_days(literal(day, Date), literal(days)))) == day + timedelta(days)
 
 
 def test_save_rule_creates_the_rule_and_audits_actor_time_and_rule(engine, acme):
