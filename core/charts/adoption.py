@@ -5,16 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.charts import finish
+
 DAY_AXIS = "Day (UTC)"
 PALETTE = ("#2457d6", "#7fa3f0", "#2e9d5b", "#e0a100")
 
 
 def _layout(fig: go.Figure, *, title: str, x_title: str, y_title: str, empty: bool) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, legend_title_text=None,
-                      margin={"t": 50, "b": 40, "l": 50, "r": 10}, height=320)
-    if empty:
-        fig.add_annotation(text="Nothing recorded yet.", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    return fig
+    return finish(fig, title=title, x_title=x_title, y_title=y_title,
+                  empty_text="Nothing recorded yet." if empty else None)
 
 
 def funnel_figure(funnel: pd.DataFrame) -> go.Figure:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.charts import finish
+
 from core.history import STATUS_LABELS
 from core.models import RunStatus
 
@@ -20,11 +22,8 @@ RUN_START_AXIS = "Run start (UTC)"
 
 
 def _layout(fig: go.Figure, *, title: str, x_title: str, y_title: str, empty: bool) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, legend_title_text=None,
-                      margin={"t": 50, "b": 40, "l": 50, "r": 10}, height=320)
-    if empty:
-        fig.add_annotation(text="No runs match the filters.", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    return fig
+    return finish(fig, title=title, x_title=x_title, y_title=y_title,
+                  empty_text="No runs match the filters." if empty else None)
 
 
 def runs_over_time_figure(daily: pd.DataFrame) -> go.Figure:

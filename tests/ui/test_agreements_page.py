@@ -2,12 +2,10 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
-from streamlit.testing.v1 import AppTest
 
 from core import autopay
 from core.audit import AUDIT_TABLE
 from tests.conftest import NOW
-from tests.ui.conftest import APP
 
 PAGE = "pages/agreements.py"
 
@@ -89,13 +87,11 @@ def test_edit_loads_a_saved_rule_and_delete_removes_it(app_as, console, engine):
                                             "invoice date")
 
 
-def test_pm_is_not_offered_the_agreements_page_and_the_page_refuses_it(app_as, console):
+def test_pm_is_not_offered_the_agreements_page_and_the_page_refuses_it(app_as, page_as):
     at = app_as("pm")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(PAGE)
 
-    direct = AppTest.from_file(str(APP.parent / PAGE), default_timeout=30)
-    direct.session_state["auth.principal"] = console["pm"]
-    direct.run()
+    direct = page_as("pm", PAGE)
     assert [e.value for e in direct.error] == ["Your account cannot open this page."]
     assert not direct.dataframe

@@ -2,10 +2,8 @@ import json
 
 import pytest
 from sqlalchemy import select
-from streamlit.testing.v1 import AppTest
 
 from core.audit import AUDIT_TABLE
-from tests.ui.conftest import APP
 
 PAGE = "pages/invoices.py"
 
@@ -64,13 +62,11 @@ def test_rendering_the_page_exports_nothing(app_as, console, engine):
         assert conn.execute(select(AUDIT_TABLE).where(AUDIT_TABLE.c.action == "export")).first() is None
 
 
-def test_pm_is_not_offered_the_invoices_page_and_the_page_refuses_it(app_as, console):
+def test_pm_is_not_offered_the_invoices_page_and_the_page_refuses_it(app_as, page_as):
     at = app_as("pm")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(PAGE)
 
-    direct = AppTest.from_file(str(APP.parent / PAGE), default_timeout=30)
-    direct.session_state["auth.principal"] = console["pm"]
-    direct.run()
+    direct = page_as("pm", PAGE)
     assert [e.value for e in direct.error] == ["Your account cannot open this page."]
     assert not direct.dataframe
