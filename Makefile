@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 emulator: $(STAMP)
-	$(BIN)/python -m core.halopsa.emulator --port 8765 --seed 7 --invoices 5000
+	$(BIN)/python -m halo_emulator --port 8765 --seed 7 --invoices 5000
 
 clean:
 	rm -rf $(VENV) data/*.db data/*.key

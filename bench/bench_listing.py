@@ -22,7 +22,6 @@ from core.halopsa.client import HaloClient
 from core.settings import Settings
 
 
-
 @dataclass(frozen=True)
 class ListingResult:
     invoices: int

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 
 from core.halopsa.client import HaloClient
-from core.halopsa.emulator import EmulatorConfig, HaloEmulator, serve
 from core.settings import Settings
+from halo_emulator import EmulatorConfig, HaloEmulator, serve
 
 TARGET_RATIO = 1.2
 

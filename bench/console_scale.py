@@ -24,10 +24,11 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
     """Add partners (each with customers, agreements, 40 invoices, a week of runs) until the fleet has `partners`."""
     from sqlalchemy import func, select
 
-    from core import cooldowns, runs, upserts
     from core.halopsa import records
-    from core.models import Connection, NumberField, Partner, PartnerStatus, RunKind, RunStatus
-    from core.secrets import secret_box
+    from core.store import upserts
+    from core.store.secrets import secret_box
+    from core.store.tables import Connection, NumberField, Partner, PartnerStatus, RunKind, RunStatus
+    from core.sync import cooldowns, runs
 
     partner_table, connection_table = Partner.__table__, Connection.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
@@ -72,8 +73,8 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
 
 
 def _principal(engine: Any) -> Any:
-    from core.models import Role
-    from core.users import add_user, principal_for_email
+    from core.store.tables import Role
+    from core.store.users import add_user, principal_for_email
 
     principal = principal_for_email(engine, CS_EMAIL)
     if principal is None:
@@ -130,8 +131,7 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
     """
     from streamlit.testing.v1 import AppTest
 
-    from core import history
-
+    from core.console import syncs as history
     states = history.manual_fetch_states(engine, principal, partner_id, now=now)
     ticking = sum(state.locked for state in states)
     cpu = []
@@ -185,8 +185,8 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
 
 def measure(args: dict[str, Any]) -> dict[str, Any]:
     """`args`: db, key, now (ISO), partner_id (the big partner), partners (fleet size), reruns, ticks."""
-    from core import db
     from core.settings import load_settings
+    from core.store import engine as db
 
     now = datetime.fromisoformat(args["now"])
     os.environ.update({"DATABASE_URL": f"sqlite:///{args['db']}", "HALO_CONSOLE_SECRET_KEY": args["key"],

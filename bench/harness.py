@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 
-
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
 CLIENT_ID = "bench-client"
@@ -43,7 +42,7 @@ class Tenant:
 def emulator(invoices: int, *, rate_limit: str = "off", activity: float = 0.0) -> Iterator[Tenant]:
     """Serve a tenant (`--activity 0`: its books only change when a benchmark changes them) in a child process."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.halopsa.emulator", "--port", "0", "--seed", str(SEED), "--invoices",
+        [sys.executable, "-m", "halo_emulator", "--port", "0", "--seed", str(SEED), "--invoices",
          str(invoices), "--client-id", CLIENT_ID, "--client-secret", SECRET, "--rate-limit", rate_limit,
          "--activity", str(activity)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,

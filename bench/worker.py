@@ -31,7 +31,7 @@ RAW_COLUMNS = {
 
 
 def _raw_table(db: sqlite3.Connection, table: str) -> None:
-    """`console`: the console's own invoice table (its DDL and indexes, from core.models); `bare`: a table with a
+    """`console`: the console's own invoice table (its DDL and indexes, from core.store.tables); `bare`: a table with a
     rowid key and nothing else."""
     if table == "bare":
         db.execute(f"CREATE TABLE invoice (id INTEGER PRIMARY KEY, partner_id, {', '.join(RAW_COLUMNS)}, "
@@ -40,7 +40,7 @@ def _raw_table(db: sqlite3.Connection, table: str) -> None:
     from sqlalchemy.dialects import sqlite
     from sqlalchemy.schema import CreateIndex, CreateTable
 
-    from core.upserts import INVOICE_TABLE
+    from core.store.upserts import INVOICE_TABLE
 
     dialect = sqlite.dialect()
     db.execute(str(CreateTable(INVOICE_TABLE).compile(dialect=dialect)))
@@ -99,8 +99,7 @@ def _settings(args: dict[str, Any]) -> Any:
 def _capturing_factory(settings: Any, captured: list[Any]) -> Callable[..., Any]:
     """The production factory, keeping each client (for its request counts) and timing how long the console waited
     for HaloPSA's answers (`client.bench_http_s`: sending, the emulator's work, receiving the body)."""
-    from core import clients
-
+    from core.sync import connector as clients
     stored = clients.stored_client_factory(settings)
 
     def factory(connection: Any, on_event: Any) -> Any:
@@ -124,10 +123,12 @@ def _capturing_factory(settings: Any, captured: list[Any]) -> Callable[..., Any]
 
 def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
     """Connect a partner to the served tenant (verify + save, not measured), then the console's backfill:
-    `core.sync.run_sync(kind=backfill)`, exactly as `python -m core connect` runs it."""
-    from core import connections, db, sync
+    `core.sync.engine.run_sync(kind=backfill)`, exactly as `python -m core connect` runs it."""
     from core.access import Principal
-    from core.models import Role, RunKind
+    from core.actions import connect as connections
+    from core.store import engine as db
+    from core.store.tables import Role, RunKind
+    from core.sync import engine as sync
 
     settings = _settings(args)
     engine = db.engine_for(settings)
@@ -166,9 +167,10 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
 
 def console_fetch(args: dict[str, Any]) -> dict[str, Any]:
     """One manual fetch (Fetch new data or Fetch unpaid invoices) for a stored partner, as the Syncs page starts it."""
-    from core import actions, db
     from core.access import Principal
-    from core.models import Role
+    from core.actions import fetches as actions
+    from core.store import engine as db
+    from core.store.tables import Role
 
     settings = _settings(args)
     engine = db.engine_for(settings)
@@ -193,9 +195,10 @@ def incremental(args: dict[str, Any]) -> dict[str, Any]:
     it) with the console's clock on the emulator's. Then one Fetch unpaid invoices."""
     from datetime import timedelta
 
-    from core import actions, db
     from core.access import Principal
-    from core.models import Role, RunKind
+    from core.actions import fetches as actions
+    from core.store import engine as db
+    from core.store.tables import Role, RunKind
 
     url = args["url"]
     cs = Principal(role=Role.CS, user="bench@example.com")

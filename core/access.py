@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import AccessDenied
-from core.models import Role
+from core.store.tables import Role
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,20 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from core import actions, audit, connections, db, exports, runs, sync, views
 from core.access import Principal
-from core.clients import stored_client_factory
-from core.connections import CONNECTION_TABLE
+from core.actions import connect as connections
+from core.actions import fetches as actions
+from core.actions.connect import CONNECTION_TABLE
+from core.console import exports, views
 from core.errors import BadInput, ConsoleError
-from core.models import IntegrationRole, NumberField, Role, RunKind, RunStatus
-from core.secrets import SecretBox, secret_box
 from core.settings import Settings, load_settings
+from core.store import audit
+from core.store import engine as db
+from core.store.secrets import SecretBox, secret_box
+from core.store.tables import IntegrationRole, NumberField, Role, RunKind, RunStatus
+from core.sync import engine as sync
+from core.sync import runs
+from core.sync.connector import stored_client_factory
 
 log = logging.getLogger("core.cli")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4
@@ -169,8 +175,7 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
 
 
 def cmd_demo(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
-    from core import demo
-
+    from core.demo import seed as demo
     if not demo.should_seed(engine, settings):
         _say("The database already has partners (or HALO_DEMO=0): no demo seeded.")
         return EXIT_OK

@@ -1,10 +1,10 @@
 """Adoption (product managers and customer success): the activation funnel, sync volume and reliability, manual
-fetch usage and cooldown pressure. Aggregates only, from core.adoption: no invoice rows and no secrets."""
+fetch usage and cooldown pressure. Aggregates only, from core.console.adoption: no invoice rows and no secrets."""
 
 import streamlit as st
 
-from core import adoption
-from core.charts import adoption as charts
+from core.console import adoption
+from core.console.charts import adoption as charts
 from core.errors import ConsoleError
 from ui import auth, resources
 

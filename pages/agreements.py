@@ -5,7 +5,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core import autopay, views
+from core.actions import autopay_rules as autopay
+from core.console import views
 from core.errors import ConsoleError
 from ui import auth, components, resources
 

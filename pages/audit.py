@@ -1,9 +1,9 @@
 """Audit log (customer success): who connected, edited, fetched, mapped or exported what, and when; filtered and
-paged newest first by core.audit_log."""
+paged newest first by core.console.audit_log."""
 
 import streamlit as st
 
-from core import audit_log, views
+from core.console import audit_log, views
 from core.errors import ConsoleError
 from ui import auth, resources
 

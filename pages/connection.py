@@ -6,9 +6,12 @@ from datetime import date
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from core import connections, setup_checklist, sync, views
+from core.actions import connect as connections
+from core.console import connection as setup_checklist
+from core.console import views
 from core.errors import ConsoleError, PermissionMissing
-from core.models import IntegrationRole, RunKind
+from core.store.tables import IntegrationRole, RunKind
+from core.sync import engine as sync
 from ui import auth, components, resources
 
 LABELS = setup_checklist.FIELD_LABELS

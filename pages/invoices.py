@@ -4,8 +4,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core import autopay, invoice_table, views
-from core.charts import invoices as invoice_charts
+from core.actions import autopay_rules as autopay
+from core.console import invoices as invoice_table
+from core.console import views
+from core.console.charts import invoices as invoice_charts
 from core.errors import ConsoleError
 from ui import auth, components, resources
 

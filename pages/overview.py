@@ -1,9 +1,9 @@
 """Overview (customer success): every partner's sync health in one sortable, filterable table, and the worklist of
-partners that need a person. All numbers and rules come from core.fleet."""
+partners that need a person. All numbers and rules come from core.console.overview."""
 
 import streamlit as st
 
-from core import fleet
+from core.console import overview as fleet
 from core.errors import ConsoleError
 from ui import auth, resources
 

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from core import actions, history
-from core.charts import sync_history
+from core.actions import fetches as actions
+from core.console import syncs as history
+from core.console.charts import sync_history
 from ui import auth, components, resources
 
 REQUEST_KEY = "syncs.request"

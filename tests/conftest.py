@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy.engine import Engine
 
-from core import db
 from core.settings import Settings
-
-NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
-TEST_KEY = Fernet.generate_key().decode()
+from core.store import engine as db
+from tests.support.clock import NOW, TEST_KEY
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
-from core import users
 from core.access import PAGE_ROLES, Principal
+from core.store import users
 from ui import resources
 
 _KEY = "auth.principal"

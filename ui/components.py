@@ -7,11 +7,12 @@ from datetime import timedelta
 
 import streamlit as st
 
-from core import history, views
-from core.errors import ConsoleError
-from core.sync import ProgressFn, RunResult
 from core.access import Principal
-from core.models import Role
+from core.console import syncs as history
+from core.console import views
+from core.errors import ConsoleError
+from core.store.tables import Role
+from core.sync.engine import ProgressFn, RunResult
 from ui import resources
 
 PARTNER_KEY = "partner_id"

@@ -8,8 +8,11 @@ from datetime import datetime
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from core import clients, db, demo, runs
+from core.demo import seed as demo
 from core.settings import Settings, load_settings
+from core.store import engine as db
+from core.sync import connector as clients
+from core.sync import runs
 
 
 @st.cache_resource(show_spinner=False)

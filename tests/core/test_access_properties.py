@@ -21,26 +21,33 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
-from core import (
-    actions, adoption, audit, audit_log, autopay, clients, connections, db, exports, fleet, history,
-    invoice_table, setup_checklist, upserts, views,
-)
 from core.access import Principal
+from core.actions import autopay_rules as autopay
+from core.actions import connect as connections
+from core.actions import fetches as actions
+from core.console import adoption, audit_log, exports, views
+from core.console import connection as setup_checklist
+from core.console import invoices as invoice_table
+from core.console import overview as fleet
+from core.console import syncs as history
 from core.errors import AccessDenied, ConsoleError, NotFound
 from core.halopsa import records
-from core.halopsa.emulator import HaloEmulator
-from core.models import IntegrationRole, NumberField, Role, RunKind, RunStatus
-from core.runs import RUN_TABLE
 from core.settings import REQUIRED_SCOPES, Settings
-from tests.conftest import NOW, TEST_KEY
-from tests.factories import add_partner, add_rule, add_run
+from core.store import audit, upserts
+from core.store import engine as db
+from core.store.tables import IntegrationRole, NumberField, Role, RunKind, RunStatus
+from core.sync import connector as clients
+from halo_emulator import HaloEmulator
+from tests.support.clock import NOW, TEST_KEY
+from tests.support.factories import add_partner, add_rule, add_run
 
-MODULES: tuple[ModuleType, ...] = (views, history, invoice_table, autopay, fleet, adoption, audit_log,
-                                   setup_checklist, actions, connections, exports)
+MODULES: dict[str, ModuleType] = {"views": views, "history": history, "invoice_table": invoice_table, "autopay": autopay, "fleet": fleet, "adoption": adoption, "audit_log": audit_log, "setup_checklist": setup_checklist, "actions": actions, "connections": connections, "exports": exports}
 PREFIXES = {"Acme": ("Acme MSP", IntegrationRole.PRIMARY), "Globex": ("Globex Partners", IntegrationRole.SECONDARY),
             "Initech": ("Initech Systems", IntegrationRole.PRIMARY)}
 SUBTYPES = ["Managed Services", "Backup", "Break-fix"]
@@ -260,12 +267,12 @@ RETURNS_TYPED_SECRET = {"connections.validate_form"}
 
 def _public_principal_functions() -> set[str]:
     found = set()
-    for module in MODULES:
+    for alias, module in MODULES.items():
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ != module.__name__ or name.startswith("_"):
                 continue
             if any(p.annotation in ("Principal", Principal) for p in inspect.signature(function).parameters.values()):
-                found.add(f"{module.__name__.removeprefix('core.')}.{name}")
+                found.add(f"{alias}.{name}")
     return found
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from core.halopsa.emulator import HaloEmulator, serve
-from tests.conftest import NOW, TEST_KEY
-from tests.halo_state import cents, expected_invoices
+from core.settings import PROJECT_ROOT
+from halo_emulator import HaloEmulator, serve
+from tests.support.clock import NOW, TEST_KEY
+from tests.support.halo_state import cents, expected_invoices
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = PROJECT_ROOT
 SECRET = "cli-test-secret-value"
 
 

@@ -1,8 +1,8 @@
 """Bad input, fuzzed: every form and command-line input either works or is refused with a clear message (a
 ConsoleError; for the CLI an exit code 0/2/3/4, never a traceback), and a refusal saves nothing.
 
-Covered: the connection form (core.connections, validate → verify → save), auto-pay rules as the Agreements page
-builds them (core.autopay), the invoice table's filters and paging (core.invoice_table), and `python -m core` with
+Covered: the connection form (core.actions.connect, validate → verify → save), auto-pay rules as the Agreements page
+builds them (core.actions.autopay_rules), the invoice table's filters and paging (core.console.invoices), and `python -m core` with
 random arguments and configuration. No test here reaches the network: name resolution is answered locally.
 """
 
@@ -14,17 +14,22 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
-from core import autopay, cli, connections, invoice_table
+from core import cli
 from core.access import Principal
+from core.actions import autopay_rules as autopay
+from core.actions import connect as connections
+from core.console import invoices as invoice_table
 from core.errors import BadInput, ConsoleError
-from core.halopsa.emulator import HaloEmulator, serve
-from core.models import Connection, Partner, Role
-from tests.conftest import NOW, TEST_KEY
-from tests.factories import add_agreements, add_invoices, add_partner
+from core.store.tables import Connection, Partner, Role
+from halo_emulator import HaloEmulator, serve
+from tests.support.clock import NOW, TEST_KEY
+from tests.support.factories import add_agreements, add_invoices, add_partner
 
 CS = Principal(role=Role.CS, user="cs@example.com")
 
@@ -323,7 +328,7 @@ def test_fuzzing_reaches_success_too(cli_env, cli_tenant, capsys):
 @given(key=st.text(max_size=50))
 def test_any_encryption_key_setting_is_usable_or_a_clear_error(key):
     from core.errors import SecretKeyError
-    from core.secrets import SecretBox
+    from core.store.secrets import SecretBox
 
     try:
         box = SecretBox(key)

@@ -16,14 +16,19 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from core import actions, cli, clients, invoice_table, sync, views
+from core import cli
 from core.access import Principal
-from core.cooldowns import COOLDOWN_TABLE
-from core.halopsa.emulator import FaultRule, HaloEmulator, serve
-from core.models import Partner, PartnerStatus, Role, RunKind, RunStatus
-from core.runs import RUN_TABLE
-from tests.conftest import NOW
-from tests.factories import add_partner
+from core.actions import fetches as actions
+from core.console import invoices as invoice_table
+from core.console import views
+from core.store.tables import Partner, PartnerStatus, Role, RunKind, RunStatus
+from core.sync import connector as clients
+from core.sync import engine as sync
+from core.sync.cooldowns import COOLDOWN_TABLE
+from core.sync.runs import RUN_TABLE
+from halo_emulator import FaultRule, HaloEmulator, serve
+from tests.support.clock import NOW
+from tests.support.factories import add_partner
 
 SECRET = "Sup3rS3cret-6c1f0d2e-91ab"
 ROTATED = "R0tated-9f8e7d6c-5b4a"

@@ -31,11 +31,12 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Locator, Page, Route, expect, sync_playwright
 
-from core.demo import CS, DEMO_PASSWORD, PARTNER_EMAIL, PM_EMAIL
+from core.demo.seed import CS, DEMO_PASSWORD, PARTNER_EMAIL, PM_EMAIL
+from core.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = PROJECT_ROOT
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]

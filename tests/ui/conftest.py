@@ -3,64 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 import streamlit as st
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
-from core import runs, upserts
 from core.access import Principal
-from core.halopsa import records
-from core.models import IntegrationRole, NumberField, Role, RunKind, RunStatus
 from core.settings import Settings
-from core.users import add_user, principal_for_email
-from tests.conftest import NOW
-from tests.factories import add_partner
-
-APP = Path(__file__).resolve().parents[2] / "app.py"
-PASSWORD = "test-password"
-SUBTYPES = ["Managed Services", "Backup", "Break-fix"]
-
-
-def _fill(engine: Engine, settings: Settings, partner_id: int, prefix: str, invoices: int) -> None:
-    """Customers, agreements, invoices and a few runs for one partner, written through the real upserts."""
-    customers = [records.Customer(halo_id=i, name=f"{prefix} Customer {i}", inactive=False,
-                                  billing_email=f"ap{i}@{prefix.lower()}.example", currency="USD",
-                                  last_modified=NOW) for i in range(1, 6)]
-    agreements = [records.Agreement(halo_id=i, ref=f"{prefix}-AGR-{i}", customer_halo_id=i, subtype_id=i % 3 + 1,
-                                    subtype_name=SUBTYPES[i % 3], type_name="Recurring", start_date=date(2026, 1, 1),
-                                    end_date=None, active=True, last_modified=NOW) for i in range(1, 6)]
-    build = upserts.invoice_row_factory(NumberField.THIRD_PARTY)
-    invoice_rows = []
-    for i in range(1, invoices + 1):
-        paid = 0 if i % 3 else 10000
-        invoice_rows.append(build(records.Invoice(
-            halo_id=1000 + i, invoice_number=str(1000 + i), third_party_number=f"{prefix}-INV-{i:04d}" if i % 7 else None,
-            customer_halo_id=i % 5 + 1, customer_name=f"{prefix} Customer {i % 5 + 1}", agreement_halo_id=i % 5 + 1,
-            agreement_ref=f"{prefix}-AGR-{i % 5 + 1}", invoice_date=NOW.date() - timedelta(days=i),
-            due_date=NOW.date() - timedelta(days=i - 30), total_cents=10000 + i, amount_paid_cents=paid,
-            amount_due_cents=10000 + i - paid, currency="USD", posted=True, voided=False, last_modified=NOW,
-        )))
-    with engine.begin() as conn:
-        upserts.upsert_rows(conn, upserts.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
-                            [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
-                            [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoice_rows,
-                            partner_id=partner_id, now=NOW)
-    for hours_ago, kind, status in [(30, RunKind.BACKFILL, RunStatus.SUCCEEDED), (3, RunKind.SCHEDULED, RunStatus.PARTIAL),
-                                    (2, RunKind.SCHEDULED, RunStatus.FAILED), (1, RunKind.SCHEDULED, RunStatus.SUCCEEDED)]:
-        at = NOW - timedelta(hours=hours_ago)
-        run_id = runs.start_run(engine, partner_id=partner_id, partner_name=prefix, kind=kind, trigger="schedule",
-                                actor="scheduler", now=at, settings=settings)
-        with engine.begin() as conn:
-            runs.save_progress(conn, run_id, partner_id, now=at, created=invoices if kind == RunKind.BACKFILL else 2,
-                               updated=1, requests=4, pages=3)
-        runs.finish_run(engine, run_id, partner_id, status=status, now=at + timedelta(minutes=1),
-                        error="HaloPSA did not answer (HTTP 503)." if status == RunStatus.FAILED else None)
+from core.store.tables import IntegrationRole, NumberField, Role
+from core.store.users import add_user, principal_for_email
+from tests.support.clock import NOW
+from tests.support.console_db import APP, PASSWORD, fill_partner
+from tests.support.factories import add_partner
 
 
 @pytest.fixture
@@ -70,8 +26,8 @@ def console(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch)
                        app_domain="https://acme.halopsa.com", number_field=NumberField.THIRD_PARTY)
     globex = add_partner(engine, settings, name="Globex Partners", now=NOW - timedelta(days=2),
                          app_domain="https://globex.halopsa.com", role=IntegrationRole.SECONDARY)
-    _fill(engine, settings, acme, "Acme", 60)
-    _fill(engine, settings, globex, "Globex", 20)
+    fill_partner(engine, settings, acme, "Acme", 60)
+    fill_partner(engine, settings, globex, "Globex", 20)
     accounts = {"cs": ("cs@example.com", Role.CS, None), "acme": ("ap@acme.example", Role.PARTNER, acme),
                 "globex": ("ap@globex.example", Role.PARTNER, globex), "pm": ("pm@example.com", Role.PM, None)}
     for email, role, partner_id in accounts.values():

@@ -3,9 +3,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from core import autopay
-from core.audit import AUDIT_TABLE
-from tests.conftest import NOW
+from core.actions import autopay_rules as autopay
+from core.store.audit import AUDIT_TABLE
+from tests.support.clock import NOW
 
 PAGE = "pages/agreements.py"
 

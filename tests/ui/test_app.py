@@ -1,6 +1,6 @@
 from streamlit.testing.v1 import AppTest
 
-from tests.ui.conftest import APP, PASSWORD
+from tests.support.console_db import APP, PASSWORD
 
 
 def test_signed_out_visitors_see_only_the_sign_in_form(console):

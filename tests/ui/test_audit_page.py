@@ -2,8 +2,8 @@ from datetime import timedelta
 
 import pytest
 
-from core import audit
-from tests.conftest import NOW
+from core.store import audit
+from tests.support.clock import NOW
 
 PAGE = "pages/audit.py"
 

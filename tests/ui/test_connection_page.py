@@ -3,18 +3,19 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from core import sandbox, setup_checklist
-from core.connections import CONNECTION_TABLE, PARTNER_TABLE
+from core.actions.connect import CONNECTION_TABLE, PARTNER_TABLE
+from core.console import connection as setup_checklist
+from core.demo import sandbox
 from core.halopsa.auth import CREDENTIALS_REJECTED
-from core.models import RunKind, RunStatus
-from core.runs import RUN_TABLE
 from core.settings import REQUIRED_SCOPES
-from core.upserts import INVOICE_TABLE
-from tests.factories import add_partner
-from tests.conftest import NOW
+from core.store.tables import RunKind, RunStatus
+from core.store.upserts import INVOICE_TABLE
+from core.sync.runs import RUN_TABLE
+from tests.support.clock import NOW
+from tests.support.factories import add_partner
 
 PAGE = "pages/connection.py"
-STORED_SECRET = "s3cret-value"  # what tests.factories.add_partner stores for Acme and Globex
+STORED_SECRET = "s3cret-value"  # what tests.support.factories.add_partner stores for Acme and Globex
 
 
 @pytest.fixture

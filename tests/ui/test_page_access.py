@@ -12,12 +12,13 @@ from cryptography.fernet import Fernet
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe
 
-from core import autopay, invoice_table
 from core.access import PAGE_ROLES
-from core.models import Role
-from tests.conftest import NOW
+from core.actions import autopay_rules as autopay
+from core.console import invoices as invoice_table
+from core.store.tables import Role
+from tests.support.clock import NOW
 
-SECRET = "s3cret-value"  # the stored client secret of both partners (tests/factories.py)
+SECRET = "s3cret-value"  # the stored client secret of both partners (tests/support/factories.py)
 ROWS = {"acme": ["Acme-INV-", "Acme Customer", "Acme-AGR-"],
         "globex": ["Globex-INV-", "Globex Customer", "Globex-AGR-"]}
 NAMES = {"acme": "Acme MSP", "globex": "Globex Partners"}

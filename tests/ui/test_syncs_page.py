@@ -5,10 +5,12 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1.errors import AppTestError
 
-from core import connections, runs, sandbox
-from core.models import RunKind, RunStatus
-from core.runs import RUN_TABLE
-from tests.conftest import NOW
+from core.actions import connect as connections
+from core.demo import sandbox
+from core.store.tables import RunKind, RunStatus
+from core.sync import runs
+from core.sync.runs import RUN_TABLE
+from tests.support.clock import NOW
 
 PAGE = "pages/syncs.py"
 

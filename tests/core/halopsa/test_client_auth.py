@@ -13,7 +13,8 @@ import pytest
 from core.errors import AuthError, PermissionMissing
 from core.halopsa.auth import CREDENTIALS_REJECTED, check_scopes, scope_for_path
 from core.settings import REQUIRED_SCOPES
-from tests.core.halopsa.client_fakes import CLIENT_ID, SECRET, FakeClock, FakeHalo, invoice_row, make_client
+from tests.support.client_fakes import CLIENT_ID, SECRET, FakeHalo, invoice_row, make_client
+from tests.support.clock import FakeClock
 
 
 def _invoices(n: int = 3) -> FakeHalo:

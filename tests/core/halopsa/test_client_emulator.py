@@ -9,11 +9,12 @@ import pytest
 
 from core.errors import AuthError, HaloUnavailable, PermissionMissing, ProtocolError, RateLimited
 from core.halopsa import paging
-from core.halopsa.emulator import EmulatorConfig, FaultRule, HaloEmulator
 from core.halopsa.paging import rows_of
 from core.halopsa.records import parse_customer, parse_invoice
 from core.settings import REQUIRED_SCOPES
-from tests.core.halopsa.client_fakes import FakeClock, emulator_client
+from halo_emulator import EmulatorConfig, FaultRule, HaloEmulator
+from tests.support.client_fakes import emulator_client
+from tests.support.clock import FakeClock
 
 
 def _emulator(invoices: int = 1000, clock: FakeClock | None = None, **config) -> HaloEmulator:

@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import ProtocolError
 from core.halopsa.paging import rows_of
-from tests.core.halopsa.client_fakes import FakeHalo, invoice_row, make_client
+from tests.support.client_fakes import FakeHalo, invoice_row, make_client
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

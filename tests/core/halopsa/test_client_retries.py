@@ -11,7 +11,8 @@ import pytest
 from core.errors import HaloError, HaloUnavailable, ProtocolError, RateLimited
 from core.halopsa.client import ClientEvent
 from core.halopsa.transport import retry_after_seconds
-from tests.core.halopsa.client_fakes import FakeClock, FakeHalo, invoice_row, make_client
+from tests.support.client_fakes import FakeHalo, invoice_row, make_client
+from tests.support.clock import FakeClock
 
 
 def _fake() -> FakeHalo:

@@ -8,8 +8,8 @@ import tracemalloc
 import httpx
 import pytest
 
-from core.halopsa.emulator import EmulatorConfig, HaloEmulator
-from tests.core.halopsa.client_fakes import emulator_client
+from halo_emulator import EmulatorConfig, HaloEmulator
+from tests.support.client_fakes import emulator_client
 
 INVOICES = 100_000
 

@@ -8,9 +8,10 @@ import pytest
 
 from core.errors import AuthError, HaloUnavailable
 from core.halopsa.client import HaloClient
-from core.halopsa.emulator import EmulatorConfig, FaultRule, HaloEmulator, serve
 from core.settings import Settings
-from tests.core.halopsa.client_fakes import FakeClock, emulator_client
+from halo_emulator import EmulatorConfig, FaultRule, HaloEmulator, serve
+from tests.support.client_fakes import emulator_client
+from tests.support.clock import FakeClock
 
 
 def _ids(pages) -> list[int]:

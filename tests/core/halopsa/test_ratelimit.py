@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.halopsa.ratelimit import RateBudget, shared_budget
-from tests.core.halopsa.client_fakes import FakeClock, FakeHalo, invoice_row, make_client
+from tests.support.client_fakes import FakeHalo, invoice_row, make_client
+from tests.support.clock import FakeClock
 
 
 def _send_times(budget: RateBudget, clock: FakeClock, gaps: list[float]) -> list[float]:

@@ -1,0 +1,236 @@
+"""Connecting a partner to HaloPSA: validate the form, verify with HaloPSA (token plus the seven permissions), and
+only then save. A bad input or a failed verification saves nothing and says why; editing keeps the stored secret
+unless a new one is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Table, case, select, update
+from sqlalchemy.engine import Engine
+
+from core.access import Principal, require_partner_access, require_role
+from core.errors import AccessDenied, BadInput, PermissionMissing
+from core.halopsa.app_domain import normalize_app_domain
+from core.settings import REQUIRED_SCOPES, Settings
+from core.store import audit
+from core.store.secrets import secret_box
+from core.store.tables import Connection, IntegrationRole, NumberField, Partner, PartnerStatus, Role
+from core.store.upserts import INVOICE_TABLE
+from core.sync import cooldowns
+from core.sync.connector import build_client
+
+PARTNER_TABLE: Table = Partner.__table__  # type: ignore[attr-defined]
+CONNECTION_TABLE: Table = Connection.__table__  # type: ignore[attr-defined]
+NUMBER_FIELD_LABELS = {NumberField.HALO_ID: "HaloPSA ID", NumberField.THIRD_PARTY: "Third Party Invoice Number"}
+
+
+@dataclass(frozen=True)
+class ConnectionForm:
+    """What the setup form (or `python -m core connect`) submits; strings as typed."""
+
+    partner_name: str
+    app_domain: str
+    client_id: str
+    client_secret: str | None = None
+    invoices_created_since: date | str | None = None
+    invoice_number_field: str = NumberField.HALO_ID
+    integration_role: str = IntegrationRole.PRIMARY
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class CleanForm:
+    partner_name: str
+    app_domain: str
+    client_id: str
+    client_secret: str
+    invoices_created_since: date | None
+    invoice_number_field: NumberField
+    integration_role: IntegrationRole
+    tenant: str | None
+    partner_id: int | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    app_domain: str
+    granted: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def checklist(self) -> list[tuple[str, bool]]:
+        """Each required permission and whether the application has it, in the order HaloPSA's screen lists them."""
+        return [(scope, scope not in self.missing) for scope in REQUIRED_SCOPES]
+
+
+def _parse_since(value: date | str | None, today: date) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, date):
+        parsed = value
+    else:
+        try:
+            parsed = date.fromisoformat(value.strip())
+        except ValueError:
+            raise BadInput(
+                f"Invoices Created Since must be a date like 2025-01-31, not “{value.strip()[:40]}”.",
+                field="invoices_created_since",
+            ) from None
+    if parsed > today:
+        raise BadInput("Invoices Created Since cannot be in the future.", field="invoices_created_since")
+    if parsed.year < 2000:
+        raise BadInput("Invoices Created Since must be in the year 2000 or later.", field="invoices_created_since")
+    return parsed
+
+
+def _existing(engine: Engine, partner_name: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(PARTNER_TABLE.c.id, CONNECTION_TABLE.c.client_secret_encrypted)
+            .select_from(PARTNER_TABLE.outerjoin(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id))
+            .where(PARTNER_TABLE.c.name == partner_name)
+        ).first()
+
+
+def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *, settings: Settings,
+                  today: date) -> CleanForm:
+    """Check every field; raises BadInput naming the field, or AccessDenied. Reads, never writes."""
+    name = " ".join((form.partner_name or "").split())
+    if not name:
+        raise BadInput("Partner name is required.", field="partner_name")
+    if len(name) > 120:
+        raise BadInput("Partner name must be 120 characters or fewer.", field="partner_name")
+    if principal.role == Role.PM:
+        raise AccessDenied("Product managers cannot change connections.")
+    existing = _existing(engine, name)
+    if principal.role == Role.PARTNER and (existing is None or existing.id != principal.partner_id):
+        raise AccessDenied("A partner account can only edit its own connection.")
+    domain = normalize_app_domain(
+        form.app_domain, allow_local=settings.allow_local_domains, sandbox_enabled=settings.sandbox_enabled
+    )
+    client_id = (form.client_id or "").strip()
+    if not client_id:
+        raise BadInput("Client ID is required: copy it from the API application in HaloPSA.", field="client_id")
+    if len(client_id) > 200 or any(ch.isspace() for ch in client_id):
+        raise BadInput("Client ID must be the value HaloPSA shows, without spaces.", field="client_id")
+    secret = form.client_secret or ""
+    if secret.strip() != secret:
+        secret = secret.strip()
+    if not secret:
+        if existing is None or existing.client_secret_encrypted is None:
+            raise BadInput("Client Secret is required: generate one on the API application in HaloPSA.",
+                           field="client_secret")
+        secret = secret_box(settings).decrypt(existing.client_secret_encrypted)
+    if len(secret) > 500:
+        raise BadInput("Client Secret is longer than any HaloPSA secret; paste it again.", field="client_secret")
+    try:
+        number_field = NumberField(form.invoice_number_field)
+    except ValueError:
+        raise BadInput("Invoice Number Field must be HaloPSA ID or Third Party Invoice Number.",
+                       field="invoice_number_field") from None
+    try:
+        role = IntegrationRole(form.integration_role)
+    except ValueError:
+        raise BadInput("Integration must be primary or secondary.", field="integration_role") from None
+    tenant = (form.tenant or "").strip() or None
+    if tenant and (len(tenant) > 100 or not all(ch.isalnum() or ch in "-_." for ch in tenant)):
+        raise BadInput("Tenant may hold only letters, digits, dots, dashes and underscores.", field="tenant")
+    since = _parse_since(form.invoices_created_since, today) if role == IntegrationRole.PRIMARY else None
+    return CleanForm(
+        partner_name=name, app_domain=domain, client_id=client_id, client_secret=secret,
+        invoices_created_since=since, invoice_number_field=number_field, integration_role=role, tenant=tenant,
+        partner_id=existing.id if existing else None,
+    )
+
+
+def verify(clean: CleanForm, *, settings: Settings, transport: Any = None) -> Verification:
+    """Ask HaloPSA for a token and compare the granted scopes with the seven the integration needs."""
+    with build_client(
+        app_domain=clean.app_domain, client_id=clean.client_id, client_secret=clean.client_secret,
+        tenant=clean.tenant, settings=settings, transport=transport,
+    ) as client:
+        check = client.verify()
+    return Verification(app_domain=clean.app_domain, granted=tuple(check.granted), missing=tuple(check.missing))
+
+
+def save(engine: Engine, principal: Principal, clean: CleanForm, verification: Verification, *, now: datetime,
+         settings: Settings) -> int:
+    """Store a verified connection (creating the partner if new); returns the partner id."""
+    # checked here too, not only in validate_form: only cs creates partners, a partner user edits only its own
+    if clean.partner_id is None:
+        require_role(principal, Role.CS)
+    else:
+        require_role(principal, Role.CS, Role.PARTNER)
+        require_partner_access(principal, clean.partner_id)
+    if not verification.ok:
+        raise PermissionMissing(list(verification.missing))
+    encrypted = secret_box(settings).encrypt(clean.client_secret)
+    values = {
+        "app_domain": clean.app_domain, "tenant": clean.tenant, "client_id": clean.client_id,
+        "client_secret_encrypted": encrypted, "invoices_created_since": clean.invoices_created_since,
+        "invoice_number_field": clean.invoice_number_field.value, "integration_role": clean.integration_role.value,
+        "granted_scopes": " ".join(verification.granted), "missing_scopes": "", "last_verified_at": now,
+        "last_error": None,
+    }
+    with engine.begin() as conn:
+        partner_id = clean.partner_id
+        if partner_id is None:
+            partner_id = conn.execute(
+                PARTNER_TABLE.insert().values(name=clean.partner_name, status=PartnerStatus.CONNECTED, created_at=now)
+            ).inserted_primary_key[0]
+        else:
+            require_partner_access(principal, partner_id)
+        previous = conn.execute(select(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id)).first()
+        if previous is None:
+            conn.execute(CONNECTION_TABLE.insert().values(partner_id=partner_id, connected_at=now, **values))
+            action, detail = "connect", f"{clean.integration_role.value} integration at {clean.app_domain}"
+        else:
+            conn.execute(update(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id).values(**values))
+            action, detail = "edit_connection", _describe_changes(previous, values)
+            if previous.invoice_number_field != clean.invoice_number_field.value:
+                _renumber(conn, partner_id, clean.invoice_number_field)
+        conn.execute(update(PARTNER_TABLE).where(PARTNER_TABLE.c.id == partner_id)
+                     .values(status=PartnerStatus.CONNECTED))
+        cooldowns.ensure_rows(conn, partner_id)
+        audit.record(conn, actor=principal.user, action=action, partner_id=partner_id, now=now, detail=detail)
+    return int(partner_id)
+
+
+def _describe_changes(previous: Any, values: dict[str, Any]) -> str:
+    labels = {"app_domain": "App Domain", "tenant": "tenant", "client_id": "Client ID",
+              "invoices_created_since": "Invoices Created Since", "invoice_number_field": "Invoice Number Field",
+              "integration_role": "integration role"}
+    changed = [label for key, label in labels.items() if getattr(previous, key) != values[key]]
+    if previous.client_secret_encrypted != values["client_secret_encrypted"]:
+        changed.append("Client Secret (re-encrypted)")
+    return "changed: " + ", ".join(changed) if changed else "verified again, nothing changed"
+
+
+def _renumber(conn: Any, partner_id: int, field: NumberField) -> None:
+    """Switching the Invoice Number Field renumbers every stored invoice in one statement."""
+    c = INVOICE_TABLE.c
+    if field == NumberField.THIRD_PARTY:
+        has_number = (c.third_party_number.is_not(None)) & (c.third_party_number != "")
+        values = {
+            "display_number": case((has_number, c.third_party_number), else_=c.halo_id.cast(INVOICE_TABLE.c.display_number.type)),
+            "number_is_fallback": ~has_number,
+        }
+    else:
+        values = {"display_number": c.halo_id.cast(INVOICE_TABLE.c.display_number.type), "number_is_fallback": False}
+    conn.execute(update(INVOICE_TABLE).where(c.partner_id == partner_id).values(**values))
+
+
+def connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime, settings: Settings,
+            transport: Any = None) -> tuple[int, Verification]:
+    """Validate, verify and save in that order; raises (with nothing saved) when any step refuses."""
+    clean = validate_form(engine, principal, form, settings=settings, today=now.date())
+    verification = verify(clean, settings=settings, transport=transport)
+    if not verification.ok:
+        raise PermissionMissing(list(verification.missing))
+    return save(engine, principal, clean, verification, now=now, settings=settings), verification

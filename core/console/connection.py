@@ -1,0 +1,215 @@
+"""The HaloPSA side of connecting: the setup steps, the seven permissions with a fix hint for each missing one, the
+stored connection as the Connection page shows and pre-fills it (never its secret), and which form field an error
+belongs under.
+
+A permission is ticked (granted), crossed (missing) or unknown (never verified), from a fresh Verification, from a
+PermissionMissing error, or from the scopes stored at the last verification (a later sync can add missing ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from core.access import Principal, require_partner_access, require_role
+from core.actions.connect import CONNECTION_TABLE, NUMBER_FIELD_LABELS, PARTNER_TABLE, Verification
+from core.errors import AuthError, BadInput, ConsoleError
+from core.halopsa.app_domain import SANDBOX_SUFFIX, is_sandbox_domain
+from core.halopsa.auth import CREDENTIALS_REJECTED, check_scopes
+from core.settings import REQUIRED_SCOPES, Settings
+from core.store.tables import IntegrationRole, NumberField, Role
+
+APPLICATIONS_PATH = "Configuration > Integrations > HaloPSA API > View Applications"
+TRAINEE_SANDBOX = "trainee" + SANDBOX_SUFFIX
+
+SETUP_STEPS: tuple[str, ...] = (
+    "Turn off HaloPSA's native QuickBooks Online invoice sync first (Configuration > Integrations > QuickBooks "
+    "Online), so invoices are not synced twice.",
+    f"Create an API application: {APPLICATIONS_PATH} > New.",
+    "Authentication Method: **Client ID and Secret (Services)**.",
+    "Login Type: **Agent**, with an agent that can see every customer.",
+    "On the application's Permissions tab tick all seven: " + ", ".join(f"`{s}`" for s in REQUIRED_SCOPES) + ".",
+    "Save, then copy the Client ID and Client Secret into the form below.",
+)
+
+PERMISSION_PURPOSES: dict[str, str] = {
+    "admin:webhooks": "registers webhooks so changes arrive without waiting for the hourly sync",
+    "read:customers": "reads your customers",
+    "edit:customers": "updates customers' payment settings",
+    "read:invoices": "reads invoices and their amounts due",
+    "edit:invoices": "records payments against invoices",
+    "read:contracts": "reads agreements (contracts) and their subtypes",
+    "edit:contracts": "updates agreements' auto-pay settings",
+}
+
+FIELD_LABELS: dict[str, str] = {
+    "partner_name": "Partner name",
+    "app_domain": "App Domain",
+    "client_id": "Client ID",
+    "client_secret": "Client Secret",
+    "invoices_created_since": "Invoices Created Since",
+    "invoice_number_field": "Invoice Number Field",
+    "integration_role": "Integration",
+    "tenant": "Tenant",
+}
+ROLE_LABELS = {IntegrationRole.PRIMARY.value: "Primary", IntegrationRole.SECONDARY.value: "Secondary"}
+NUMBER_LABELS = {field.value: label for field, label in NUMBER_FIELD_LABELS.items()}
+
+
+@dataclass(frozen=True)
+class PermissionCheck:
+    scope: str
+    granted: bool | None
+    purpose: str
+
+    @property
+    def fix(self) -> str | None:
+        """What to do in HaloPSA when the permission is missing (None when granted or not yet known)."""
+        if self.granted is not False:
+            return None
+        return (f"In HaloPSA open {APPLICATIONS_PATH}, open this console's application, tick `{self.scope}` on its "
+                "Permissions tab, save, then press Continue again.")
+
+
+def checklist_markdown(checks: Iterable[PermissionCheck]) -> str:
+    """One line per permission: ticked, crossed (with its fix underneath) or unknown."""
+    icons = {True: "✅", False: "❌", None: "❔"}
+    return "\n\n".join(f"{icons[c.granted]} `{c.scope}`: {c.purpose}" + (f"  \n↳ {c.fix}" if c.fix else "")
+                       for c in checks)
+
+
+def _check(scope: str, granted: bool | None) -> PermissionCheck:
+    return PermissionCheck(scope=scope, granted=granted, purpose=PERMISSION_PURPOSES[scope])
+
+
+def from_verification(verification: Verification) -> list[PermissionCheck]:
+    """The seven permissions as HaloPSA just reported them."""
+    return [_check(scope, ok) for scope, ok in verification.checklist()]
+
+
+def from_missing(missing: Iterable[str]) -> list[PermissionCheck]:
+    """From a PermissionMissing error: every permission it does not name was granted."""
+    return from_verification(Verification(app_domain="", granted=(), missing=tuple(missing)))
+
+
+def from_stored(granted_scopes: str, missing_scopes: str) -> list[PermissionCheck]:
+    """From the stored space-separated scopes; a permission neither granted nor missing is unknown (None)."""
+    missing = set(missing_scopes.split())
+    granted = granted_scopes.split()
+    covered = set(REQUIRED_SCOPES) - set(check_scopes(granted).missing) if granted else set()
+    return [_check(scope, False if scope in missing else True if scope in covered else None)
+            for scope in REQUIRED_SCOPES]
+
+
+def error_field(exc: ConsoleError) -> str | None:
+    """The form field an error belongs under; None puts it under the Continue button."""
+    if isinstance(exc, BadInput):
+        return exc.field
+    if isinstance(exc, AuthError):
+        # core.halopsa.auth.rejection words the three cases: credentials, no token endpoint, tenant
+        if exc.message == CREDENTIALS_REJECTED:
+            return "client_secret"
+        return "app_domain" if exc.message.endswith("Check the App Domain.") else "tenant"
+    return None
+
+
+def require_new_partner_name(engine: Engine, principal: Principal, name: str) -> None:
+    """Connecting a *new* partner (cs only) must not silently edit an existing one that has the same name."""
+    require_role(principal, Role.CS)
+    name = " ".join(name.split())
+    with engine.connect() as conn:
+        taken = conn.scalar(select(PARTNER_TABLE.c.id).where(PARTNER_TABLE.c.name == name))
+    if taken is not None:
+        raise BadInput(f"A partner named “{name}” already exists. Pick it in the sidebar to edit its connection.",
+                       field="partner_name")
+
+
+@dataclass(frozen=True)
+class SandboxHint:
+    host: str
+    client_id: str
+    client_secret: str
+
+
+def sandbox_hint(app_domain: str | None, *, settings: Settings) -> SandboxHint | None:
+    """Demo credentials of a sandbox tenant (the one typed, else the trainee one); None when sandboxes are off."""
+    if not settings.sandbox_enabled:
+        return None
+    from core.demo import sandbox  # lazily: loads the emulator only when a sandbox is offered
+
+    typed = (app_domain or "").strip()
+    url = typed if "://" in typed else f"https://{typed}"
+    host = (urlsplit(url).hostname or "") if typed and is_sandbox_domain(url) else TRAINEE_SANDBOX
+    client_id, client_secret = sandbox.credentials(host)
+    return SandboxHint(host=host, client_id=client_id, client_secret=client_secret)
+
+
+@dataclass(frozen=True)
+class StoredConnection:
+    """A partner's saved connection without its secret."""
+
+    partner_name: str
+    app_domain: str
+    client_id: str
+    tenant: str | None
+    integration_role: str
+    invoice_number_field: str
+    invoices_created_since: date | None
+    last_verified_at: datetime | None
+    last_error: str | None
+    permissions: list[PermissionCheck]
+
+    @property
+    def facts(self) -> list[tuple[str, str]]:
+        since, verified = self.invoices_created_since, self.last_verified_at
+        return [
+            ("App Domain", self.app_domain),
+            ("Client ID", self.client_id),
+            ("Integration", ROLE_LABELS.get(self.integration_role, self.integration_role)),
+            ("Invoice Number Field", NUMBER_LABELS.get(self.invoice_number_field, self.invoice_number_field)),
+            ("Invoices Created Since", since.isoformat() if since else "all"),
+            ("Tenant", self.tenant or "none"),
+            ("Last verified", verified.strftime("%Y-%m-%d %H:%M UTC") if verified else "never"),
+        ]
+
+    def form_values(self) -> dict[str, Any]:
+        """What the edit form starts with; the secret field always starts empty."""
+        return {"partner_name": self.partner_name, "app_domain": self.app_domain, "client_id": self.client_id,
+                "client_secret": "", "invoices_created_since": self.invoices_created_since,
+                "invoice_number_field": self.invoice_number_field, "integration_role": self.integration_role,
+                "tenant": self.tenant or ""}
+
+
+def blank_form_values(partner_name: str = "") -> dict[str, Any]:
+    return {"partner_name": partner_name, "app_domain": "", "client_id": "", "client_secret": "",
+            "invoices_created_since": None, "invoice_number_field": NumberField.HALO_ID.value,
+            "integration_role": IntegrationRole.PRIMARY.value, "tenant": ""}
+
+
+def stored_connection(engine: Engine, principal: Principal, partner_id: int) -> StoredConnection | None:
+    """The partner's saved connection (None when it has none yet); cs or the partner itself only."""
+    require_role(principal, Role.CS, Role.PARTNER)
+    require_partner_access(principal, partner_id)
+    c = CONNECTION_TABLE.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(PARTNER_TABLE.c.name, c.app_domain, c.client_id, c.tenant, c.integration_role,
+                   c.invoice_number_field, c.invoices_created_since, c.last_verified_at, c.last_error,
+                   c.granted_scopes, c.missing_scopes)
+            .select_from(PARTNER_TABLE.join(CONNECTION_TABLE, c.partner_id == PARTNER_TABLE.c.id))
+            .where(PARTNER_TABLE.c.id == partner_id)
+        ).first()
+    if row is None:
+        return None
+    return StoredConnection(
+        partner_name=row.name, app_domain=row.app_domain, client_id=row.client_id, tenant=row.tenant,
+        integration_role=row.integration_role, invoice_number_field=row.invoice_number_field,
+        invoices_created_since=row.invoices_created_since, last_verified_at=row.last_verified_at,
+        last_error=row.last_error, permissions=from_stored(row.granted_scopes, row.missing_scopes),
+    )

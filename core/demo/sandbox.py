@@ -1,0 +1,147 @@
+"""Sandbox tenants: App Domains under `.sandbox` are answered in-process by the HaloPSA emulator.
+
+A sandbox tenant is a pure function of its name, its epoch and the time: its books are generated from a seed derived
+from the name, then advanced hour by hour to "now" before every request. The epoch is stored once beside the SQLite
+database, so a restarted console sees the very same HaloPSA history it synced before. A few names carry a story for
+the demo (permissions removed after a while, an instance that starts failing); any other name gets a healthy tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from core.settings import REQUIRED_SCOPES, Settings
+from halo_emulator import EmulatorConfig, FaultRule, HaloEmulator
+
+EPOCH_FILE = "sandbox-epoch.txt"
+HISTORY = timedelta(days=35)
+SANDBOX_ACTIVITY = 2.0  # busier than real books, so a demo shows changes every hour
+FAILING = FaultRule(kind="status", status=503, times=10**9)
+
+
+@dataclass(frozen=True)
+class Preset:
+    invoices: int = 300
+    scopes_removed: tuple[str, ...] = ()
+    scopes_removed_after: timedelta | None = None
+    failing_after: timedelta | None = None
+
+
+PRESETS: dict[str, Preset] = {
+    "northwind": Preset(invoices=4000),
+    "contoso": Preset(invoices=1500),
+    "fabrikam": Preset(invoices=600),
+    "tailspin": Preset(invoices=500, scopes_removed=("edit:invoices", "admin:webhooks"),
+                       scopes_removed_after=timedelta(days=20)),
+    "litware": Preset(invoices=400, failing_after=timedelta(days=28)),
+}
+
+
+def _preset(name: str) -> Preset:
+    if name in PRESETS:
+        return PRESETS[name]
+    if name.startswith("limited"):
+        return Preset(scopes_removed=("edit:invoices", "admin:webhooks"), scopes_removed_after=timedelta(0))
+    if name.startswith("flaky"):
+        return Preset(failing_after=timedelta(0))
+    return Preset()
+
+
+def _digest(host: str, purpose: str) -> str:
+    return hashlib.sha256(f"sandbox:{purpose}:{host}".encode()).hexdigest()
+
+
+def credentials(host: str) -> tuple[str, str]:
+    """The sandbox tenant's Client ID and Secret: fake, fixed per name, and shown to trainees on purpose."""
+    d = _digest(host, "client")
+    client_id = f"{d[:8]}-{d[8:12]}-4{d[13:16]}-a{d[17:20]}-{d[20:32]}"
+    return client_id, "sbx_" + _digest(host, "secret")[:32]
+
+
+class _Tenant:
+    def __init__(self, host: str, epoch: datetime) -> None:
+        name = host.removesuffix(".sandbox").split(".")[-1]
+        self.preset = _preset(name)
+        self.epoch = epoch
+        client_id, client_secret = credentials(host)
+        self.emulator = HaloEmulator(EmulatorConfig(
+            seed=int(_digest(host, "seed")[:8], 16), invoices=self.preset.invoices, start=epoch,
+            client_id=client_id, client_secret=client_secret, rate_limit=None, activity=SANDBOX_ACTIVITY,
+        ))
+        self.lock = threading.Lock()
+        self.scopes_cut = False
+        self.failing = False
+
+    def catch_up(self, now: datetime) -> None:
+        """Advance the books to the current hour and apply the preset's story up to now."""
+        target = now.replace(minute=0, second=0, microsecond=0)
+        with self.lock:
+            if target > self.emulator.now:
+                self.emulator.advance(target)
+            p = self.preset
+            if not self.scopes_cut and p.scopes_removed_after is not None and now >= self.epoch + p.scopes_removed_after:
+                self.emulator.set_scopes(tuple(s for s in REQUIRED_SCOPES if s not in p.scopes_removed))
+                self.scopes_cut = True
+            if not self.failing and p.failing_after is not None and now >= self.epoch + p.failing_after:
+                self.emulator.add_fault(FAILING)
+                self.failing = True
+
+
+class SandboxRegistry:
+    """The process's sandbox tenants, created on first use."""
+
+    def __init__(self) -> None:
+        self._tenants: dict[str, _Tenant] = {}
+        self._lock = threading.Lock()
+        self.pinned_now: datetime | None = None
+
+    def tenant(self, host: str, settings: Settings) -> _Tenant:
+        with self._lock:
+            if host not in self._tenants:
+                self._tenants[host] = _Tenant(host, epoch_for(settings))
+            return self._tenants[host]
+
+    def now(self, settings: Settings) -> datetime:
+        return self.pinned_now or settings.now()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tenants.clear()
+            self.pinned_now = None
+
+
+REGISTRY = SandboxRegistry()
+
+
+def epoch_for(settings: Settings) -> datetime:
+    """When sandbox books start evolving: read from (or written once to) a file beside the SQLite database."""
+    fallback = (settings.now() - HISTORY).replace(hour=0, minute=0, second=0, microsecond=0)
+    db_path = settings.sqlite_path
+    if db_path is None:
+        return fallback
+    path = Path(db_path).parent / EPOCH_FILE
+    if path.exists():
+        return datetime.fromisoformat(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(fallback.isoformat())
+    return fallback
+
+
+def emulator_for(app_domain: str, settings: Settings) -> HaloEmulator:
+    host = urlsplit(app_domain).hostname or app_domain
+    tenant = REGISTRY.tenant(host, settings)
+    tenant.catch_up(REGISTRY.now(settings))
+    return tenant.emulator
+
+
+def transport_for(app_domain: str, settings: Settings) -> Any:
+    """An in-process transport that brings the tenant up to date, then lets its emulator answer."""
+    host = urlsplit(app_domain).hostname or app_domain
+    tenant = REGISTRY.tenant(host, settings)
+    return tenant.emulator.transport(before=lambda: tenant.catch_up(REGISTRY.now(settings)))

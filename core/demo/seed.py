@@ -1,0 +1,175 @@
+"""The demo: on first start of the embedded default, connect a handful of partners to sandbox tenants and replay
+weeks of hourly history through the real sync engine on the sandbox clock, so every chart and table has real content.
+
+Partners and their stories:
+- Northwind IT: primary, Third Party Invoice Number, subtypes mapped to auto-pay rules, uses manual fetches.
+- Contoso Managed Services: primary, agreements synced but no subtype mapped yet.
+- Fabrikam Networks: HaloPSA as the secondary integration.
+- Tailspin Technologies: primary; the API application later loses two permissions.
+- Litware Systems: primary; its HaloPSA starts failing in the last week.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from core.access import Principal
+from core.actions import autopay_rules as autopay
+from core.actions import connect as connections
+from core.actions import fetches as actions
+from core.demo import sandbox
+from core.errors import ConsoleError
+from core.settings import Settings
+from core.store.tables import IntegrationRole, NumberField, Partner, Role, RunKind
+from core.store.users import add_user
+from core.sync import engine as sync
+from core.sync.connector import stored_client_factory
+
+log = logging.getLogger(__name__)
+DEMO_PASSWORD = "demo-password"
+REPLAY_DAYS = 21
+
+
+@dataclass(frozen=True)
+class DemoPartner:
+    name: str
+    host: str
+    connect_after: timedelta
+    role: IntegrationRole = IntegrationRole.PRIMARY
+    number_field: NumberField = NumberField.HALO_ID
+    rules: dict[str, tuple[timedelta, autopay.RuleInput]] = field(default_factory=dict)
+    fetches: bool = False
+
+
+DEMO_PARTNERS = (
+    DemoPartner(
+        "Northwind IT", "northwind.sandbox", timedelta(hours=9), number_field=NumberField.THIRD_PARTY, fetches=True,
+        rules={
+            "Managed Services": (timedelta(days=3, hours=10), autopay.RuleInput(
+                subtype_name="Managed Services", enabled=True, trigger="on_due_date", days=0)),
+            "Backup": (timedelta(days=6, hours=15), autopay.RuleInput(
+                subtype_name="Backup", enabled=True, trigger="days_after_due", days=3,
+                max_amount=Decimal("2500.00"))),
+        },
+    ),
+    DemoPartner("Litware Systems", "litware.sandbox", timedelta(days=1, hours=11)),
+    DemoPartner("Tailspin Technologies", "tailspin.sandbox", timedelta(days=2, hours=14)),
+    DemoPartner("Contoso Managed Services", "contoso.sandbox", timedelta(days=4, hours=10)),
+    DemoPartner("Fabrikam Networks", "fabrikam.sandbox", timedelta(days=6, hours=16),
+                role=IntegrationRole.SECONDARY),
+)
+CS = Principal(role=Role.CS, user="cs@demo.local")
+PM_EMAIL = "pm@demo.local"
+PARTNER_EMAIL = "finance@northwind.demo"
+
+
+def should_seed(engine: Engine, settings: Settings) -> bool:
+    """Seed only the embedded default with sandboxes on, and only into an empty database."""
+    if not settings.demo_enabled or not settings.sandbox_enabled:
+        return False
+    with engine.connect() as conn:
+        return not conn.scalar(select(func.count()).select_from(Partner))
+
+
+def _connect(engine: Engine, partner: DemoPartner, *, now: datetime, settings: Settings) -> int:
+    client_id, client_secret = sandbox.credentials(partner.host)
+    form = connections.ConnectionForm(
+        partner_name=partner.name, app_domain=partner.host, client_id=client_id, client_secret=client_secret,
+        invoice_number_field=partner.number_field, integration_role=partner.role,
+    )
+    partner_id, _ = connections.connect(engine, CS, form, now=now, settings=settings)
+    return partner_id
+
+
+def seed(engine: Engine, *, settings: Settings, now: datetime,
+         progress: Callable[[str], None] | None = None, days: int = REPLAY_DAYS) -> None:
+    """Create the demo partners and accounts and replay `days` of hourly history up to `now`."""
+    say = progress or (lambda message: None)
+    # History is replayed in seconds, not weeks: the sandbox has no rate limit, so neither does the replay.
+    replay = replace(settings, max_attempts=2, backoff_cap_s=0.01, fixed_now=None, rate_limit_requests=10**9,
+                     page_size=200)
+    factory = stored_client_factory(replay)
+    end = now.replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    partner_ids: dict[str, int] = {}
+    partner_user: Principal | None = None
+    try:
+        hour = start
+        while hour <= end:
+            sandbox.REGISTRY.pinned_now = hour
+            for partner in DEMO_PARTNERS:
+                if partner.name not in partner_ids and hour >= start + partner.connect_after:
+                    partner_ids[partner.name] = _connect(engine, partner, now=hour, settings=replay)
+                    if partner.role == IntegrationRole.PRIMARY:
+                        sync.run_sync(engine, partner_id=partner_ids[partner.name], kind=RunKind.BACKFILL,
+                                      trigger="connect", actor=CS.user, now=hour, settings=replay,
+                                      client_factory=factory)
+                    if partner.fetches and partner_user is None:
+                        partner_user = _add_accounts(engine, partner_ids[partner.name])
+            for partner_id in list(sync.iter_due_partners(engine, now=hour, settings=replay)):
+                sync.run_sync(engine, partner_id=partner_id, kind=RunKind.SCHEDULED, trigger="schedule",
+                              actor="scheduler", now=hour, settings=replay, client_factory=factory)
+            _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
+                    settings=replay, factory=factory)
+            if hour.hour == 0:
+                say(f"Demo history: {(hour - start).days} of {days} days replayed")
+            hour += timedelta(hours=1)
+    finally:
+        sandbox.REGISTRY.pinned_now = None
+    say("Demo ready.")
+
+
+def _add_accounts(engine: Engine, northwind_id: int) -> Principal:
+    add_user(engine, email=CS.user, name="Casey (customer success)", role=Role.CS, password=DEMO_PASSWORD)
+    add_user(engine, email=PM_EMAIL, name="Priya (product)", role=Role.PM, password=DEMO_PASSWORD)
+    add_user(engine, email=PARTNER_EMAIL, name="Noor (Northwind finance)", role=Role.PARTNER,
+             password=DEMO_PASSWORD, partner_id=northwind_id)
+    return Principal(role=Role.PARTNER, user=PARTNER_EMAIL, partner_id=northwind_id)
+
+
+def _people(engine: Engine, *, hour: datetime, start: datetime, partner_ids: dict[str, int],
+            partner_user: Principal | None, settings: Settings, factory: sync.ClientFactory) -> None:
+    """What people did in this hour: map subtypes, and press the manual fetch buttons (sometimes too early)."""
+    for partner in DEMO_PARTNERS:
+        partner_id = partner_ids.get(partner.name)
+        if partner_id is None:
+            continue
+        for offset, rule in partner.rules.values():
+            if hour == start + offset:
+                actor = partner_user or CS
+                autopay.save_rule(engine, actor, partner_id, rule, now=hour)
+        if not partner.fetches or partner_user is None:
+            continue
+        for kind, who, minute in _presses(hour, partner_user):
+            try:
+                actions.start_manual_fetch(engine, who, partner_id=partner_id, kind=kind,
+                                           now=hour + timedelta(minutes=minute), settings=settings,
+                                           client_factory=factory)
+            except ConsoleError as exc:
+                log.debug("demo press refused: %s", exc.message)
+
+
+def _presses(hour: datetime, partner_user: Principal) -> list[tuple[str, Principal, int]]:
+    """The week's rhythm of manual fetches: (kind, who, minute past the hour). Some land inside a cooldown."""
+    if hour.hour not in (9, 15) or hour.weekday() > 4:
+        return []
+    weekday, morning = hour.weekday(), hour.hour == 9
+    presses: list[tuple[str, Principal, int]] = []
+    if morning:
+        presses.append((RunKind.FETCH_NEW_DATA, partner_user, 7))
+        if weekday in (0, 3):
+            presses.append((RunKind.FETCH_UNPAID, partner_user, 12))
+        if weekday == 4:
+            presses.append((RunKind.FETCH_NEW_DATA, partner_user, 40))  # 33 min later: refused by the cooldown
+    elif weekday == 0:
+        presses.append((RunKind.FETCH_UNPAID, CS, 20))  # 6 h after the partner's fetch: refused
+    elif weekday == 2:
+        presses.append((RunKind.FETCH_NEW_DATA, CS, 30))
+    return presses

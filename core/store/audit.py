@@ -1,0 +1,18 @@
+"""The audit log: who connected, edited, fetched, mapped or exported what, and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection
+
+from core.store.tables import AuditEvent
+
+AUDIT_TABLE: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+def record(conn: Connection, *, actor: str, action: str, now: datetime, partner_id: int | None = None,
+           detail: str = "") -> None:
+    """Append one event; `detail` is plain words and never holds a secret."""
+    conn.execute(AUDIT_TABLE.insert().values(at=now, actor=actor, partner_id=partner_id, action=action, detail=detail))

@@ -1,0 +1,107 @@
+"""Manual-fetch cooldowns: Fetch new data once per hour, Fetch unpaid invoices once per 12 hours, per partner.
+
+Enforced by one conditional UPDATE (`... WHERE available_at <= now`): whichever tab, process or replica gets
+rowcount 1 owns the fetch; everyone else is refused with the exact time it becomes available. No check-then-act.
+A run that fails for a transient reason gives the cooldown back (`refund`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.engine import Connection
+
+from core.errors import CooldownActive
+from core.settings import Settings
+from core.store.tables import Cooldown, RunKind
+
+COOLDOWN_TABLE: Table = Cooldown.__table__  # type: ignore[attr-defined]
+MANUAL_KINDS = (RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID)
+LABELS = {RunKind.FETCH_NEW_DATA: "Fetch new data", RunKind.FETCH_UNPAID: "Fetch unpaid invoices"}
+_NEVER = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def cooldown_length(kind: str, settings: Settings) -> timedelta:
+    seconds = settings.cooldown_new_data_s if kind == RunKind.FETCH_NEW_DATA else settings.cooldown_unpaid_s
+    return timedelta(seconds=seconds)
+
+
+def ensure_rows(conn: Connection, partner_id: int) -> None:
+    """Create the partner's cooldown rows (available at once) if they are missing."""
+    present = set(conn.scalars(select(COOLDOWN_TABLE.c.kind).where(COOLDOWN_TABLE.c.partner_id == partner_id)))
+    missing = [k.value for k in MANUAL_KINDS if k.value not in present]
+    if missing:
+        conn.execute(COOLDOWN_TABLE.insert(), [{"partner_id": partner_id, "kind": k, "available_at": _NEVER} for k in missing])
+
+
+def claim(
+    conn: Connection, *, partner_id: int, kind: str, run_id: int, actor: str, now: datetime, settings: Settings
+) -> datetime:
+    """Take the cooldown for one manual fetch or raise CooldownActive; returns when it becomes available again."""
+    until = now + cooldown_length(kind, settings)
+    c = COOLDOWN_TABLE.c
+    result = conn.execute(
+        update(COOLDOWN_TABLE)
+        .where(c.partner_id == partner_id, c.kind == kind, c.available_at <= now)
+        .values(previous_available_at=c.available_at, available_at=until, last_started_at=now,
+                last_actor=actor, last_run_id=run_id)
+    )
+    if result.rowcount == 1:
+        return until
+    available_at = conn.scalar(select(c.available_at).where(c.partner_id == partner_id, c.kind == kind))
+    raise CooldownActive(LABELS[RunKind(kind)], available_at or now, now)
+
+
+def record_refusal(conn: Connection, *, partner_id: int, kind: str) -> None:
+    """Count a press on a locked button (the adoption page's cooldown-pressure metric)."""
+    c = COOLDOWN_TABLE.c
+    conn.execute(
+        update(COOLDOWN_TABLE).where(c.partner_id == partner_id, c.kind == kind).values(refused_count=c.refused_count + 1)
+    )
+
+
+def refund(conn: Connection, *, partner_id: int, kind: str, run_id: int) -> None:
+    """Give back a cooldown taken by `run_id` (transient failure): only if no later fetch has taken it since."""
+    c = COOLDOWN_TABLE.c
+    conn.execute(
+        update(COOLDOWN_TABLE)
+        .where(c.partner_id == partner_id, c.kind == kind, c.last_run_id == run_id)
+        .values(available_at=c.previous_available_at)
+    )
+
+
+@dataclass(frozen=True)
+class CooldownState:
+    kind: str
+    label: str
+    available_at: datetime | None
+    last_started_at: datetime | None
+    last_actor: str | None
+    last_run_id: int | None
+    refused_count: int
+
+    def remaining(self, now: datetime) -> timedelta:
+        if self.available_at is None or self.available_at <= now:
+            return timedelta(0)
+        return self.available_at - now
+
+
+def states(conn: Connection, partner_id: int) -> dict[str, CooldownState]:
+    """Both cooldowns of a partner; `available_at` is None when the fetch is available now or was never run."""
+    rows = conn.execute(select(COOLDOWN_TABLE).where(COOLDOWN_TABLE.c.partner_id == partner_id)).all()
+    found = {row.kind: row for row in rows}
+    result: dict[str, CooldownState] = {}
+    for kind in MANUAL_KINDS:
+        row = found.get(kind.value)
+        result[kind.value] = CooldownState(
+            kind=kind.value,
+            label=LABELS[kind],
+            available_at=row.available_at if row and row.available_at > _NEVER else None,
+            last_started_at=row.last_started_at if row else None,
+            last_actor=row.last_actor if row else None,
+            last_run_id=row.last_run_id if row else None,
+            refused_count=row.refused_count if row else 0,
+        )
+    return result

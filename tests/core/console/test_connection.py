@@ -1,0 +1,100 @@
+from datetime import date
+
+import pytest
+from sqlalchemy import update
+
+from core.access import Principal
+from core.actions.connect import CONNECTION_TABLE, Verification
+from core.console import connection as setup_checklist
+from core.errors import AccessDenied, AuthError, BadInput, HaloUnavailable, InvalidDomain, PermissionMissing
+from core.halopsa.auth import CREDENTIALS_REJECTED, rejection
+from core.settings import REQUIRED_SCOPES
+from core.store.tables import Role
+from tests.support.clock import NOW
+from tests.support.factories import add_partner
+
+CS = Principal(role=Role.CS, user="cs@example.com")
+
+
+def _states(checks):
+    return {check.scope: check.granted for check in checks}
+
+
+def test_setup_steps_name_the_auth_method_login_type_permissions_and_the_qbo_sync():
+    text = " ".join(setup_checklist.SETUP_STEPS)
+    for phrase in ("Client ID and Secret (Services)", "Agent", "QuickBooks Online", *REQUIRED_SCOPES):
+        assert phrase in text
+
+
+def test_a_verification_ticks_granted_and_crosses_missing_permissions_with_a_fix_for_each():
+    checks = setup_checklist.from_verification(
+        Verification(app_domain="https://x.halopsa.com", granted=("read:customers",),
+                     missing=("admin:webhooks", "edit:invoices")))
+    assert [c.scope for c in checks] == list(REQUIRED_SCOPES)
+    crossed = [c for c in checks if c.granted is False]
+    assert [c.scope for c in crossed] == ["admin:webhooks", "edit:invoices"]
+    assert all(c.fix and c.scope in c.fix and "Permissions tab" in c.fix for c in crossed)
+    assert all(c.fix is None for c in checks if c.granted)
+
+
+def test_a_permission_error_crosses_exactly_what_it_names():
+    checks = setup_checklist.from_missing(PermissionMissing(["edit:contracts"]).missing)
+    assert _states(checks) == {scope: scope != "edit:contracts" for scope in REQUIRED_SCOPES}
+
+
+@pytest.mark.parametrize(("granted", "missing", "expected"), [
+    ("", "", dict.fromkeys(REQUIRED_SCOPES)),
+    (" ".join(REQUIRED_SCOPES), "", dict.fromkeys(REQUIRED_SCOPES, True)),
+    ("all", "admin:webhooks", {s: s != "admin:webhooks" for s in REQUIRED_SCOPES}),
+    ("edit:invoices", "", {s: True if s in ("edit:invoices", "read:invoices") else None for s in REQUIRED_SCOPES}),
+])
+def test_stored_scopes_give_ticks_crosses_or_unknown(granted, missing, expected):
+    assert _states(setup_checklist.from_stored(granted, missing)) == expected
+
+
+@pytest.mark.parametrize(("error", "field"), [
+    (InvalidDomain("bad"), "app_domain"),
+    (BadInput("x", field="client_id"), "client_id"),
+    (AuthError(CREDENTIALS_REJECTED), "client_secret"),
+    (rejection(404, "", base_url="https://tenant-x.halopsa.com", tenant=None), "app_domain"),
+    (rejection(400, "unknown tenant", base_url="https://x.halopsa.com", tenant="t1"), "tenant"),
+    (PermissionMissing(["edit:invoices"]), None),
+    (HaloUnavailable("down"), None),
+])
+def test_each_error_lands_under_the_right_field(error, field):
+    assert setup_checklist.error_field(error) == field
+
+
+def test_stored_connection_shows_settings_and_scopes_but_never_the_secret(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW, since=date(2026, 1, 1), client_secret="top-secret-value")
+    with engine.begin() as conn:
+        conn.execute(update(CONNECTION_TABLE).values(granted_scopes=" ".join(REQUIRED_SCOPES),
+                                                     missing_scopes="edit:invoices", last_error="lost a permission"))
+    stored = setup_checklist.stored_connection(engine, CS, partner_id)
+    assert stored.app_domain == "https://acme.halopsa.com" and stored.last_error == "lost a permission"
+    assert _states(stored.permissions)["edit:invoices"] is False
+    assert ("Invoices Created Since", "2026-01-01") in stored.facts
+    values = stored.form_values()
+    assert values["client_secret"] == "" and values["partner_name"] == "Acme MSP"
+    assert "top-secret-value" not in repr(stored) + repr(values)
+
+
+def test_stored_connection_is_scoped_to_cs_and_the_partner_itself(engine, settings):
+    acme = add_partner(engine, settings, now=NOW)
+    other = add_partner(engine, settings, name="Other", now=NOW)
+    own = Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=acme)
+    assert setup_checklist.stored_connection(engine, own, acme) is not None
+    for principal, partner_id in [(own, other), (Principal(role=Role.PM, user="pm"), acme)]:
+        with pytest.raises(AccessDenied):
+            setup_checklist.stored_connection(engine, principal, partner_id)
+
+
+def test_a_new_partner_may_not_reuse_an_existing_name(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    with pytest.raises(BadInput) as refused:
+        setup_checklist.require_new_partner_name(engine, CS, "  Acme   MSP ")
+    assert refused.value.field == "partner_name"
+    setup_checklist.require_new_partner_name(engine, CS, "Brand New MSP")
+    with pytest.raises(AccessDenied):  # only customer success connects new partners
+        setup_checklist.require_new_partner_name(
+            engine, Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=partner_id), "Brand New MSP")

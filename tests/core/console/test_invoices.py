@@ -1,0 +1,226 @@
+import csv
+import io
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from core.access import Principal
+from core.actions import autopay_rules as autopay
+from core.console import invoices as invoice_table
+from core.console.invoices import Filters
+from core.errors import AccessDenied, BadInput
+from core.store.audit import AUDIT_TABLE
+from core.store.tables import Role
+from tests.support.clock import NOW
+from tests.support.factories import add_partner
+from tests.support.invoice_book import add_book, invoice
+
+CS = Principal(Role.CS, "cs@example.com")
+UNPAID = ["INV-101", "INV-102", "INV-103", "INV-106", "INV-107", "INV-108", "INV-109", "110"]
+
+
+@pytest.fixture
+def acme(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    add_book(engine, partner_id)
+    return partner_id
+
+
+def _page(engine, partner_id, filters=Filters(), **kwargs):
+    return invoice_table.page(engine, CS, partner_id, filters, now=NOW, **kwargs)
+
+
+def _numbers(result):
+    return sorted(result.rows["number"])
+
+
+def _by_number(result, column):
+    return dict(zip(result.rows["number"], result.rows[column], strict=True))
+
+
+def test_only_unpaid_and_partially_paid_invoices_are_listed_with_totals(engine, acme):
+    result = _page(engine, acme)
+
+    assert _numbers(result) == sorted(UNPAID)
+    assert (result.total_rows, result.page, result.pages) == (8, 1, 1)
+    assert result.total_cents == 10_000 + 50_000 + 300_000 + 7_000 + 4_000 + 8_000 + 1_500 + 20_000
+    assert result.due_cents == result.total_cents - 5_000  # 110 is partially paid
+    assert result.currency == "USD"
+    assert _by_number(result, "amount_due")["110"] == Decimal("150.00")
+
+
+@pytest.mark.parametrize(("days_late", "bucket"), [
+    (-5, "current"), (0, "current"), (1, "1-30"), (30, "1-30"), (31, "31-60"), (60, "31-60"), (61, "61-90"),
+    (90, "61-90"), (91, "90+"), (400, "90+"),
+])
+def test_aging_bucket_edges_agree_between_the_column_and_the_filter(engine, settings, days_late, bucket):
+    partner_id = add_partner(engine, settings, now=NOW)
+    add_book(engine, partner_id, [invoice(1, due=NOW.date() - timedelta(days=days_late), total=100),
+                                  invoice(2, due=date(1999, 1, 1), total=100)])
+
+    listed = _page(engine, partner_id, Filters(sort="number"))
+    assert listed.rows["aging"][0] == bucket
+    assert listed.rows["days_overdue"][0] == max(days_late, 0)
+    assert "INV-1" in set(_page(engine, partner_id, Filters(aging=bucket)).rows["number"])
+    assert _page(engine, partner_id, Filters(aging=bucket)).total_rows == (2 if bucket == "90+" else 1)
+
+
+def test_paging_returns_one_page_while_totals_cover_every_filtered_row(engine, acme):
+    everything = _page(engine, acme)
+    pages = [_page(engine, acme, page=n, page_size=3) for n in (1, 2, 3)]
+
+    assert [len(p.rows) for p in pages] == [3, 3, 2]
+    assert sorted(n for p in pages for n in p.rows["number"]) == sorted(UNPAID)
+    assert all((p.total_rows, p.pages, p.due_cents) == (8, 3, everything.due_cents) for p in pages)
+    assert _page(engine, acme, page=99, page_size=3).page == 3  # clamped to the last page
+    assert list(pages[0].rows.columns) == invoice_table.COLUMNS
+
+
+def test_days_overdue_and_aging_buckets_are_computed_from_now(engine, acme):
+    result = _page(engine, acme)
+
+    days = _by_number(result, "days_overdue")
+    assert (days["INV-101"], days["INV-102"], days["INV-103"], days["110"]) == (0, 13, 93, 62)
+    assert days["INV-107"] is pd.NA  # no due date: not overdue, and not shown as 0
+    assert _by_number(result, "aging") == {
+        "INV-101": "current", "INV-107": "current", "INV-102": "1-30", "INV-106": "1-30", "INV-108": "31-60",
+        "INV-109": "31-60", "110": "61-90", "INV-103": "90+"}
+    aging = result.aging.set_index("bucket")
+    assert list(aging.index) == list(invoice_table.AGING_BUCKETS)
+    assert aging.loc["90+", "amount_due"] == Decimal("3000.00")
+    assert aging["invoices"].sum() == result.total_rows
+    assert sum(aging["amount_due"]) * 100 == result.due_cents
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    (Filters(search="inv-10"), ["INV-101", "INV-102", "INV-103", "INV-106", "INV-107", "INV-108", "INV-109"]),
+    (Filters(search="GAMMA"), ["INV-107"]),
+    (Filters(search="bk-2"), ["INV-108"]),
+    (Filters(search="%"), []),  # a wildcard is searched for literally
+    (Filters(customer_halo_id=2), ["INV-109"]),
+    (Filters(subtype="Backup"), ["INV-108"]),
+    (Filters(aging="31-60"), ["INV-108", "INV-109"]),
+    (Filters(eligibility="eligible"), ["110", "INV-101", "INV-102"]),
+    (Filters(eligibility="over maximum"), ["INV-103"]),
+    (Filters(subtype="Managed Services", aging="1-30"), ["INV-102", "INV-106"]),
+])
+def test_filters_narrow_rows_and_totals(engine, acme, filters, expected):
+    autopay.save_rule(engine, CS, acme, autopay.RuleInput("Managed Services", max_amount=Decimal("2500")), now=NOW)
+
+    result = _page(engine, acme, filters)
+
+    assert _numbers(result) == sorted(expected)
+    assert result.total_rows == len(expected)
+    assert result.aging["invoices"].sum() == len(expected)
+
+
+def test_eligibility_says_why_and_when_per_invoice(engine, acme):
+    autopay.save_rule(engine, CS, acme, autopay.RuleInput("Managed Services", max_amount=Decimal("2500")), now=NOW)
+
+    assert _by_number(_page(engine, acme), "eligibility") == {
+        "INV-101": "eligible (rule: on the due date, charge on 2026-11-07)",
+        "INV-102": "eligible (rule: on the due date, charge on 2026-11-02)",
+        "110": "eligible (rule: on the due date, charge on 2026-11-02)",
+        "INV-103": "over maximum", "INV-106": "agreement inactive", "INV-107": "no due date",
+        "INV-108": "subtype not mapped", "INV-109": "no agreement",
+    }
+    autopay.save_rule(engine, CS, acme, autopay.RuleInput("Managed Services", enabled=False, trigger="days_after_due",
+                                                          days=1), now=NOW)
+    assert _by_number(_page(engine, acme), "eligibility")["INV-101"] == "rule disabled"
+
+
+def test_eligibility_agrees_with_the_rule_preview(engine, acme):
+    rule = autopay.RuleInput("Managed Services", trigger="days_before_due", days=5, max_amount=Decimal("400"))
+    autopay.save_rule(engine, CS, acme, rule, now=NOW)
+
+    preview = autopay.preview(engine, CS, acme, rule, now=NOW)
+    eligible = _page(engine, acme, Filters(eligibility="eligible"))
+
+    assert _numbers(eligible) == sorted(preview.covered["number"])
+    assert eligible.due_cents == preview.covered_cents
+
+
+def test_the_fallback_to_the_halopsa_id_is_marked(engine, acme):
+    fallback = _by_number(_page(engine, acme), "number_is_fallback")
+
+    assert fallback["110"] is True
+    assert not any(flag for number, flag in fallback.items() if number != "110")
+
+
+@pytest.mark.parametrize(("sort", "descending", "first"), [
+    ("amount_due", True, "INV-103"), ("due_date", False, "INV-103"), ("due_date", True, "INV-101"),
+    ("days_overdue", True, "INV-103"), ("days_overdue", False, "INV-101"), ("customer", False, "INV-109"),
+    ("number", True, "INV-109"),
+])
+def test_sorting_happens_in_sql_across_pages(engine, acme, sort, descending, first):
+    result = _page(engine, acme, Filters(sort=sort, descending=descending), page_size=1)
+
+    assert list(result.rows["number"]) == [first]
+
+
+@pytest.mark.parametrize(("filters", "field"), [
+    (Filters(aging="1-1000"), "aging"), (Filters(eligibility="maybe"), "eligibility"),
+    (Filters(sort="id; drop"), "sort"),
+])
+def test_unknown_filter_values_are_refused_by_field(engine, acme, filters, field):
+    with pytest.raises(BadInput) as caught:
+        _page(engine, acme, filters)
+    assert caught.value.field == field
+
+
+def test_another_partners_invoices_never_appear(engine, settings, acme):
+    globex = add_partner(engine, settings, name="Globex Partners", now=NOW)
+    add_book(engine, globex, [invoice(101, due=date(2026, 10, 1), total=99_900, number="GLOBEX-1")])
+
+    assert "GLOBEX-1" not in set(_page(engine, acme).rows["number"])
+    assert _numbers(_page(engine, globex)) == ["GLOBEX-1"]
+
+
+@pytest.mark.parametrize("call", [
+    lambda engine, who, pid: invoice_table.page(engine, who, pid, Filters(), now=NOW),
+    lambda engine, who, pid: invoice_table.filter_options(engine, who, pid),
+    lambda engine, who, pid: invoice_table.export_csv(engine, who, pid, Filters(), now=NOW),
+])
+def test_pm_and_other_partners_get_no_invoice_rows(engine, settings, acme, call):
+    globex = add_partner(engine, settings, name="Globex Partners", now=NOW)
+    for outsider in (Principal(Role.PARTNER, "ap@globex.example", globex), Principal(Role.PM, "pm@example.com")):
+        with pytest.raises(AccessDenied):
+            call(engine, outsider, acme)
+    assert call(engine, Principal(Role.PARTNER, "ap@acme.example", acme), acme) is not None
+
+
+def test_filter_options_list_the_partners_customers_and_subtypes(engine, acme):
+    options = invoice_table.filter_options(engine, CS, acme)
+
+    assert dict(options.customers) == {1: "Alpha Co", 2: '=HYPERLINK("http://evil.example")', 3: "Gamma Ltd"}
+    assert options.subtypes == ["Backup", "Managed Services"]
+
+
+def test_csv_export_has_every_filtered_row_neutralises_formulas_and_is_audited(engine, acme):
+    actor = Principal(Role.PARTNER, "ap@acme.example", acme)
+
+    export = invoice_table.export_csv(engine, actor, acme, Filters(aging="31-60", sort="number"), now=NOW)
+
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert export.rows == 2
+    assert [row["number"] for row in rows] == ["INV-108", "INV-109"]
+    assert rows[1]["customer"] == "'=HYPERLINK(\"http://evil.example\")"
+    assert (rows[0]["amount_due"], rows[0]["auto_pay"], rows[0]["days_overdue"]) == ("80.00", "subtype not mapped",
+                                                                                     "48")
+    with engine.connect() as conn:
+        [event] = conn.execute(select(AUDIT_TABLE)).all()
+    assert (event.action, event.actor, event.partner_id, event.at) == ("export", "ap@acme.example", acme, NOW)
+    assert "2 rows" in event.detail and "aging “31-60”" in event.detail
+
+
+def test_csv_export_is_not_limited_to_one_page(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    add_book(engine, partner_id, [invoice(i, due=date(2026, 11, 20), total=1_000) for i in range(1, 121)])
+
+    export = invoice_table.export_csv(engine, CS, partner_id, Filters(), now=NOW)
+
+    assert export.rows == 120
+    assert len(export.text.strip().splitlines()) == 121

@@ -1,0 +1,73 @@
+"""Every connect, edit, manual fetch, mapping change and export is in the audit log with its actor and time, whether
+it was done from the console (core) or the command line; only customer success can read the log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from core import cli
+from core.access import Principal
+from core.actions import autopay_rules as autopay
+from core.actions import connect as connections
+from core.actions import fetches as actions
+from core.console import audit_log
+from core.console import invoices as invoice_table
+from core.errors import AccessDenied
+from core.store.tables import Role, RunKind
+from core.sync import connector as clients
+from core.sync import engine as sync
+from halo_emulator import HaloEmulator, serve
+from tests.support.clock import NOW
+
+CS = Principal(role=Role.CS, user="cs@example.com")
+
+
+def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, monkeypatch, capsys):
+    emu = HaloEmulator(seed=19, invoices=60, start=NOW, rate_limit=None)
+    with serve(emu) as server:
+        form = connections.ConnectionForm(partner_name="Acme MSP", app_domain=server.url, client_id=emu.client_id,
+                                          client_secret=emu.client_secret)
+        partner_id, _ = connections.connect(engine, CS, form, now=NOW, settings=settings)
+        owner = Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=partner_id)
+        at = NOW + timedelta(minutes=5)
+        connections.connect(engine, owner, connections.ConnectionForm(
+            partner_name="Acme MSP", app_domain=server.url, client_id=emu.client_id, client_secret="",
+            invoice_number_field="third_party"), now=at, settings=settings)
+        factory = clients.stored_client_factory(settings)
+        sync.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger="connect", actor=CS.user, now=at,
+                      settings=settings, client_factory=factory)  # a sync is a run, not an audited action
+        actions.start_manual_fetch(engine, owner, partner_id=partner_id, kind=RunKind.FETCH_UNPAID,
+                                   now=at + timedelta(minutes=1), settings=settings, client_factory=factory)
+        subtype = autopay.subtype_summary(engine, CS, partner_id, now=at)["subtype"].iloc[0]
+        autopay.save_rule(engine, CS, partner_id, autopay.RuleInput(subtype), now=at + timedelta(minutes=2))
+        autopay.delete_rule(engine, owner, partner_id, subtype, now=at + timedelta(minutes=3))
+        invoice_table.export_csv(engine, owner, partner_id, invoice_table.Filters(), now=at + timedelta(minutes=4))
+        for key, value in {"DATABASE_URL": settings.database_url, "HALO_CONSOLE_SECRET_KEY": settings.secret_key,
+                           "HALO_CONSOLE_NOW": (at + timedelta(minutes=5)).isoformat(), "USER": "ops"}.items():
+            monkeypatch.setenv(key, value)
+        assert cli.main(["invoices", "--partner", "Acme MSP", "--format", "csv"]) == 0
+
+    events, total = audit_log.events(engine, CS)
+    logged = list(events.iloc[::-1].itertuples(index=False))  # oldest first
+    assert total == 7
+    assert [(e.action, e.actor, e.at.to_pydatetime(), e.partner) for e in logged] == [
+        ("Connect", CS.user, NOW, "Acme MSP"),
+        ("Edit connection", owner.user, at, "Acme MSP"),
+        ("Manual fetch", owner.user, at + timedelta(minutes=1), "Acme MSP"),
+        ("Mapping change", CS.user, at + timedelta(minutes=2), "Acme MSP"),
+        ("Mapping change", owner.user, at + timedelta(minutes=3), "Acme MSP"),
+        ("Export", owner.user, at + timedelta(minutes=4), "Acme MSP"),
+        ("Export", "cli:ops", at + timedelta(minutes=5), "Acme MSP"),
+    ]
+    details = [e.detail for e in logged]
+    assert "Invoice Number Field" in details[1] and "Fetch unpaid invoices: run" in details[2]
+    assert "created" in details[3] and "deleted" in details[4] and "rows" in details[5] and "command line" in details[6]
+    assert emu.client_secret not in " ".join(details)
+
+
+@pytest.mark.parametrize("role", [Role.PM, Role.PARTNER])
+def test_only_customer_success_reads_the_audit_log(engine, role):
+    with pytest.raises(AccessDenied):
+        audit_log.events(engine, Principal(role=role, user="someone", partner_id=1 if role == Role.PARTNER else None))

@@ -1,0 +1,165 @@
+"""The generated books: deterministic, consistent, and readable by the sync's own parser."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+
+import pytest
+
+from core.halopsa.records import parse_agreement, parse_customer, parse_invoice
+from halo_emulator import NO_DATE, OPEN_END, EmulatorConfig, HaloEmulator
+
+ZONELESS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+
+
+def cents(value: float) -> int:
+    return round(value * 100)
+
+
+def test_same_seed_gives_identical_books() -> None:
+    first, second = HaloEmulator(invoices=300, seed=11), HaloEmulator(invoices=300, seed=11)
+    assert dict(first.clients) == dict(second.clients)
+    assert dict(first.contracts) == dict(second.contracts)
+    assert dict(first.invoices) == dict(second.invoices)
+    assert dict(first.payments) == dict(second.payments)
+    assert (first.client_id, first.client_secret) == (second.client_id, second.client_secret)
+
+
+def test_different_seed_gives_different_books() -> None:
+    first, second = HaloEmulator(invoices=300, seed=11), HaloEmulator(invoices=300, seed=12)
+    assert [c["name"] for c in first.clients.values()] != [c["name"] for c in second.clients.values()]
+    assert [i["total"] for i in first.invoices.values()] != [i["total"] for i in second.invoices.values()]
+    assert first.client_id != second.client_id
+
+
+@pytest.mark.parametrize(("invoices", "customers", "agreements"), [(10, None, None), (1000, None, None), (500, 7, 3)])
+def test_sizes_follow_the_config(invoices: int, customers: int | None, agreements: int | None) -> None:
+    config = EmulatorConfig(invoices=invoices, customers=customers, agreements=agreements)
+    emu = HaloEmulator(config)
+    assert len(emu.invoices) == invoices
+    assert len(emu.clients) == (customers if customers is not None else max(3, invoices // 10))
+    assert len(emu.contracts) == (agreements if agreements is not None else max(2, invoices // 20))
+
+
+def test_config_refuses_sizes_out_of_range() -> None:
+    with pytest.raises(ValueError, match="between"):
+        EmulatorConfig(invoices=9)
+    with pytest.raises(ValueError, match="between"):
+        EmulatorConfig(invoices=300_001)
+
+
+def test_invoice_amounts_and_statuses_agree(small_emu: HaloEmulator) -> None:
+    for invoice in small_emu.invoices.values():
+        total, paid, due = cents(invoice["total"]), cents(invoice["amountpaid"]), cents(invoice["amountdue"])
+        assert 0 <= paid <= total
+        assert due == (0 if invoice["voided"] else total - paid)
+        expected_status = 2 if paid >= total else (1 if paid > 0 else 0)
+        assert invoice["paymentstatus"] == expected_status
+        assert (invoice["datepaid"] != NO_DATE) == (paid >= total and paid > 0)
+        assert cents(invoice["tax_total"]) <= total
+        if invoice["voided"]:
+            assert paid == 0
+        if not invoice["posted"]:
+            assert invoice["dateposted"] == NO_DATE and paid == 0
+
+
+def test_payments_add_up_to_amount_paid(small_emu: HaloEmulator) -> None:
+    paid_by_invoice: defaultdict[int, int] = defaultdict(int)
+    for payment in small_emu.payments.values():
+        invoice = small_emu.invoices[payment["invoice_id"]]
+        paid_by_invoice[payment["invoice_id"]] += cents(payment["amount"])
+        assert payment["client_id"] == invoice["client_id"]
+        assert payment["client_name"] == invoice["client_name"]
+        assert payment["invoice_invoicenumber"] == invoice["invoicenumber"]
+        assert payment["date"] >= invoice["dateposted"]
+    for invoice_id, invoice in small_emu.invoices.items():
+        assert paid_by_invoice.get(invoice_id, 0) == cents(invoice["amountpaid"])
+
+
+def test_links_point_at_the_right_customer_and_agreement(small_emu: HaloEmulator) -> None:
+    for contract in small_emu.contracts.values():
+        assert contract["client_name"] == small_emu.clients[contract["client_id"]]["name"]
+    for invoice in small_emu.invoices.values():
+        client = small_emu.clients[invoice["client_id"]]
+        assert invoice["client_name"] == client["name"]
+        assert invoice["sitenumber"] == client["main_site_id"]
+        if invoice["contract_id"]:
+            contract = small_emu.contracts[invoice["contract_id"]]
+            assert contract["client_id"] == invoice["client_id"]
+            assert invoice["contract_ref"] == contract["ref"]
+        else:
+            assert invoice["contract_ref"] == ""
+
+
+def test_books_look_like_an_msp(small_emu: HaloEmulator) -> None:
+    invoices = list(small_emu.invoices.values())
+    statuses = Counter(i["paymentstatus"] for i in invoices)
+    assert 0.10 <= statuses[0] / len(invoices) <= 0.22
+    assert 0.01 <= statuses[1] / len(invoices) <= 0.08
+    assert 0.10 <= sum(i["contract_id"] == 0 for i in invoices) / len(invoices) <= 0.20
+    assert 0.03 <= sum(not i["thirdpartyinvoicenumber"] for i in invoices) / len(invoices) <= 0.15
+    assert any(i["voided"] for i in invoices)
+    start = small_emu.config.start.replace(tzinfo=None).isoformat()
+    assert any(i["amountdue"] > 0 and i["duedate"] < start for i in invoices), "some invoices are overdue"
+    assert all(i["invoicenumber"] == str(i["id"]) for i in invoices)
+    assert {"Managed Services", "Backup", "Microsoft 365"} <= {
+        {1: "Managed Services", 2: "Backup", 3: "Microsoft 365"}.get(c["subtype"], "") for c in small_emu.contracts.values()
+    }
+    assert any(c["end_date"] == OPEN_END for c in small_emu.contracts.values())
+    assert any(not c["active"] for c in small_emu.contracts.values())
+    assert len({c["name"] for c in small_emu.clients.values()}) == len(small_emu.clients)
+
+
+def test_history_spans_eighteen_months_before_start(small_emu: HaloEmulator) -> None:
+    dates = sorted(i["invoice_date"] for i in small_emu.invoices.values())
+    first = datetime.fromisoformat(dates[0]).replace(tzinfo=UTC)
+    last = datetime.fromisoformat(dates[-1]).replace(tzinfo=UTC)
+    start = small_emu.config.start
+    assert 500 <= (start - first).days <= 560
+    assert last < start
+    recurring = [i for i in small_emu.invoices.values() if i["recurring_invoice_id"]]
+    assert recurring and all(i["invoice_date"][8:10] == "01" for i in recurring)
+
+
+def test_ids_rise_with_creation_time(small_emu: HaloEmulator) -> None:
+    created = [small_emu.invoices[i]["date_created"] for i in sorted(small_emu.invoices)]
+    assert created == sorted(created)
+
+
+def test_timestamps_are_zone_less(small_emu: HaloEmulator) -> None:
+    invoice = next(iter(small_emu.invoices.values()))
+    for name in ("invoice_date", "duedate", "dateposted", "datepaid", "last_modified", "date_created"):
+        assert ZONELESS.match(invoice[name]), name
+    client = next(iter(small_emu.clients.values()))
+    assert ZONELESS.match(client["datecreated"]) and ZONELESS.match(client["alastupdate"])
+
+
+def test_every_row_reads_with_the_sync_parser(small_emu: HaloEmulator) -> None:
+    for client in small_emu.clients.values():
+        assert parse_customer(client).halo_id == client["id"]
+    for contract in small_emu.contracts.values():
+        agreement = parse_agreement(contract, {1: "Managed Services"})
+        assert agreement.customer_halo_id == contract["client_id"]
+        assert agreement.end_date is None or contract["end_date"] != OPEN_END
+    for row in small_emu.invoices.values():
+        invoice = parse_invoice(row)
+        assert invoice.amount_due_cents == cents(row["amountdue"])
+        assert invoice.agreement_halo_id == (row["contract_id"] or None)
+
+
+def test_invoice_number_prefix_is_configurable() -> None:
+    emu = HaloEmulator(invoices=20, invoice_number_prefix="HI-")
+    assert all(i["invoicenumber"] == f"HI-{i['id']}" for i in emu.invoices.values())
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_invoices_generate_consistently() -> None:
+    emu = HaloEmulator(invoices=100_000, seed=3)
+    assert len(emu.invoices) == 100_000
+    assert len(emu.clients) == 10_000
+    open_total = sum(cents(i["amountdue"]) for i in emu.invoices.values())
+    assert open_total == sum(
+        cents(i["total"]) - cents(i["amountpaid"]) for i in emu.invoices.values() if not i["voided"]
+    )
