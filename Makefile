@@ -1,4 +1,4 @@
-# Two commands matter: `make run` (console on the embedded default) and `make test` (whole suite).
+# Two commands matter: `make run` (console on the embedded default) and `make test` (whole suite, with all set-up).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench emulator clean
+.PHONY: run test lint system-packages bench emulator clean
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -20,8 +20,20 @@ run: $(STAMP)
 	$(BIN)/python -m core scheduler & trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS)
 
-test: $(STAMP)
+# Everything a fresh Debian machine needs (CI: `bash .ci/run`), in this order: Debian packages (python3-venv, chromium,
+# emoji font; apt-get only when one is missing), the venv, ruff and mypy, then the suite. The sub-make keeps the order
+# under `make -j`: the venv is created only after python3-venv is there.
+test: system-packages
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -n 2 -q
+
+# Static checks only (mypy takes its file list from pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+system-packages:
+	PY=$(PY) bash .ci/install-system-packages
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

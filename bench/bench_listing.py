@@ -19,7 +19,7 @@ import httpx
 from bench import harness
 from bench.harness import CLIENT_ID, SECRET
 from core.halopsa.client import HaloClient
-from core.settings import Settings
+from core.halopsa.config import HaloConfig
 
 
 @dataclass(frozen=True)
@@ -41,31 +41,31 @@ def growth_ratio(small: ListingResult, big: ListingResult) -> float:
     return (big.peak_bytes - small.peak_bytes) / (big.page_bytes - small.page_bytes)
 
 
-def page_bytes(url: str, settings: Settings) -> int:
+def page_bytes(url: str, config: HaloConfig) -> int:
     """Bytes of every invoice page at the client's page size (fetched raw, outside the measurement)."""
     with httpx.Client(base_url=url, timeout=60) as http:
         token = http.post("/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT_ID,
                                                "client_secret": SECRET, "scope": "all"}).json()["access_token"]
         total, page = 0, 1
         while True:
-            response = http.get("/api/Invoice", params={"pageinate": "true", "page_size": settings.page_size,
+            response = http.get("/api/Invoice", params={"pageinate": "true", "page_size": config.page_size,
                                                         "page_no": page},
                                 headers={"Authorization": f"Bearer {token}"})
             total += len(response.content)
             rows = response.json()["invoices"]
-            if len(rows) < settings.page_size:
+            if len(rows) < config.page_size:
                 return total
             page += 1
 
 
 def run(invoices: int = 100_000) -> ListingResult:
-    settings = Settings(rate_limit_requests=10**6)
+    config = HaloConfig(rate_limit_requests=10**6)
     with harness.emulator(invoices) as tenant:
         url = tenant.url
-        size = page_bytes(url, settings)
+        size = page_bytes(url, config)
         seen = bytearray(invoices * 2)  # one byte per possible id: "exactly once" without a set the size of the data
         count = distinct = 0
-        with HaloClient(base_url=url, client_id=CLIENT_ID, client_secret=SECRET, settings=settings) as client:
+        with HaloClient(base_url=url, client_id=CLIENT_ID, client_secret=SECRET, config=config) as client:
             tracemalloc.start()
             started = time.perf_counter()
             for page in client.iter_invoices():

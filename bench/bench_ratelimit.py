@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from core.halopsa.client import HaloClient
-from core.settings import Settings
+from core.halopsa.config import HaloConfig
 from halo_emulator import EmulatorConfig, HaloEmulator, serve
 
 TARGET_RATIO = 1.2
@@ -46,13 +46,13 @@ def theoretical_minimum_s(*, requests: int, limit: int, window_s: float) -> floa
 def run(*, invoices: int = 6000, page_size: int = 50, limit: int = 30, window_s: float = 3.0) -> RateBenchResult:
     config = EmulatorConfig(seed=7, invoices=invoices, rate_limit=(limit, window_s), count_token_requests=True)
     emulator = HaloEmulator(config)
-    settings = Settings(page_size=page_size, rate_limit_requests=limit, rate_limit_window_s=window_s)
+    client_config = HaloConfig(page_size=page_size, rate_limit_requests=limit, rate_limit_window_s=window_s)
     with serve(emulator, port=0) as server:
         client = HaloClient(
             base_url=server.url,
             client_id=config.resolved_client_id,
             client_secret=config.resolved_client_secret,
-            settings=settings,
+            config=client_config,
         )
         with client:
             started = time.monotonic()

@@ -25,7 +25,7 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
     from sqlalchemy import func, select
 
     from core.halopsa import records
-    from core.store import upserts
+    from core.store import tables, upserts
     from core.store.secrets import secret_box
     from core.store.tables import Connection, NumberField, Partner, PartnerStatus, RunKind, RunStatus
     from core.sync import cooldowns, runs
@@ -54,11 +54,11 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
                 now.date() - timedelta(days=i * 3), now.date() - timedelta(days=i * 3 - 30), 10_000 + i,
                 0 if i % 3 else 10_000 + i, 10_000 + i if i % 3 else 0, "USD", True, False, now))
                 for i in range(1, 41)]
-            upserts.upsert_rows(conn, upserts.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
+            upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
                                 [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=now)
-            upserts.upsert_rows(conn, upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
+            upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
                                 [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
-            upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoices,
+            upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoices,
                                 partner_id=partner_id, now=now)
         for hours_ago in range(24 * 7, 0, -6):  # a week of scheduled runs, one in ten failing
             at = now - timedelta(hours=hours_ago)

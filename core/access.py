@@ -62,3 +62,9 @@ def scope_partner_ids(principal: Principal, partner_ids: list[int]) -> list[int]
     if principal.role == Role.PARTNER:
         return [p for p in partner_ids if p == principal.partner_id]
     return []
+
+
+def require_partner_data(principal: Principal, partner_id: int) -> None:
+    """One partner's invoices, agreements or rules: cs any partner, a partner user its own; pm never."""
+    require_role(principal, Role.CS, Role.PARTNER)
+    require_partner_access(principal, partner_id)

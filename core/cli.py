@@ -23,14 +23,13 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
-from core.actions.connect import CONNECTION_TABLE
-from core.console import exports, views
+from core.console import exports, partners, status
 from core.errors import BadInput, ConsoleError
 from core.settings import Settings, load_settings
 from core.store import audit
 from core.store import engine as db
 from core.store.secrets import SecretBox, secret_box
-from core.store.tables import IntegrationRole, NumberField, Role, RunKind, RunStatus
+from core.store.tables import CONNECTION_TABLE, IntegrationRole, NumberField, Role, RunKind, RunStatus
 from core.sync import engine as sync
 from core.sync import runs
 from core.sync.connector import stored_client_factory
@@ -109,7 +108,7 @@ def _require_readable_secret(engine: Engine, settings: Settings, partner_id: int
 
 def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     principal = _operator()
-    partner_id = views.partner_id_by_name(engine, principal, args.partner)
+    partner_id = partners.partner_id_by_name(engine, principal, args.partner)
     kind = SYNC_KINDS[args.kind]
     factory = stored_client_factory(settings)
     _require_readable_secret(engine, settings, partner_id)
@@ -125,17 +124,17 @@ def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> in
 
 def cmd_status(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     principal = _operator()
-    partner_id = views.partner_id_by_name(engine, principal, args.partner)
-    status = views.partner_status(engine, principal, partner_id, now=settings.now())
+    partner_id = partners.partner_id_by_name(engine, principal, args.partner)
+    report = status.partner_status(engine, principal, partner_id, now=settings.now())
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json.dumps(report, indent=2))
         return EXIT_OK
-    counts = status["counts"]
-    print(f"{status['partner']} ({status['integration_role']}, {status['status']}): {counts['invoices']} invoices "
+    counts = report["counts"]
+    print(f"{report['partner']} ({report['integration_role']}, {report['status']}): {counts['invoices']} invoices "
           f"({counts['unpaid_invoices']} unpaid), {counts['customers']} customers, {counts['agreements']} agreements")
-    for name, state in status["cooldowns"].items():
+    for name, state in report["cooldowns"].items():
         print(f"  {name}: " + (f"available at {state['available_at']}" if state["available_at"] else "available now"))
-    for run in status["runs"][:10]:
+    for run in report["runs"][:10]:
         print(f"  run {run['id']} {run['kind']} {run['status']} {run['started_at']}: +{run['created']} "
               f"~{run['updated']} !{run['rejected']}")
     return EXIT_OK
@@ -143,8 +142,8 @@ def cmd_status(args: argparse.Namespace, engine: Engine, settings: Settings) -> 
 
 def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     principal = _operator()
-    partner_id = views.partner_id_by_name(engine, principal, args.partner)
-    rows = views.invoice_export_rows(engine, principal, partner_id, unpaid_only=args.unpaid)
+    partner_id = partners.partner_id_by_name(engine, principal, args.partner)
+    rows = exports.invoice_export_rows(engine, principal, partner_id, unpaid_only=args.unpaid)
     writer = exports.write_json if args.format == "json" else exports.write_csv
     count = writer(rows, sys.stdout)
     with engine.begin() as conn:  # an export is audited wherever it is made

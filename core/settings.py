@@ -11,16 +11,6 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'console.db'}"
 
-REQUIRED_SCOPES: tuple[str, ...] = (
-    "admin:webhooks",
-    "read:customers",
-    "edit:customers",
-    "read:invoices",
-    "edit:invoices",
-    "read:contracts",
-    "edit:contracts",
-)
-
 
 def _flag(value: str | None, default: bool) -> bool:
     if value is None or value == "":

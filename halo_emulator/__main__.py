@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -74,12 +75,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  Client secret: {emulator.client_secret}")
         if emulator.config.tenant:
             print(f"  Tenant:        {emulator.config.tenant}")
-        print(f"  {len(emulator.clients)} customers, {len(emulator.contracts)} agreements, {len(emulator.invoices)} invoices")
+        print(
+            f"  {len(emulator.clients)} customers, {len(emulator.contracts)} agreements, "
+            f"{len(emulator.invoices)} invoices"
+        )
         print("Ctrl-C to stop.", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

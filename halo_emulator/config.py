@@ -9,9 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from core.settings import REQUIRED_SCOPES
-
 DEFAULT_START = datetime(2026, 11, 1, tzinfo=UTC)
+# An API application with every permission the console asks for ticked. Spelled out here because the emulator
+# imports nothing from core; tests check it still matches core.halopsa.config.REQUIRED_SCOPES.
+DEFAULT_GRANTED_SCOPES: tuple[str, ...] = (
+    "admin:webhooks",
+    "read:customers",
+    "edit:customers",
+    "read:invoices",
+    "edit:invoices",
+    "read:contracts",
+    "edit:contracts",
+)
 DEFAULT_SORTABLE_FIELDS: frozenset[str] = frozenset(
     {
         "id", "name", "last_modified", "invoice_date", "duedate", "date_created", "datecreated", "alastupdate",
@@ -39,7 +48,7 @@ class EmulatorConfig:
     client_secret: str | None = None
     tenant: str | None = None
     require_tenant: bool = False
-    granted_scopes: tuple[str, ...] = REQUIRED_SCOPES
+    granted_scopes: tuple[str, ...] = DEFAULT_GRANTED_SCOPES
     token_ttl_s: float = 3600.0
     rate_limit: tuple[int, float] | None = (300, 300.0)
     retry_after_header: bool = True
@@ -102,8 +111,5 @@ class EmulatorConfig:
         if self.rate_limit is None:
             return "Rate Limit Reached"
         limit, window_s = self.rate_limit
-        if window_s % 60 == 0:
-            window = f"{int(window_s // 60)} minute"
-        else:
-            window = f"{window_s:g} second"
+        window = f"{int(window_s // 60)} minute" if window_s % 60 == 0 else f"{window_s:g} second"
         return f"Rate Limit Reached - {limit} Requests per rolling {window} window"

@@ -254,9 +254,7 @@ def _settlement(
     if total <= 0:
         return []
     days_overdue = (start_s - due_s) / DAY_S
-    for bound, p_unpaid, p_partial in _OPEN_ODDS:
-        if bound is None or days_overdue < bound:
-            break
+    _, p_unpaid, p_partial = next(odds for odds in _OPEN_ODDS if odds[0] is None or days_overdue < odds[0])
     chance = rng.random
     draw = chance()
     if draw < p_unpaid:
@@ -295,16 +293,21 @@ def _invoice_specs(
     if len(slots) > with_agreement:
         slots = rng.sample(slots, with_agreement)
     chance = rng.random
-    specs = [
-        (month + RECURRING_RUN_S + int(chance() * 1_800), clients[contract["client_id"]], contract, _recurring_net(rng, contract), True)
+    specs: list[tuple[int, Row, Row | None, int, bool]] = [
+        (
+            month + RECURRING_RUN_S + int(chance() * 1_800),
+            clients[contract["client_id"]],
+            contract,
+            _recurring_net(rng, contract),
+            True,
+        )
         for month, contract in slots
-    ]  # fmt: skip
-    open_agreements = [c for c in contracts.values() if windows[c["id"]] is not None]
+    ]
+    open_agreements = [(c, window) for c in contracts.values() if (window := windows[c["id"]]) is not None]
     for _ in range(with_agreement - len(slots)):
         if not open_agreements:
             break
-        contract = open_agreements[int(chance() * len(open_agreements))]
-        lo, hi = windows[contract["id"]]
+        contract, (lo, hi) = open_agreements[int(chance() * len(open_agreements))]
         specs.append((_working_hour(rng, lo, hi), clients[contract["client_id"]], contract, _adhoc_net(rng), False))
     active = [(c, max(horizon_s, wire_seconds(c["datecreated"]))) for c in clients.values() if not c["inactive"]]
     while len(specs) < count:
@@ -331,7 +334,7 @@ def _working_hour(rng: random.Random, lo: int, hi: int) -> int:
 
 def _recurring_net(rng: random.Random, contract: Row) -> int:
     """The agreement's monthly charge, with the odd seat-count change."""
-    charge = round(contract["periodchargeamount"] * 100)
+    charge: int = round(contract["periodchargeamount"] * 100)
     return round(charge * _SEAT_CHANGES[int(rng.random() * len(_SEAT_CHANGES))])
 
 

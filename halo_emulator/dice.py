@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 class Dice(random.Random):
-    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:  # type: ignore[override]
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
         if stop is None:
             start, stop = 0, start
         if stop <= start or step != 1:

@@ -161,7 +161,9 @@ class HaloEmulator:
         try:
             return self.respond(request)
         except Dropped:
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from None
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            ) from None
         except Stalled:
             raise httpx.ReadTimeout("The read operation timed out", request=request) from None
 

@@ -87,7 +87,12 @@ class Filters:
 
 
 def client_filters(params: Mapping[str, str]) -> Filters:
-    return Filters(params).activity(lambda r: bool(r.get("inactive"))).one_of("toplevel_id", "toplevel_id").search("name")
+    return (
+        Filters(params)
+        .activity(lambda r: bool(r.get("inactive")))
+        .one_of("toplevel_id", "toplevel_id")
+        .search("name")
+    )
 
 
 def contract_filters(params: Mapping[str, str]) -> Filters:

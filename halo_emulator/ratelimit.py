@@ -8,7 +8,10 @@ from collections.abc import Callable
 
 
 class RollingWindow:
-    """Admits a request if fewer than `limit` were admitted in the last `window_s` seconds (refused ones don't count)."""
+    """Admits a request if fewer than `limit` were admitted in the last `window_s` seconds.
+
+    Refused requests don't count towards the limit.
+    """
 
     def __init__(self, limit: int, window_s: float, clock: Callable[[], float]) -> None:
         self.limit = limit

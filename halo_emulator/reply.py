@@ -47,10 +47,7 @@ def dumps(value: Any) -> str:
 def _envelope(payload: dict[str, Any], row_text: Callable[[dict[str, Any]], str]) -> str:
     parts = []
     for key, value in payload.items():
-        if isinstance(value, list):
-            text = "[" + ",".join(row_text(row) for row in value) + "]"
-        else:
-            text = dumps(value)
+        text = "[" + ",".join(row_text(row) for row in value) + "]" if isinstance(value, list) else dumps(value)
         parts.append(f"{dumps(key)}:{text}")
     return "{" + ",".join(parts) + "}"
 

@@ -122,9 +122,8 @@ class Router:
         form = dict(parse_qsl(request.content.decode("utf-8", "replace"), keep_blank_values=True))
         config = self.config
         tenant = request.url.params.get("tenant")
-        if config.tenant and (
-            (tenant is None and config.require_tenant) or (tenant is not None and tenant.lower() != config.tenant.lower())
-        ):
+        missing_tenant = tenant is None and config.require_tenant
+        if config.tenant and (missing_tenant or (tenant is not None and tenant.lower() != config.tenant.lower())):
             return _error(config.bad_credentials_status, "invalid_client", f"Unknown tenant '{tenant or ''}'")
         if form.get("grant_type") != "client_credentials":
             return _error(400, "unsupported_grant_type", "Only client_credentials is supported for this application")

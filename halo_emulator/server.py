@@ -11,6 +11,7 @@ connection, then closes it. Routes under `/_emulator/` let out-of-process tests 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -38,6 +39,12 @@ class _Server(ThreadingHTTPServer):
         self.closing = threading.Event()
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """The bound host and port (a TCP server's host is text; the stubs also allow bytes)."""
+        host, port = self.server_address[:2]
+        return host if isinstance(host, str) else bytes(host).decode(), port
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
@@ -75,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.host_port)
         request = httpx.Request(self.command, f"http://{host}{self.path}", headers=dict(self.headers), content=body)
         if request.url.path.lower().startswith(CONTROL_PREFIX):
             self._write(_control(self.server.emulator, request))
@@ -130,10 +137,13 @@ class EmulatorServer:
     def __init__(self, emulator: HaloEmulator, host: str, port: int) -> None:
         self.emulator = emulator
         self._server = _Server((host, port), emulator)
-        self.host, self.port = self._server.server_address[:2]
+        self.host, self.port = self._server.host_port
         self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"halo-emulator:{self.port}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"halo-emulator:{self.port}",
+            daemon=True,
         )
         self._thread.start()
 
@@ -143,10 +153,8 @@ class EmulatorServer:
         server.shutdown()
         with server.connections_lock:
             for connection in list(server.connections):
-                try:
+                with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
         server.server_close()
         self._thread.join()
 

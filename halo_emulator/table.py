@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from halo_emulator.reply import dumps
 
 Row = dict[str, Any]
+T = TypeVar("T")
 _QUERY_CACHE_SIZE = 32
 
 
@@ -103,15 +104,15 @@ class Table:
             self._texts[row_id] = (row, text)
         return text
 
-    def select(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def select(self, key: Hashable, compute: Callable[[], T]) -> T:
         """A derived value (a query's matching ids, an index), computed once per table state: a paging client asks
-        for the same list once per page."""
+        for the same list once per page. A key always names the same computation, hence the same type."""
         hit = self._queries.get(key)
         if hit is None:
-            hit = compute()
-            self._queries[key] = hit
+            value = compute()
+            self._queries[key] = value
             if len(self._queries) > _QUERY_CACHE_SIZE:
                 self._queries.popitem(last=False)
-        else:
-            self._queries.move_to_end(key)
-        return hit
+            return value
+        self._queries.move_to_end(key)
+        return cast(T, hit)

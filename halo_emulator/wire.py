@@ -86,7 +86,10 @@ def parse_moment(value: Any) -> datetime | None:
 
 
 def cents(value: Any) -> int:
-    """A JSON amount -> integer cents (half up, on the decimal text); refuses text and booleans like HaloPSA's validation."""
+    """A JSON amount -> integer cents (half up, on the decimal text).
+
+    Refuses text and booleans, like HaloPSA's validation.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected an amount, got {value!r}")
     try:

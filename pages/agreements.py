@@ -6,7 +6,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from core.actions import autopay_rules as autopay
-from core.console import views
+from core.console import agreements, formatting
 from core.errors import ConsoleError
 from ui import auth, components, resources
 
@@ -51,8 +51,8 @@ engine = resources.get_engine()
 st.title("Agreements and auto-pay")
 components.freshness(principal, partner_id)
 try:
-    summary = autopay.subtype_summary(engine, principal, partner_id, now=resources.now())
-    rules = {rule.subtype_name: rule for rule in autopay.list_rules(engine, principal, partner_id)}
+    summary = agreements.subtype_summary(engine, principal, partner_id, now=resources.now())
+    rules = {rule.subtype_name: rule for rule in agreements.list_rules(engine, principal, partner_id)}
 except ConsoleError as exc:
     st.error(exc.message)
     st.stop()
@@ -78,13 +78,13 @@ max_text = max_at.text_input("Maximum amount (optional)", key="agreements.max_am
 slots = {"days": days_at.empty(), "max_amount": max_at.empty(), "trigger": trigger_at.empty()}
 try:
     rule = autopay.RuleInput(subtype, enabled, trigger, int(days), autopay.parse_amount(max_text))
-    preview = autopay.preview(engine, principal, partner_id, rule, now=resources.now())
+    preview = agreements.preview(engine, principal, partner_id, rule, now=resources.now())
 except ConsoleError as exc:  # shown under the field it names (BadInput.field), else above the preview
     slots.get(getattr(exc, "field", None) or "", st).error(exc.message)
 else:
     st.markdown(f"**Preview** ({autopay.describe(rule)}): charges **{preview.covered_count:,}** unpaid invoices, "
-                f"{views.money(preview.covered_cents)} due; excludes {preview.excluded_count:,} "
-                f"({views.money(preview.excluded_cents)} due).")
+                f"{formatting.money(preview.covered_cents)} due; excludes {preview.excluded_count:,} "
+                f"({formatting.money(preview.excluded_cents)} due).")
     covered_tab, excluded_tab = st.tabs([f"Would charge ({preview.covered_count:,})",
                                          f"Excluded ({preview.excluded_count:,})"])
     covered_tab.dataframe(preview.covered, hide_index=True, key="agreements.covered", column_config=PREVIEW_COLUMNS)

@@ -3,7 +3,7 @@ paged newest first by core.console.audit_log."""
 
 import streamlit as st
 
-from core.console import audit_log, views
+from core.console import audit_log, partners
 from core.errors import ConsoleError
 from ui import auth, resources
 
@@ -18,7 +18,7 @@ principal = auth.require_page("audit")
 engine = resources.get_engine()
 st.title("Audit log")
 options = audit_log.filter_options(engine, principal)
-partners = dict(views.partner_choices(engine, principal))
+partners = dict(partners.partner_choices(engine, principal))
 partner_at, action_at, actor_at, from_at, to_at = st.columns([2, 2, 2, 1.4, 1.4])  # dates need ~150 px
 partner_id = partner_at.selectbox("Partner", [None, *partners], on_change=_first_page, key="audit.partner",
                                   format_func=lambda value: "All partners" if value is None else partners[value])

@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from core.actions import connect as connections
 from core.console import connection as setup_checklist
-from core.console import views
+from core.console import partners
 from core.errors import ConsoleError, PermissionMissing
 from core.store.tables import IntegrationRole, RunKind
 from core.sync import engine as sync
@@ -18,7 +18,7 @@ LABELS = setup_checklist.FIELD_LABELS
 
 principal = auth.require_page("connection")
 engine, settings = resources.get_engine(), resources.get_settings()
-names = dict(views.partner_choices(engine, principal))
+names = dict(partners.partner_choices(engine, principal))
 picked = principal.partner_id if not principal.is_cs else components.selected_partner()
 modes = ({"edit": f"Edit {names[picked]}"} if picked in names else {}) | {"new": "Connect a new partner"}
 st.title("HaloPSA connection")

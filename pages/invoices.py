@@ -4,9 +4,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core.actions import autopay_rules as autopay
+from core.console import agreements, formatting
 from core.console import invoices as invoice_table
-from core.console import views
 from core.console.charts import invoices as invoice_charts
 from core.errors import ConsoleError
 from ui import auth, components, resources
@@ -39,7 +38,7 @@ try:
                                      format_func=_all("All subtypes"), on_change=_first_page),
         aging=aging_at.selectbox("Days overdue", [None, *invoice_table.AGING_BUCKETS], key="invoices.aging",
                                  format_func=_all("Any"), on_change=_first_page),
-        eligibility=eligibility_at.selectbox("Auto-pay", [None, *autopay.ELIGIBILITY_CHOICES], on_change=_first_page,
+        eligibility=eligibility_at.selectbox("Auto-pay", [None, *agreements.ELIGIBILITY_CHOICES], on_change=_first_page,
                                              key="invoices.eligibility", format_func=_all("Any")),
         sort=st.session_state.get("invoices.sort", "due_date"),
         descending=st.session_state.get("invoices.descending", False),
@@ -54,8 +53,8 @@ except ConsoleError as exc:
 unit = f" ({result.currency or 'mixed currencies'})" if result.total_rows else ""
 count_at, total_at, due_at = st.columns(3)
 count_at.metric("Unpaid invoices", f"{result.total_rows:,}")
-total_at.metric(f"Invoiced{unit}", views.money(result.total_cents))
-due_at.metric(f"Amount due{unit}", views.money(result.due_cents))
+total_at.metric(f"Invoiced{unit}", formatting.money(result.total_cents))
+due_at.metric(f"Amount due{unit}", formatting.money(result.due_cents))
 # What a collector reads first fits the screen (number, customer, amount due, days overdue, auto-pay); the due date,
 # subtype, agreement, invoice date, total, aging and the number flag scroll in from the right.
 columns = {

@@ -8,8 +8,8 @@ from datetime import timedelta
 import streamlit as st
 
 from core.access import Principal
+from core.console import partners
 from core.console import syncs as history
-from core.console import views
 from core.errors import ConsoleError
 from core.store.tables import Role
 from core.sync.engine import ProgressFn, RunResult
@@ -24,7 +24,7 @@ def partner_picker(principal: Principal) -> int | None:
         return principal.partner_id
     if principal.role != Role.CS:
         return None
-    choices = views.partner_choices(resources.get_engine(), principal)
+    choices = partners.partner_choices(resources.get_engine(), principal)
     if not choices:
         st.sidebar.info("No partners yet: connect one on the Connection page.")
         return None
@@ -54,7 +54,7 @@ def require_partner(principal: Principal) -> int:
 
 def freshness(principal: Principal, partner_id: int) -> None:
     settings = resources.get_settings()
-    line = views.freshness_line(resources.get_engine(), principal, partner_id, now=settings.now(),
+    line = partners.freshness_line(resources.get_engine(), principal, partner_id, now=settings.now(),
                                 schedule_interval=timedelta(seconds=settings.schedule_interval_s))
     st.caption(line)
 

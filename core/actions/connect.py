@@ -8,22 +8,28 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, case, select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
 from core.errors import AccessDenied, BadInput, PermissionMissing
 from core.halopsa.app_domain import normalize_app_domain
-from core.settings import REQUIRED_SCOPES, Settings
+from core.halopsa.config import REQUIRED_SCOPES
+from core.settings import Settings
 from core.store import audit
 from core.store.secrets import secret_box
-from core.store.tables import Connection, IntegrationRole, NumberField, Partner, PartnerStatus, Role
-from core.store.upserts import INVOICE_TABLE
+from core.store.tables import (
+    CONNECTION_TABLE,
+    INVOICE_TABLE,
+    PARTNER_TABLE,
+    IntegrationRole,
+    NumberField,
+    PartnerStatus,
+    Role,
+)
 from core.sync import cooldowns
 from core.sync.connector import build_client
 
-PARTNER_TABLE: Table = Partner.__table__  # type: ignore[attr-defined]
-CONNECTION_TABLE: Table = Connection.__table__  # type: ignore[attr-defined]
 NUMBER_FIELD_LABELS = {NumberField.HALO_ID: "HaloPSA ID", NumberField.THIRD_PARTY: "Third Party Invoice Number"}
 
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
 from core.errors import NotAllowedForRole, NotFound
 from core.settings import Settings
 from core.store import audit
-from core.store.tables import Connection, IntegrationRole, Role, RunKind
+from core.store.tables import CONNECTION_TABLE, IntegrationRole, Role, RunKind
 from core.sync import engine as sync
 from core.sync.connector import ClientFactory
 from core.sync.cooldowns import LABELS
 
-CONNECTION_TABLE: Table = Connection.__table__  # type: ignore[attr-defined]
 SECONDARY_MESSAGE = (
     "Manual fetches are offered only when HaloPSA is the primary integration. For this partner HaloPSA is the "
     "secondary integration: invoices come from the primary one, and only payment status is sent back to HaloPSA."

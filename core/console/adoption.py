@@ -16,14 +16,23 @@ from sqlalchemy import Date, Select, and_, case, func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_role
-from core.actions.autopay_rules import RULE_TABLE
+from core.console.formatting import money
 from core.console.overview import OK_STATUSES
-from core.console.views import AGREEMENT_TABLE, CONNECTION_TABLE, PARTNER_TABLE, UNPAID_STATUSES, money
 from core.errors import format_duration
-from core.store.tables import IntegrationRole, Role, RunKind
-from core.store.upserts import INVOICE_TABLE
-from core.sync.cooldowns import COOLDOWN_TABLE, LABELS
-from core.sync.runs import RUN_TABLE
+from core.store.tables import (
+    AGREEMENT_TABLE,
+    CONNECTION_TABLE,
+    COOLDOWN_TABLE,
+    INVOICE_TABLE,
+    PARTNER_TABLE,
+    RULE_TABLE,
+    RUN_TABLE,
+    UNPAID_STATUSES,
+    IntegrationRole,
+    Role,
+    RunKind,
+)
+from core.sync.cooldowns import LABELS
 
 STAGES = (
     ("Connected", "connected_at"),

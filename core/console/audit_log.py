@@ -10,10 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_role
-from core.console.views import PARTNER_TABLE
 from core.errors import BadInput
-from core.store.audit import AUDIT_TABLE
-from core.store.tables import Role
+from core.store.tables import AUDIT_TABLE, PARTNER_TABLE, Role
 
 COLUMNS = ["at", "actor", "partner", "action", "detail"]
 

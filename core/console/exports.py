@@ -5,8 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.engine import Engine
+
+from core.access import Principal, require_partner_access, require_role
+from core.console.formatting import money
+from core.store.tables import AGREEMENT_TABLE, CUSTOMER_TABLE, INVOICE_TABLE, UNPAID_STATUSES, Role
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "|", "%")
 
@@ -50,3 +57,52 @@ def write_json(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
+
+
+def invoices_query(partner_id: int, *, unpaid_only: bool) -> Select[Any]:
+    """Invoices with their customer and agreement (subtype) joined in SQL, ordered by due date."""
+    inv, cust, agr = INVOICE_TABLE.c, CUSTOMER_TABLE.c, AGREEMENT_TABLE.c
+    query = (
+        select(
+            inv.halo_id, inv.display_number, inv.number_is_fallback, inv.invoice_number, inv.third_party_number,
+            func.coalesce(cust.name, inv.customer_name).label("customer"), inv.customer_halo_id,
+            inv.invoice_date, inv.due_date, inv.total_cents, inv.amount_paid_cents, inv.amount_due_cents,
+            inv.currency, func.coalesce(inv.agreement_ref, agr.ref).label("agreement_ref"),
+            agr.subtype_name.label("agreement_subtype"), inv.status,
+        )
+        .select_from(
+            INVOICE_TABLE.outerjoin(
+                CUSTOMER_TABLE, (cust.partner_id == inv.partner_id) & (cust.halo_id == inv.customer_halo_id)
+            ).outerjoin(AGREEMENT_TABLE, (agr.partner_id == inv.partner_id) & (agr.halo_id == inv.agreement_halo_id))
+        )
+        .where(inv.partner_id == partner_id)
+        .order_by(inv.due_date, inv.halo_id)
+    )
+    if unpaid_only:
+        query = query.where(inv.status.in_(UNPAID_STATUSES))
+    return query
+
+
+def invoice_export_rows(engine: Engine, principal: Principal, partner_id: int, *,
+                        unpaid_only: bool = False) -> Iterator[dict[str, Any]]:
+    """Invoice rows as export-ready dicts (amounts as two-decimal strings), streamed in due-date order."""
+    require_partner_access(principal, partner_id)
+    require_role(principal, Role.CS, Role.PARTNER)
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=2000).execute(invoices_query(partner_id, unpaid_only=unpaid_only))
+        for row in result:
+            yield {
+                "halo_id": row.halo_id,
+                "number": row.display_number,
+                "number_is_fallback": row.number_is_fallback,
+                "customer": row.customer,
+                "invoice_date": row.invoice_date.isoformat() if row.invoice_date else None,
+                "due_date": row.due_date.isoformat() if row.due_date else None,
+                "total": money(row.total_cents),
+                "amount_paid": money(row.amount_paid_cents),
+                "amount_due": money(row.amount_due_cents),
+                "currency": row.currency,
+                "agreement_ref": row.agreement_ref,
+                "agreement_subtype": row.agreement_subtype,
+                "status": row.status,
+            }

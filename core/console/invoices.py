@@ -16,15 +16,13 @@ from sqlalchemy import Date, Select, and_, case, func, literal, null, or_, selec
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from core.access import Principal, require_partner_access, require_role
-from core.actions import autopay_rules as autopay
-from core.console import exports
-from core.console.views import AGREEMENT_TABLE, CUSTOMER_TABLE, UNPAID_STATUSES, amount, money
-from core.errors import BadInput
-from core.store import audit
+from core.access import Principal, require_partner_data
+from core.console import agreements, exports
+from core.console.formatting import amount, money
+from core.errors import BadInput, NotFound
+from core.store import audit, tables
 from core.store.sqldates import days_between
-from core.store.tables import Role
-from core.store.upserts import INVOICE_TABLE
+from core.store.tables import AGREEMENT_TABLE, CUSTOMER_TABLE, INVOICE_TABLE, PARTNER_TABLE, UNPAID_STATUSES
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 _BUCKET_LIMITS = (0, 30, 60, 90)  # the most days overdue in each bucket but the last
@@ -109,13 +107,13 @@ class _Scope:
     def __init__(self, partner_id: int, filters: Filters, today: date) -> None:
         if filters.aging is not None and filters.aging not in AGING_BUCKETS:
             raise BadInput(f"Unknown aging bucket “{filters.aging}”.", field="aging")
-        if filters.eligibility is not None and filters.eligibility not in autopay.ELIGIBILITY_CHOICES:
+        if filters.eligibility is not None and filters.eligibility not in agreements.ELIGIBILITY_CHOICES:
             raise BadInput(f"Unknown auto-pay filter “{filters.eligibility}”.", field="eligibility")
         if filters.sort not in SORTS:
             raise BadInput(f"Cannot sort by “{filters.sort}”.", field="sort")
-        inv, cust, agr, rule = INVOICE_TABLE.c, CUSTOMER_TABLE.c, AGREEMENT_TABLE.c, autopay.RULE_TABLE.c
+        inv, cust, agr, rule = INVOICE_TABLE.c, CUSTOMER_TABLE.c, AGREEMENT_TABLE.c, tables.RULE_TABLE.c
         late = days_between(literal(today, Date), inv.due_date)
-        category, eligibility = autopay.eligibility_sql(inv, agr, rule, today=today)
+        category, eligibility = agreements.eligibility_sql(inv, agr, rule, today=today)
         self.aging = _aging(inv.due_date, today)
         self.columns: dict[str, ColumnElement[Any]] = {
             "halo_id": inv.halo_id, "number": inv.display_number, "number_is_fallback": inv.number_is_fallback,
@@ -157,7 +155,7 @@ class _Scope:
 
     def source(self, needs: set[str]) -> Any:
         """invoice LEFT JOIN the customer, agreement and rule tables in `needs` (the rule goes through the agreement)."""
-        inv, cust, agr, rule = INVOICE_TABLE.c, CUSTOMER_TABLE.c, AGREEMENT_TABLE.c, autopay.RULE_TABLE.c
+        inv, cust, agr, rule = INVOICE_TABLE.c, CUSTOMER_TABLE.c, AGREEMENT_TABLE.c, tables.RULE_TABLE.c
         joined = INVOICE_TABLE
         if "customer" in needs:
             joined = joined.outerjoin(CUSTOMER_TABLE, (cust.partner_id == inv.partner_id)
@@ -166,7 +164,7 @@ class _Scope:
             joined = joined.outerjoin(AGREEMENT_TABLE, (agr.partner_id == inv.partner_id)
                                       & (agr.halo_id == inv.agreement_halo_id))
         if "rule" in needs:
-            joined = joined.outerjoin(autopay.RULE_TABLE, (rule.partner_id == inv.partner_id)
+            joined = joined.outerjoin(tables.RULE_TABLE, (rule.partner_id == inv.partner_id)
                                       & (rule.subtype_name == agr.subtype_name))
         return joined
 
@@ -193,17 +191,11 @@ class _Scope:
                 .select_from(self.source(self.needs)).where(*self.terms).group_by(self.aging))
 
 
-def _access(principal: Principal, partner_id: int) -> None:
-    """cs any partner, a partner user its own; pm never gets invoice rows."""
-    require_role(principal, Role.CS, Role.PARTNER)
-    require_partner_access(principal, partner_id)
-
-
 def page(engine: Engine, principal: Principal, partner_id: int, filters: Filters, *, now: datetime, page: int = 1,
          page_size: int = DEFAULT_PAGE_SIZE) -> InvoicePage:
     """One page of the filtered unpaid invoices, the totals and aging over all of them; `page` is clamped to the
     last page."""
-    _access(principal, partner_id)
+    require_partner_data(principal, partner_id)
     if not 1 <= page_size <= max(PAGE_SIZES):
         raise BadInput(f"Show between 1 and {max(PAGE_SIZES)} rows per page.", field="page_size")
     scope = _Scope(partner_id, filters, now.date())
@@ -234,7 +226,7 @@ def _display(row: Any) -> dict[str, Any]:
 def filter_options(engine: Engine, principal: Principal, partner_id: int) -> FilterOptions:
     """The partner's synced customers and agreement subtypes, for the filter menus (read from the small customer and
     agreement tables, not the invoices)."""
-    _access(principal, partner_id)
+    require_partner_data(principal, partner_id)
     cust, agr = CUSTOMER_TABLE.c, AGREEMENT_TABLE.c
     customers = select(cust.halo_id, cust.name).where(cust.partner_id == partner_id).order_by(cust.name, cust.halo_id)
     subtypes = (select(agr.subtype_name).distinct().where(agr.partner_id == partner_id, agr.subtype_name.is_not(None))
@@ -260,7 +252,10 @@ def _export_rows(engine: Engine, query: Select[Any]) -> Iterator[dict[str, Any]]
 def export_csv(engine: Engine, principal: Principal, partner_id: int, filters: Filters, *,
                now: datetime) -> CsvExport:
     """Every filtered row (all pages) as formula-safe CSV, in the table's order; writes an "export" audit event."""
-    _access(principal, partner_id)
+    require_partner_data(principal, partner_id)
+    with engine.connect() as conn:
+        if conn.scalar(select(PARTNER_TABLE.c.id).where(PARTNER_TABLE.c.id == partner_id)) is None:
+            raise NotFound("That partner no longer exists.")
     query = _Scope(partner_id, filters, now.date()).rows()
     buffer = io.StringIO()
     count = exports.write_csv(_export_rows(engine, query), buffer)

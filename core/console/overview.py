@@ -22,12 +22,21 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_role
-from core.actions.autopay_rules import RULE_TABLE
-from core.console.views import AGREEMENT_TABLE, CONNECTION_TABLE, PARTNER_TABLE, ago
+from core.console.formatting import ago
 from core.settings import Settings
-from core.store.tables import IntegrationRole, Role, RunStatus
-from core.sync.cooldowns import COOLDOWN_TABLE, MANUAL_KINDS
-from core.sync.runs import ERROR_TABLE, RUN_TABLE
+from core.store.tables import (
+    AGREEMENT_TABLE,
+    CONNECTION_TABLE,
+    COOLDOWN_TABLE,
+    ERROR_TABLE,
+    PARTNER_TABLE,
+    RULE_TABLE,
+    RUN_TABLE,
+    IntegrationRole,
+    Role,
+    RunStatus,
+)
+from core.sync.cooldowns import MANUAL_KINDS
 
 OK_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 STALE_AFTER = timedelta(hours=24)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.settings import REQUIRED_SCOPES, Settings
+from core.halopsa.config import REQUIRED_SCOPES
+from core.settings import Settings
 from halo_emulator import EmulatorConfig, FaultRule, HaloEmulator
 
 EPOCH_FILE = "sandbox-epoch.txt"

@@ -29,7 +29,7 @@ Resolver = Callable[[str], list[str]]
 def resolve_host(host: str) -> list[str]:
     """Addresses a host name resolves to; [] when it does not resolve (checked again when we connect)."""
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
     except (OSError, UnicodeError):
         return []
 
@@ -91,7 +91,9 @@ def normalize_app_domain(
         raise InvalidDomain(f"App Domain “{raw.strip()}” has an invalid port. {_EXAMPLE}") from None
     scheme = parts.scheme.lower()
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise InvalidDomain("App Domain must not contain a user name or password. Enter only the host, e.g. acme.halopsa.com.")
+        raise InvalidDomain(
+            "App Domain must not contain a user name or password. Enter only the host, e.g. acme.halopsa.com."
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidDomain(
             "App Domain must be the HaloPSA address only, without a path such as /api or /auth: e.g. https://acme.halopsa.com."
@@ -128,7 +130,9 @@ def normalize_app_domain(
             host = host + HOSTED_SUFFIX
         if host.endswith(SANDBOX_SUFFIX):
             if not sandbox_enabled:
-                raise InvalidDomain("Sandbox domains (*.sandbox) are switched off on this console. Enter a real HaloPSA address.")
+                raise InvalidDomain(
+                    "Sandbox domains (*.sandbox) are switched off on this console. Enter a real HaloPSA address."
+                )
             return f"https://{host}"
         addresses = resolver(host)
     else:

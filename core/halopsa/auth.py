@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import AuthError, ProtocolError
-from core.settings import REQUIRED_SCOPES
+from core.halopsa.config import REQUIRED_SCOPES
 
 # Renew this long before the server says the token expires: 10% of its lifetime, at most a minute.
 RENEW_FRACTION = 0.1

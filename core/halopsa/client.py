@@ -19,17 +19,17 @@ import httpx
 from core.errors import AuthError, HaloError, HaloUnavailable, PermissionMissing, ProtocolError, RateLimited
 from core.halopsa import auth, paging
 from core.halopsa.auth import ScopeCheck, Token, TokenCache
+from core.halopsa.config import HaloConfig
 from core.halopsa.paging import Page
 from core.halopsa.ratelimit import shared_budget
 from core.halopsa.records import Agreement, Customer, Invoice, parse_agreement, parse_customer, parse_invoice
 from core.halopsa.transport import ClientEvent, ClientStats, Sender
-from core.settings import Settings
 
-__all__ = ["ClientEvent", "ClientStats", "HaloClient", "Page", "ScopeCheck"]
+__all__ = ["ClientEvent", "ClientStats", "HaloClient", "HaloConfig", "Page", "ScopeCheck"]
 
 T = TypeVar("T", bound=Customer | Agreement | Invoice)
 
-DEFAULT_SETTINGS = Settings()
+DEFAULT_CONFIG = HaloConfig()
 
 
 def _base(url: str) -> str:
@@ -45,8 +45,9 @@ def _lookup_names(rows: list[Any]) -> dict[int, str]:
         if not isinstance(row, dict):
             continue
         halo_id, name = row.get("id"), row.get("name") or row.get("value")
-        valid_id = isinstance(halo_id, int) and not isinstance(halo_id, bool) and halo_id > 0
-        if valid_id and isinstance(name, str) and name.strip():
+        if not isinstance(halo_id, int) or isinstance(halo_id, bool) or halo_id <= 0:
+            continue
+        if isinstance(name, str) and name.strip():
             names[halo_id] = name.strip()
     return names
 
@@ -65,7 +66,7 @@ class HaloClient:
         client_id: str,
         client_secret: str,
         tenant: str | None = None,
-        settings: Settings = DEFAULT_SETTINGS,
+        config: HaloConfig = DEFAULT_CONFIG,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -75,24 +76,24 @@ class HaloClient:
         self.tenant = tenant or None
         self._client_id = client_id
         self._client_secret = client_secret
-        self._settings = settings
+        self._config = config
         self._clock = clock
         # Auth travels in headers only: a jar that accepts no cookies keeps server sessions out of the picture.
         self._http = httpx.Client(
             transport=transport,
-            timeout=settings.http_timeout_s,
+            timeout=config.http_timeout_s,
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             headers={"Accept": "application/json"},
         )
         self.stats = ClientStats()
         budget = shared_budget(
             key=f"{self.base_url}|{self.tenant or ''}",
-            limit=settings.rate_limit_requests,
-            window_s=settings.rate_limit_window_s,
+            limit=config.rate_limit_requests,
+            window_s=config.rate_limit_window_s,
             clock=clock,
         )
         self._sender = Sender(
-            http=self._http, budget=budget, settings=settings, sleep=sleep, on_event=on_event, stats=self.stats
+            http=self._http, budget=budget, config=config, sleep=sleep, on_event=on_event, stats=self.stats
         )
         self._tokens = TokenCache(fetch=self._fetch_token, clock=clock)
         self._subtypes: dict[int, str] | None = None
@@ -156,7 +157,7 @@ class HaloClient:
 
     def iter_unpaid_invoices(self) -> Iterator[Page[Invoice]]:
         """Amount due > 0 and not voided. The server filter narrows the listing; the check here decides."""
-        statuses = self._settings.unpaid_payment_statuses.strip()
+        statuses = self._config.unpaid_payment_statuses.strip()
         params = {"paymentstatuses": statuses} if statuses else {}
         pages = self._pages("Invoice", "invoices", parse_invoice, params)
         return paging.keep(pages, lambda i: i.amount_due_cents > 0 and not i.voided)
@@ -174,7 +175,7 @@ class HaloClient:
 
     def _read_subtypes(self) -> dict[int, str]:
         try:
-            body = self._get("Lookup", {"lookupid": self._settings.subtype_lookup_id})
+            body = self._get("Lookup", {"lookupid": self._config.subtype_lookup_id})
             rows, _ = paging.rows_of(body, "lookup") if body is not None else ([], None)
         except (AuthError, RateLimited, HaloUnavailable):
             raise
@@ -195,7 +196,7 @@ class HaloClient:
             self.stats.pages += 1
             return body
 
-        return paging.paginate(fetch, key=key, parse=parse, page_size=self._settings.page_size)
+        return paging.paginate(fetch, key=key, parse=parse, page_size=self._config.page_size)
 
     # -- HTTP --------------------------------------------------------------------------------------------------
 

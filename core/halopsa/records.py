@@ -7,10 +7,11 @@ read raises `RecordError` with a reason; the listing reports it and carries on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 _NULL_YEARS = (1, 1900)
 _CENT = Decimal(1)
@@ -20,6 +21,8 @@ _FAST_AMOUNT_LIMIT = 1e9
 _NEAR_WHOLE_CENT = 1e-3
 _DATE_CACHE_SIZE = 20_000
 _date_cache: dict[str, date | None] = {}
+
+R = TypeVar("R")
 
 
 class RecordError(ValueError):
@@ -175,7 +178,7 @@ class Invoice:
     last_modified: datetime | None
 
 
-def _guard(entity: str, raw: Any, build: Any) -> Any:
+def _guard(entity: str, raw: Any, build: Callable[[dict[str, Any], int], R]) -> R:
     if not isinstance(raw, dict):
         raise RecordError(entity, None, f"expected a JSON object, got {type(raw).__name__}", raw)
     try:

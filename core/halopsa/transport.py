@@ -18,8 +18,8 @@ import orjson
 import tenacity
 
 from core.errors import HaloError, HaloUnavailable, ProtocolError, RateLimited
+from core.halopsa.config import HaloConfig
 from core.halopsa.ratelimit import RateBudget
-from core.settings import Settings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_S = 1.0
@@ -105,16 +105,16 @@ class Sender:
         *,
         http: httpx.Client,
         budget: RateBudget,
-        settings: Settings,
+        config: HaloConfig,
         sleep: Callable[[float], None],
         on_event: Callable[[ClientEvent], None] | None,
         stats: ClientStats,
     ) -> None:
         self._http = http
         self._budget = budget
-        self._attempts = settings.max_attempts
-        self._backoff_cap_s = settings.backoff_cap_s
-        self._timeout_s = settings.http_timeout_s
+        self._attempts = config.max_attempts
+        self._backoff_cap_s = config.backoff_cap_s
+        self._timeout_s = config.http_timeout_s
         self._sleep = sleep
         self._on_event = on_event
         self._stats = stats
@@ -141,7 +141,7 @@ class Sender:
         try:
             response = self._http.send(request)
         except httpx.TimeoutException:
-            error = self._unavailable(f"within {self._timeout_s:g} s")
+            error: HaloError = self._unavailable(f"within {self._timeout_s:g} s")
             raise _Retryable(error, reason=f"HaloPSA did not answer {what} in time") from None
         except httpx.TransportError:
             error = self._unavailable("(the connection failed)")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from core.store.tables import AuditEvent
-
-AUDIT_TABLE: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+from core.store.tables import AUDIT_TABLE
 
 
 def record(conn: Connection, *, actor: str, action: str, now: datetime, partner_id: int | None = None,

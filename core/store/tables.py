@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Dialect, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import Column, DateTime, Dialect, Index, Table, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -272,3 +272,22 @@ class User(SQLModel, table=True):
     role: str
     partner_id: int | None = Field(default=None, foreign_key="partner.id")
     password_hash: str
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return model.__table__  # type: ignore[attr-defined, no-any-return]
+
+
+# Core (SQLAlchemy) handles of the tables: the sync's bulk writes and the read models' queries use these.
+PARTNER_TABLE = _table(Partner)
+CONNECTION_TABLE = _table(Connection)
+CUSTOMER_TABLE = _table(Customer)
+AGREEMENT_TABLE = _table(Agreement)
+INVOICE_TABLE = _table(Invoice)
+RULE_TABLE = _table(AutoPayRule)
+RUN_TABLE = _table(SyncRun)
+ERROR_TABLE = _table(SyncRecordError)
+COOLDOWN_TABLE = _table(Cooldown)
+AUDIT_TABLE = _table(AuditEvent)
+USER_TABLE = _table(User)
+UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)

@@ -18,7 +18,10 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.expression import Executable
 
 from core.halopsa import records
-from core.store.tables import Agreement, Customer, Invoice, InvoiceStatus, NumberField
+from core.store.tables import (
+    InvoiceStatus,
+    NumberField,
+)
 
 CUSTOMER_FIELDS = ("name", "inactive", "billing_email", "currency", "halo_last_modified")
 AGREEMENT_FIELDS = (
@@ -249,6 +252,3 @@ def _processed(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     return list(map(process, values))
 
 
-CUSTOMER_TABLE: Table = Customer.__table__  # type: ignore[attr-defined]
-AGREEMENT_TABLE: Table = Agreement.__table__  # type: ignore[attr-defined]
-INVOICE_TABLE: Table = Invoice.__table__  # type: ignore[attr-defined]

@@ -7,14 +7,13 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal
 from core.errors import BadInput
-from core.store.tables import Role, User
+from core.store.tables import USER_TABLE, Role
 
-USER_TABLE: Table = User.__table__  # type: ignore[attr-defined]
 _N, _R, _P = 2**14, 8, 1
 # Compared against when the account does not exist, so a wrong e-mail costs as long as a wrong password.
 _DUMMY_HASH = f"scrypt${_N}${_R}${_P}${'00' * 16}${'00' * 32}"

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from core.halopsa.app_domain import is_sandbox_domain
 from core.halopsa.client import HaloClient
+from core.halopsa.config import HaloConfig
 from core.settings import Settings
 from core.store.secrets import secret_box
 
@@ -16,6 +17,20 @@ EventFn = Callable[[Any], None]
 
 class ClientFactory(Protocol):
     def __call__(self, connection: Any, on_event: EventFn | None) -> HaloClient: ...
+
+
+def halo_config(settings: Settings) -> HaloConfig:
+    """The client's share of the app settings."""
+    return HaloConfig(
+        page_size=settings.page_size,
+        rate_limit_requests=settings.rate_limit_requests,
+        rate_limit_window_s=settings.rate_limit_window_s,
+        http_timeout_s=settings.http_timeout_s,
+        max_attempts=settings.max_attempts,
+        backoff_cap_s=settings.backoff_cap_s,
+        unpaid_payment_statuses=settings.unpaid_payment_statuses,
+        subtype_lookup_id=settings.subtype_lookup_id,
+    )
 
 
 def build_client(
@@ -35,7 +50,7 @@ def build_client(
         transport = sandbox.transport_for(app_domain, settings)
     return HaloClient(
         base_url=app_domain, client_id=client_id, client_secret=client_secret, tenant=tenant,
-        settings=settings, transport=transport, on_event=on_event,
+        config=halo_config(settings), transport=transport, on_event=on_event,
     )
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from core.errors import CooldownActive
 from core.settings import Settings
-from core.store.tables import Cooldown, RunKind
+from core.store.tables import COOLDOWN_TABLE, RunKind
 
-COOLDOWN_TABLE: Table = Cooldown.__table__  # type: ignore[attr-defined]
 MANUAL_KINDS = (RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID)
 LABELS = {RunKind.FETCH_NEW_DATA: "Fetch new data", RunKind.FETCH_UNPAID: "Fetch unpaid invoices"}
 _NEVER = datetime(2000, 1, 1, tzinfo=UTC)

@@ -21,12 +21,12 @@ from sqlalchemy.engine import Engine
 from core.errors import ConsoleError, CooldownActive, HaloError, PermissionMissing, RateLimited, SecretKeyError
 from core.halopsa.records import RecordError
 from core.settings import Settings
-from core.store import upserts
+from core.store import tables, upserts
 from core.store.tables import (
-    Connection,
+    CONNECTION_TABLE,
+    PARTNER_TABLE,
     IntegrationRole,
     InvoiceStatus,
-    Partner,
     PartnerStatus,
     RunKind,
     RunStatus,
@@ -36,8 +36,6 @@ from core.sync.connector import ClientFactory
 
 log = logging.getLogger(__name__)
 
-CONNECTION_TABLE: Table = Connection.__table__  # type: ignore[attr-defined]
-PARTNER_TABLE: Table = Partner.__table__  # type: ignore[attr-defined]
 NEW_DATA_WINDOW = timedelta(hours=1)
 SCHEDULE_OVERLAP = timedelta(minutes=5)
 INCREMENTAL_KINDS = (RunKind.BACKFILL, RunKind.SCHEDULED, RunKind.FETCH_NEW_DATA)
@@ -96,9 +94,9 @@ class RunResult:
 
 
 _ENTITIES: dict[str, tuple[Table, tuple[str, ...], str]] = {
-    "customer": (upserts.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS, "customers_seen"),
-    "agreement": (upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS, "agreements_seen"),
-    "invoice": (upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, "invoices_seen"),
+    "customer": (tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS, "customers_seen"),
+    "agreement": (tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS, "agreements_seen"),
+    "invoice": (tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, "invoices_seen"),
 }
 
 
@@ -149,7 +147,7 @@ def _sync_pages(ctx: RunContext, entity: str, pages: Iterable[Any]) -> None:
 
 def _refresh_missing_unpaid(ctx: RunContext) -> None:
     """Invoices unpaid here but absent from HaloPSA's unpaid list were paid, voided or deleted there: refetch each."""
-    invoice = upserts.INVOICE_TABLE.c
+    invoice = tables.INVOICE_TABLE.c
     with ctx.engine.connect() as conn:
         local_unpaid = set(
             conn.scalars(
@@ -177,10 +175,10 @@ def _refresh_missing_unpaid(ctx: RunContext) -> None:
 
 
 def _mark_deleted(ctx: RunContext, halo_ids: list[int], notes: list[RecordError]) -> None:
-    invoice = upserts.INVOICE_TABLE.c
+    invoice = tables.INVOICE_TABLE.c
     with ctx.engine.begin() as conn:
         changed = conn.execute(
-            update(upserts.INVOICE_TABLE)
+            update(tables.INVOICE_TABLE)
             .where(invoice.partner_id == ctx.partner_id, invoice.halo_id.in_(halo_ids))
             .values(status=InvoiceStatus.VOIDED, voided=True, amount_due_cents=0, last_changed_run_id=ctx.run_id,
                     synced_at=ctx.now)
@@ -191,7 +189,7 @@ def _mark_deleted(ctx: RunContext, halo_ids: list[int], notes: list[RecordError]
 
 def _last_success_end(engine: Engine, partner_id: int) -> tuple[datetime | None, bool]:
     """End of the newest successful incremental window, and whether a backfill ever succeeded."""
-    run = runs.RUN_TABLE.c
+    run = tables.RUN_TABLE.c
     with engine.connect() as conn:
         ok = [RunStatus.SUCCEEDED, RunStatus.PARTIAL]
         end = conn.scalar(
@@ -356,9 +354,9 @@ def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> I
         ).all()
         last_attempt = dict(
             conn.execute(
-                select(runs.RUN_TABLE.c.partner_id, func.max(runs.RUN_TABLE.c.started_at))
-                .where(runs.RUN_TABLE.c.trigger.in_(["schedule", "connect"]))
-                .group_by(runs.RUN_TABLE.c.partner_id)
+                select(tables.RUN_TABLE.c.partner_id, func.max(tables.RUN_TABLE.c.started_at))
+                .where(tables.RUN_TABLE.c.trigger.in_(["schedule", "connect"]))
+                .group_by(tables.RUN_TABLE.c.partner_id)
             ).all()
         )
     interval = timedelta(seconds=settings.schedule_interval_s)

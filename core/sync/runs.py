@@ -13,17 +13,14 @@ import socket
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import SyncAlreadyRunning
 from core.settings import Settings
-from core.store.tables import Partner, RunStatus, SyncRecordError, SyncRun
+from core.store.tables import ERROR_TABLE, PARTNER_TABLE, RUN_TABLE, RunStatus
 from core.sync import cooldowns
 
-RUN_TABLE: Table = SyncRun.__table__  # type: ignore[attr-defined]
-PARTNER_TABLE: Table = Partner.__table__  # type: ignore[attr-defined]
-ERROR_TABLE: Table = SyncRecordError.__table__  # type: ignore[attr-defined]
 INTERRUPTED_MESSAGE = (
     "The sync stopped unexpectedly (the process ended before it finished). Nothing is lost: the next sync picks up "
     "where this one stopped."

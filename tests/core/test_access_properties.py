@@ -10,8 +10,10 @@ see. A new public function taking a Principal fails `test_every_view_and_action_
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import itertools
+import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -31,15 +33,16 @@ from core.access import Principal
 from core.actions import autopay_rules as autopay
 from core.actions import connect as connections
 from core.actions import fetches as actions
-from core.console import adoption, audit_log, exports, views
+from core.console import adoption, agreements, audit_log, exports, partners, status
 from core.console import connection as setup_checklist
 from core.console import invoices as invoice_table
 from core.console import overview as fleet
 from core.console import syncs as history
 from core.errors import AccessDenied, ConsoleError, NotFound
 from core.halopsa import records
-from core.settings import REQUIRED_SCOPES, Settings
-from core.store import audit, upserts
+from core.halopsa.config import REQUIRED_SCOPES
+from core.settings import Settings
+from core.store import audit, tables, upserts
 from core.store import engine as db
 from core.store.tables import IntegrationRole, NumberField, Role, RunKind, RunStatus
 from core.sync import connector as clients
@@ -47,7 +50,6 @@ from halo_emulator import HaloEmulator
 from tests.support.clock import NOW, TEST_KEY
 from tests.support.factories import add_partner, add_rule, add_run
 
-MODULES: dict[str, ModuleType] = {"views": views, "history": history, "invoice_table": invoice_table, "autopay": autopay, "fleet": fleet, "adoption": adoption, "audit_log": audit_log, "setup_checklist": setup_checklist, "actions": actions, "connections": connections, "exports": exports}
 PREFIXES = {"Acme": ("Acme MSP", IntegrationRole.PRIMARY), "Globex": ("Globex Partners", IntegrationRole.SECONDARY),
             "Initech": ("Initech Systems", IntegrationRole.PRIMARY)}
 SUBTYPES = ["Managed Services", "Backup", "Break-fix"]
@@ -100,11 +102,11 @@ def _fill(engine: Any, partner_id: int, prefix: str) -> None:
         amount_due_cents=10_000 + i - (0 if i % 4 else 500), currency="USD", posted=True, voided=False,
         last_modified=NOW)) for i in range(1, 13)]
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, upserts.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
+        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
                             [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
                             [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoices, partner_id=partner_id,
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoices, partner_id=partner_id,
                             now=NOW)
         audit.record(conn, actor="cs@example.com", action="connect", partner_id=partner_id, now=NOW,
                      detail=f"{prefix} audit detail")
@@ -126,9 +128,9 @@ def world(tmp_path_factory) -> Iterator[World]:
         emulators[partner_id] = HaloEmulator(seed=len(ids), invoices=20, start=NOW, rate_limit=None,
                                              client_id=f"{prefix.lower()}-client-id", client_secret=secret_of(prefix))
         _fill(engine, partner_id, prefix)
-        for hours, status in ((30, RunStatus.SUCCEEDED), (5, RunStatus.PARTIAL), (2, RunStatus.FAILED)):
-            add_run(engine, settings, partner_id, at=NOW - timedelta(hours=hours), status=status, record_errors=2,
-                    error=f"{prefix} run error" if status == RunStatus.FAILED else None)
+        for hours, outcome in ((30, RunStatus.SUCCEEDED), (5, RunStatus.PARTIAL), (2, RunStatus.FAILED)):
+            add_run(engine, settings, partner_id, at=NOW - timedelta(hours=hours), status=outcome, record_errors=2,
+                    error=f"{prefix} run error" if outcome == RunStatus.FAILED else None)
         add_rule(engine, partner_id, "Backup", at=NOW - timedelta(days=1))
     assert list(ids.values()) == [1, 2, 3]  # the ids the principal strategy draws from
     yield World(engine, settings, ids, emulators)
@@ -193,86 +195,95 @@ def _name(world: World, pid: Any) -> str:
 
 CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
     # name: (roles allowed, scoped to one partner, call)
-    "views.partner_id_by_name": ((Role.CS, Role.PARTNER), True,
-                                 lambda w, p, pid, d: views.partner_id_by_name(w.engine, p, _name(w, pid))),
-    "views.partner_status": ((Role.CS, Role.PARTNER), True,
-                             lambda w, p, pid, d: views.partner_status(w.engine, p, pid, now=NOW)),
-    "views.invoice_export_rows": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: list(views.invoice_export_rows(
+    "core.console.partners.partner_id_by_name": ((Role.CS, Role.PARTNER), True,
+                                 lambda w, p, pid, d: partners.partner_id_by_name(w.engine, p, _name(w, pid))),
+    "core.console.status.partner_status": ((Role.CS, Role.PARTNER), True,
+                             lambda w, p, pid, d: status.partner_status(w.engine, p, pid, now=NOW)),
+    "core.console.exports.invoice_export_rows": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: list(exports.invoice_export_rows(
         w.engine, p, pid, unpaid_only=d.draw(st.booleans(), label="unpaid only")))),
-    "views.partner_choices": ((Role.CS, Role.PARTNER, Role.PM), False,
-                              lambda w, p, pid, d: views.partner_choices(w.engine, p)),
-    "views.freshness_line": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: views.freshness_line(
+    "core.console.partners.partner_choices": ((Role.CS, Role.PARTNER, Role.PM), False,
+                              lambda w, p, pid, d: partners.partner_choices(w.engine, p)),
+    "core.console.partners.freshness_line": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: partners.freshness_line(
         w.engine, p, pid, now=NOW, schedule_interval=timedelta(hours=1))),
-    "history.runs_page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: history.runs_page(w.engine, p, pid)),
-    "history.run_detail": ((Role.CS, Role.PARTNER), True,
+    "core.console.syncs.runs_page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: history.runs_page(w.engine, p, pid)),
+    "core.console.syncs.run_detail": ((Role.CS, Role.PARTNER), True,
                            lambda w, p, pid, d: history.run_detail(w.engine, p, pid, _run_id(d))),
-    "history.manual_fetch_states": ((Role.CS, Role.PARTNER), True,
+    "core.console.syncs.manual_fetch_states": ((Role.CS, Role.PARTNER), True,
                                     lambda w, p, pid, d: history.manual_fetch_states(w.engine, p, pid, now=NOW)),
-    "history.chart_data": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: history.chart_data(w.engine, p, pid)),
-    "invoice_table.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoice_table.page(
+    "core.console.syncs.chart_data": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: history.chart_data(w.engine, p, pid)),
+    "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoice_table.page(
         w.engine, p, pid, _filters(d), now=NOW)),
-    "invoice_table.filter_options": ((Role.CS, Role.PARTNER), True,
+    "core.console.invoices.filter_options": ((Role.CS, Role.PARTNER), True,
                                      lambda w, p, pid, d: invoice_table.filter_options(w.engine, p, pid)),
-    "invoice_table.export_csv": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoice_table.export_csv(
+    "core.console.invoices.export_csv": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoice_table.export_csv(
         w.engine, p, pid, _filters(d), now=NOW)),
-    "autopay.save_rule": ((Role.CS, Role.PARTNER), True,
+    "core.actions.autopay_rules.save_rule": ((Role.CS, Role.PARTNER), True,
                           lambda w, p, pid, d: autopay.save_rule(w.engine, p, pid, _rule(d), now=NOW)),
-    "autopay.delete_rule": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: autopay.delete_rule(
+    "core.actions.autopay_rules.delete_rule": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: autopay.delete_rule(
         w.engine, p, pid, d.draw(st.sampled_from(SUBTYPES), label="subtype"), now=NOW)),
-    "autopay.list_rules": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: autopay.list_rules(w.engine, p, pid)),
-    "autopay.subtype_summary": ((Role.CS, Role.PARTNER), True,
-                                lambda w, p, pid, d: autopay.subtype_summary(w.engine, p, pid, now=NOW)),
-    "autopay.preview": ((Role.CS, Role.PARTNER), True,
-                        lambda w, p, pid, d: autopay.preview(w.engine, p, pid, _rule(d), now=NOW)),
-    "fleet.overview": ((Role.CS,), False,
+    "core.console.agreements.list_rules": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: agreements.list_rules(w.engine, p, pid)),
+    "core.console.agreements.subtype_summary": ((Role.CS, Role.PARTNER), True,
+                                lambda w, p, pid, d: agreements.subtype_summary(w.engine, p, pid, now=NOW)),
+    "core.console.agreements.preview": ((Role.CS, Role.PARTNER), True,
+                        lambda w, p, pid, d: agreements.preview(w.engine, p, pid, _rule(d), now=NOW)),
+    "core.console.overview.overview": ((Role.CS,), False,
                        lambda w, p, pid, d: fleet.overview(w.engine, p, now=NOW, settings=w.settings)),
-    "fleet.worklist": ((Role.CS,), False, lambda w, p, pid, d: fleet.worklist(w.engine, p, now=NOW)),
-    "adoption.funnel": ((Role.CS, Role.PM), False, lambda w, p, pid, d: adoption.funnel(w.engine, p)),
-    "adoption.records_per_day": ((Role.CS, Role.PM), False,
+    "core.console.overview.worklist": ((Role.CS,), False, lambda w, p, pid, d: fleet.worklist(w.engine, p, now=NOW)),
+    "core.console.adoption.funnel": ((Role.CS, Role.PM), False, lambda w, p, pid, d: adoption.funnel(w.engine, p)),
+    "core.console.adoption.records_per_day": ((Role.CS, Role.PM), False,
                                  lambda w, p, pid, d: adoption.records_per_day(w.engine, p, now=NOW)),
-    "adoption.success_rate_per_day": ((Role.CS, Role.PM), False,
+    "core.console.adoption.success_rate_per_day": ((Role.CS, Role.PM), False,
                                       lambda w, p, pid, d: adoption.success_rate_per_day(w.engine, p, now=NOW)),
-    "adoption.manual_fetches_per_day": ((Role.CS, Role.PM), False,
+    "core.console.adoption.manual_fetches_per_day": ((Role.CS, Role.PM), False,
                                         lambda w, p, pid, d: adoption.manual_fetches_per_day(w.engine, p, now=NOW)),
-    "adoption.cooldown_pressure": ((Role.CS, Role.PM), False,
+    "core.console.adoption.cooldown_pressure": ((Role.CS, Role.PM), False,
                                    lambda w, p, pid, d: adoption.cooldown_pressure(w.engine, p)),
-    "adoption.autopay_coverage": ((Role.CS, Role.PM), False,
+    "core.console.adoption.autopay_coverage": ((Role.CS, Role.PM), False,
                                   lambda w, p, pid, d: adoption.autopay_coverage(w.engine, p)),
-    "adoption.report": ((Role.CS, Role.PM), False, lambda w, p, pid, d: adoption.report(w.engine, p, now=NOW)),
-    "audit_log.filter_options": ((Role.CS,), False, lambda w, p, pid, d: audit_log.filter_options(w.engine, p)),
-    "audit_log.events": ((Role.CS,), False, lambda w, p, pid, d: audit_log.events(
+    "core.console.adoption.report": ((Role.CS, Role.PM), False, lambda w, p, pid, d: adoption.report(w.engine, p, now=NOW)),
+    "core.console.audit_log.filter_options": ((Role.CS,), False, lambda w, p, pid, d: audit_log.filter_options(w.engine, p)),
+    "core.console.audit_log.events": ((Role.CS,), False, lambda w, p, pid, d: audit_log.events(
         w.engine, p, partner_id=d.draw(st.sampled_from([None, pid]), label="audit partner"))),
-    "setup_checklist.require_new_partner_name": ((Role.CS,), False, lambda w, p, pid, d:
+    "core.console.connection.require_new_partner_name": ((Role.CS,), False, lambda w, p, pid, d:
                                                  setup_checklist.require_new_partner_name(w.engine, p, _name(w, pid))),
-    "setup_checklist.stored_connection": ((Role.CS, Role.PARTNER), True,
+    "core.console.connection.stored_connection": ((Role.CS, Role.PARTNER), True,
                                           lambda w, p, pid, d: setup_checklist.stored_connection(w.engine, p, pid)),
-    "actions.start_manual_fetch": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: actions.start_manual_fetch(
+    "core.actions.fetches.start_manual_fetch": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: actions.start_manual_fetch(
         w.engine, p, partner_id=pid, kind=d.draw(st.sampled_from([RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID]),
                                                  label="kind"),
         now=NOW + timedelta(hours=d.draw(st.integers(0, 30), label="hours later")), settings=w.settings,
         client_factory=w.factory())),
-    "connections.validate_form": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.validate_form(
+    "core.actions.connect.validate_form": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.validate_form(
         w.engine, p, _form(w, pid, d), settings=w.settings, today=NOW.date())),
-    "connections.save": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.save(
+    "core.actions.connect.save": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.save(
         w.engine, p, _clean(w, pid, d), connections.Verification(f"https://{_form(w, pid, d).app_domain}",
                                                                   REQUIRED_SCOPES, ()), now=NOW, settings=w.settings)),
-    "connections.connect": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.connect(
+    "core.actions.connect.connect": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.connect(
         w.engine, p, _form(w, pid, d), now=NOW, settings=w.settings,
         transport=(w.emulators.get(pid) or HaloEmulator(seed=9, invoices=10, client_id="umbrella-client-id",
                                                         client_secret="umbrella-secret")).transport())),
 }
 # Functions that return what the caller typed (the connection form it is checking), secret included.
-RETURNS_TYPED_SECRET = {"connections.validate_form"}
+RETURNS_TYPED_SECRET = {"core.actions.connect.validate_form"}
+
+
+def _read_model_and_action_modules() -> list[ModuleType]:
+    """Every module of core.console and core.actions (the layers that take a Principal), found by walking them."""
+    import core.actions
+    import core.console
+
+    return [importlib.import_module(info.name) for package in (core.console, core.actions)
+            for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
 
 
 def _public_principal_functions() -> set[str]:
     found = set()
-    for alias, module in MODULES.items():
+    for module in _read_model_and_action_modules():
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ != module.__name__ or name.startswith("_"):
                 continue
             if any(p.annotation in ("Principal", Principal) for p in inspect.signature(function).parameters.values()):
-                found.add(f"{alias}.{name}")
+                found.add(f"{module.__name__}.{name}")
     return found
 
 

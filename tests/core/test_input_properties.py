@@ -24,6 +24,7 @@ from core import cli
 from core.access import Principal
 from core.actions import autopay_rules as autopay
 from core.actions import connect as connections
+from core.console import agreements
 from core.console import invoices as invoice_table
 from core.errors import BadInput, ConsoleError
 from core.store.tables import Connection, Partner, Role
@@ -159,7 +160,7 @@ def test_an_auto_pay_rule_as_typed_is_saved_or_refused_with_nothing_saved(engine
     before = snapshot(engine)
     try:
         rule = autopay.RuleInput(subtype, enabled, trigger, days, autopay.parse_amount(typed["max_text"]))
-        preview = autopay.preview(engine, CS, partner_with_agreements, rule, now=NOW)
+        preview = agreements.preview(engine, CS, partner_with_agreements, rule, now=NOW)
         autopay.save_rule(engine, CS, partner_with_agreements, rule, now=NOW)
     except BadInput as refused:
         event(f"refused: {refused.field}")
@@ -168,7 +169,7 @@ def test_an_auto_pay_rule_as_typed_is_saved_or_refused_with_nothing_saved(engine
         return
     event("saved")
     assert preview.covered_count + preview.excluded_count == 1  # the subtype's one invoice, one way or the other
-    saved = {r.subtype_name: r for r in autopay.list_rules(engine, CS, partner_with_agreements)}[subtype]
+    saved = {r.subtype_name: r for r in agreements.list_rules(engine, CS, partner_with_agreements)}[subtype]
     assert (saved.trigger, saved.days, saved.max_amount, saved.enabled) == (trigger, days, rule.max_amount, enabled)
 
 
@@ -195,7 +196,7 @@ def test_any_rule_value_is_valid_or_a_bad_input_never_a_crash(max_amount, days, 
     customer_halo_id=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
     subtype=st.one_of(st.none(), maybe(st.sampled_from(["Backup", "Managed Services"]))),
     aging=st.one_of(st.none(), maybe(st.sampled_from(invoice_table.AGING_BUCKETS))),
-    eligibility=st.one_of(st.none(), maybe(st.sampled_from(autopay.ELIGIBILITY_CHOICES))),
+    eligibility=st.one_of(st.none(), maybe(st.sampled_from(agreements.ELIGIBILITY_CHOICES))),
     sort=maybe(st.sampled_from(list(invoice_table.SORTS))),
     descending=st.booleans()),
     page=st.integers(-(2**31), 2**31), page_size=st.integers(-5, 500))

@@ -19,13 +19,11 @@ from sqlalchemy import func, select
 from core import cli
 from core.access import Principal
 from core.actions import fetches as actions
+from core.console import exports, partners
 from core.console import invoices as invoice_table
-from core.console import views
-from core.store.tables import Partner, PartnerStatus, Role, RunKind, RunStatus
+from core.store.tables import COOLDOWN_TABLE, RUN_TABLE, Partner, PartnerStatus, Role, RunKind, RunStatus
 from core.sync import connector as clients
 from core.sync import engine as sync
-from core.sync.cooldowns import COOLDOWN_TABLE
-from core.sync.runs import RUN_TABLE
 from halo_emulator import FaultRule, HaloEmulator, serve
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
@@ -91,9 +89,9 @@ def test_the_plaintext_secret_is_nowhere_after_connect_syncs_failures_edits_and_
          "--invoice-number-field", "third_party")
     step("status", "--partner", "Acme MSP", "--json")
     exported = [step("invoices", "--partner", "Acme MSP", "--format", fmt) for fmt in ("json", "csv")]
-    partner_id = views.partner_id_by_name(engine, CS, "Acme MSP")
+    partner_id = partners.partner_id_by_name(engine, CS, "Acme MSP")
     exported.append(invoice_table.export_csv(engine, CS, partner_id, invoice_table.Filters(), now=later).text)
-    exported.append(json.dumps(list(views.invoice_export_rows(engine, CS, partner_id)), default=str))
+    exported.append(json.dumps(list(exports.invoice_export_rows(engine, CS, partner_id)), default=str))
 
     assert len(json.loads(exported[0][: exported[0].rindex("]") + 1])) == len(emu.invoices)
     with engine.connect() as conn:

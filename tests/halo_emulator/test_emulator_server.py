@@ -30,13 +30,14 @@ def test_reference_requests_over_the_socket(served: tuple[HaloEmulator, Emulator
     token = client.post("/auth/token?tenant=acme", data=token_form(emu))
     assert token.status_code == 200 and token.json()["token_type"] == "Bearer"
     client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    clients = client.get("/api/Client", params={"pageinate": "true", "page_size": 100, "page_no": 1, "includeinactive": "true", "order": "name"})
+    first_page = {"pageinate": "true", "page_size": 100, "page_no": 1}
+    clients = client.get("/api/Client", params={**first_page, "includeinactive": "true", "order": "name"})
     names = [c["name"] for c in clients.json()["clients"]]
     assert clients.json()["record_count"] == len(emu.clients) and names == sorted(names, key=str.casefold)
-    page = client.get("/api/Invoice", params={"pageinate": "true", "page_size": 100, "page_no": 3, "order": "id", "orderdesc": "true"})
+    page = client.get("/api/Invoice", params={**first_page, "page_no": 3, "order": "id", "orderdesc": "true"})
     assert [i["id"] for i in page.json()["invoices"]] == sorted(emu.invoices, reverse=True)[200:300]
     assert page.headers["content-type"].startswith("application/json")
-    contracts = client.get("/api/ClientContract", params={"pageinate": "true", "page_size": 100, "page_no": 1, "includeinactive": "true"})
+    contracts = client.get("/api/ClientContract", params={**first_page, "includeinactive": "true"})
     assert contracts.json()["record_count"] == len(emu.contracts)
     assert [s["name"] for s in client.get("/api/Lookup", params={"lookupid": 58}).json()][0] == "Managed Services"
     webhook = client.post("/api/Webhook", json=[{"name": "AP", "url": "https://pay.example/hook"}]).json()

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from core.halopsa.client import ClientEvent, HaloClient
-from core.settings import REQUIRED_SCOPES, Settings
+from core.halopsa.config import REQUIRED_SCOPES, HaloConfig
 from tests.support.clock import FakeClock
 
 SECRET = "s3cr3t-Do-Not-Leak-42"
@@ -112,7 +112,7 @@ def make_client(
     events: list[ClientEvent] | None = None,
     tenant: str | None = None,
     base_url: str | None = None,
-    **settings: Any,
+    **config: Any,
 ) -> HaloClient:
     """A client with a fake clock unless one is given, on a fresh host name (its own rate budget) unless told."""
     clock = clock or FakeClock()
@@ -121,7 +121,7 @@ def make_client(
         client_id=CLIENT_ID,
         client_secret=SECRET,
         tenant=tenant,
-        settings=Settings(**settings),
+        config=HaloConfig(**config),
         transport=fake.transport(),
         sleep=clock.sleep,
         clock=clock,
@@ -138,7 +138,7 @@ def emulator_client(
     secret: str | None = None,
     tenant: str | None = None,
     events: list[ClientEvent] | None = None,
-    **settings: Any,
+    **config: Any,
 ) -> HaloClient:
     """A client of a HaloEmulator: in process (its MockTransport) unless a base_url of a served one is given."""
     clock = clock or FakeClock()
@@ -147,7 +147,7 @@ def emulator_client(
         client_id=emulator.client_id,
         client_secret=emulator.client_secret if secret is None else secret,
         tenant=tenant,
-        settings=Settings(**settings),
+        config=HaloConfig(**config),
         transport=transport if transport is not None or base_url else emulator.transport(),
         sleep=clock.sleep,
         clock=clock,

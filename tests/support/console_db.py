@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from core.halopsa import records
 from core.settings import Settings
-from core.store import upserts
+from core.store import tables, upserts
 from core.store.tables import NumberField, RunKind, RunStatus
 from core.sync import runs
 from tests.support.clock import NOW
@@ -40,11 +40,11 @@ def fill_partner(engine: Engine, settings: Settings, partner_id: int, prefix: st
             amount_due_cents=10000 + i - paid, currency="USD", posted=True, voided=False, last_modified=NOW,
         )))
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, upserts.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
+        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
                             [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
                             [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoice_rows,
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoice_rows,
                             partner_id=partner_id, now=NOW)
     for hours_ago, kind, status in [(30, RunKind.BACKFILL, RunStatus.SUCCEEDED), (3, RunKind.SCHEDULED, RunStatus.PARTIAL),
                                     (2, RunKind.SCHEDULED, RunStatus.FAILED), (1, RunKind.SCHEDULED, RunStatus.SUCCEEDED)]:

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from core.halopsa import records
 from core.settings import Settings
-from core.store import upserts
+from core.store import tables, upserts
 from core.store.secrets import secret_box
 from core.store.tables import (
     AutoPayRule,
@@ -98,7 +98,7 @@ def add_agreements(engine: Engine, partner_id: int, subtypes: list[str], *, now:
                                     type_name="Recurring", start_date=None, end_date=None, active=True,
                                     last_modified=now) for i, name in enumerate(subtypes, start=1)]
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
                             [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
 
 
@@ -114,4 +114,4 @@ def add_invoices(engine: Engine, partner_id: int, invoices: list[tuple[int | Non
         posted=True, voided=False, last_modified=now,
     )) for i, (agreement, due, paid) in enumerate(invoices)]
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, rows, partner_id=partner_id, now=now)
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, rows, partner_id=partner_id, now=now)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from core.store.upserts import AGREEMENT_TABLE, INVOICE_TABLE
+from core.store.tables import AGREEMENT_TABLE, INVOICE_TABLE
 from halo_emulator import HaloEmulator
 
 SUBTYPES = {1: "Managed Services", 2: "Backup", 3: "Microsoft 365", 4: "Break-fix", 5: "Security", 6: "VoIP"}

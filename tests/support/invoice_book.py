@@ -8,7 +8,7 @@ from datetime import date
 from sqlalchemy.engine import Engine
 
 from core.halopsa import records
-from core.store import upserts
+from core.store import tables, upserts
 from core.store.tables import NumberField
 from tests.support.clock import NOW
 
@@ -55,10 +55,10 @@ def add_book(engine: Engine, partner_id: int, invoices: list[records.Invoice] | 
                                     last_modified=NOW) for i, (ref, subtype, active) in AGREEMENTS.items()]
     build = upserts.invoice_row_factory(number_field)
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, upserts.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
+        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
                             [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
                             [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS,
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS,
                             [build(i) for i in (BOOK if invoices is None else invoices)], partner_id=partner_id,
                             now=NOW)

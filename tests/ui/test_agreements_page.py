@@ -4,7 +4,8 @@ import pytest
 from sqlalchemy import select
 
 from core.actions import autopay_rules as autopay
-from core.store.audit import AUDIT_TABLE
+from core.console import agreements
+from core.store.tables import AUDIT_TABLE
 from tests.support.clock import NOW
 
 PAGE = "pages/agreements.py"
@@ -47,7 +48,7 @@ def test_saving_a_rule_creates_it_and_writes_the_audit_event(app_as, console, en
 
     assert not at.exception
     assert at.success[0].value == "Saved the auto-pay rule for Backup."
-    [rule] = autopay.list_rules(engine, console["acme"], acme)
+    [rule] = agreements.list_rules(engine, console["acme"], acme)
     assert (rule.subtype_name, rule.trigger, rule.days, rule.max_amount) == ("Backup", "days_after_due", 3,
                                                                               Decimal("2500.00"))
     [event] = _mapping_events(engine)
@@ -82,7 +83,7 @@ def test_edit_loads_a_saved_rule_and_delete_removes_it(app_as, console, engine):
 
     assert not at.exception
     assert at.success[0].value == "Deleted the auto-pay rule for Break-fix."
-    assert autopay.list_rules(engine, console["acme"], acme) == []
+    assert agreements.list_rules(engine, console["acme"], acme) == []
     assert _mapping_events(engine)[-1].detail == ("Auto-pay rule for “Break-fix” deleted; was: charge 14 days after the "
                                             "invoice date")
 

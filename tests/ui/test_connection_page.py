@@ -3,14 +3,11 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from core.actions.connect import CONNECTION_TABLE, PARTNER_TABLE
 from core.console import connection as setup_checklist
 from core.demo import sandbox
 from core.halopsa.auth import CREDENTIALS_REJECTED
-from core.settings import REQUIRED_SCOPES
-from core.store.tables import RunKind, RunStatus
-from core.store.upserts import INVOICE_TABLE
-from core.sync.runs import RUN_TABLE
+from core.halopsa.config import REQUIRED_SCOPES
+from core.store.tables import CONNECTION_TABLE, INVOICE_TABLE, PARTNER_TABLE, RUN_TABLE, RunKind, RunStatus
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 

@@ -3,7 +3,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from core.store.audit import AUDIT_TABLE
+from core.store.tables import AUDIT_TABLE
 
 PAGE = "pages/invoices.py"
 

@@ -7,9 +7,8 @@ from streamlit.testing.v1.errors import AppTestError
 
 from core.actions import connect as connections
 from core.demo import sandbox
-from core.store.tables import RunKind, RunStatus
+from core.store.tables import RUN_TABLE, RunKind, RunStatus
 from core.sync import runs
-from core.sync.runs import RUN_TABLE
 from tests.support.clock import NOW
 
 PAGE = "pages/syncs.py"

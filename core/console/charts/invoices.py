@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.console.formatting import money
 from core.console.invoices import AGING_BUCKETS
-from core.console.views import money
 
 # From "not yet due" green to "over 90 days" red, one colour per bucket of AGING_BUCKETS.
 BUCKET_COLOURS = dict(zip(AGING_BUCKETS, ("#2e9d5b", "#e0a100", "#e07b00", "#d64545", "#8f1d1d"), strict=True))

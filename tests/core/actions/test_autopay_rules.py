@@ -9,11 +9,11 @@ from sqlalchemy import Date, literal, select
 
 from core.access import Principal
 from core.actions import autopay_rules as autopay
+from core.console import agreements
 from core.errors import AccessDenied, BadInput, NotFound
 from core.store import engine as db
 from core.store import sqldates
-from core.store.audit import AUDIT_TABLE
-from core.store.tables import Role
+from core.store.tables import AUDIT_TABLE, Role
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 from tests.support.invoice_book import add_book, invoice
@@ -94,7 +94,7 @@ def test_add_days_in_sql_matches_python_across_month_and_year_ends(day, days):
 def test_save_rule_creates_the_rule_and_audits_actor_time_and_rule(engine, acme):
     rule_id = autopay.save_rule(engine, CS, acme, MANAGED, now=NOW)
 
-    [rule] = autopay.list_rules(engine, CS, acme)
+    [rule] = agreements.list_rules(engine, CS, acme)
     assert (rule.subtype_name, rule.enabled, rule.trigger, rule.days, rule.max_amount, rule.created_by) == (
         "Managed Services", True, "on_due_date", 0, Decimal("2500.00"), "cs@example.com")
     [event] = _audit(engine)
@@ -111,7 +111,7 @@ def test_saving_again_updates_the_same_rule_and_audits_old_and_new(engine, acme)
         "Managed Services", enabled=False, trigger="days_after_due", days=3), now=later)
 
     assert first == second
-    [rule] = autopay.list_rules(engine, partner, acme)
+    [rule] = agreements.list_rules(engine, partner, acme)
     assert (rule.enabled, rule.trigger, rule.days, rule.max_amount, rule.updated_at) == (
         False, "days_after_due", 3, None, later)
     event = _audit(engine)[-1]
@@ -124,7 +124,7 @@ def test_delete_rule_removes_it_and_audits(engine, acme):
     autopay.save_rule(engine, CS, acme, MANAGED, now=NOW)
     autopay.delete_rule(engine, CS, acme, "Managed Services", now=NOW + timedelta(minutes=5))
 
-    assert autopay.list_rules(engine, CS, acme) == []
+    assert agreements.list_rules(engine, CS, acme) == []
     event = _audit(engine)[-1]
     assert (event.action, event.at, event.actor) == ("mapping_change", NOW + timedelta(minutes=5), "cs@example.com")
     assert event.detail.startswith("Auto-pay rule for “Managed Services” deleted")
@@ -142,9 +142,9 @@ def test_a_rule_needs_a_subtype_the_partner_has_synced(engine, acme):
 @pytest.mark.parametrize("call", [
     lambda engine, who, partner_id: autopay.save_rule(engine, who, partner_id, MANAGED, now=NOW),
     lambda engine, who, partner_id: autopay.delete_rule(engine, who, partner_id, "Managed Services", now=NOW),
-    lambda engine, who, partner_id: autopay.list_rules(engine, who, partner_id),
-    lambda engine, who, partner_id: autopay.subtype_summary(engine, who, partner_id, now=NOW),
-    lambda engine, who, partner_id: autopay.preview(engine, who, partner_id, MANAGED, now=NOW),
+    lambda engine, who, partner_id: agreements.list_rules(engine, who, partner_id),
+    lambda engine, who, partner_id: agreements.subtype_summary(engine, who, partner_id, now=NOW),
+    lambda engine, who, partner_id: agreements.preview(engine, who, partner_id, MANAGED, now=NOW),
 ])
 def test_only_cs_and_the_partners_own_users_reach_its_rules(engine, settings, acme, call):
     other = add_partner(engine, settings, name="Globex Partners", now=NOW)
@@ -155,7 +155,7 @@ def test_only_cs_and_the_partners_own_users_reach_its_rules(engine, settings, ac
 
 
 def test_preview_lists_covered_invoices_with_charge_dates_and_exclusions_with_reasons(engine, acme):
-    result = autopay.preview(engine, CS, acme, MANAGED, now=NOW)
+    result = agreements.preview(engine, CS, acme, MANAGED, now=NOW)
 
     covered = {row.number: row.charge_on for row in result.covered.itertuples()}
     # overdue invoices are charged on the next run (today); 110 shows its HaloPSA ID (no third-party number)
@@ -176,7 +176,7 @@ def test_preview_lists_covered_invoices_with_charge_dates_and_exclusions_with_re
     (autopay.RuleInput("Managed Services", trigger="days_after_invoice", days=40), date(2026, 11, 10)),
 ])
 def test_preview_plans_the_charge_date_from_the_trigger(engine, acme, rule, charge_101):
-    result = autopay.preview(engine, CS, acme, rule, now=NOW)
+    result = agreements.preview(engine, CS, acme, rule, now=NOW)
 
     charges = dict(zip(result.covered["number"], result.covered["charge_on"], strict=True))
     assert charges["INV-101"] == charge_101
@@ -185,7 +185,7 @@ def test_preview_plans_the_charge_date_from_the_trigger(engine, acme, rule, char
 
 
 def test_preview_of_a_disabled_rule_covers_nothing(engine, acme):
-    result = autopay.preview(engine, CS, acme, autopay.RuleInput("Managed Services", enabled=False), now=NOW)
+    result = agreements.preview(engine, CS, acme, autopay.RuleInput("Managed Services", enabled=False), now=NOW)
 
     assert result.covered.empty and result.covered_count == 0
     reasons = dict(zip(result.reasons["reason"], result.reasons["invoices"], strict=True))
@@ -196,7 +196,7 @@ def test_preview_caps_the_rows_but_totals_every_invoice(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW)
     add_book(engine, partner_id, [invoice(i, due=date(2026, 11, 20), total=1_000) for i in range(1, 31)])
 
-    result = autopay.preview(engine, CS, partner_id, autopay.RuleInput("Managed Services"), now=NOW, limit=10)
+    result = agreements.preview(engine, CS, partner_id, autopay.RuleInput("Managed Services"), now=NOW, limit=10)
 
     assert len(result.covered) == 10
     assert (result.covered_count, result.covered_cents) == (30, 30_000)
@@ -206,7 +206,7 @@ def test_subtype_summary_counts_per_subtype_and_shows_the_mapped_rule(engine, ac
     autopay.save_rule(engine, CS, acme, autopay.RuleInput("Backup", trigger="days_after_due", days=1,
                                                           enabled=False), now=NOW)
 
-    summary = autopay.subtype_summary(engine, CS, acme, now=NOW).set_index("subtype")
+    summary = agreements.subtype_summary(engine, CS, acme, now=NOW).set_index("subtype")
 
     managed, backup = summary.loc["Managed Services"], summary.loc["Backup"]
     assert (managed.agreements, managed.invoices, managed.unpaid_invoices, managed.overdue_invoices) == (2, 8, 6, 4)

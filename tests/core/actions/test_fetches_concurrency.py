@@ -22,12 +22,9 @@ from core.actions import fetches as actions
 from core.errors import CooldownActive, SyncAlreadyRunning
 from core.settings import Settings
 from core.store import engine as db
-from core.store.audit import AUDIT_TABLE
-from core.store.tables import Partner, Role, RunKind
+from core.store.tables import AUDIT_TABLE, COOLDOWN_TABLE, RUN_TABLE, Partner, Role, RunKind
 from core.sync import connector as clients
 from core.sync import engine as sync
-from core.sync.cooldowns import COOLDOWN_TABLE
-from core.sync.runs import RUN_TABLE
 from halo_emulator import FaultRule, HaloEmulator, serve
 from tests.support.clock import NOW
 

@@ -7,9 +7,8 @@ from sqlalchemy import update
 from core.access import Principal
 from core.console import adoption
 from core.errors import AccessDenied
-from core.store.tables import IntegrationRole, Role, RunKind, RunStatus
+from core.store.tables import COOLDOWN_TABLE, IntegrationRole, Role, RunKind, RunStatus
 from core.sync import runs
-from core.sync.cooldowns import COOLDOWN_TABLE
 from tests.support.clock import NOW
 from tests.support.factories import add_agreements, add_invoices, add_partner, add_rule, add_run
 

@@ -4,12 +4,12 @@ import pytest
 from sqlalchemy import update
 
 from core.access import Principal
-from core.actions.connect import CONNECTION_TABLE, Verification
+from core.actions.connect import Verification
 from core.console import connection as setup_checklist
 from core.errors import AccessDenied, AuthError, BadInput, HaloUnavailable, InvalidDomain, PermissionMissing
 from core.halopsa.auth import CREDENTIALS_REJECTED, rejection
-from core.settings import REQUIRED_SCOPES
-from core.store.tables import Role
+from core.halopsa.config import REQUIRED_SCOPES
+from core.store.tables import CONNECTION_TABLE, Role
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 

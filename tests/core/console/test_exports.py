@@ -5,7 +5,7 @@ import json
 import pytest
 
 from core.console import exports
-from core.console.views import money
+from core.console.formatting import money
 
 
 @pytest.mark.parametrize("value", ["=HYPERLINK(\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "|calc", "%0A"])

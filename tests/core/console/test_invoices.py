@@ -9,11 +9,11 @@ from sqlalchemy import select
 
 from core.access import Principal
 from core.actions import autopay_rules as autopay
+from core.console import agreements
 from core.console import invoices as invoice_table
 from core.console.invoices import Filters
-from core.errors import AccessDenied, BadInput
-from core.store.audit import AUDIT_TABLE
-from core.store.tables import Role
+from core.errors import AccessDenied, BadInput, NotFound
+from core.store.tables import AUDIT_TABLE, Role
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 from tests.support.invoice_book import add_book, invoice
@@ -136,7 +136,7 @@ def test_eligibility_agrees_with_the_rule_preview(engine, acme):
     rule = autopay.RuleInput("Managed Services", trigger="days_before_due", days=5, max_amount=Decimal("400"))
     autopay.save_rule(engine, CS, acme, rule, now=NOW)
 
-    preview = autopay.preview(engine, CS, acme, rule, now=NOW)
+    preview = agreements.preview(engine, CS, acme, rule, now=NOW)
     eligible = _page(engine, acme, Filters(eligibility="eligible"))
 
     assert _numbers(eligible) == sorted(preview.covered["number"])
@@ -224,3 +224,10 @@ def test_csv_export_is_not_limited_to_one_page(engine, settings):
 
     assert export.rows == 120
     assert len(export.text.strip().splitlines()) == 121
+
+
+def test_csv_export_of_a_partner_that_does_not_exist_is_refused_with_nothing_written(engine):
+    with pytest.raises(NotFound, match="no longer exists"):
+        invoice_table.export_csv(engine, CS, 9999, Filters(), now=NOW)
+    with engine.connect() as conn:
+        assert conn.execute(select(AUDIT_TABLE)).all() == []

@@ -9,8 +9,7 @@ from core.console import overview as fleet
 from core.console.overview import Freshness, classify_freshness
 from core.errors import AccessDenied
 from core.store import engine as db
-from core.store.tables import Connection, IntegrationRole, Role, RunKind, RunStatus
-from core.sync.cooldowns import COOLDOWN_TABLE
+from core.store.tables import COOLDOWN_TABLE, Connection, IntegrationRole, Role, RunKind, RunStatus
 from tests.support.clock import NOW
 from tests.support.factories import add_agreements, add_partner, add_rule, add_run
 

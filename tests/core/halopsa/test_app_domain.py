@@ -1,4 +1,10 @@
+import ipaddress
+from urllib.parse import urlsplit
+
+import httpx
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from core.errors import InvalidDomain
 from core.halopsa.app_domain import is_sandbox_domain, normalize_app_domain
@@ -93,13 +99,6 @@ def test_refuses_local_only_names(raw):
 
 
 # ---- properties --------------------------------------------------------------------------------------------------
-
-import ipaddress  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
-
-import httpx  # noqa: E402
-from hypothesis import example, given, settings  # noqa: E402
-from hypothesis import strategies as st
 
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 TLD = st.from_regex(r"[a-z]{2,6}", fullmatch=True)  # a real TLD is letters, so a name never reads as an IP address

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import AuthError, PermissionMissing
 from core.halopsa.auth import CREDENTIALS_REJECTED, check_scopes, scope_for_path
-from core.settings import REQUIRED_SCOPES
+from core.halopsa.config import REQUIRED_SCOPES
 from tests.support.client_fakes import CLIENT_ID, SECRET, FakeHalo, invoice_row, make_client
 from tests.support.clock import FakeClock
 

@@ -9,9 +9,9 @@ import pytest
 
 from core.errors import AuthError, HaloUnavailable, PermissionMissing, ProtocolError, RateLimited
 from core.halopsa import paging
+from core.halopsa.config import REQUIRED_SCOPES
 from core.halopsa.paging import rows_of
 from core.halopsa.records import parse_customer, parse_invoice
-from core.settings import REQUIRED_SCOPES
 from halo_emulator import EmulatorConfig, FaultRule, HaloEmulator
 from tests.support.client_fakes import emulator_client
 from tests.support.clock import FakeClock

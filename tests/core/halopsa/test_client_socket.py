@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import AuthError, HaloUnavailable
 from core.halopsa.client import HaloClient
-from core.settings import Settings
+from core.halopsa.config import HaloConfig
 from halo_emulator import EmulatorConfig, FaultRule, HaloEmulator, serve
 from tests.support.client_fakes import emulator_client
 from tests.support.clock import FakeClock
@@ -92,13 +92,13 @@ def test_wrong_secret_and_missing_permissions_over_http() -> None:
 
 def test_a_scaled_rate_limit_in_real_time_sees_no_429() -> None:
     emulator = HaloEmulator(EmulatorConfig(seed=5, invoices=3000, rate_limit=(10, 0.5), count_token_requests=True))
-    settings = Settings(page_size=100, rate_limit_requests=10, rate_limit_window_s=0.5)
+    config = HaloConfig(page_size=100, rate_limit_requests=10, rate_limit_window_s=0.5)
     with serve(emulator) as server:
         client = HaloClient(  # real clock and sleep on both sides
             base_url=server.url,
             client_id=emulator.client_id,
             client_secret=emulator.client_secret,
-            settings=settings,
+            config=config,
         )
         started = time.monotonic()
         with client:

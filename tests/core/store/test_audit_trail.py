@@ -12,7 +12,7 @@ from core.access import Principal
 from core.actions import autopay_rules as autopay
 from core.actions import connect as connections
 from core.actions import fetches as actions
-from core.console import audit_log
+from core.console import agreements, audit_log
 from core.console import invoices as invoice_table
 from core.errors import AccessDenied
 from core.store.tables import Role, RunKind
@@ -40,7 +40,7 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
                       settings=settings, client_factory=factory)  # a sync is a run, not an audited action
         actions.start_manual_fetch(engine, owner, partner_id=partner_id, kind=RunKind.FETCH_UNPAID,
                                    now=at + timedelta(minutes=1), settings=settings, client_factory=factory)
-        subtype = autopay.subtype_summary(engine, CS, partner_id, now=at)["subtype"].iloc[0]
+        subtype = agreements.subtype_summary(engine, CS, partner_id, now=at)["subtype"].iloc[0]
         autopay.save_rule(engine, CS, partner_id, autopay.RuleInput(subtype), now=at + timedelta(minutes=2))
         autopay.delete_rule(engine, owner, partner_id, subtype, now=at + timedelta(minutes=3))
         invoice_table.export_csv(engine, owner, partner_id, invoice_table.Filters(), now=at + timedelta(minutes=4))

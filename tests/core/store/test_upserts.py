@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.halopsa.records import Invoice
-from core.store import upserts
+from core.store import tables, upserts
 from core.store.tables import InvoiceStatus, NumberField
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
@@ -39,7 +39,7 @@ def test_display_number_follows_the_number_field_with_a_visible_fallback():
 def _upsert(engine, partner_id, invoices, run_id=None):
     build = upserts.invoice_row_factory(NumberField.THIRD_PARTY)
     with engine.begin() as conn:
-        return upserts.upsert_rows(conn, upserts.INVOICE_TABLE, upserts.INVOICE_FIELDS, [build(i) for i in invoices],
+        return upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, [build(i) for i in invoices],
                                    partner_id=partner_id, now=NOW, run_id=run_id)
 
 
@@ -51,9 +51,9 @@ def test_upsert_creates_then_updates_only_what_changed_and_is_idempotent(engine,
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
     paid = _upsert(engine, partner_id, [make_invoice(2, amount_paid_cents=120000, amount_due_cents=0)], run_id=3)
     assert (paid.created, paid.updated, paid.unchanged) == (0, 1, 0)
-    c = upserts.INVOICE_TABLE.c
+
     with engine.connect() as conn:
-        rows = {r.halo_id: r for r in conn.execute(select(upserts.INVOICE_TABLE))}
+        rows = {r.halo_id: r for r in conn.execute(select(tables.INVOICE_TABLE))}
     assert len(rows) == 3
     assert rows[2].status == "paid" and rows[2].last_changed_run_id == 3 and rows[2].first_seen_run_id == 1
     assert rows[1].last_changed_run_id == 1
@@ -67,7 +67,7 @@ def test_upsert_keeps_partners_apart_and_collapses_duplicates_in_a_page(engine, 
     assert _upsert(engine, a, [make_invoice(1), make_invoice(1, total_cents=5)]).created == 1
     assert _upsert(engine, b, [make_invoice(1)]).created == 1
     with engine.connect() as conn:
-        totals = dict(conn.execute(select(upserts.INVOICE_TABLE.c.partner_id, upserts.INVOICE_TABLE.c.total_cents)).all())
-        count = conn.scalar(select(func.count()).select_from(upserts.INVOICE_TABLE))
+        totals = dict(conn.execute(select(tables.INVOICE_TABLE.c.partner_id, tables.INVOICE_TABLE.c.total_cents)).all())
+        count = conn.scalar(select(func.count()).select_from(tables.INVOICE_TABLE))
     assert count == 2
     assert totals == {a: 5, b: 120000}

@@ -11,8 +11,7 @@ from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.errors import CooldownActive, NotAllowedForRole
-from core.store.tables import IntegrationRole, Role, RunKind, RunStatus, SyncRecordError
-from core.store.upserts import INVOICE_TABLE
+from core.store.tables import INVOICE_TABLE, IntegrationRole, Role, RunKind, RunStatus, SyncRecordError
 from core.sync import connector as clients
 from core.sync import engine as sync
 from halo_emulator import FaultRule, HaloEmulator

@@ -22,7 +22,7 @@ from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.errors import CooldownActive
-from core.settings import REQUIRED_SCOPES
+from core.halopsa.config import REQUIRED_SCOPES
 from core.store.tables import Partner, PartnerStatus, Role, RunKind, RunStatus
 from core.sync import connector as clients
 from core.sync import engine as sync

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from core.errors import CooldownActive, SyncAlreadyRunning
 from core.store import engine as db
+from core.store import tables
 from core.store.tables import Partner, RunKind, RunStatus, SyncRun
 from core.sync import runs
 from tests.support.clock import NOW
@@ -18,10 +19,10 @@ def test_a_dead_workers_run_is_interrupted_and_the_partner_unblocked(engine, set
     run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
                             trigger="connect", actor="x", now=NOW, settings=settings)
     with engine.begin() as conn:  # pretend the worker was a process that has exited
-        conn.execute(runs.RUN_TABLE.update().values(worker=f"{runs.worker_id().rpartition(':')[0]}:999999"))
+        conn.execute(tables.RUN_TABLE.update().values(worker=f"{runs.worker_id().rpartition(':')[0]}:999999"))
     assert runs.recover_interrupted(engine, now=NOW, settings=settings) == 1
     with engine.connect() as conn:
-        run = conn.execute(select(runs.RUN_TABLE).where(runs.RUN_TABLE.c.id == run_id)).one()
+        run = conn.execute(select(tables.RUN_TABLE).where(tables.RUN_TABLE.c.id == run_id)).one()
         lock = conn.scalar(select(Partner.__table__.c.lock_run_id))
     assert run.status == RunStatus.INTERRUPTED and "stopped unexpectedly" in run.error
     assert lock is None

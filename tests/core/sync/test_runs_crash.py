@@ -22,6 +22,7 @@ from core.access import Principal
 from core.actions import connect as connections
 from core.settings import PROJECT_ROOT
 from core.store import engine as db
+from core.store import tables
 from core.store.tables import Partner, Role, RunStatus
 from core.sync import runs
 from halo_emulator import HaloEmulator, serve
@@ -133,9 +134,9 @@ def test_a_sync_killed_at_any_point_leaves_an_intact_database_and_a_rerun_conver
 
         engine = db.make_engine(trial_settings.database_url)
         with engine.connect() as conn:
-            killed = conn.execute(select(runs.RUN_TABLE).where(runs.RUN_TABLE.c.worker.like(f"%:{child.pid}"))).first()
-            open_runs = conn.execute(select(runs.RUN_TABLE.c.id).where(
-                runs.RUN_TABLE.c.status.in_([RunStatus.RUNNING, RunStatus.RATE_LIMITED]))).all()
+            killed = conn.execute(select(tables.RUN_TABLE).where(tables.RUN_TABLE.c.worker.like(f"%:{child.pid}"))).first()
+            open_runs = conn.execute(select(tables.RUN_TABLE.c.id).where(
+                tables.RUN_TABLE.c.status.in_([RunStatus.RUNNING, RunStatus.RATE_LIMITED]))).all()
             lock = conn.scalar(select(Partner.__table__.c.lock_run_id))
         if where == "mid-run":
             assert killed.status == RunStatus.INTERRUPTED and killed.error == runs.INTERRUPTED_MESSAGE

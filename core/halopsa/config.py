@@ -1,0 +1,32 @@
+"""What the HaloPSA client needs to know: paging, rate budget, timeouts, retries and two instance-specific ids.
+
+The client never reads the app's settings; whoever builds a client (the sync connector, tests, benches) fills one
+of these in. The defaults are hosted HaloPSA's: 300 requests per rolling 5 minutes per tenant (reference 5.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The API application permissions the console needs (HaloPSA: Configuration > Integrations > HaloPSA API).
+REQUIRED_SCOPES: tuple[str, ...] = (
+    "admin:webhooks",
+    "read:customers",
+    "edit:customers",
+    "read:invoices",
+    "edit:invoices",
+    "read:contracts",
+    "edit:contracts",
+)
+
+
+@dataclass(frozen=True)
+class HaloConfig:
+    page_size: int = 1000
+    rate_limit_requests: int = 300
+    rate_limit_window_s: float = 300.0
+    http_timeout_s: float = 30.0
+    max_attempts: int = 6
+    backoff_cap_s: float = 60.0
+    unpaid_payment_statuses: str = "0,1"  # HaloPSA `paymentstatuses` filter for unpaid listings; "" = no filter
+    subtype_lookup_id: int = 58  # the Lookup holding agreement subtype names (UNCONFIRMED, hence configurable)
