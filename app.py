@@ -1,4 +1,4 @@
-"""Router: page config, the auth gate, and navigation over the pages the signed-in role may open."""
+"""Router: page config, the auth gate, and navigation over the pages the signed-in role may open (core.access.PAGES)."""
 
 from pathlib import Path
 
@@ -8,15 +8,6 @@ from core.access import pages_for
 from ui import auth, components, resources
 
 PAGES_DIR = Path(__file__).parent / "pages"
-PAGE_META = {
-    "overview": ("Overview", ":material/dashboard:"),
-    "connection": ("Connection", ":material/link:"),
-    "syncs": ("Syncs", ":material/sync:"),
-    "invoices": ("Invoices", ":material/receipt_long:"),
-    "agreements": ("Agreements", ":material/handshake:"),
-    "adoption": ("Adoption", ":material/insights:"),
-    "audit": ("Audit log", ":material/history:"),
-}
 
 st.set_page_config(page_title="HaloPSA Sync Console", page_icon=":material/sync:", layout="wide")
 resources.get_engine()
@@ -26,8 +17,8 @@ if principal is None:
     st.stop()
 
 pages = [
-    st.Page(PAGES_DIR / f"{name}.py", title=PAGE_META[name][0], icon=PAGE_META[name][1], url_path=name)
-    for name in pages_for(principal.role)
+    st.Page(PAGES_DIR / f"{spec.slug}.py", title=spec.title, icon=spec.icon, url_path=spec.slug)
+    for spec in pages_for(principal.role)
 ]
 navigation = st.navigation(pages)
 with st.sidebar:

@@ -189,7 +189,8 @@ class Bench:
         small_r, big_r = results["small"]["rounds"], results["big"]["rounds"]
 
         def median(rounds: list[dict[str, Any]], key: str) -> float:
-            return statistics.median(r[key] for r in rounds)
+            values: list[float] = [r[key] for r in rounds]
+            return statistics.median(values)
 
         time_ratio = median(big_r, "console_s") / median(small_r, "console_s")
         wall_ratio = median(big_r, "elapsed_s") / median(small_r, "elapsed_s")
@@ -248,8 +249,9 @@ class Bench:
         self.rows += [
             Row("5", f"Cooldown timer tick, server CPU ({tick['ticking']} timers ticking)",
                 f"{tick['tick_cpu_s'] * 1000:.2f} ms", "< 5 ms", tick["tick_cpu_s"] < 0.005 and tick["ticking"] == 2),
-            Row("5", "  core read / elements; whole AppTest run less an empty one", f"{tick['read_cpu_s'] * 1000:.2f} / "
-                f"{tick['render_cpu_s'] * 1000:.2f} ms; {tick['upper_bound_s'] * 1000:.2f} ms", "", None),
+            Row("5", "  core read / elements; whole AppTest run less an empty one",
+                f"{tick['read_cpu_s'] * 1000:.2f} / {tick['render_cpu_s'] * 1000:.2f} ms; "
+                f"{tick['upper_bound_s'] * 1000:.2f} ms", "", None),
         ]
         self.notes.append(f"fleet built in {found['fleet_build_s']:.1f} s ({found['fleet_added']} partners added)")
         self.details["console"] = found

@@ -28,13 +28,13 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
     from core.store import tables, upserts
     from core.store.secrets import secret_box
     from core.store.tables import Connection, NumberField, Partner, PartnerStatus, RunKind, RunStatus
-    from core.sync import cooldowns, runs
+    from core.sync import cooldowns, runs, streams
 
     partner_table, connection_table = Partner.__table__, Connection.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
-        have = conn.scalar(select(func.count()).select_from(partner_table))
+        have: int = conn.scalar(select(func.count()).select_from(partner_table))
     box = secret_box(settings)
-    build = upserts.invoice_row_factory(NumberField.HALO_ID)
+    build = streams.invoice_row_factory(NumberField.HALO_ID)
     for n in range(have, partners):
         name = f"Fleet Partner {n:03d}"
         with engine.begin() as conn:
@@ -50,15 +50,16 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
             agreements = [records.Agreement(i, f"F{n}-AGR-{i}", i, i % 4 + 1, SUBTYPES[i % 4], "Recurring",
                                             date(2026, 1, 1), None, True, now) for i in range(1, 9)]
             invoices = [build(records.Invoice(
-                1000 + i, str(1000 + i), None, i % 8 + 1, f"{name} Customer {i % 8 + 1}", i % 8 + 1, f"F{n}-AGR-{i % 8 + 1}",
+                1000 + i, str(1000 + i), None, i % 8 + 1, f"{name} Customer {i % 8 + 1}", i % 8 + 1,
+                f"F{n}-AGR-{i % 8 + 1}",
                 now.date() - timedelta(days=i * 3), now.date() - timedelta(days=i * 3 - 30), 10_000 + i,
                 0 if i % 3 else 10_000 + i, 10_000 + i if i % 3 else 0, "USD", True, False, now))
                 for i in range(1, 41)]
-            upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
-                                [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=now)
-            upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
-                                [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
-            upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoices,
+            upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, streams.CUSTOMER_FIELDS,
+                                [streams.customer_row(c) for c in customers], partner_id=partner_id, now=now)
+            upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
+                                [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
+            upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoices,
                                 partner_id=partner_id, now=now)
         for hours_ago in range(24 * 7, 0, -6):  # a week of scheduled runs, one in ten failing
             at = now - timedelta(hours=hours_ago)
@@ -68,7 +69,8 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
             with engine.begin() as conn:
                 runs.save_progress(conn, run_id, partner_id, now=at, created=2, updated=1, requests=3, pages=2)
             runs.finish_run(engine, run_id, partner_id, status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
-                            now=at + timedelta(minutes=1), error="HaloPSA did not answer (HTTP 503)." if failed else None)
+                            now=at + timedelta(minutes=1),
+                            error="HaloPSA did not answer (HTTP 503)." if failed else None)
     return partners - have
 
 
@@ -146,7 +148,7 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
 
         import streamlit as st
 
-        from core import history as hist
+        from core.console import syncs as hist
         from ui import resources
 
         engine = resources.get_engine()

@@ -61,7 +61,7 @@ def emulator(invoices: int, *, rate_limit: str = "off", activity: float = 0.0) -
 
 
 def state(url: str) -> dict[str, Any]:
-    body = httpx.get(f"{url}/_emulator/state", timeout=30).json()
+    body: dict[str, Any] = httpx.get(f"{url}/_emulator/state", timeout=30).json()
     body["now"] = datetime.fromisoformat(body["now"])
     return body
 
@@ -138,7 +138,8 @@ def run_child(task: str, args: dict[str, Any], *, env: dict[str, str] | None = N
                           env=full_env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"bench.worker {task} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def rss_now_kib() -> int:

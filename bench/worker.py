@@ -10,14 +10,18 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bench import harness
 from bench.harness import CLIENT_ID, SECRET
+
+if TYPE_CHECKING:  # at run time core is imported inside the tasks that use it, as the other core imports here
+    from core.halopsa.client import HaloClient
 
 # The console's invoice columns, each filled straight from a wire field (no conversion, no validation at all).
 RAW_COLUMNS = {
@@ -40,7 +44,7 @@ def _raw_table(db: sqlite3.Connection, table: str) -> None:
     from sqlalchemy.dialects import sqlite
     from sqlalchemy.schema import CreateIndex, CreateTable
 
-    from core.store.upserts import INVOICE_TABLE
+    from core.store.tables import INVOICE_TABLE
 
     dialect = sqlite.dialect()
     db.execute(str(CreateTable(INVOICE_TABLE).compile(dialect=dialect)))
@@ -96,15 +100,23 @@ def _settings(args: dict[str, Any]) -> Any:
     )
 
 
-def _capturing_factory(settings: Any, captured: list[Any]) -> Callable[..., Any]:
+@dataclass
+class _Captured:
+    """A client the factory made, and how long it waited for HaloPSA's answers."""
+
+    client: HaloClient
+    http_s: float = 0.0
+
+
+def _capturing_factory(settings: Any, captured: list[_Captured]) -> Callable[..., Any]:
     """The production factory, keeping each client (for its request counts) and timing how long the console waited
-    for HaloPSA's answers (`client.bench_http_s`: sending, the emulator's work, receiving the body)."""
+    for HaloPSA's answers (`_Captured.http_s`: sending, the emulator's work, receiving the body)."""
     from core.sync import connector as clients
     stored = clients.stored_client_factory(settings)
 
     def factory(connection: Any, on_event: Any) -> Any:
         client = stored(connection, on_event)
-        client.bench_http_s = 0.0
+        timing = _Captured(client)
         send = client._http.send
 
         def timed_send(*args: Any, **kwargs: Any) -> Any:
@@ -112,10 +124,11 @@ def _capturing_factory(settings: Any, captured: list[Any]) -> Callable[..., Any]
             try:
                 return send(*args, **kwargs)
             finally:
-                client.bench_http_s += time.perf_counter() - started
+                timing.http_s += time.perf_counter() - started
 
-        client._http.send = timed_send
-        captured.append(client)
+        # instrumentation: this one client's httpx.Client.send, replaced on the instance to time each exchange
+        client._http.send = timed_send  # type: ignore[method-assign]
+        captured.append(timing)
         return client
 
     return factory
@@ -127,7 +140,7 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
     from core.access import Principal
     from core.actions import connect as connections
     from core.store import engine as db
-    from core.store.tables import Role, RunKind
+    from core.store.tables import Role, RunKind, RunTrigger
     from core.sync import engine as sync
 
     settings = _settings(args)
@@ -137,7 +150,7 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
                                       client_id=CLIENT_ID, client_secret=SECRET,
                                       invoice_number_field="third_party")
     partner_id, _ = connections.connect(engine, cs, form, now=settings.now(), settings=settings)
-    captured: list[Any] = []
+    captured: list[_Captured] = []
     phases: dict[str, float] = {}
 
     def progress(message: str) -> None:
@@ -147,11 +160,11 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
     rss_start = harness.rss_now_kib()
     started = time.perf_counter()
     cpu = time.process_time()
-    result = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger="connect",
+    result = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
                            actor=cs.user, now=settings.now(), settings=settings,
                            client_factory=_capturing_factory(settings, captured), progress=progress)
     finished = time.perf_counter()
-    stats = captured[0].stats
+    stats = captured[0].client.stats
     engine.dispose()
     return {
         "status": result.status, "error": result.error, "partner_id": partner_id,
@@ -159,7 +172,7 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
         "agreements": result.tally.agreements_seen, "requests": stats.requests, "pages": stats.pages,
         "token_requests": stats.token_requests, "rate_limited": stats.rate_limited_responses,
         "waited_s": stats.waited_s, "elapsed_s": finished - started, "cpu_s": time.process_time() - cpu,
-        "http_s": captured[0].bench_http_s,
+        "http_s": captured[0].http_s,
         "invoice_phase_s": finished - phases.get("invoices", started),
         "rss_start_kib": rss_start, "peak_kib": harness.peak_rss_kib(),
     }
@@ -175,14 +188,14 @@ def console_fetch(args: dict[str, Any]) -> dict[str, Any]:
     settings = _settings(args)
     engine = db.engine_for(settings)
     cs = Principal(role=Role.CS, user="bench@example.com")
-    captured: list[Any] = []
+    captured: list[_Captured] = []
     started = time.perf_counter()
     cpu = time.process_time()
     result = actions.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=args["kind"],
                                         now=settings.now(), settings=settings,
                                         client_factory=_capturing_factory(settings, captured))
     elapsed = time.perf_counter() - started
-    stats = captured[0].stats
+    stats = captured[0].client.stats
     engine.dispose()
     return {"status": result.status, "error": result.error, "requests": stats.requests, "pages": stats.pages,
             "invoices_seen": result.tally.invoices_seen, "updated": result.tally.updated,
@@ -212,7 +225,7 @@ def incremental(args: dict[str, Any]) -> dict[str, Any]:
         harness.warm_first_page(url, "Client", order="alastupdate", orderdesc="true", includeinactive="true")
         settings = _settings({**args, "now": now.isoformat()})
         engine = db.engine_for(settings)
-        captured: list[Any] = []
+        captured: list[_Captured] = []
         started = time.perf_counter()
         cpu = time.process_time()
         result = actions.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=RunKind.FETCH_NEW_DATA,
@@ -222,8 +235,8 @@ def incremental(args: dict[str, Any]) -> dict[str, Any]:
         engine.dispose()
         rounds.append({"status": result.status, "error": result.error, "changed": len(changed),
                        "invoices_seen": result.tally.invoices_seen, "updated": result.tally.updated,
-                       "requests": captured[0].stats.requests, "elapsed_s": elapsed, "cpu_s": cpu,
-                       "http_s": captured[0].bench_http_s, "console_s": elapsed - captured[0].bench_http_s,
+                       "requests": captured[0].client.stats.requests, "elapsed_s": elapsed, "cpu_s": cpu,
+                       "http_s": captured[0].http_s, "console_s": elapsed - captured[0].http_s,
                        "now": now.isoformat()})
     now = harness.state(url)["now"]
     unpaid_count = harness.record_count(url, "Invoice", paymentstatuses="0,1")
@@ -235,7 +248,7 @@ def incremental(args: dict[str, Any]) -> dict[str, Any]:
                                         now=now, settings=settings,
                                         client_factory=_capturing_factory(settings, captured))
     unpaid = {"status": result.status, "error": result.error, "server_unpaid": unpaid_count,
-              "invoices_seen": result.tally.invoices_seen, "requests": captured[0].stats.requests,
+              "invoices_seen": result.tally.invoices_seen, "requests": captured[0].client.stats.requests,
               "elapsed_s": time.perf_counter() - started, "now": now.isoformat()}
     engine.dispose()
     return {"rounds": rounds, "unpaid": unpaid}

@@ -23,22 +23,40 @@ class Principal:
         return self.role == Role.CS
 
 
-SYSTEM = Principal(role=Role.CS, user="system")
+@dataclass(frozen=True)
+class PageSpec:
+    """One screen of the console: pages/<slug>.py, its sidebar title and icon (plain strings for the UI to draw),
+    and the roles that may open it."""
 
-# Which screens each role may open; the UI builds its navigation from this and every page checks it again.
-PAGE_ROLES: dict[str, tuple[Role, ...]] = {
-    "overview": (Role.CS,),
-    "connection": (Role.CS, Role.PARTNER),
-    "syncs": (Role.CS, Role.PARTNER),
-    "invoices": (Role.CS, Role.PARTNER),
-    "agreements": (Role.CS, Role.PARTNER),
-    "adoption": (Role.CS, Role.PM),
-    "audit": (Role.CS,),
-}
+    slug: str
+    title: str
+    icon: str
+    roles: tuple[Role, ...]
 
 
-def pages_for(role: Role) -> list[str]:
-    return [page for page, roles in PAGE_ROLES.items() if role in roles]
+# The one page registry: the UI builds its navigation from it and every page checks it again (ui.auth.require_page).
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("overview", "Overview", ":material/dashboard:", (Role.CS,)),
+    PageSpec("connection", "Connection", ":material/link:", (Role.CS, Role.PARTNER)),
+    PageSpec("syncs", "Syncs", ":material/sync:", (Role.CS, Role.PARTNER)),
+    PageSpec("invoices", "Invoices", ":material/receipt_long:", (Role.CS, Role.PARTNER)),
+    PageSpec("agreements", "Agreements", ":material/handshake:", (Role.CS, Role.PARTNER)),
+    PageSpec("adoption", "Adoption", ":material/insights:", (Role.CS, Role.PM)),
+    PageSpec("audit", "Audit log", ":material/history:", (Role.CS,)),
+)
+
+
+def pages_for(role: Role) -> tuple[PageSpec, ...]:
+    """The pages `role` may open, in navigation order."""
+    return tuple(spec for spec in PAGES if role in spec.roles)
+
+
+def page_spec(slug: str) -> PageSpec:
+    """The registered page `slug`; KeyError for a page the registry does not know."""
+    for spec in PAGES:
+        if spec.slug == slug:
+            return spec
+    raise KeyError(slug)
 
 
 def require_partner_access(principal: Principal, partner_id: int) -> None:

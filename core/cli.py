@@ -29,10 +29,20 @@ from core.settings import Settings, load_settings
 from core.store import audit
 from core.store import engine as db
 from core.store.secrets import SecretBox, secret_box
-from core.store.tables import CONNECTION_TABLE, IntegrationRole, NumberField, Role, RunKind, RunStatus
+from core.store.tables import (
+    CONNECTION_TABLE,
+    AuditAction,
+    IntegrationRole,
+    NumberField,
+    Role,
+    RunKind,
+    RunStatus,
+    RunTrigger,
+)
 from core.sync import engine as sync
-from core.sync import runs
+from core.sync import runs, scheduler
 from core.sync.connector import stored_client_factory
+from core.sync.runs import RunResult
 
 log = logging.getLogger("core.cli")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4
@@ -57,7 +67,7 @@ def _read_secret() -> str:
     return getpass.getpass("HaloPSA Client Secret: ")
 
 
-def _report_run(result: sync.RunResult) -> int:
+def _report_run(result: RunResult) -> int:
     t = result.tally
     _say(f"Run {result.run_id} ({result.kind}) {result.status}: {t.created} created, {t.updated} updated, "
          f"{t.unchanged} unchanged, {t.rejected} rejected; {t.requests} requests, {t.pages} pages.")
@@ -73,17 +83,16 @@ def cmd_connect(args: argparse.Namespace, engine: Engine, settings: Settings) ->
         integration_role=IntegrationRole.SECONDARY if args.secondary else IntegrationRole.PRIMARY, tenant=args.tenant,
     )
     principal = _operator()
-    now = settings.now()
-    partner_id, verification = connections.connect(engine, principal, form, now=now, settings=settings)
-    _say(f"Connected {args.partner} to {verification.app_domain}: all {len(verification.checklist())} permissions granted.")
-    if args.secondary:
+    connected = connections.connect_and_backfill(
+        engine, principal, form, now=settings.now(), settings=settings,
+        client_factory=stored_client_factory(settings), progress=_progress_printer())
+    verification = connected.verification
+    _say(f"Connected {args.partner} to {verification.app_domain}: all {len(verification.checklist())} permissions "
+         "granted.")
+    if connected.backfill is None:
         _say("Secondary integration: credentials verified; no invoices are pulled and manual fetches are not offered.")
         return EXIT_OK
-    _say("Backfilling customers, agreements and invoices…")
-    result = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger="connect",
-                           actor=principal.user, now=now, settings=settings,
-                           client_factory=stored_client_factory(settings), progress=_progress_printer())
-    return _report_run(result)
+    return _report_run(connected.backfill)
 
 
 def _progress_printer() -> Callable[[str], None]:
@@ -113,8 +122,8 @@ def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> in
     factory = stored_client_factory(settings)
     _require_readable_secret(engine, settings, partner_id)
     if kind == RunKind.SCHEDULED:
-        result = sync.run_sync(engine, partner_id=partner_id, kind=kind, trigger="schedule", actor=principal.user,
-                               now=settings.now(), settings=settings, client_factory=factory,
+        result = sync.run_sync(engine, partner_id=partner_id, kind=kind, trigger=RunTrigger.SCHEDULE,
+                               actor=principal.user, now=settings.now(), settings=settings, client_factory=factory,
                                progress=_progress_printer())
     else:
         result = actions.start_manual_fetch(engine, principal, partner_id=partner_id, kind=kind, now=settings.now(),
@@ -147,7 +156,7 @@ def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -
     writer = exports.write_json if args.format == "json" else exports.write_csv
     count = writer(rows, sys.stdout)
     with engine.begin() as conn:  # an export is audited wherever it is made
-        audit.record(conn, actor=principal.user, action="export", partner_id=partner_id, now=settings.now(),
+        audit.record(conn, actor=principal.user, action=AuditAction.EXPORT, partner_id=partner_id, now=settings.now(),
                      detail=f"Invoices {args.format.upper()} from the command line: {count} rows"
                             + (" (unpaid only)" if args.unpaid else ""))
     return EXIT_OK
@@ -160,14 +169,10 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         recovered = runs.recover_interrupted(engine, now=now, settings=settings)
         if recovered:
             _say(f"Marked {recovered} interrupted run(s).")
-        worst = EXIT_OK
-        for partner_id in list(sync.iter_due_partners(engine, now=now, settings=settings)):
-            try:
-                result = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.SCHEDULED, trigger="schedule",
-                                       actor="scheduler", now=now, settings=settings, client_factory=factory)
-                worst = max(worst, _report_run(result))
-            except ConsoleError as exc:  # a running manual fetch: this partner waits for the next tick
-                _say(exc.message)
+        # a partner whose manual fetch is running is refused and waits for the next tick
+        results = scheduler.tick(engine, now=now, settings=settings, client_factory=factory,
+                                 on_refused=lambda exc: _say(exc.message))
+        worst = max((_report_run(result) for result in results), default=EXIT_OK)
         if args.once:
             return worst
         time.sleep(args.tick)

@@ -21,56 +21,78 @@ ConsoleError                      base: .message is safe to show (never holds a 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """What went wrong, as stored on a failed run (`SyncRun.error_kind`) and read by the Overview's next steps."""
+
+    ERROR = "error"
+    BAD_INPUT = "bad_input"
+    INVALID_DOMAIN = "invalid_domain"
+    NOT_FOUND = "not_found"
+    NOT_ALLOWED = "not_allowed"
+    ACCESS_DENIED = "access_denied"
+    SECRET_KEY = "secret_key"
+    REFUSED = "refused"
+    COOLDOWN = "cooldown"
+    ALREADY_RUNNING = "already_running"
+    HALO = "halo"
+    AUTH = "auth"
+    PERMISSIONS = "permissions"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    PROTOCOL = "protocol"
+    CRASHED = "crashed"
+    INTERRUPTED = "interrupted"
 
 
 class ConsoleError(Exception):
-    """Base error: `message` is written for a customer-success person and never holds a secret."""
+    """Base error: `message` is written for a customer-success person and never holds a secret; `field` names the
+    form field it concerns (None: the form as a whole), so no caller ever matches on message text."""
 
     exit_code = 4
-    kind = "error"
+    kind = ErrorKind.ERROR
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class BadInput(ConsoleError):
     exit_code = 2
-    kind = "bad_input"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    kind = ErrorKind.BAD_INPUT
 
 
 class InvalidDomain(BadInput):
-    kind = "invalid_domain"
+    kind = ErrorKind.INVALID_DOMAIN
 
     def __init__(self, message: str) -> None:
         super().__init__(message, field="app_domain")
 
 
 class NotFound(BadInput):
-    kind = "not_found"
+    kind = ErrorKind.NOT_FOUND
 
 
 class NotAllowedForRole(BadInput):
-    kind = "not_allowed"
+    kind = ErrorKind.NOT_ALLOWED
 
 
 class AccessDenied(ConsoleError):
     exit_code = 2
-    kind = "access_denied"
+    kind = ErrorKind.ACCESS_DENIED
 
 
 class SecretKeyError(ConsoleError):
     exit_code = 2
-    kind = "secret_key"
+    kind = ErrorKind.SECRET_KEY
 
 
 class Refused(ConsoleError):
     exit_code = 3
-    kind = "refused"
+    kind = ErrorKind.REFUSED
 
 
 def format_duration(delta: timedelta) -> str:
@@ -86,7 +108,7 @@ def format_duration(delta: timedelta) -> str:
 
 
 class CooldownActive(Refused):
-    kind = "cooldown"
+    kind = ErrorKind.COOLDOWN
 
     def __init__(self, action_label: str, available_at: datetime, now: datetime) -> None:
         self.available_at = available_at
@@ -98,7 +120,7 @@ class CooldownActive(Refused):
 
 
 class SyncAlreadyRunning(Refused):
-    kind = "already_running"
+    kind = ErrorKind.ALREADY_RUNNING
 
     def __init__(self, partner_name: str, run_kind: str, started_at: datetime) -> None:
         self.started_at = started_at
@@ -110,16 +132,16 @@ class SyncAlreadyRunning(Refused):
 
 class HaloError(ConsoleError):
     exit_code = 4
-    kind = "halo"
+    kind = ErrorKind.HALO
     transient = False
 
 
 class AuthError(HaloError):
-    kind = "auth"
+    kind = ErrorKind.AUTH
 
 
 class PermissionMissing(HaloError):
-    kind = "permissions"
+    kind = ErrorKind.PERMISSIONS
 
     def __init__(self, missing: list[str]) -> None:
         self.missing = sorted(missing)
@@ -131,7 +153,7 @@ class PermissionMissing(HaloError):
 
 
 class RateLimited(HaloError):
-    kind = "rate_limited"
+    kind = ErrorKind.RATE_LIMITED
     transient = True
 
     def __init__(self, retry_after: float | None, message: str | None = None) -> None:
@@ -141,10 +163,10 @@ class RateLimited(HaloError):
 
 
 class HaloUnavailable(HaloError):
-    kind = "unavailable"
+    kind = ErrorKind.UNAVAILABLE
     transient = True
 
 
 class ProtocolError(HaloError):
-    kind = "protocol"
+    kind = ErrorKind.PROTOCOL
     transient = True

@@ -5,19 +5,15 @@ import streamlit as st
 
 from core.console import adoption
 from core.console.charts import adoption as charts
-from core.errors import ConsoleError
-from ui import auth, resources
+from ui import auth, components, resources
 
 PERIODS = {7: "Last 7 days", 30: "Last 30 days", 90: "Last 90 days"}
 
 principal = auth.require_page("adoption")
 st.title("Adoption")
 days = st.radio("Period", list(PERIODS), index=1, format_func=PERIODS.get, horizontal=True, key="adoption.days")
-try:
+with components.shown_errors():
     report = adoption.report(resources.get_engine(), principal, now=resources.now(), days=days)
-except ConsoleError as exc:
-    st.error(exc.message)
-    st.stop()
 
 tiles = report.tiles()
 TILES_PER_ROW = 3  # six tiles in one row cut their labels short

@@ -4,8 +4,7 @@ paged newest first by core.console.audit_log."""
 import streamlit as st
 
 from core.console import audit_log, partners
-from core.errors import ConsoleError
-from ui import auth, resources
+from ui import auth, components, resources
 
 PAGE_SIZE = 50
 
@@ -18,10 +17,10 @@ principal = auth.require_page("audit")
 engine = resources.get_engine()
 st.title("Audit log")
 options = audit_log.filter_options(engine, principal)
-partners = dict(partners.partner_choices(engine, principal))
+partner_names = dict(partners.partner_choices(engine, principal))
 partner_at, action_at, actor_at, from_at, to_at = st.columns([2, 2, 2, 1.4, 1.4])  # dates need ~150 px
-partner_id = partner_at.selectbox("Partner", [None, *partners], on_change=_first_page, key="audit.partner",
-                                  format_func=lambda value: "All partners" if value is None else partners[value])
+partner_id = partner_at.selectbox("Partner", [None, *partner_names], on_change=_first_page, key="audit.partner",
+                                  format_func=lambda value: "All partners" if value is None else partner_names[value])
 action = action_at.selectbox("Action", [None, *options.actions], on_change=_first_page, key="audit.action",
                              format_func=lambda value: audit_log.action_label(value) if value else "All actions")
 actor = actor_at.selectbox("Actor", [None, *options.actors], on_change=_first_page, key="audit.actor",
@@ -29,13 +28,10 @@ actor = actor_at.selectbox("Actor", [None, *options.actors], on_change=_first_pa
 first = from_at.date_input("From", value=None, on_change=_first_page, key="audit.from")
 last = to_at.date_input("To", value=None, on_change=_first_page, key="audit.to")
 page = int(st.columns([1, 4])[0].number_input("Page", min_value=1, step=1, key="audit.page"))
-try:
+with components.shown_errors():
     since, until = audit_log.day_bounds(first, last)
     events, total = audit_log.events(engine, principal, partner_id=partner_id, action=action, actor=actor,
                                      since=since, until=until, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-except ConsoleError as exc:
-    st.error(exc.message)
-    st.stop()
 st.caption(f"{total:,} matching events, newest first · page {page} of {audit_log.page_count(total, PAGE_SIZE)}")
 if events.empty:
     st.info("No events match these filters." if total == 0 else "No events on this page: pick an earlier page.")

@@ -4,18 +4,14 @@ partners that need a person. All numbers and rules come from core.console.overvi
 import streamlit as st
 
 from core.console import overview as fleet
-from core.errors import ConsoleError
-from ui import auth, resources
+from ui import auth, components, resources
 
 principal = auth.require_page("overview")
 engine, now = resources.get_engine(), resources.now()
 st.title("Partner overview")
-try:
+with components.shown_errors():
     table = fleet.overview(engine, principal, now=now, settings=resources.get_settings())
     todo = fleet.worklist(engine, principal, now=now)
-except ConsoleError as exc:
-    st.error(exc.message)
-    st.stop()
 
 counts = fleet.freshness_counts(table)
 tiles = [("Partners", len(table)), ("On time", counts["on time"]), ("Late", counts["late"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
-from core.access import PAGE_ROLES, Principal
+from core.access import Principal, page_spec
 from core.store import users
 from ui import resources
 
@@ -63,7 +63,7 @@ def logout() -> None:
 def require_page(page: str) -> Principal:
     """Stop the page unless the signed-in role may open it (a guard behind the navigation)."""
     principal = current_principal()
-    if principal is None or principal.role not in PAGE_ROLES[page]:
+    if principal is None or principal.role not in page_spec(page).roles:
         st.error("Your account cannot open this page.")
         st.stop()
     assert principal is not None

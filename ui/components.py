@@ -1,9 +1,12 @@
-"""Widgets shared by several pages: the partner picker, the freshness line and a sync run shown live."""
+"""Widgets shared by several pages: the partner picker, the freshness line, a sync run shown live, and the one way a
+page shows a refusal from core and stops."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import streamlit as st
 
@@ -12,7 +15,7 @@ from core.console import partners
 from core.console import syncs as history
 from core.errors import ConsoleError
 from core.store.tables import Role
-from core.sync.engine import ProgressFn, RunResult
+from core.sync.runs import ProgressFn, RunResult
 from ui import resources
 
 PARTNER_KEY = "partner_id"
@@ -35,6 +38,17 @@ def partner_picker(principal: Principal) -> int | None:
     chosen = st.sidebar.selectbox("Partner", ids, index=index, format_func=names.__getitem__, key="sidebar.partner")
     st.session_state[PARTNER_KEY] = chosen
     return int(chosen)
+
+
+@contextmanager
+def shown_errors() -> Iterator[None]:
+    """Run the block; a ConsoleError raised in it is shown as st.error (its message is safe to show) and stops the
+    page, so nothing after the block draws from a read model that failed."""
+    try:
+        yield
+    except ConsoleError as exc:
+        st.error(exc.message)
+        st.stop()
 
 
 def selected_partner() -> int | None:
@@ -67,4 +81,30 @@ def run_with_status(label: str, start: Callable[[ProgressFn], RunResult]) -> Non
         except ConsoleError as exc:
             level, message = "error", exc.message
         status.update(label=label, state="error" if level == "error" else "complete", expanded=False)
+    _say(level, message)
+
+
+class LazyStatus:
+    """An st.status box that appears with the first progress message (a step that reports none shows none)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.box: Any = None
+
+    def update(self, text: str) -> None:
+        if self.box is None:
+            self.box = st.status(f"{self.label}: {text}", expanded=True)
+        self.box.update(label=f"{self.label}: {text}")
+
+    def close(self) -> None:
+        if self.box is not None:
+            self.box.update(label=self.label, state="complete", expanded=False)
+
+
+def show_result(result: RunResult) -> None:
+    """How a finished run ended, as a success, warning or error message."""
+    _say(*history.describe_result(result))
+
+
+def _say(level: str, message: str) -> None:
     {"success": st.success, "warning": st.warning, "error": st.error}[level](message)

@@ -16,22 +16,23 @@ from core.access import Principal, require_partner_data
 from core.console.formatting import amount, money
 from core.errors import BadInput, NotFound
 from core.store import audit
-from core.store.tables import AGREEMENT_TABLE, RULE_TABLE
+from core.store.engine import inserted_id
+from core.store.tables import AGREEMENT_TABLE, RULE_TABLE, AuditAction, AutoPayTrigger
 
-TRIGGERS = ("on_due_date", "days_before_due", "days_after_due", "days_after_invoice")
+TRIGGERS = tuple(trigger.value for trigger in AutoPayTrigger)
 # The words after "N days" (or the whole text for on_due_date); Python and SQL build the same sentence from them.
 TRIGGER_WORDS = {
-    "on_due_date": "on the due date",
-    "days_before_due": "before the due date",
-    "days_after_due": "after the due date",
-    "days_after_invoice": "after the invoice date",
+    AutoPayTrigger.ON_DUE_DATE: "on the due date",
+    AutoPayTrigger.DAYS_BEFORE_DUE: "before the due date",
+    AutoPayTrigger.DAYS_AFTER_DUE: "after the due date",
+    AutoPayTrigger.DAYS_AFTER_INVOICE: "after the invoice date",
 }
 # How the rule form names each trigger ("N" is the rule's number of days).
 TRIGGER_LABELS = {
-    "on_due_date": "On the due date",
-    "days_before_due": "N days before the due date",
-    "days_after_due": "N days after the due date",
-    "days_after_invoice": "N days after the invoice date",
+    AutoPayTrigger.ON_DUE_DATE: "On the due date",
+    AutoPayTrigger.DAYS_BEFORE_DUE: "N days before the due date",
+    AutoPayTrigger.DAYS_AFTER_DUE: "N days after the due date",
+    AutoPayTrigger.DAYS_AFTER_INVOICE: "N days after the invoice date",
 }
 MAX_DAYS = 365
 MAX_AMOUNT = Decimal("1000000000.00")  # a sanity bound: beyond it a typo is likelier than an invoice
@@ -41,7 +42,7 @@ MAX_AMOUNT = Decimal("1000000000.00")  # a sanity bound: beyond it a typo is lik
 class RuleInput:
     subtype_name: str
     enabled: bool = True
-    trigger: str = "on_due_date"
+    trigger: str = AutoPayTrigger.ON_DUE_DATE.value
     days: int = 0
     max_amount: Decimal | None = None
 
@@ -66,9 +67,10 @@ class Rule:
 
 def trigger_text(trigger: str, days: int) -> str:
     """"on the due date", "1 day after the invoice date", "3 days before the due date"."""
-    if trigger == "on_due_date":
-        return TRIGGER_WORDS[trigger]
-    return f"{days} {'day' if days == 1 else 'days'} {TRIGGER_WORDS[trigger]}"
+    words = TRIGGER_WORDS[AutoPayTrigger(trigger)]
+    if trigger == AutoPayTrigger.ON_DUE_DATE:
+        return words
+    return f"{days} {'day' if days == 1 else 'days'} {words}"
 
 
 def describe(rule: RuleInput) -> str:
@@ -100,7 +102,7 @@ def validate(rule: RuleInput) -> None:
         raise BadInput(f"Unknown trigger “{rule.trigger}”: choose one of {', '.join(TRIGGERS)}.", field="trigger")
     if isinstance(rule.days, bool) or not isinstance(rule.days, int) or not 0 <= rule.days <= MAX_DAYS:
         raise BadInput(f"The number of days must be a whole number from 0 to {MAX_DAYS}.", field="days")
-    if rule.trigger == "on_due_date" and rule.days != 0:
+    if rule.trigger == AutoPayTrigger.ON_DUE_DATE and rule.days != 0:
         raise BadInput("“On the due date” takes no number of days: set it to 0 or pick a trigger with days.",
                        field="days")
     if rule.max_amount is not None:
@@ -131,7 +133,7 @@ def _find(conn: Connection, partner_id: int, subtype_name: str) -> Any:
 
 
 def rule_from_row(row: Any) -> Rule:
-    return Rule(subtype_name=row.subtype_name, enabled=bool(row.enabled), trigger=row.trigger, days=row.days,
+    return Rule(subtype_name=row.subtype_name, enabled=bool(row.enabled), trigger=str(row.trigger), days=row.days,
                 max_amount=amount(row.max_amount_cents), created_by=row.created_by, updated_at=row.updated_at)
 
 
@@ -147,16 +149,16 @@ def save_rule(engine: Engine, principal: Principal, partner_id: int, rule: RuleI
                            "listed on this page, or run a sync first.", field="subtype_name")
         existing = _find(conn, partner_id, rule.subtype_name)
         if existing is None:
-            rule_id = conn.execute(RULE_TABLE.insert().values(
+            rule_id = inserted_id(conn.execute(RULE_TABLE.insert().values(
                 partner_id=partner_id, subtype_name=rule.subtype_name, created_by=principal.user, created_at=now,
-                **values)).inserted_primary_key[0]
+                **values)))
             detail = f"Auto-pay rule for “{rule.subtype_name}” created: {describe(rule)}"
         else:
             rule_id = existing.id
             conn.execute(RULE_TABLE.update().where(RULE_TABLE.c.id == rule_id).values(**values))
             detail = (f"Auto-pay rule for “{rule.subtype_name}” updated: {describe(rule)}; "
                       f"was: {rule_from_row(existing).description}")
-        audit.record(conn, actor=principal.user, action="mapping_change", partner_id=partner_id, now=now,
+        audit.record(conn, actor=principal.user, action=AuditAction.MAPPING_CHANGE, partner_id=partner_id, now=now,
                      detail=detail)
     return int(rule_id)
 
@@ -169,5 +171,5 @@ def delete_rule(engine: Engine, principal: Principal, partner_id: int, subtype_n
         if existing is None:
             raise NotFound(f"There is no auto-pay rule for “{subtype_name}” any more; refresh the page.")
         conn.execute(RULE_TABLE.delete().where(RULE_TABLE.c.id == existing.id))
-        audit.record(conn, actor=principal.user, action="mapping_change", partner_id=partner_id, now=now,
+        audit.record(conn, actor=principal.user, action=AuditAction.MAPPING_CHANGE, partner_id=partner_id, now=now,
                      detail=f"Auto-pay rule for “{subtype_name}” deleted; was: {rule_from_row(existing).description}")

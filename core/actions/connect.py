@@ -17,18 +17,24 @@ from core.halopsa.app_domain import normalize_app_domain
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
 from core.store import audit
+from core.store.engine import inserted_id
 from core.store.secrets import secret_box
 from core.store.tables import (
     CONNECTION_TABLE,
     INVOICE_TABLE,
     PARTNER_TABLE,
+    AuditAction,
     IntegrationRole,
     NumberField,
     PartnerStatus,
     Role,
+    RunKind,
+    RunTrigger,
 )
 from core.sync import cooldowns
-from core.sync.connector import build_client
+from core.sync import engine as sync_engine
+from core.sync.connector import ClientFactory, build_client
+from core.sync.runs import ProgressFn, RunResult
 
 NUMBER_FIELD_LABELS = {NumberField.HALO_ID: "HaloPSA ID", NumberField.THIRD_PARTY: "Third Party Invoice Number"}
 
@@ -187,18 +193,18 @@ def save(engine: Engine, principal: Principal, clean: CleanForm, verification: V
     with engine.begin() as conn:
         partner_id = clean.partner_id
         if partner_id is None:
-            partner_id = conn.execute(
+            partner_id = inserted_id(conn.execute(
                 PARTNER_TABLE.insert().values(name=clean.partner_name, status=PartnerStatus.CONNECTED, created_at=now)
-            ).inserted_primary_key[0]
+            ))
         else:
             require_partner_access(principal, partner_id)
         previous = conn.execute(select(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id)).first()
         if previous is None:
             conn.execute(CONNECTION_TABLE.insert().values(partner_id=partner_id, connected_at=now, **values))
-            action, detail = "connect", f"{clean.integration_role.value} integration at {clean.app_domain}"
+            action, detail = AuditAction.CONNECT, f"{clean.integration_role.value} integration at {clean.app_domain}"
         else:
             conn.execute(update(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id).values(**values))
-            action, detail = "edit_connection", _describe_changes(previous, values)
+            action, detail = AuditAction.EDIT_CONNECTION, _describe_changes(previous, values)
             if previous.invoice_number_field != clean.invoice_number_field.value:
                 _renumber(conn, partner_id, clean.invoice_number_field)
         conn.execute(update(PARTNER_TABLE).where(PARTNER_TABLE.c.id == partner_id)
@@ -223,8 +229,9 @@ def _renumber(conn: Any, partner_id: int, field: NumberField) -> None:
     c = INVOICE_TABLE.c
     if field == NumberField.THIRD_PARTY:
         has_number = (c.third_party_number.is_not(None)) & (c.third_party_number != "")
-        values = {
-            "display_number": case((has_number, c.third_party_number), else_=c.halo_id.cast(INVOICE_TABLE.c.display_number.type)),
+        values: dict[str, Any] = {
+            "display_number": case((has_number, c.third_party_number),
+                                   else_=c.halo_id.cast(INVOICE_TABLE.c.display_number.type)),
             "number_is_fallback": ~has_number,
         }
     else:
@@ -240,3 +247,28 @@ def connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: 
     if not verification.ok:
         raise PermissionMissing(list(verification.missing))
     return save(engine, principal, clean, verification, now=now, settings=settings), verification
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A saved connection and, for a primary integration, how its first backfill ended."""
+
+    partner_id: int
+    verification: Verification
+    backfill: RunResult | None
+
+
+def connect_and_backfill(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime,
+                         settings: Settings, client_factory: ClientFactory, progress: ProgressFn | None = None,
+                         transport: Any = None) -> Connected:
+    """The one path from the connection form to synced data, used by the Connection page, the CLI and the demo:
+    validate, verify and save (nothing saved when a step refuses), then backfill a primary integration."""
+    partner_id, verification = connect(engine, principal, form, now=now, settings=settings, transport=transport)
+    if form.integration_role != IntegrationRole.PRIMARY:
+        return Connected(partner_id, verification, None)
+    if progress:
+        progress("Backfilling customers, agreements and invoices")
+    backfill = sync_engine.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+                                    actor=principal.user, now=now, settings=settings, client_factory=client_factory,
+                                    progress=progress)
+    return Connected(partner_id, verification, backfill)

@@ -11,10 +11,11 @@ from core.access import Principal, require_partner_access, require_role
 from core.errors import NotAllowedForRole, NotFound
 from core.settings import Settings
 from core.store import audit
-from core.store.tables import CONNECTION_TABLE, IntegrationRole, Role, RunKind
+from core.store.tables import CONNECTION_TABLE, AuditAction, IntegrationRole, Role, RunKind, RunTrigger
 from core.sync import engine as sync
 from core.sync.connector import ClientFactory
 from core.sync.cooldowns import LABELS
+from core.sync.runs import ProgressFn, RunResult
 
 SECONDARY_MESSAGE = (
     "Manual fetches are offered only when HaloPSA is the primary integration. For this partner HaloPSA is the "
@@ -44,21 +45,22 @@ def start_manual_fetch(
     now: datetime,
     settings: Settings,
     client_factory: ClientFactory,
-    progress: sync.ProgressFn | None = None,
-) -> sync.RunResult:
+    progress: ProgressFn | None = None,
+) -> RunResult:
     """Run Fetch new data or Fetch unpaid invoices now; refused by the cooldown, a running sync or a secondary role."""
     require_role(principal, Role.CS, Role.PARTNER)
     require_partner_access(principal, partner_id)
     if kind not in (RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID):
         raise NotFound(f"Unknown manual fetch “{kind}”.")
+    manual_kind = RunKind(kind)
     allowed, reason = manual_fetch_allowed(engine, partner_id)
     if not allowed:
         raise NotAllowedForRole(reason or SECONDARY_MESSAGE)
     result = sync.run_sync(
-        engine, partner_id=partner_id, kind=kind, trigger="manual", actor=principal.user, now=now,
+        engine, partner_id=partner_id, kind=manual_kind, trigger=RunTrigger.MANUAL, actor=principal.user, now=now,
         settings=settings, client_factory=client_factory, progress=progress,
     )
     with engine.begin() as conn:
-        audit.record(conn, actor=principal.user, action="manual_fetch", partner_id=partner_id, now=now,
-                     detail=f"{LABELS[RunKind(kind)]}: run {result.run_id} {result.status}")
+        audit.record(conn, actor=principal.user, action=AuditAction.MANUAL_FETCH, partner_id=partner_id, now=now,
+                     detail=f"{LABELS[manual_kind]}: run {result.run_id} {result.status}")
     return result

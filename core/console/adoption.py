@@ -91,9 +91,9 @@ def funnel(engine: Engine, principal: Principal) -> pd.DataFrame:
         median: timedelta | None = None
         if position and reached.any():
             previous = STAGES[position - 1][1]
-            median = (times.loc[reached, column] - times.loc[reached, previous]).median().to_pytimedelta()
+            median = pd.Timedelta((times.loc[reached, column] - times.loc[reached, previous]).median()).to_pytimedelta()
         last = position + 1 == len(STAGES)
-        stopped = times.loc[reached & times[STAGES[position + 1][1]].isna(), "partner"] if not last else []
+        stopped: list[str] = [] if last else list(times.loc[reached & times[STAGES[position + 1][1]].isna(), "partner"])
         rows.append({
             "stage": stage,
             "partners": int(reached.sum()),
@@ -229,7 +229,8 @@ class AdoptionReport:
         return [
             Tile("Partners connected", str(connected),
                  f"HaloPSA as primary integration ({self.secondary} more as secondary)."),
-            Tile("Auto-pay enabled", f"{activated} of {connected}", "Partners with at least one enabled auto-pay rule."),
+            Tile("Auto-pay enabled", f"{activated} of {connected}",
+                 "Partners with at least one enabled auto-pay rule."),
             Tile("Unpaid value on auto-pay", share,
                  f"{top['covered']} of {top['unpaid']} {top['currency']} unpaid is on agreements whose subtype has an "
                  "enabled rule." if top is not None else "Nothing unpaid has synced yet."),

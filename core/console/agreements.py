@@ -21,7 +21,14 @@ from core.access import Principal, require_partner_data
 from core.actions.autopay_rules import TRIGGER_WORDS, Rule, RuleInput, cents_of, rule_from_row, validate
 from core.console.formatting import amount
 from core.store.sqldates import add_days
-from core.store.tables import AGREEMENT_TABLE, CUSTOMER_TABLE, INVOICE_TABLE, RULE_TABLE, UNPAID_STATUSES
+from core.store.tables import (
+    AGREEMENT_TABLE,
+    CUSTOMER_TABLE,
+    INVOICE_TABLE,
+    RULE_TABLE,
+    UNPAID_STATUSES,
+    AutoPayTrigger,
+)
 
 NOT_MAPPED = "not mapped"
 
@@ -82,7 +89,7 @@ def trigger_text_sql(terms: RuleTerms) -> ColumnElement[str]:
     """`trigger_text` in SQL, from the same words."""
     words = case(*((terms.trigger == trigger, words) for trigger, words in TRIGGER_WORDS.items()))
     unit = case((terms.days == 1, " day "), else_=" days ")
-    return case((terms.trigger == "on_due_date", words), else_=cast(terms.days, String) + unit + words)
+    return case((terms.trigger == AutoPayTrigger.ON_DUE_DATE, words), else_=cast(terms.days, String) + unit + words)
 
 
 def classify(inv: Any, agr: Any, terms: RuleTerms, *, today: date) -> tuple[ColumnElement[str | None],
@@ -90,12 +97,12 @@ def classify(inv: Any, agr: Any, terms: RuleTerms, *, today: date) -> tuple[Colu
     """(reason, charge_on) per invoice: reason is NULL when the rule charges it; charge_on is the rule's date, or
     today when that date has passed (the next auto-pay run picks it up)."""
     planned = case(
-        (terms.trigger == "on_due_date", inv.due_date),
-        (terms.trigger == "days_before_due", add_days(inv.due_date, -terms.days)),
-        (terms.trigger == "days_after_due", add_days(inv.due_date, terms.days)),
+        (terms.trigger == AutoPayTrigger.ON_DUE_DATE, inv.due_date),
+        (terms.trigger == AutoPayTrigger.DAYS_BEFORE_DUE, add_days(inv.due_date, -terms.days)),
+        (terms.trigger == AutoPayTrigger.DAYS_AFTER_DUE, add_days(inv.due_date, terms.days)),
         else_=add_days(inv.invoice_date, terms.days),
     )
-    by_invoice_date = terms.trigger == "days_after_invoice"
+    by_invoice_date = terms.trigger == AutoPayTrigger.DAYS_AFTER_INVOICE
     reason = case(
         (inv.voided == true(), Reason.VOIDED.value),
         (inv.status.not_in(UNPAID_STATUSES), Reason.PAID.value),

@@ -19,9 +19,9 @@ from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
 from core.actions.connect import NUMBER_FIELD_LABELS, Verification
-from core.errors import AuthError, BadInput, ConsoleError
+from core.errors import BadInput, ConsoleError
 from core.halopsa.app_domain import SANDBOX_SUFFIX, is_sandbox_domain
-from core.halopsa.auth import CREDENTIALS_REJECTED, check_scopes
+from core.halopsa.auth import check_scopes
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
 from core.store.tables import CONNECTION_TABLE, PARTNER_TABLE, IntegrationRole, NumberField, Role
@@ -110,14 +110,7 @@ def from_stored(granted_scopes: str, missing_scopes: str) -> list[PermissionChec
 
 def error_field(exc: ConsoleError) -> str | None:
     """The form field an error belongs under; None puts it under the Continue button."""
-    if isinstance(exc, BadInput):
-        return exc.field
-    if isinstance(exc, AuthError):
-        # core.halopsa.auth.rejection words the three cases: credentials, no token endpoint, tenant
-        if exc.message == CREDENTIALS_REJECTED:
-            return "client_secret"
-        return "app_domain" if exc.message.endswith("Check the App Domain.") else "tenant"
-    return None
+    return exc.field
 
 
 def require_new_partner_name(engine: Engine, principal: Principal, name: str) -> None:
@@ -183,7 +176,7 @@ class StoredConnection:
         """What the edit form starts with; the secret field always starts empty."""
         return {"partner_name": self.partner_name, "app_domain": self.app_domain, "client_id": self.client_id,
                 "client_secret": "", "invoices_created_since": self.invoices_created_since,
-                "invoice_number_field": self.invoice_number_field, "integration_role": self.integration_role,
+                "invoice_number_field": str(self.invoice_number_field), "integration_role": str(self.integration_role),
                 "tenant": self.tenant or ""}
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Date, Select, and_, case, func, literal, null, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
 
 from core.access import Principal, require_partner_data
 from core.console import agreements, exports
@@ -22,7 +23,14 @@ from core.console.formatting import amount, money
 from core.errors import BadInput, NotFound
 from core.store import audit, tables
 from core.store.sqldates import days_between
-from core.store.tables import AGREEMENT_TABLE, CUSTOMER_TABLE, INVOICE_TABLE, PARTNER_TABLE, UNPAID_STATUSES
+from core.store.tables import (
+    AGREEMENT_TABLE,
+    CUSTOMER_TABLE,
+    INVOICE_TABLE,
+    PARTNER_TABLE,
+    UNPAID_STATUSES,
+    AuditAction,
+)
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 _BUCKET_LIMITS = (0, 30, 60, 90)  # the most days overdue in each bucket but the last
@@ -88,7 +96,9 @@ def _cutoff(today: date, days_late: int) -> date:
 
 def _aging(due: ColumnElement[date], today: date) -> ColumnElement[str]:
     """The bucket by comparing the due date with cut-off dates (no per-row date arithmetic); no due date is current."""
-    limits = [(due >= _cutoff(today, limit), bucket) for bucket, limit in zip(AGING_BUCKETS, _BUCKET_LIMITS)]
+    # one bucket more than limits: the last bucket has no limit and is the `else_`
+    limits = [(due >= _cutoff(today, limit), bucket)
+              for bucket, limit in zip(AGING_BUCKETS, _BUCKET_LIMITS, strict=False)]
     return case((due.is_(None), AGING_BUCKETS[0]), *limits, else_=AGING_BUCKETS[-1])
 
 
@@ -154,9 +164,9 @@ class _Scope:
         self.needs |= needs
 
     def source(self, needs: set[str]) -> Any:
-        """invoice LEFT JOIN the customer, agreement and rule tables in `needs` (the rule goes through the agreement)."""
+        """invoice LEFT JOIN the customer, agreement and rule tables in `needs` (the rule joins via the agreement)."""
         inv, cust, agr, rule = INVOICE_TABLE.c, CUSTOMER_TABLE.c, AGREEMENT_TABLE.c, tables.RULE_TABLE.c
-        joined = INVOICE_TABLE
+        joined: FromClause = INVOICE_TABLE
         if "customer" in needs:
             joined = joined.outerjoin(CUSTOMER_TABLE, (cust.partner_id == inv.partner_id)
                                       & (cust.halo_id == inv.customer_halo_id))
@@ -181,7 +191,7 @@ class _Scope:
                .order_by(*self.order).limit(limit).offset(offset).subquery("page_ids"))
         return self.rows().where(inv.id.in_(select(ids.c.id)))
 
-    def buckets(self) -> Select[Any]:
+    def buckets(self) -> Select[str, int, Any, Any, Any, Any]:
         """Count, total and amount due per aging bucket over every filtered row."""
         inv = INVOICE_TABLE.c
         return (select(self.aging.label("bucket"), func.count().label("invoices"),
@@ -260,6 +270,6 @@ def export_csv(engine: Engine, principal: Principal, partner_id: int, filters: F
     buffer = io.StringIO()
     count = exports.write_csv(_export_rows(engine, query), buffer)
     with engine.begin() as conn:
-        audit.record(conn, actor=principal.user, action="export", partner_id=partner_id, now=now,
+        audit.record(conn, actor=principal.user, action=AuditAction.EXPORT, partner_id=partner_id, now=now,
                      detail=f"Unpaid invoices CSV: {count} rows; filters: {filters.describe()}")
     return CsvExport(text=buffer.getvalue(), rows=count)

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_role
 from core.console.formatting import ago
+from core.errors import ErrorKind
 from core.settings import Settings
 from core.store.tables import (
     AGREEMENT_TABLE,
@@ -82,7 +83,7 @@ class _Facts:
     last_success_at: datetime | None = None
     latest_status: str | None = None
     latest_error: str | None = None
-    latest_error_kind: str | None = None
+    latest_error_kind: ErrorKind | None = None
     failed_in_row: int = 0
     open_errors: int = 0
     agreements: int = 0
@@ -227,15 +228,15 @@ def freshness_counts(frame: pd.DataFrame) -> dict[str, int]:
     return {state.value: int(counts.get(state.value, 0)) for state in Freshness}
 
 
-_NEXT_STEP_BY_ERROR = {
-    "auth": "HaloPSA rejected the Client ID or Secret: ask the partner for a new Client Secret and save it on the "
-            "Connection page.",
-    "permissions": "Ask the partner to tick the missing permissions on the API application, then verify the "
-                   "connection on the Connection page.",
-    "unavailable": "HaloPSA did not answer: check the partner's HaloPSA is up, then run Fetch new data on the Syncs "
-                   "page.",
-    "protocol": "HaloPSA answered in an unexpected shape: check the App Domain points at HaloPSA, then run Fetch new "
-                "data on the Syncs page.",
+_NEXT_STEP_BY_ERROR: dict[ErrorKind, str] = {
+    ErrorKind.AUTH: "HaloPSA rejected the Client ID or Secret: ask the partner for a new Client Secret and save it on "
+                    "the Connection page.",
+    ErrorKind.PERMISSIONS: "Ask the partner to tick the missing permissions on the API application, then verify the "
+                           "connection on the Connection page.",
+    ErrorKind.UNAVAILABLE: "HaloPSA did not answer: check the partner's HaloPSA is up, then run Fetch new data on the "
+                           "Syncs page.",
+    ErrorKind.PROTOCOL: "HaloPSA answered in an unexpected shape: check the App Domain points at HaloPSA, then run "
+                        "Fetch new data on the Syncs page.",
 }
 _DEFAULT_NEXT_STEP = "Read the run's error on the Syncs page, fix its cause, then run Fetch new data."
 WORKLIST_COLUMNS = ["partner_id", "partner", "reason", "detail", "next_step"]
@@ -245,8 +246,9 @@ def _reasons(item: _Facts, now: datetime) -> list[tuple[str, str, str]]:
     found: list[tuple[str, str, str]] = []
     if item.latest_failed:
         runs = f"The last {item.failed_in_row} runs failed" if item.failed_in_row > 1 else "The latest run failed"
-        found.append(("Latest runs failing", f"{runs}: {item.latest_error or 'no reason recorded.'}",
-                      _NEXT_STEP_BY_ERROR.get(item.latest_error_kind or "", _DEFAULT_NEXT_STEP)))
+        next_step = _NEXT_STEP_BY_ERROR.get(item.latest_error_kind, _DEFAULT_NEXT_STEP) \
+            if item.latest_error_kind else _DEFAULT_NEXT_STEP
+        found.append(("Latest runs failing", f"{runs}: {item.latest_error or 'no reason recorded.'}", next_step))
     reference = item.last_success_at or item.connected_at
     if item.is_primary and reference is not None and now - reference > STALE_AFTER:
         when = f"last success {ago(now - item.last_success_at)}" if item.last_success_at else "never synced"

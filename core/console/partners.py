@@ -44,7 +44,9 @@ def freshness_line(engine: Engine, principal: Principal, partner_id: int, *, now
     require_partner_access(principal, partner_id)
     run = RUN_TABLE.c
     with engine.connect() as conn:
-        role = conn.scalar(select(CONNECTION_TABLE.c.integration_role).where(CONNECTION_TABLE.c.partner_id == partner_id))
+        role = conn.scalar(
+            select(CONNECTION_TABLE.c.integration_role).where(CONNECTION_TABLE.c.partner_id == partner_id)
+        )
         last_ok = conn.scalar(
             select(func.max(run.finished_at)).where(
                 run.partner_id == partner_id, run.status.in_([RunStatus.SUCCEEDED, RunStatus.PARTIAL])

@@ -36,7 +36,8 @@ def partner_status(engine: Engine, principal: Principal, partner_id: int, *, now
             select(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id)
         ).first()
         invoices, unpaid = conn.execute(
-            select(func.count(), func.count().filter(inv.status.in_(UNPAID_STATUSES))).where(inv.partner_id == partner_id)
+            select(func.count(), func.count().filter(inv.status.in_(UNPAID_STATUSES)))
+            .where(inv.partner_id == partner_id)
         ).one()
         customers = conn.scalar(select(func.count()).select_from(CUSTOMER_TABLE)
                                 .where(CUSTOMER_TABLE.c.partner_id == partner_id))

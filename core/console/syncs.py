@@ -19,7 +19,7 @@ from core.access import Principal, require_partner_access, require_role
 from core.errors import NotFound
 from core.store.tables import ERROR_TABLE, RUN_TABLE, Role, RunKind, RunStatus
 from core.sync import cooldowns
-from core.sync.engine import RunResult
+from core.sync.runs import RunResult
 
 KIND_LABELS: dict[str, str] = {
     RunKind.BACKFILL.value: "Backfill",

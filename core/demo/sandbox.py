@@ -86,7 +86,8 @@ class _Tenant:
             if target > self.emulator.now:
                 self.emulator.advance(target)
             p = self.preset
-            if not self.scopes_cut and p.scopes_removed_after is not None and now >= self.epoch + p.scopes_removed_after:
+            if (not self.scopes_cut and p.scopes_removed_after is not None
+                    and now >= self.epoch + p.scopes_removed_after):
                 self.emulator.set_scopes(tuple(s for s in REQUIRED_SCOPES if s not in p.scopes_removed))
                 self.scopes_cut = True
             if not self.failing and p.failing_after is not None and now >= self.epoch + p.failing_after:
@@ -132,13 +133,6 @@ def epoch_for(settings: Settings) -> datetime:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(fallback.isoformat())
     return fallback
-
-
-def emulator_for(app_domain: str, settings: Settings) -> HaloEmulator:
-    host = urlsplit(app_domain).hostname or app_domain
-    tenant = REGISTRY.tenant(host, settings)
-    tenant.catch_up(REGISTRY.now(settings))
-    return tenant.emulator
 
 
 def transport_for(app_domain: str, settings: Settings) -> Any:

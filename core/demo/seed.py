@@ -27,10 +27,10 @@ from core.actions import fetches as actions
 from core.demo import sandbox
 from core.errors import ConsoleError
 from core.settings import Settings
-from core.store.tables import IntegrationRole, NumberField, Partner, Role, RunKind
+from core.store.tables import AutoPayTrigger, IntegrationRole, NumberField, Partner, Role, RunKind
 from core.store.users import add_user
-from core.sync import engine as sync
-from core.sync.connector import stored_client_factory
+from core.sync import scheduler
+from core.sync.connector import ClientFactory, stored_client_factory
 
 log = logging.getLogger(__name__)
 DEMO_PASSWORD = "demo-password"
@@ -53,9 +53,9 @@ DEMO_PARTNERS = (
         "Northwind IT", "northwind.sandbox", timedelta(hours=9), number_field=NumberField.THIRD_PARTY, fetches=True,
         rules={
             "Managed Services": (timedelta(days=3, hours=10), autopay.RuleInput(
-                subtype_name="Managed Services", enabled=True, trigger="on_due_date", days=0)),
+                subtype_name="Managed Services", enabled=True, trigger=AutoPayTrigger.ON_DUE_DATE, days=0)),
             "Backup": (timedelta(days=6, hours=15), autopay.RuleInput(
-                subtype_name="Backup", enabled=True, trigger="days_after_due", days=3,
+                subtype_name="Backup", enabled=True, trigger=AutoPayTrigger.DAYS_AFTER_DUE, days=3,
                 max_amount=Decimal("2500.00"))),
         },
     ),
@@ -78,14 +78,15 @@ def should_seed(engine: Engine, settings: Settings) -> bool:
         return not conn.scalar(select(func.count()).select_from(Partner))
 
 
-def _connect(engine: Engine, partner: DemoPartner, *, now: datetime, settings: Settings) -> int:
+def _connect(engine: Engine, partner: DemoPartner, *, now: datetime, settings: Settings,
+             factory: ClientFactory) -> int:
     client_id, client_secret = sandbox.credentials(partner.host)
     form = connections.ConnectionForm(
         partner_name=partner.name, app_domain=partner.host, client_id=client_id, client_secret=client_secret,
         invoice_number_field=partner.number_field, integration_role=partner.role,
     )
-    partner_id, _ = connections.connect(engine, CS, form, now=now, settings=settings)
-    return partner_id
+    return connections.connect_and_backfill(engine, CS, form, now=now, settings=settings,
+                                            client_factory=factory).partner_id
 
 
 def seed(engine: Engine, *, settings: Settings, now: datetime,
@@ -106,16 +107,11 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
             sandbox.REGISTRY.pinned_now = hour
             for partner in DEMO_PARTNERS:
                 if partner.name not in partner_ids and hour >= start + partner.connect_after:
-                    partner_ids[partner.name] = _connect(engine, partner, now=hour, settings=replay)
-                    if partner.role == IntegrationRole.PRIMARY:
-                        sync.run_sync(engine, partner_id=partner_ids[partner.name], kind=RunKind.BACKFILL,
-                                      trigger="connect", actor=CS.user, now=hour, settings=replay,
-                                      client_factory=factory)
+                    partner_ids[partner.name] = _connect(engine, partner, now=hour, settings=replay,
+                                                         factory=factory)
                     if partner.fetches and partner_user is None:
                         partner_user = _add_accounts(engine, partner_ids[partner.name])
-            for partner_id in list(sync.iter_due_partners(engine, now=hour, settings=replay)):
-                sync.run_sync(engine, partner_id=partner_id, kind=RunKind.SCHEDULED, trigger="schedule",
-                              actor="scheduler", now=hour, settings=replay, client_factory=factory)
+            scheduler.tick(engine, now=hour, settings=replay, client_factory=factory)
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
                     settings=replay, factory=factory)
             if hour.hour == 0:
@@ -135,7 +131,7 @@ def _add_accounts(engine: Engine, northwind_id: int) -> Principal:
 
 
 def _people(engine: Engine, *, hour: datetime, start: datetime, partner_ids: dict[str, int],
-            partner_user: Principal | None, settings: Settings, factory: sync.ClientFactory) -> None:
+            partner_user: Principal | None, settings: Settings, factory: ClientFactory) -> None:
     """What people did in this hour: map subtypes, and press the manual fetch buttons (sometimes too early)."""
     for partner in DEMO_PARTNERS:
         partner_id = partner_ids.get(partner.name)

@@ -101,17 +101,20 @@ def token_from_body(body: Any, *, requested_at: float) -> Token:
 def rejection(status: int, body_text: str, *, base_url: str, tenant: str | None) -> AuthError:
     """The AuthError for a non-transient token failure. Never quotes the body: it could echo what we sent."""
     if status == 404:
-        return AuthError(f"HaloPSA has no token endpoint at {base_url}/auth/token. Check the App Domain.")
+        return AuthError(f"HaloPSA has no token endpoint at {base_url}/auth/token. Check the App Domain.",
+                         field="app_domain")
     if "tenant" not in body_text.lower():
-        return AuthError(CREDENTIALS_REJECTED)
+        return AuthError(CREDENTIALS_REJECTED, field="client_secret")
     if tenant:
         return AuthError(
             f"HaloPSA does not recognise the tenant {tenant!r}. Copy the Tenant from HaloPSA (Configuration > "
-            "Integrations > HaloPSA API > API Details) and enter it again."
+            "Integrations > HaloPSA API > API Details) and enter it again.",
+            field="tenant",
         )
     return AuthError(
         "HaloPSA needs a tenant for this instance. Copy the Tenant from HaloPSA (Configuration > Integrations > "
-        "HaloPSA API > API Details) and enter it with the connection."
+        "HaloPSA API > API Details) and enter it with the connection.",
+        field="tenant",
     )
 
 

@@ -35,10 +35,6 @@ class ClientEvent:
     reason: str
     status_code: int | None = None
 
-    @property
-    def rate_limited(self) -> bool:
-        return self.kind == "rate_budget" or self.status_code == 429
-
 
 @dataclass
 class ClientStats:

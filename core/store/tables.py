@@ -1,4 +1,4 @@
-"""SQLModel tables. Money is integer cents; every timestamp is timezone-aware UTC (stored naive-UTC, read back aware)."""
+"""SQLModel tables. Money is integer cents; each timestamp is timezone-aware UTC (stored naive-UTC, read back aware)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Dialect, Index, Table, TypeDecorator, UniqueConstraint
+from sqlalchemy import Column, DateTime, Dialect, Index, String, Table, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from core.errors import ErrorKind
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -44,14 +46,15 @@ class UTCDateTime(TypeDecorator[datetime]):
                 raise ValueError("naive datetime given to a UTC column")
             if value.tzinfo is not UTC:
                 value = value.astimezone(UTC)
-            return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (
+            # %-formatting: half the time of the equivalent f-string, once per stored timestamp of every synced row
+            return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031
                 value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
 
         probe = datetime(987, 6, 5, 4, 3, 2, 1, tzinfo=timezone(timedelta(hours=-3)))
         return process if process(probe) == standard(probe) else standard
 
 
-def utc_field(*, nullable: bool = True, index: bool = False) -> datetime | None:
+def utc_field(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
@@ -101,11 +104,58 @@ class Role(StrEnum):
     PM = "pm"
 
 
+class RunTrigger(StrEnum):
+    """Who asked for a run: a person pressing a fetch, the scheduler, or connecting a partner (its backfill)."""
+
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    CONNECT = "connect"
+
+
+class AuditAction(StrEnum):
+    CONNECT = "connect"
+    EDIT_CONNECTION = "edit_connection"
+    MANUAL_FETCH = "manual_fetch"
+    MAPPING_CHANGE = "mapping_change"
+    EXPORT = "export"
+
+
+class AutoPayTrigger(StrEnum):
+    """When a contract-based auto-pay rule charges an invoice."""
+
+    ON_DUE_DATE = "on_due_date"
+    DAYS_BEFORE_DUE = "days_before_due"
+    DAYS_AFTER_DUE = "days_after_due"
+    DAYS_AFTER_INVOICE = "days_after_invoice"
+
+
+class EnumText(TypeDecorator[StrEnum]):
+    """A stored vocabulary: written as the enum's text (an unknown word is refused), read back as the enum member."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: object) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+def enum_field(enum: type[StrEnum], default: StrEnum | None = None, *, nullable: bool = False) -> Any:
+    """A column typed by a stored vocabulary (see EnumText)."""
+    return Field(default=default, sa_column=Column(EnumText(enum), nullable=nullable, default=default))
+
+
 class Partner(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
-    status: str = Field(default=PartnerStatus.DRAFT)
-    created_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    status: PartnerStatus = enum_field(PartnerStatus, PartnerStatus.DRAFT)
+    created_at: datetime = utc_field(nullable=False)
     # The run lock: one sync at a time per partner, taken and released by conditional updates.
     lock_run_id: int | None = None
     lock_heartbeat_at: datetime | None = utc_field()
@@ -119,11 +169,11 @@ class Connection(SQLModel, table=True):
     client_id: str
     client_secret_encrypted: str
     invoices_created_since: date | None = None
-    invoice_number_field: str = Field(default=NumberField.HALO_ID)
-    integration_role: str = Field(default=IntegrationRole.PRIMARY)
+    invoice_number_field: NumberField = enum_field(NumberField, NumberField.HALO_ID)
+    integration_role: IntegrationRole = enum_field(IntegrationRole, IntegrationRole.PRIMARY)
     granted_scopes: str = ""
     missing_scopes: str = ""
-    connected_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    connected_at: datetime = utc_field(nullable=False)
     last_verified_at: datetime | None = utc_field()
     last_error: str | None = None
 
@@ -138,7 +188,7 @@ class Customer(SQLModel, table=True):
     billing_email: str | None = None
     currency: str | None = None
     halo_last_modified: datetime | None = utc_field()
-    synced_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    synced_at: datetime = utc_field(nullable=False)
 
 
 class Agreement(SQLModel, table=True):
@@ -155,7 +205,7 @@ class Agreement(SQLModel, table=True):
     end_date: date | None = None
     active: bool = True
     halo_last_modified: datetime | None = utc_field()
-    synced_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    synced_at: datetime = utc_field(nullable=False)
 
 
 class Invoice(SQLModel, table=True):
@@ -183,11 +233,11 @@ class Invoice(SQLModel, table=True):
     currency: str | None = None
     posted: bool = False
     voided: bool = False
-    status: str
+    status: InvoiceStatus = enum_field(InvoiceStatus)
     halo_last_modified: datetime | None = utc_field()
     first_seen_run_id: int | None = None
     last_changed_run_id: int | None = None
-    synced_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    synced_at: datetime = utc_field(nullable=False)
 
 
 class AutoPayRule(SQLModel, table=True):
@@ -198,28 +248,17 @@ class AutoPayRule(SQLModel, table=True):
     partner_id: int = Field(foreign_key="partner.id")
     subtype_name: str
     enabled: bool = True
-    trigger: str = "on_due_date"
+    trigger: AutoPayTrigger = enum_field(AutoPayTrigger, AutoPayTrigger.ON_DUE_DATE)
     days: int = 0
     max_amount_cents: int | None = None
     created_by: str
-    created_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
-    updated_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    created_at: datetime = utc_field(nullable=False)
+    updated_at: datetime = utc_field(nullable=False)
 
 
-class SyncRun(SQLModel, table=True):
-    __table_args__ = (Index("ix_syncrun_partner_started", "partner_id", "started_at"),)
-    id: int | None = Field(default=None, primary_key=True)
-    partner_id: int = Field(foreign_key="partner.id")
-    kind: str
-    trigger: str
-    triggered_by: str
-    status: str = Field(default=RunStatus.RUNNING)
-    started_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
-    finished_at: datetime | None = utc_field()
-    heartbeat_at: datetime | None = utc_field()
-    window_start: datetime | None = utc_field()
-    window_end: datetime | None = utc_field()
-    worker: str | None = None
+class RunCounters(SQLModel):
+    """What a run has done so far, defined once: the columns of a run record and the engine's running tally."""
+
     requests: int = 0
     pages: int = 0
     customers_seen: int = 0
@@ -229,7 +268,23 @@ class SyncRun(SQLModel, table=True):
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
-    error_kind: str | None = None
+
+
+class SyncRun(RunCounters, table=True):
+    __table_args__ = (Index("ix_syncrun_partner_started", "partner_id", "started_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    kind: RunKind = enum_field(RunKind)
+    trigger: RunTrigger = enum_field(RunTrigger)
+    triggered_by: str
+    status: RunStatus = enum_field(RunStatus, RunStatus.RUNNING)
+    started_at: datetime = utc_field(nullable=False)
+    finished_at: datetime | None = utc_field()
+    heartbeat_at: datetime | None = utc_field()
+    window_start: datetime | None = utc_field()
+    window_end: datetime | None = utc_field()
+    worker: str | None = None
+    error_kind: ErrorKind | None = enum_field(ErrorKind, nullable=True)
     error: str | None = None
 
 
@@ -247,8 +302,8 @@ class Cooldown(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("partner_id", "kind"),)
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
-    kind: str
-    available_at: datetime = utc_field(nullable=False)  # type: ignore[assignment]
+    kind: RunKind = enum_field(RunKind)
+    available_at: datetime = utc_field(nullable=False)
     previous_available_at: datetime | None = utc_field()
     last_started_at: datetime | None = utc_field()
     last_actor: str | None = None
@@ -258,10 +313,10 @@ class Cooldown(SQLModel, table=True):
 
 class AuditEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = utc_field(nullable=False, index=True)  # type: ignore[assignment]
+    at: datetime = utc_field(nullable=False, index=True)
     actor: str
     partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
-    action: str
+    action: AuditAction = enum_field(AuditAction)
     detail: str = ""
 
 
@@ -269,7 +324,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True)
     name: str
-    role: str
+    role: Role = enum_field(Role)
     partner_id: int | None = Field(default=None, foreign_key="partner.id")
     password_hash: str
 

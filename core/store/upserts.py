@@ -7,7 +7,7 @@ fields differ, so a rerun writes nothing and the counts (created, updated, uncha
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from operator import itemgetter
@@ -15,24 +15,8 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.sql.expression import Executable
-
-from core.halopsa import records
-from core.store.tables import (
-    InvoiceStatus,
-    NumberField,
-)
-
-CUSTOMER_FIELDS = ("name", "inactive", "billing_email", "currency", "halo_last_modified")
-AGREEMENT_FIELDS = (
-    "ref", "customer_halo_id", "subtype_id", "subtype_name", "type_name", "start_date", "end_date", "active",
-    "halo_last_modified",
-)
-INVOICE_FIELDS = (
-    "invoice_number", "third_party_number", "display_number", "number_is_fallback", "customer_halo_id",
-    "customer_name", "agreement_halo_id", "agreement_ref", "invoice_date", "due_date", "total_cents",
-    "amount_paid_cents", "amount_due_cents", "currency", "posted", "voided", "status", "halo_last_modified",
-)
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 
 @dataclass
@@ -40,77 +24,6 @@ class Counts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-
-    def add(self, other: Counts) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-
-
-def invoice_status(*, voided: bool, amount_due_cents: int, amount_paid_cents: int) -> InvoiceStatus:
-    """Paid, partially paid, unpaid or voided, from HaloPSA's amounts (reference 4.3: paid means nothing due)."""
-    return InvoiceStatus(_status_value(voided, amount_due_cents, amount_paid_cents))
-
-
-_VOIDED, _PAID, _PARTIALLY_PAID, _UNPAID = (status.value for status in (
-    InvoiceStatus.VOIDED, InvoiceStatus.PAID, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.UNPAID))
-
-
-def _status_value(voided: bool, amount_due_cents: int, amount_paid_cents: int) -> str:
-    if voided:
-        return _VOIDED
-    if amount_due_cents <= 0:
-        return _PAID
-    if amount_paid_cents > 0:
-        return _PARTIALLY_PAID
-    return _UNPAID
-
-
-def display_number(invoice_halo_id: int, third_party_number: str | None, field: str) -> tuple[str, bool]:
-    """The number a partner sees, per its Invoice Number Field; falls back to the HaloPSA ID (flagged) when the
-    third-party number is empty."""
-    if field == NumberField.THIRD_PARTY:
-        if third_party_number:
-            return third_party_number, False
-        return str(invoice_halo_id), True
-    return str(invoice_halo_id), False
-
-
-def customer_row(record: records.Customer) -> dict[str, Any]:
-    return {
-        "halo_id": record.halo_id, "name": record.name, "inactive": record.inactive,
-        "billing_email": record.billing_email, "currency": record.currency,
-        "halo_last_modified": record.last_modified,
-    }
-
-
-def agreement_row(record: records.Agreement) -> dict[str, Any]:
-    return {
-        "halo_id": record.halo_id, "ref": record.ref, "customer_halo_id": record.customer_halo_id,
-        "subtype_id": record.subtype_id, "subtype_name": record.subtype_name, "type_name": record.type_name,
-        "start_date": record.start_date, "end_date": record.end_date, "active": record.active,
-        "halo_last_modified": record.last_modified,
-    }
-
-
-def invoice_row_factory(number_field: str) -> Callable[[records.Invoice], dict[str, Any]]:
-    def invoice_row(record: records.Invoice) -> dict[str, Any]:
-        # once per invoice in a sync: plain positional calls, the status as its stored text
-        number, fallback = display_number(record.halo_id, record.third_party_number, number_field)
-        return {
-            "halo_id": record.halo_id, "invoice_number": record.invoice_number,
-            "third_party_number": record.third_party_number, "display_number": number,
-            "number_is_fallback": fallback, "customer_halo_id": record.customer_halo_id,
-            "customer_name": record.customer_name, "agreement_halo_id": record.agreement_halo_id,
-            "agreement_ref": record.agreement_ref, "invoice_date": record.invoice_date, "due_date": record.due_date,
-            "total_cents": record.total_cents, "amount_paid_cents": record.amount_paid_cents,
-            "amount_due_cents": record.amount_due_cents, "currency": record.currency, "posted": record.posted,
-            "voided": record.voided,
-            "status": _status_value(record.voided, record.amount_due_cents, record.amount_paid_cents),
-            "halo_last_modified": record.last_modified,
-        }
-
-    return invoice_row
 
 
 def upsert_rows(
@@ -160,7 +73,7 @@ def upsert_rows(
         if tracks_runs:
             changes["last_changed_run_id"] = [run_id] * count
 
-        def statement() -> Executable:
+        def statement() -> ClauseElement:
             return (
                 update(table)
                 .where(table.c.id == bindparam("_id"))
@@ -193,15 +106,16 @@ class _Prepared:
     sql: str
     positional: bool
     order: list[str]  # bind names in the order the DBAPI takes them
-    processors: dict[str, Callable[[Any], Any]]
+    processors: Mapping[str, Callable[[Any], Any]]
 
 
 _prepared: weakref.WeakKeyDictionary[Dialect, dict[tuple[str, ...], _Prepared]] = weakref.WeakKeyDictionary()
 
 
-def _prepare(dialect: Dialect, statement: Executable, names: list[str]) -> _Prepared:
+def _prepare(dialect: Dialect, statement: ClauseElement, names: list[str]) -> _Prepared:
     """Compile once per dialect: the SQL, the DBAPI's parameter order, and SQLAlchemy's own bind processors."""
     compiled = statement.compile(dialect=dialect, column_keys=names)
+    assert isinstance(compiled, SQLCompiler)
     order = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
     if sorted(order) != sorted(names):  # e.g. a column default SQLAlchemy would have filled in
         raise ValueError(f"the statement binds {sorted(order)} but the rows give {sorted(names)}")
@@ -213,7 +127,7 @@ def _prepare(dialect: Dialect, statement: Executable, names: list[str]) -> _Prep
     return _Prepared(compiled.string, bool(compiled.positional), order, processors)
 
 
-def _execute_many(conn: Connection, key: tuple[str, ...], statement: Callable[[], Executable],
+def _execute_many(conn: Connection, key: tuple[str, ...], statement: Callable[[], ClauseElement],
                   columns: dict[str, list[Any]]) -> None:
     """One DBAPI executemany of `statement`, its parameters given column by column (bind name -> values).
 
@@ -234,8 +148,8 @@ def _execute_many(conn: Connection, key: tuple[str, ...], statement: Callable[[]
             values = _processed(process, values)
         data.append(values)
     rows = zip(*data, strict=True)
-    conn.exec_driver_sql(prepared.sql, list(rows) if prepared.positional else [dict(zip(prepared.order, row))
-                                                                              for row in rows])
+    conn.exec_driver_sql(prepared.sql, list(rows) if prepared.positional else [
+        dict(zip(prepared.order, row, strict=True)) for row in rows])
 
 
 # Types whose equal values are processed alike (not Decimal: 1.0 == 1.00, yet they may be written differently).

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from core.access import Principal
 from core.errors import BadInput
+from core.store.engine import inserted_id
 from core.store.tables import USER_TABLE, Role
 
 _N, _R, _P = 2**14, 8, 1
@@ -66,6 +67,6 @@ def add_user(engine: Engine, *, email: str, name: str, role: Role, password: str
     if (role == Role.PARTNER) != (partner_id is not None):
         raise BadInput("Partner accounts, and only they, belong to one partner.", field="partner_id")
     with engine.begin() as conn:
-        return int(conn.execute(USER_TABLE.insert().values(
+        return (inserted_id(conn.execute(USER_TABLE.insert().values(
             email=email, name=name, role=role.value, partner_id=partner_id, password_hash=hash_password(password),
-        )).inserted_primary_key[0])
+        ))))

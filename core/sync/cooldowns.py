@@ -32,7 +32,8 @@ def ensure_rows(conn: Connection, partner_id: int) -> None:
     present = set(conn.scalars(select(COOLDOWN_TABLE.c.kind).where(COOLDOWN_TABLE.c.partner_id == partner_id)))
     missing = [k.value for k in MANUAL_KINDS if k.value not in present]
     if missing:
-        conn.execute(COOLDOWN_TABLE.insert(), [{"partner_id": partner_id, "kind": k, "available_at": _NEVER} for k in missing])
+        conn.execute(COOLDOWN_TABLE.insert(),
+                     [{"partner_id": partner_id, "kind": k, "available_at": _NEVER} for k in missing])
 
 
 def claim(
@@ -57,7 +58,9 @@ def record_refusal(conn: Connection, *, partner_id: int, kind: str) -> None:
     """Count a press on a locked button (the adoption page's cooldown-pressure metric)."""
     c = COOLDOWN_TABLE.c
     conn.execute(
-        update(COOLDOWN_TABLE).where(c.partner_id == partner_id, c.kind == kind).values(refused_count=c.refused_count + 1)
+        update(COOLDOWN_TABLE)
+        .where(c.partner_id == partner_id, c.kind == kind)
+        .values(refused_count=c.refused_count + 1)
     )
 
 

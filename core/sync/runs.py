@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,13 +20,29 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.errors import SyncAlreadyRunning
 from core.settings import Settings
-from core.store.tables import ERROR_TABLE, PARTNER_TABLE, RUN_TABLE, RunStatus
+from core.store.engine import inserted_id
+from core.store.tables import ERROR_TABLE, PARTNER_TABLE, RUN_TABLE, RunCounters, RunKind, RunStatus
 from core.sync import cooldowns
 
 INTERRUPTED_MESSAGE = (
     "The sync stopped unexpectedly (the process ended before it finished). Nothing is lost: the next sync picks up "
     "where this one stopped."
 )
+
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, as the one who asked for it is told."""
+
+    run_id: int
+    kind: RunKind
+    status: RunStatus
+    tally: RunCounters
+    error: str | None
+    cooldown_refunded: bool = False
 
 
 def worker_id() -> str:
@@ -136,12 +154,12 @@ def _insert_locked_run(
     claim_cooldown: bool, window_start: datetime | None,
 ) -> int:
     with engine.begin() as conn:
-        run_id = conn.execute(
+        run_id = inserted_id(conn.execute(
             RUN_TABLE.insert().values(
                 partner_id=partner_id, kind=kind, trigger=trigger, triggered_by=actor, status=RunStatus.RUNNING,
                 started_at=now, heartbeat_at=now, worker=worker_id(), window_start=window_start, window_end=now,
             )
-        ).inserted_primary_key[0]
+        ))
         taken = conn.execute(
             update(PARTNER_TABLE)
             .where(PARTNER_TABLE.c.id == partner_id, PARTNER_TABLE.c.lock_run_id.is_(None))

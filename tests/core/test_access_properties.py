@@ -46,6 +46,7 @@ from core.store import audit, tables, upserts
 from core.store import engine as db
 from core.store.tables import IntegrationRole, NumberField, Role, RunKind, RunStatus
 from core.sync import connector as clients
+from core.sync import streams
 from halo_emulator import HaloEmulator
 from tests.support.clock import NOW, TEST_KEY
 from tests.support.factories import add_partner, add_rule, add_run
@@ -93,7 +94,7 @@ def _fill(engine: Any, partner_id: int, prefix: str) -> None:
     agreements = [records.Agreement(halo_id=9000 + i, ref=f"{prefix}-AGR-{i}", customer_halo_id=9000 + i, subtype_id=i,
                                     subtype_name=SUBTYPES[i - 1], type_name="Recurring", start_date=date(2026, 1, 1),
                                     end_date=None, active=True, last_modified=NOW) for i in range(1, 4)]
-    build = upserts.invoice_row_factory(NumberField.THIRD_PARTY)
+    build = streams.invoice_row_factory(NumberField.THIRD_PARTY)
     invoices = [build(records.Invoice(
         halo_id=100 + i, invoice_number=str(100 + i), third_party_number=f"{prefix}-INV-{i:04d}",
         customer_halo_id=9001 + i % 3, customer_name=f"{prefix} Customer {i % 3 + 1}", agreement_halo_id=9001 + i % 3,
@@ -102,11 +103,11 @@ def _fill(engine: Any, partner_id: int, prefix: str) -> None:
         amount_due_cents=10_000 + i - (0 if i % 4 else 500), currency="USD", posted=True, voided=False,
         last_modified=NOW)) for i in range(1, 13)]
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
-                            [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
-                            [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoices, partner_id=partner_id,
+        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, streams.CUSTOMER_FIELDS,
+                            [streams.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
+                            [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoices, partner_id=partner_id,
                             now=NOW)
         audit.record(conn, actor="cs@example.com", action="connect", partner_id=partner_id, now=NOW,
                      detail=f"{prefix} audit detail")
@@ -199,18 +200,21 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                  lambda w, p, pid, d: partners.partner_id_by_name(w.engine, p, _name(w, pid))),
     "core.console.status.partner_status": ((Role.CS, Role.PARTNER), True,
                              lambda w, p, pid, d: status.partner_status(w.engine, p, pid, now=NOW)),
-    "core.console.exports.invoice_export_rows": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: list(exports.invoice_export_rows(
-        w.engine, p, pid, unpaid_only=d.draw(st.booleans(), label="unpaid only")))),
+    "core.console.exports.invoice_export_rows": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: list(exports.invoice_export_rows(
+            w.engine, p, pid, unpaid_only=d.draw(st.booleans(), label="unpaid only")))),
     "core.console.partners.partner_choices": ((Role.CS, Role.PARTNER, Role.PM), False,
                               lambda w, p, pid, d: partners.partner_choices(w.engine, p)),
-    "core.console.partners.freshness_line": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: partners.freshness_line(
-        w.engine, p, pid, now=NOW, schedule_interval=timedelta(hours=1))),
-    "core.console.syncs.runs_page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: history.runs_page(w.engine, p, pid)),
+    "core.console.partners.freshness_line": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: partners.freshness_line(w.engine, p, pid, now=NOW, schedule_interval=timedelta(hours=1))),
+    "core.console.syncs.runs_page": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: history.runs_page(w.engine, p, pid)),
     "core.console.syncs.run_detail": ((Role.CS, Role.PARTNER), True,
                            lambda w, p, pid, d: history.run_detail(w.engine, p, pid, _run_id(d))),
     "core.console.syncs.manual_fetch_states": ((Role.CS, Role.PARTNER), True,
                                     lambda w, p, pid, d: history.manual_fetch_states(w.engine, p, pid, now=NOW)),
-    "core.console.syncs.chart_data": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: history.chart_data(w.engine, p, pid)),
+    "core.console.syncs.chart_data": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: history.chart_data(w.engine, p, pid)),
     "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoice_table.page(
         w.engine, p, pid, _filters(d), now=NOW)),
     "core.console.invoices.filter_options": ((Role.CS, Role.PARTNER), True,
@@ -221,7 +225,8 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                           lambda w, p, pid, d: autopay.save_rule(w.engine, p, pid, _rule(d), now=NOW)),
     "core.actions.autopay_rules.delete_rule": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: autopay.delete_rule(
         w.engine, p, pid, d.draw(st.sampled_from(SUBTYPES), label="subtype"), now=NOW)),
-    "core.console.agreements.list_rules": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: agreements.list_rules(w.engine, p, pid)),
+    "core.console.agreements.list_rules": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: agreements.list_rules(w.engine, p, pid)),
     "core.console.agreements.subtype_summary": ((Role.CS, Role.PARTNER), True,
                                 lambda w, p, pid, d: agreements.subtype_summary(w.engine, p, pid, now=NOW)),
     "core.console.agreements.preview": ((Role.CS, Role.PARTNER), True,
@@ -240,21 +245,25 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                    lambda w, p, pid, d: adoption.cooldown_pressure(w.engine, p)),
     "core.console.adoption.autopay_coverage": ((Role.CS, Role.PM), False,
                                   lambda w, p, pid, d: adoption.autopay_coverage(w.engine, p)),
-    "core.console.adoption.report": ((Role.CS, Role.PM), False, lambda w, p, pid, d: adoption.report(w.engine, p, now=NOW)),
-    "core.console.audit_log.filter_options": ((Role.CS,), False, lambda w, p, pid, d: audit_log.filter_options(w.engine, p)),
+    "core.console.adoption.report": ((Role.CS, Role.PM), False,
+        lambda w, p, pid, d: adoption.report(w.engine, p, now=NOW)),
+    "core.console.audit_log.filter_options": ((Role.CS,), False,
+        lambda w, p, pid, d: audit_log.filter_options(w.engine, p)),
     "core.console.audit_log.events": ((Role.CS,), False, lambda w, p, pid, d: audit_log.events(
         w.engine, p, partner_id=d.draw(st.sampled_from([None, pid]), label="audit partner"))),
     "core.console.connection.require_new_partner_name": ((Role.CS,), False, lambda w, p, pid, d:
                                                  setup_checklist.require_new_partner_name(w.engine, p, _name(w, pid))),
     "core.console.connection.stored_connection": ((Role.CS, Role.PARTNER), True,
                                           lambda w, p, pid, d: setup_checklist.stored_connection(w.engine, p, pid)),
-    "core.actions.fetches.start_manual_fetch": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: actions.start_manual_fetch(
-        w.engine, p, partner_id=pid, kind=d.draw(st.sampled_from([RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID]),
-                                                 label="kind"),
-        now=NOW + timedelta(hours=d.draw(st.integers(0, 30), label="hours later")), settings=w.settings,
-        client_factory=w.factory())),
-    "core.actions.connect.validate_form": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.validate_form(
-        w.engine, p, _form(w, pid, d), settings=w.settings, today=NOW.date())),
+    "core.actions.fetches.start_manual_fetch": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: actions.start_manual_fetch(
+            w.engine, p, partner_id=pid, kind=d.draw(st.sampled_from([RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID]),
+                                                     label="kind"),
+            now=NOW + timedelta(hours=d.draw(st.integers(0, 30), label="hours later")), settings=w.settings,
+            client_factory=w.factory())),
+    "core.actions.connect.validate_form": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: connections.validate_form(
+            w.engine, p, _form(w, pid, d), settings=w.settings, today=NOW.date())),
     "core.actions.connect.save": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: connections.save(
         w.engine, p, _clean(w, pid, d), connections.Verification(f"https://{_form(w, pid, d).app_domain}",
                                                                   REQUIRED_SCOPES, ()), now=NOW, settings=w.settings)),
@@ -262,7 +271,18 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
         w.engine, p, _form(w, pid, d), now=NOW, settings=w.settings,
         transport=(w.emulators.get(pid) or HaloEmulator(seed=9, invoices=10, client_id="umbrella-client-id",
                                                         client_secret="umbrella-secret")).transport())),
+    "core.actions.connect.connect_and_backfill": ((Role.CS, Role.PARTNER), True,
+                                                  lambda w, p, pid, d: _connect_and_backfill(w, p, pid, d)),
 }
+def _connect_and_backfill(w: World, principal: Principal, pid: int, d: Any) -> Any:
+    """Connect through the partner's own tenant (a made-up one for a partner without one), then backfill from it."""
+    transport = (w.emulators.get(pid) or HaloEmulator(seed=9, invoices=10, client_id="umbrella-client-id",
+                                                      client_secret="umbrella-secret")).transport()
+    return connections.connect_and_backfill(
+        w.engine, principal, _form(w, pid, d), now=NOW, settings=w.settings, transport=transport,
+        client_factory=clients.stored_client_factory(w.settings, transport=transport))
+
+
 # Functions that return what the caller typed (the connection form it is checking), secret included.
 RETURNS_TYPED_SECRET = {"core.actions.connect.validate_form"}
 

@@ -2,8 +2,9 @@
 ConsoleError; for the CLI an exit code 0/2/3/4, never a traceback), and a refusal saves nothing.
 
 Covered: the connection form (core.actions.connect, validate → verify → save), auto-pay rules as the Agreements page
-builds them (core.actions.autopay_rules), the invoice table's filters and paging (core.console.invoices), and `python -m core` with
-random arguments and configuration. No test here reaches the network: name resolution is answered locally.
+builds them (core.actions.autopay_rules), the invoice table's filters and paging (core.console.invoices), and
+`python -m core` with random arguments and configuration. No test here reaches the network: name resolution is
+answered locally.
 """
 
 from __future__ import annotations

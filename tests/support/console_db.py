@@ -12,7 +12,7 @@ from core.halopsa import records
 from core.settings import Settings
 from core.store import tables, upserts
 from core.store.tables import NumberField, RunKind, RunStatus
-from core.sync import runs
+from core.sync import runs, streams
 from tests.support.clock import NOW
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
@@ -28,26 +28,29 @@ def fill_partner(engine: Engine, settings: Settings, partner_id: int, prefix: st
     agreements = [records.Agreement(halo_id=i, ref=f"{prefix}-AGR-{i}", customer_halo_id=i, subtype_id=i % 3 + 1,
                                     subtype_name=SUBTYPES[i % 3], type_name="Recurring", start_date=date(2026, 1, 1),
                                     end_date=None, active=True, last_modified=NOW) for i in range(1, 6)]
-    build = upserts.invoice_row_factory(NumberField.THIRD_PARTY)
+    build = streams.invoice_row_factory(NumberField.THIRD_PARTY)
     invoice_rows = []
     for i in range(1, invoices + 1):
         paid = 0 if i % 3 else 10000
         invoice_rows.append(build(records.Invoice(
-            halo_id=1000 + i, invoice_number=str(1000 + i), third_party_number=f"{prefix}-INV-{i:04d}" if i % 7 else None,
+            halo_id=1000 + i, invoice_number=str(1000 + i),
+            third_party_number=f"{prefix}-INV-{i:04d}" if i % 7 else None,
             customer_halo_id=i % 5 + 1, customer_name=f"{prefix} Customer {i % 5 + 1}", agreement_halo_id=i % 5 + 1,
             agreement_ref=f"{prefix}-AGR-{i % 5 + 1}", invoice_date=NOW.date() - timedelta(days=i),
             due_date=NOW.date() - timedelta(days=i - 30), total_cents=10000 + i, amount_paid_cents=paid,
             amount_due_cents=10000 + i - paid, currency="USD", posted=True, voided=False, last_modified=NOW,
         )))
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
-                            [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
-                            [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, invoice_rows,
+        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, streams.CUSTOMER_FIELDS,
+                            [streams.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
+                            [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoice_rows,
                             partner_id=partner_id, now=NOW)
-    for hours_ago, kind, status in [(30, RunKind.BACKFILL, RunStatus.SUCCEEDED), (3, RunKind.SCHEDULED, RunStatus.PARTIAL),
-                                    (2, RunKind.SCHEDULED, RunStatus.FAILED), (1, RunKind.SCHEDULED, RunStatus.SUCCEEDED)]:
+    for hours_ago, kind, status in [(30, RunKind.BACKFILL, RunStatus.SUCCEEDED),
+                                    (3, RunKind.SCHEDULED, RunStatus.PARTIAL),
+                                    (2, RunKind.SCHEDULED, RunStatus.FAILED),
+                                    (1, RunKind.SCHEDULED, RunStatus.SUCCEEDED)]:
         at = NOW - timedelta(hours=hours_ago)
         run_id = runs.start_run(engine, partner_id=partner_id, partner_name=prefix, kind=kind, trigger="schedule",
                                 actor="scheduler", now=at, settings=settings)

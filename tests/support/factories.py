@@ -21,7 +21,7 @@ from core.store.tables import (
     RunKind,
     RunStatus,
 )
-from core.sync import cooldowns, runs
+from core.sync import cooldowns, runs, streams
 
 
 def add_partner(
@@ -98,15 +98,15 @@ def add_agreements(engine: Engine, partner_id: int, subtypes: list[str], *, now:
                                     type_name="Recurring", start_date=None, end_date=None, active=True,
                                     last_modified=now) for i, name in enumerate(subtypes, start=1)]
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
-                            [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
+                            [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
 
 
 def add_invoices(engine: Engine, partner_id: int, invoices: list[tuple[int | None, int, int]], *, now: datetime,
                  currency: str = "USD") -> None:
     """Invoices given as (agreement HaloPSA id, amount due in cents, amount paid in cents), written through the
     real upserts (which derive paid / partially paid / unpaid)."""
-    build = upserts.invoice_row_factory(NumberField.HALO_ID)
+    build = streams.invoice_row_factory(NumberField.HALO_ID)
     rows = [build(records.Invoice(
         halo_id=5000 + i, invoice_number=str(5000 + i), third_party_number=None, customer_halo_id=1,
         customer_name="Customer 1", agreement_halo_id=agreement, agreement_ref=None, invoice_date=now.date(),
@@ -114,4 +114,4 @@ def add_invoices(engine: Engine, partner_id: int, invoices: list[tuple[int | Non
         posted=True, voided=False, last_modified=now,
     )) for i, (agreement, due, paid) in enumerate(invoices)]
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS, rows, partner_id=partner_id, now=now)
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, rows, partner_id=partner_id, now=now)

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from core.halopsa import records
 from core.store import tables, upserts
 from core.store.tables import NumberField
+from core.sync import streams
 from tests.support.clock import NOW
 
 CUSTOMERS = {1: "Alpha Co", 2: "=HYPERLINK(\"http://evil.example\")", 3: "Gamma Ltd"}
@@ -53,12 +54,12 @@ def add_book(engine: Engine, partner_id: int, invoices: list[records.Invoice] | 
     agreements = [records.Agreement(halo_id=i, ref=ref, customer_halo_id=1, subtype_id=i, subtype_name=subtype,
                                     type_name="Recurring", start_date=date(2026, 1, 1), end_date=None, active=active,
                                     last_modified=NOW) for i, (ref, subtype, active) in AGREEMENTS.items()]
-    build = upserts.invoice_row_factory(number_field)
+    build = streams.invoice_row_factory(number_field)
     with engine.begin() as conn:
-        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, upserts.CUSTOMER_FIELDS,
-                            [upserts.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, upserts.AGREEMENT_FIELDS,
-                            [upserts.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
-        upserts.upsert_rows(conn, tables.INVOICE_TABLE, upserts.INVOICE_FIELDS,
+        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, streams.CUSTOMER_FIELDS,
+                            [streams.customer_row(c) for c in customers], partner_id=partner_id, now=NOW)
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
+                            [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS,
                             [build(i) for i in (BOOK if invoices is None else invoices)], partner_id=partner_id,
                             now=NOW)

@@ -84,8 +84,8 @@ def test_edit_loads_a_saved_rule_and_delete_removes_it(app_as, console, engine):
     assert not at.exception
     assert at.success[0].value == "Deleted the auto-pay rule for Break-fix."
     assert agreements.list_rules(engine, console["acme"], acme) == []
-    assert _mapping_events(engine)[-1].detail == ("Auto-pay rule for “Break-fix” deleted; was: charge 14 days after the "
-                                            "invoice date")
+    assert _mapping_events(engine)[-1].detail == ("Auto-pay rule for “Break-fix” deleted; was: charge 14 days after "
+                                                  "the invoice date")
 
 
 def test_pm_is_not_offered_the_agreements_page_and_the_page_refuses_it(app_as, page_as):

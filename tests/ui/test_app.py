@@ -1,5 +1,6 @@
 from streamlit.testing.v1 import AppTest
 
+from core.access import PAGES
 from tests.support.console_db import APP, PASSWORD
 
 
@@ -21,3 +22,9 @@ def test_local_login_with_a_wrong_password_says_so_and_a_right_one_signs_in(cons
     at.button[0].click().run()
     assert not at.exception
     assert at.session_state["auth.principal"].user == "cs@example.com"
+
+
+def test_every_page_file_is_in_the_page_registry_exactly_once():
+    slugs = [spec.slug for spec in PAGES]
+    assert len(set(slugs)) == len(slugs)
+    assert sorted(slugs) == sorted(path.stem for path in (APP.parent / "pages").glob("*.py"))

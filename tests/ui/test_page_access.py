@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe
 
-from core.access import PAGE_ROLES
+from core.access import PAGES
 from core.actions import autopay_rules as autopay
 from core.console import invoices as invoice_table
 from core.store.tables import Role
@@ -50,8 +50,8 @@ def forbidden(account: str) -> list[str]:
 
 @pytest.mark.parametrize("account", list(ACCOUNTS))
 def test_no_page_shows_an_account_what_it_may_not_see(app_as, page_as, account):
-    for page in PAGE_ROLES:
-        allowed = ACCOUNTS[account] in PAGE_ROLES[page]
+    for spec in PAGES:
+        page, allowed = spec.slug, ACCOUNTS[account] in spec.roles
         if allowed:
             at = app_as(account, partner="acme" if account == "cs" else None).switch_page(f"pages/{page}.py").run()
         else:

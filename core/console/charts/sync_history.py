@@ -1,4 +1,6 @@
-"""Sync-history figures for the Syncs page, built from `core.console.syncs.ChartData` frames. Every axis names its unit."""
+"""Sync-history figures for the Syncs page, built from `core.console.syncs.ChartData` frames.
+
+Every axis names its unit."""
 
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ def _layout(fig: go.Figure, *, title: str, x_title: str, y_title: str, empty: bo
 def runs_over_time_figure(daily: pd.DataFrame) -> go.Figure:
     """Stacked bars: runs per UTC day, one colour per status."""
     fig = go.Figure([
-        go.Bar(x=rows["day"], y=rows["runs"], name=STATUS_LABELS.get(status, status),
-               marker_color=STATUS_COLOURS.get(status))
+        go.Bar(x=rows["day"], y=rows["runs"], name=STATUS_LABELS.get(str(status), str(status)),
+               marker_color=STATUS_COLOURS.get(str(status)))
         for status, rows in daily.groupby("status", sort=False)
     ])
     fig.update_layout(barmode="stack")
@@ -54,8 +56,9 @@ def duration_per_run_figure(per_run: pd.DataFrame) -> go.Figure:
     """Markers: how long each finished run took, coloured by status."""
     finished = per_run.dropna(subset=["duration_s"])
     fig = go.Figure([
-        go.Scatter(x=rows["started_at"], y=rows["duration_s"], mode="markers", name=STATUS_LABELS.get(status, status),
-                   marker={"color": STATUS_COLOURS.get(status), "size": 8}, customdata=rows["run_id"],
+        go.Scatter(x=rows["started_at"], y=rows["duration_s"], mode="markers",
+                   name=STATUS_LABELS.get(str(status), str(status)),
+                   marker={"color": STATUS_COLOURS.get(str(status)), "size": 8}, customdata=rows["run_id"],
                    hovertemplate="Run #%{customdata}<br>%{y:,.0f} s<extra></extra>")
         for status, rows in finished.groupby("status", sort=False)
     ])

@@ -10,8 +10,8 @@ from tests.support.clock import NOW
 from tests.support.factories import add_partner
 
 CS = Principal(role=Role.CS, user="cs@example.com")
-GOOD = dict(partner_name="Acme MSP", app_domain="acme", client_id="3f1c-client", client_secret="sec",
-            invoices_created_since="2025-01-01")
+GOOD = {"partner_name": "Acme MSP", "app_domain": "acme", "client_id": "3f1c-client", "client_secret": "sec",
+        "invoices_created_since": "2025-01-01"}
 
 
 def validate(engine, settings, principal=CS, **changes):

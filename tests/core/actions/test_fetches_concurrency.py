@@ -169,5 +169,5 @@ def test_presses_from_many_processes_and_threads_start_one_run_per_partner_and_k
     for partner in partner_ids:
         mine = sorted((i for i in intervals if i["partner_id"] == partner), key=lambda i: i["start"])
         assert {kinds_by_run[i["run_id"]][1] for i in mine} == {"manual", "schedule"}
-        for earlier, later in zip(mine, mine[1:]):
+        for earlier, later in zip(mine, mine[1:], strict=False):
             assert earlier["end"] <= later["start"], f"runs {earlier['run_id']} and {later['run_id']} overlap"

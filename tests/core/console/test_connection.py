@@ -6,8 +6,8 @@ from sqlalchemy import update
 from core.access import Principal
 from core.actions.connect import Verification
 from core.console import connection as setup_checklist
-from core.errors import AccessDenied, AuthError, BadInput, HaloUnavailable, InvalidDomain, PermissionMissing
-from core.halopsa.auth import CREDENTIALS_REJECTED, rejection
+from core.errors import AccessDenied, BadInput, HaloUnavailable, InvalidDomain, PermissionMissing
+from core.halopsa.auth import rejection
 from core.halopsa.config import REQUIRED_SCOPES
 from core.store.tables import CONNECTION_TABLE, Role
 from tests.support.clock import NOW
@@ -55,7 +55,7 @@ def test_stored_scopes_give_ticks_crosses_or_unknown(granted, missing, expected)
 @pytest.mark.parametrize(("error", "field"), [
     (InvalidDomain("bad"), "app_domain"),
     (BadInput("x", field="client_id"), "client_id"),
-    (AuthError(CREDENTIALS_REJECTED), "client_secret"),
+    (rejection(401, "invalid_client", base_url="https://x.halopsa.com", tenant=None), "client_secret"),
     (rejection(404, "", base_url="https://tenant-x.halopsa.com", tenant=None), "app_domain"),
     (rejection(400, "unknown tenant", base_url="https://x.halopsa.com", tenant="t1"), "tenant"),
     (PermissionMissing(["edit:invoices"]), None),

@@ -34,6 +34,7 @@ def test_json_streams_a_valid_array_even_when_empty():
     assert json.loads(out.getvalue()) == [{"a": 1}, {"a": 2}]
 
 
-@pytest.mark.parametrize(("cents", "text"), [(0, "0.00"), (5, "0.05"), (123456, "1234.56"), (-250, "-2.50"), (None, None)])
+@pytest.mark.parametrize(("cents", "text"),
+                         [(0, "0.00"), (5, "0.05"), (123456, "1234.56"), (-250, "-2.50"), (None, None)])
 def test_money_is_exact_two_decimal_text(cents, text):
     assert money(cents) == text

@@ -29,7 +29,10 @@ def acme(engine, settings):
     return partner_id
 
 
-def _page(engine, partner_id, filters=Filters(), **kwargs):
+_NO_FILTERS = Filters()
+
+
+def _page(engine, partner_id, filters=_NO_FILTERS, **kwargs):
     return invoice_table.page(engine, CS, partner_id, filters, now=NOW, **kwargs)
 
 

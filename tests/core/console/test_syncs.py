@@ -6,9 +6,9 @@ from core.access import Principal
 from core.console import syncs as history
 from core.errors import AccessDenied, NotFound
 from core.halopsa.records import RecordError
-from core.store.tables import IntegrationRole, Role, RunKind, RunStatus
+from core.store.tables import IntegrationRole, Role, RunCounters, RunKind, RunStatus
 from core.sync import runs
-from core.sync.engine import RunResult, Tally
+from core.sync.runs import RunResult
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 
@@ -153,7 +153,7 @@ def test_chart_data_counts_runs_per_day_and_status_in_sql(engine, two_partners):
 
 def _result(status, *, error=None, rejected=0, refunded=False):
     return RunResult(run_id=9, kind="fetch_unpaid", status=status, error=error, cooldown_refunded=refunded,
-                     tally=Tally(created=2, updated=3, unchanged=4, rejected=rejected))
+                     tally=RunCounters(created=2, updated=3, unchanged=4, rejected=rejected))
 
 
 @pytest.mark.parametrize(("result", "level", "words"), [

@@ -109,6 +109,6 @@ def test_clients_of_one_tenant_share_the_budget_and_announce_their_waits() -> No
     start = fake.times[0]
     assert [t - start for t in fake.times] == pytest.approx([0] * 5 + [10.2] * 5)
     assert [e.kind for e in events] == ["rate_budget"]
-    assert events[0].rate_limited and events[0].seconds == pytest.approx(10.2)
+    assert events[0].kind == "rate_budget" and events[0].seconds == pytest.approx(10.2)
     assert events[0].reason == "Pacing requests to stay within HaloPSA's limit of 5 requests per 10 s; waiting 10 s"
     assert first.stats.waited_s + second.stats.waited_s == sum(clock.sleeps) == pytest.approx(10.2)

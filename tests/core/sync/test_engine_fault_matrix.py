@@ -26,6 +26,8 @@ from core.halopsa.config import REQUIRED_SCOPES
 from core.store.tables import Partner, PartnerStatus, Role, RunKind, RunStatus
 from core.sync import connector as clients
 from core.sync import engine as sync
+from core.sync.runs import RunResult
+from core.sync.window import NEW_DATA_SPAN
 from halo_emulator import FaultRule, HaloEmulator, serve
 from tests.support.clock import NOW
 from tests.support.halo_state import differences, expected_invoices, stored_invoices
@@ -189,7 +191,7 @@ class Tenant:
     emu: RecordingEmulator
     partner_id: int
 
-    def run(self, kind: str) -> sync.RunResult:
+    def run(self, kind: str) -> RunResult:
         """The run as a person or the scheduler starts it: manual fetches through the action, with cooldowns."""
         factory = clients.stored_client_factory(self.settings)
         if kind == RunKind.BACKFILL:
@@ -198,7 +200,7 @@ class Tenant:
         return actions.start_manual_fetch(self.engine, CS, partner_id=self.partner_id, kind=kind, now=self.emu.now,
                                           settings=self.settings, client_factory=factory)
 
-    def rerun(self, kind: str) -> tuple[sync.RunResult, bool]:
+    def rerun(self, kind: str) -> tuple[RunResult, bool]:
         """Run again; a manual fetch refused by its cooldown is pressed again once the cooldown ends. Returns the
         result and whether it had to wait."""
         try:
@@ -303,7 +305,7 @@ def test_every_fault_ends_the_run_readably_and_a_rerun_converges(engine, fault_s
     assert rerun.status == RunStatus.SUCCEEDED, rerun.error
     if kind != RunKind.BACKFILL:  # an immediate rerun is refused only when the cooldown was rightly kept
         assert waited == (not scenario.transient)
-    window_start = emu.now - sync.NEW_DATA_WINDOW if kind == RunKind.FETCH_NEW_DATA else None
+    window_start = emu.now - NEW_DATA_SPAN if kind == RunKind.FETCH_NEW_DATA else None
     assert _converged(tenant, kind, window_start) == []
     with engine.connect() as conn:
         assert conn.scalar(select(Partner.__table__.c.status)) == PartnerStatus.CONNECTED

@@ -4,6 +4,7 @@ on HaloPSA's state. 20 trials (8 with CI=true); the figures are printed in the p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -83,10 +84,8 @@ def _kill_at_page(child: subprocess.Popen[bytes], path: Path, pages: int) -> Non
 
 
 def _kill_after(child: subprocess.Popen[bytes], delay_s: float) -> None:
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         child.wait(delay_s)
-    except subprocess.TimeoutExpired:
-        pass
     child.send_signal(signal.SIGKILL)
 
 
@@ -134,7 +133,8 @@ def test_a_sync_killed_at_any_point_leaves_an_intact_database_and_a_rerun_conver
 
         engine = db.make_engine(trial_settings.database_url)
         with engine.connect() as conn:
-            killed = conn.execute(select(tables.RUN_TABLE).where(tables.RUN_TABLE.c.worker.like(f"%:{child.pid}"))).first()
+            killed = conn.execute(
+                select(tables.RUN_TABLE).where(tables.RUN_TABLE.c.worker.like(f"%:{child.pid}"))).first()
             open_runs = conn.execute(select(tables.RUN_TABLE.c.id).where(
                 tables.RUN_TABLE.c.status.in_([RunStatus.RUNNING, RunStatus.RATE_LIMITED]))).all()
             lock = conn.scalar(select(Partner.__table__.c.lock_run_id))

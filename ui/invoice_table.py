@@ -1,0 +1,88 @@
+"""The Invoices page's unpaid-invoice table: the filter row above it, the totals, one page of rows, and the sort and
+paging controls under it. Filtering, sorting, paging and totals happen in core.console.invoices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from core.console import agreements, formatting
+from core.console import invoices as invoice_table
+
+
+def _first_page() -> None:
+    st.session_state["invoices.page"] = 1
+
+
+def _all(label: str) -> Callable[[object], str]:
+    return lambda value: label if value is None else str(value)
+
+
+def filters(options: invoice_table.FilterOptions) -> invoice_table.Filters:
+    """The filter row; sort and order come from the controls under the table (drawn later, read from their keys)."""
+    names = dict(options.customers)
+    search_at, customer_at, subtype_at, aging_at, eligibility_at = st.columns([3, 2, 2, 1, 2])
+    return invoice_table.Filters(
+        search=search_at.text_input("Search", key="invoices.search", on_change=_first_page,
+                                    placeholder="Number, customer or agreement"),
+        customer_halo_id=customer_at.selectbox("Customer", [None, *names], key="invoices.customer",
+                                               format_func=lambda c: "All customers" if c is None else names[c],
+                                               on_change=_first_page),
+        subtype=subtype_at.selectbox("Agreement subtype", [None, *options.subtypes], key="invoices.subtype",
+                                     format_func=_all("All subtypes"), on_change=_first_page),
+        aging=aging_at.selectbox("Days overdue", [None, *invoice_table.AGING_BUCKETS], key="invoices.aging",
+                                 format_func=_all("Any"), on_change=_first_page),
+        eligibility=eligibility_at.selectbox("Auto-pay", [None, *agreements.ELIGIBILITY_CHOICES], on_change=_first_page,
+                                             key="invoices.eligibility", format_func=_all("Any")),
+        sort=st.session_state.get("invoices.sort", "due_date"),
+        descending=st.session_state.get("invoices.descending", False),
+    )
+
+
+def requested_page() -> tuple[int, int]:
+    """The page and page size the controls under the table ask for (drawn later, read from their keys)."""
+    return (st.session_state.get("invoices.page", 1),
+            st.session_state.get("invoices.page_size", invoice_table.DEFAULT_PAGE_SIZE))
+
+
+def _columns(unit: str) -> dict[str, Any]:
+    # What a collector reads first fits the screen (number, customer, amount due, days overdue, auto-pay); the due
+    # date, subtype, agreement, invoice date, total, aging and the number flag scroll in from the right.
+    return {
+        "number": st.column_config.TextColumn("Number", width=95),
+        "customer": st.column_config.TextColumn("Customer", width=185),
+        "amount_due": st.column_config.NumberColumn(f"Amount due{unit}", format="accounting", width=125),
+        "days_overdue": st.column_config.NumberColumn("Days overdue", width=100),
+        "eligibility": st.column_config.TextColumn("Auto-pay", width=440),
+        "due_date": st.column_config.DateColumn("Due", width=95),
+        "subtype": st.column_config.TextColumn("Subtype", width=130),
+        "agreement": st.column_config.TextColumn("Agreement", width=115),
+        "invoice_date": st.column_config.DateColumn("Invoice date", width=100),
+        "total": st.column_config.NumberColumn(f"Total{unit}", format="accounting", width=105),
+        "aging": st.column_config.TextColumn("Aging", width=70),
+        "number_is_fallback": st.column_config.CheckboxColumn(
+            "HaloPSA ID", help="Ticked: no Third Party Invoice Number, so the HaloPSA ID is shown instead.", width=90),
+    }
+
+
+def show(result: invoice_table.InvoicePage) -> None:
+    """The totals over every filtered row, this page of rows, then the sort, order, page-size and page controls."""
+    unit = f" ({result.currency or 'mixed currencies'})" if result.total_rows else ""
+    count_at, total_at, due_at = st.columns(3)
+    count_at.metric("Unpaid invoices", f"{result.total_rows:,}")
+    total_at.metric(f"Invoiced{unit}", formatting.money(result.total_cents))
+    due_at.metric(f"Amount due{unit}", formatting.money(result.due_cents))
+    columns = _columns(unit)
+    st.dataframe(result.rows, hide_index=True, key="invoices.table", column_order=list(columns),
+                 column_config=columns)
+    sort_at, order_at, size_at, page_at = st.columns(4)
+    sort_at.selectbox("Sort by", list(invoice_table.SORTS), format_func=invoice_table.SORTS.__getitem__,
+                      key="invoices.sort", on_change=_first_page)
+    order_at.toggle("Descending", key="invoices.descending", on_change=_first_page)
+    size_at.selectbox("Rows per page", invoice_table.PAGE_SIZES, key="invoices.page_size", on_change=_first_page,
+                      index=invoice_table.PAGE_SIZES.index(invoice_table.DEFAULT_PAGE_SIZE))
+    st.session_state["invoices.page"] = result.page  # the page core clamped to, so the selector never overshoots
+    page_at.number_input(f"Page (of {result.pages})", min_value=1, max_value=result.pages, step=1,
+                         key="invoices.page")
