@@ -123,7 +123,7 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
     """Server CPU of one cooldown-timer tick.
 
     The Syncs page's `fetch_buttons` fragment reruns alone every second: it reads both cooldowns
-    (`history.manual_fetch_states`) and draws two buttons and four captions. Measured as
+    (`syncs_screen.manual_fetch_states`) and draws two buttons and four captions. Measured as
     (1) `time.process_time()` around the core read alone, tick after tick with the clock moving on;
     (2) the fragment's body (the same read and the same elements) run by AppTest as a script of its own, timed
         inside the script with `time.thread_time()` (the script thread's CPU: the read plus Streamlit building
@@ -133,13 +133,13 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
     """
     from streamlit.testing.v1 import AppTest
 
-    from core.console import syncs as history
-    states = history.manual_fetch_states(engine, principal, partner_id, now=now)
+    from core.console import syncs as syncs_screen
+    states = syncs_screen.manual_fetch_states(engine, principal, partner_id, now=now)
     ticking = sum(state.locked for state in states)
     cpu = []
     for tick in range(ticks):
         started = time.process_time()
-        history.manual_fetch_states(engine, principal, partner_id, now=now + timedelta(seconds=tick))
+        syncs_screen.manual_fetch_states(engine, principal, partner_id, now=now + timedelta(seconds=tick))
         cpu.append(time.process_time() - started)
     read_s = statistics.median(cpu)
 
@@ -148,12 +148,12 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
 
         import streamlit as st
 
-        from core.console import syncs as hist
+        from core.console import syncs as syncs_screen
         from ui import resources
 
         engine = resources.get_engine()
         began = clock.thread_time()
-        found = hist.manual_fetch_states(engine, st.session_state["bench.principal"],
+        found = syncs_screen.manual_fetch_states(engine, st.session_state["bench.principal"],
                                          st.session_state["bench.partner"], now=resources.now())
         for column, state in zip(st.columns(len(found)), found, strict=True):
             with column:
@@ -188,7 +188,7 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
 def measure(args: dict[str, Any]) -> dict[str, Any]:
     """`args`: db, key, now (ISO), partner_id (the big partner), partners (fleet size), reruns, ticks."""
     from core.settings import load_settings
-    from core.store import engine as db
+    from core.store import database as db
 
     now = datetime.fromisoformat(args["now"])
     os.environ.update({"DATABASE_URL": f"sqlite:///{args['db']}", "HALO_CONSOLE_SECRET_KEY": args["key"],

@@ -111,8 +111,8 @@ class _Captured:
 def _capturing_factory(settings: Any, captured: list[_Captured]) -> Callable[..., Any]:
     """The production factory, keeping each client (for its request counts) and timing how long the console waited
     for HaloPSA's answers (`_Captured.http_s`: sending, the emulator's work, receiving the body)."""
-    from core.sync import connector as clients
-    stored = clients.stored_client_factory(settings)
+    from core.sync import connector
+    stored = connector.stored_client_factory(settings)
 
     def factory(connection: Any, on_event: Any) -> Any:
         client = stored(connection, on_event)
@@ -139,12 +139,12 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
     `core.sync.engine.run_sync(kind=backfill)`, exactly as `python -m core connect` runs it."""
     from core.access import Principal
     from core.actions import connect as connections
-    from core.store import engine as db
+    from core.store import database
     from core.store.tables import Role, RunKind, RunTrigger
-    from core.sync import engine as sync
+    from core.sync import engine as sync_engine
 
     settings = _settings(args)
-    engine = db.engine_for(settings)
+    engine = database.engine_for(settings)
     cs = Principal(role=Role.CS, user="bench@example.com")
     form = connections.ConnectionForm(partner_name=args.get("partner", "Big MSP"), app_domain=args["url"],
                                       client_id=CLIENT_ID, client_secret=SECRET,
@@ -160,7 +160,7 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
     rss_start = harness.rss_now_kib()
     started = time.perf_counter()
     cpu = time.process_time()
-    result = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+    result = sync_engine.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
                            actor=cs.user, now=settings.now(), settings=settings,
                            client_factory=_capturing_factory(settings, captured), progress=progress)
     finished = time.perf_counter()
@@ -181,17 +181,17 @@ def console_backfill(args: dict[str, Any]) -> dict[str, Any]:
 def console_fetch(args: dict[str, Any]) -> dict[str, Any]:
     """One manual fetch (Fetch new data or Fetch unpaid invoices) for a stored partner, as the Syncs page starts it."""
     from core.access import Principal
-    from core.actions import fetches as actions
-    from core.store import engine as db
+    from core.actions import fetches
+    from core.store import database
     from core.store.tables import Role
 
     settings = _settings(args)
-    engine = db.engine_for(settings)
+    engine = database.engine_for(settings)
     cs = Principal(role=Role.CS, user="bench@example.com")
     captured: list[_Captured] = []
     started = time.perf_counter()
     cpu = time.process_time()
-    result = actions.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=args["kind"],
+    result = fetches.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=args["kind"],
                                         now=settings.now(), settings=settings,
                                         client_factory=_capturing_factory(settings, captured))
     elapsed = time.perf_counter() - started
@@ -204,13 +204,13 @@ def console_fetch(args: dict[str, Any]) -> dict[str, Any]:
 
 def incremental(args: dict[str, Any]) -> dict[str, Any]:
     """Rounds of: the emulator's clock moves 2 hours (its books do not change by themselves), exactly `changes`
-    invoices change through the API, then Fetch new data (`actions.start_manual_fetch`, as the Syncs page starts
+    invoices change through the API, then Fetch new data (`fetches.start_manual_fetch`, as the Syncs page starts
     it) with the console's clock on the emulator's. Then one Fetch unpaid invoices."""
     from datetime import timedelta
 
     from core.access import Principal
-    from core.actions import fetches as actions
-    from core.store import engine as db
+    from core.actions import fetches
+    from core.store import database
     from core.store.tables import Role, RunKind
 
     url = args["url"]
@@ -224,11 +224,11 @@ def incremental(args: dict[str, Any]) -> dict[str, Any]:
         harness.warm_first_page(url, "Invoice", order="last_modified", orderdesc="true")
         harness.warm_first_page(url, "Client", order="alastupdate", orderdesc="true", includeinactive="true")
         settings = _settings({**args, "now": now.isoformat()})
-        engine = db.engine_for(settings)
+        engine = database.engine_for(settings)
         captured: list[_Captured] = []
         started = time.perf_counter()
         cpu = time.process_time()
-        result = actions.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=RunKind.FETCH_NEW_DATA,
+        result = fetches.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=RunKind.FETCH_NEW_DATA,
                                             now=now, settings=settings,
                                             client_factory=_capturing_factory(settings, captured))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -241,10 +241,10 @@ def incremental(args: dict[str, Any]) -> dict[str, Any]:
     now = harness.state(url)["now"]
     unpaid_count = harness.record_count(url, "Invoice", paymentstatuses="0,1")
     settings = _settings({**args, "now": now.isoformat()})
-    engine = db.engine_for(settings)
+    engine = database.engine_for(settings)
     captured = []
     started = time.perf_counter()
-    result = actions.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=RunKind.FETCH_UNPAID,
+    result = fetches.start_manual_fetch(engine, cs, partner_id=args["partner_id"], kind=RunKind.FETCH_UNPAID,
                                         now=now, settings=settings,
                                         client_factory=_capturing_factory(settings, captured))
     unpaid = {"status": result.status, "error": result.error, "server_unpaid": unpaid_count,

@@ -27,7 +27,7 @@ from core.console import exports, partners, status
 from core.errors import BadInput, ConsoleError
 from core.settings import Settings, load_settings
 from core.store import audit
-from core.store import engine as db
+from core.store import database as db
 from core.store.secrets import SecretBox, secret_box
 from core.store.tables import (
     CONNECTION_TABLE,
@@ -39,7 +39,7 @@ from core.store.tables import (
     RunStatus,
     RunTrigger,
 )
-from core.sync import engine as sync
+from core.sync import engine as sync_engine
 from core.sync import runs, scheduler
 from core.sync.connector import stored_client_factory
 from core.sync.runs import RunResult
@@ -122,7 +122,7 @@ def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> in
     factory = stored_client_factory(settings)
     _require_readable_secret(engine, settings, partner_id)
     if kind == RunKind.SCHEDULED:
-        result = sync.run_sync(engine, partner_id=partner_id, kind=kind, trigger=RunTrigger.SCHEDULE,
+        result = sync_engine.run_sync(engine, partner_id=partner_id, kind=kind, trigger=RunTrigger.SCHEDULE,
                                actor=principal.user, now=settings.now(), settings=settings, client_factory=factory,
                                progress=_progress_printer())
     else:

@@ -3,7 +3,7 @@ form is ui.connection_form)."""
 
 import streamlit as st
 
-from core.console import connection as setup_checklist
+from core.console import connection as connection_screen
 from core.console import partners
 from ui import auth, components, connection_form, resources
 
@@ -16,18 +16,18 @@ st.title("HaloPSA connection")
 mode = st.radio("Partner", list(modes), format_func=modes.get, horizontal=True, key="connection.mode") \
     if principal.is_cs else "edit"
 edited = picked if mode == "edit" else None  # the partner whose connection the form edits; None: a new one
-stored = setup_checklist.stored_connection(engine, principal, edited) if edited is not None else None
+stored = connection_screen.stored_connection(engine, principal, edited) if edited is not None else None
 connection_form.fill((mode, picked), stored, names.get(edited, "") if edited is not None else "")
 
 with st.expander("Before you start, in HaloPSA", expanded=stored is None):
-    st.markdown("\n".join(f"{n}. {step}" for n, step in enumerate(setup_checklist.SETUP_STEPS, 1)))
-    if hint := setup_checklist.sandbox_hint(st.session_state.get("connection.app_domain"), settings=settings):
+    st.markdown("\n".join(f"{n}. {step}" for n, step in enumerate(connection_screen.SETUP_STEPS, 1)))
+    if hint := connection_screen.sandbox_hint(st.session_state.get("connection.app_domain"), settings=settings):
         st.info(f"No HaloPSA at hand? The sandbox App Domain `{hint.host}` answers with Client ID "
                 f"`{hint.client_id}` and Client Secret `{hint.client_secret}`.")
 if stored:
     st.subheader(f"Stored connection: {stored.partner_name}")
     st.markdown("\n".join(f"- **{label}:** {value}" for label, value in stored.facts))
-    st.markdown(setup_checklist.checklist_markdown(stored.permissions))
+    st.markdown(connection_screen.checklist_markdown(stored.permissions))
     if stored.last_error:
         st.error(f"Last error: {stored.last_error}")
 

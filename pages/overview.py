@@ -3,17 +3,17 @@ partners that need a person. All numbers and rules come from core.console.overvi
 
 import streamlit as st
 
-from core.console import overview as fleet
+from core.console import overview as overview_screen
 from ui import auth, components, resources
 
 principal = auth.require_page("overview")
 engine, now = resources.get_engine(), resources.now()
 st.title("Partner overview")
 with components.shown_errors():
-    table = fleet.overview(engine, principal, now=now, settings=resources.get_settings())
-    todo = fleet.worklist(engine, principal, now=now)
+    table = overview_screen.overview(engine, principal, now=now, settings=resources.get_settings())
+    todo = overview_screen.worklist(engine, principal, now=now)
 
-counts = fleet.freshness_counts(table)
+counts = overview_screen.freshness_counts(table)
 tiles = [("Partners", len(table)), ("On time", counts["on time"]), ("Late", counts["late"]),
          ("Failing", counts["failing"]), ("Need a person", todo["partner_id"].nunique())]
 for column, (label, value) in zip(st.columns(len(tiles)), tiles, strict=True):
@@ -24,7 +24,7 @@ if todo.empty:
     st.success("Every partner is syncing on time with nothing to follow up.")
 else:
     # rows taller than 4rem let Streamlit wrap the sentences instead of cutting them at the column edge
-    st.dataframe(todo, hide_index=True, key="overview.worklist", column_order=fleet.WORKLIST_COLUMNS[1:],
+    st.dataframe(todo, hide_index=True, key="overview.worklist", column_order=overview_screen.WORKLIST_COLUMNS[1:],
                  row_height=84, height=min(len(todo), 8) * 84 + 38,  # a short list shows whole, no inner scrolling
                  column_config={"partner": st.column_config.TextColumn("Partner", width=160),
                                 "reason": st.column_config.TextColumn("Reason", width=160),
@@ -33,11 +33,12 @@ else:
 
 st.subheader("All partners")
 role_at, state_at, search_at = st.columns([1, 2, 2])
-roles = role_at.multiselect("Integration role", fleet.ROLE_CHOICES, key="overview.role")
-states = state_at.multiselect("Freshness", [state.value for state in fleet.Freshness], key="overview.freshness")
+roles = role_at.multiselect("Integration role", overview_screen.ROLE_CHOICES, key="overview.role")
+states = state_at.multiselect("Freshness", [state.value for state in overview_screen.Freshness],
+                              key="overview.freshness")
 search = search_at.text_input("Search", placeholder="Partner, status or permission", key="overview.search")
-shown = fleet.filter_overview(table, roles=roles, states=states, search=search)
-st.caption(f"{len(shown)} of {len(table)} partners; click a column header to sort. {fleet.LEGEND}")
+shown = overview_screen.filter_overview(table, roles=roles, states=states, search=search)
+st.caption(f"{len(shown)} of {len(table)} partners; click a column header to sort. {overview_screen.LEGEND}")
 # what needs reading first fits the screen; the rest scrolls in from the right
 COLUMNS = {
     "partner": st.column_config.TextColumn("Partner", width=185),

@@ -3,7 +3,7 @@ table and run detail (ui.sync_runs)."""
 
 import streamlit as st
 
-from core.console import syncs as history
+from core.console import syncs as syncs_screen
 from core.console.charts import sync_history
 from ui import auth, components, fetch_buttons, resources, sync_runs
 
@@ -20,24 +20,24 @@ with freshness_at.container():
 
 st.subheader("History")
 kinds, statuses, dates = st.columns(3)
-filters = history.RunFilter.from_inputs(
-    kinds.multiselect("Kind", list(history.KIND_LABELS), format_func=history.KIND_LABELS.__getitem__,
+filters = syncs_screen.RunFilter.from_inputs(
+    kinds.multiselect("Kind", list(syncs_screen.KIND_LABELS), format_func=syncs_screen.KIND_LABELS.__getitem__,
                       key="syncs.kinds"),
-    statuses.multiselect("Status", list(history.STATUS_LABELS), format_func=history.STATUS_LABELS.__getitem__,
+    statuses.multiselect("Status", list(syncs_screen.STATUS_LABELS), format_func=syncs_screen.STATUS_LABELS.__getitem__,
                          key="syncs.statuses"),
     dates.date_input("Started between (UTC days)", value=[], key="syncs.dates"),  # a range, none picked
 )
-charts = history.chart_data(engine, principal, partner_id, filters=filters)
+charts = syncs_screen.chart_data(engine, principal, partner_id, filters=filters)
 figures = {"Runs per day": sync_history.runs_over_time_figure(charts.daily),
            "Records per run": sync_history.records_per_run_figure(charts.per_run),
            "Duration per run": sync_history.duration_per_run_figure(charts.per_run)}
 for tab, (name, figure) in zip(st.tabs(list(figures)), figures.items(), strict=True):
     tab.plotly_chart(figure, key=f"syncs.chart.{name}")
 
-page = history.runs_page(engine, principal, partner_id, filters=filters, page=sync_runs.requested_page(),
+page = syncs_screen.runs_page(engine, principal, partner_id, filters=filters, page=sync_runs.requested_page(),
                          page_size=PAGE_SIZE)
 sync_runs.runs_table(page)
 choices = page.choices
 if choices and (run_id := st.selectbox("Run detail", list(choices), format_func=choices.__getitem__,
                                        key="syncs.run")) is not None:
-    sync_runs.run_detail(history.run_detail(engine, principal, partner_id, run_id))
+    sync_runs.run_detail(syncs_screen.run_detail(engine, principal, partner_id, run_id))

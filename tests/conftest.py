@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from core.settings import Settings
-from core.store import engine as db
+from core.store import database as db
 from tests.support.clock import NOW, TEST_KEY
 
 

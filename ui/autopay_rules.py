@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from core.access import Principal
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules
 from core.console import agreements, formatting
 from core.errors import ConsoleError
 from ui import resources
@@ -23,9 +23,9 @@ PREVIEW_COLUMNS: dict[str, Any] = {"number": "Number", "customer": "Customer", "
                                    "invoices": "Invoices"}
 
 
-def _fill_form(rule: autopay.Rule | None, subtype: str) -> None:
+def _fill_form(rule: autopay_rules.Rule | None, subtype: str) -> None:
     """Load the form from the saved rule of `subtype` (or the defaults) when another subtype is picked or edited."""
-    values = rule.as_input() if rule else autopay.RuleInput(subtype)
+    values = rule.as_input() if rule else autopay_rules.RuleInput(subtype)
     st.session_state.update({"agreements.enabled": values.enabled, "agreements.trigger": values.trigger,
                              "agreements.days": values.days, "agreements.form_for": subtype,
                              "agreements.max_amount": "" if values.max_amount is None else str(values.max_amount)})
@@ -50,8 +50,8 @@ def _act(done: str, action: Callable[[], object]) -> None:
         st.success(done)
 
 
-def _show_preview(rule: autopay.RuleInput, preview: agreements.Preview) -> None:
-    st.markdown(f"**Preview** ({autopay.describe(rule)}): charges **{preview.covered_count:,}** unpaid invoices, "
+def _show_preview(rule: autopay_rules.RuleInput, preview: agreements.Preview) -> None:
+    st.markdown(f"**Preview** ({autopay_rules.describe(rule)}): charges **{preview.covered_count:,}** unpaid invoices, "
                 f"{formatting.money(preview.covered_cents)} due; excludes {preview.excluded_count:,} "
                 f"({formatting.money(preview.excluded_cents)} due).")
     covered_tab, excluded_tab = st.tabs([f"Would charge ({preview.covered_count:,})",
@@ -62,7 +62,7 @@ def _show_preview(rule: autopay.RuleInput, preview: agreements.Preview) -> None:
 
 
 def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: list[str],
-              rules: dict[str, autopay.Rule]) -> None:
+              rules: dict[str, autopay_rules.Rule]) -> None:
     """Pick a subtype, edit its rule; a valid rule shows its preview and the Save button, an invalid one the error
     under the field it names (BadInput.field), else above the preview."""
     subtype = st.selectbox("Agreement subtype", subtypes, key="agreements.subtype")
@@ -70,15 +70,16 @@ def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: l
         _fill_form(rules.get(subtype), subtype)
     enabled_at, trigger_at, days_at, max_at = st.columns([1, 2, 1, 1])
     enabled = enabled_at.toggle("Enabled", key="agreements.enabled")
-    trigger = trigger_at.selectbox("Charge", autopay.TRIGGERS, format_func=autopay.TRIGGER_LABELS.__getitem__,
-                                   key="agreements.trigger", on_change=_trigger_changed)
-    days = days_at.number_input("N (days)", 0, autopay.MAX_DAYS, step=1, key="agreements.days",
+    trigger = trigger_at.selectbox("Charge", autopay_rules.TRIGGERS,
+                                   format_func=autopay_rules.TRIGGER_LABELS.__getitem__, key="agreements.trigger",
+                                   on_change=_trigger_changed)
+    days = days_at.number_input("N (days)", 0, autopay_rules.MAX_DAYS, step=1, key="agreements.days",
                                 disabled=trigger == "on_due_date", help="Not used when charging on the due date.")
     max_text = max_at.text_input("Maximum amount (optional)", key="agreements.max_amount",
                                  placeholder="e.g. 2500.00")
     slots = {"days": days_at.empty(), "max_amount": max_at.empty(), "trigger": trigger_at.empty()}
     try:
-        rule = autopay.RuleInput(subtype, enabled, trigger, int(days), autopay.parse_amount(max_text))
+        rule = autopay_rules.RuleInput(subtype, enabled, trigger, int(days), autopay_rules.parse_amount(max_text))
         preview = agreements.preview(engine, principal, partner_id, rule, now=resources.now())
     except ConsoleError as exc:
         slots.get(getattr(exc, "field", None) or "", st).error(exc.message)
@@ -86,10 +87,10 @@ def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: l
     _show_preview(rule, preview)
     st.button("Save rule", type="primary", key="agreements.save", on_click=_act, args=(
         f"Saved the auto-pay rule for {subtype}.",
-        lambda: autopay.save_rule(engine, principal, partner_id, rule, now=resources.now())))
+        lambda: autopay_rules.save_rule(engine, principal, partner_id, rule, now=resources.now())))
 
 
-def saved_rules(engine: Engine, principal: Principal, partner_id: int, rules: dict[str, autopay.Rule]) -> None:
+def saved_rules(engine: Engine, principal: Principal, partner_id: int, rules: dict[str, autopay_rules.Rule]) -> None:
     """One line per saved rule, with buttons to load it into the form or delete it."""
     for saved in rules.values():
         text_at, edit_at, delete_at = st.columns([8, 1, 1], vertical_alignment="center")
@@ -98,7 +99,7 @@ def saved_rules(engine: Engine, principal: Principal, partner_id: int, rules: di
         edit_at.button("Edit", key=f"agreements.edit.{saved.subtype_name}", on_click=_edit, args=(saved.subtype_name,))
         delete_at.button("Delete", key=f"agreements.delete.{saved.subtype_name}", on_click=_act, args=(
             f"Deleted the auto-pay rule for {saved.subtype_name}.",
-            lambda name=saved.subtype_name: autopay.delete_rule(engine, principal, partner_id, name,
+            lambda name=saved.subtype_name: autopay_rules.delete_rule(engine, principal, partner_id, name,
                                                                 now=resources.now())))
     if not rules:
         st.caption("No rules yet: pick a subtype above, check the preview and save.")

@@ -11,8 +11,7 @@ from typing import Any
 import streamlit as st
 
 from core.access import Principal
-from core.console import partners
-from core.console import syncs as history
+from core.console import partners, syncs
 from core.errors import ConsoleError
 from core.store.tables import Role
 from core.sync.runs import ProgressFn, RunResult
@@ -77,7 +76,7 @@ def run_with_status(label: str, start: Callable[[ProgressFn], RunResult]) -> Non
     """Run a sync inside st.status (its label follows the sync's progress), then say how it ended."""
     with st.status(f"{label}: starting…", expanded=True) as status:
         try:
-            level, message = history.describe_result(start(lambda text: status.update(label=f"{label}: {text}")))
+            level, message = syncs.describe_result(start(lambda text: status.update(label=f"{label}: {text}")))
         except ConsoleError as exc:
             level, message = "error", exc.message
         status.update(label=label, state="error" if level == "error" else "complete", expanded=False)
@@ -103,7 +102,7 @@ class LazyStatus:
 
 def show_result(result: RunResult) -> None:
     """How a finished run ended, as a success, warning or error message."""
-    _say(*history.describe_result(result))
+    _say(*syncs.describe_result(result))
 
 
 def _say(level: str, message: str) -> None:

@@ -12,23 +12,23 @@ from sqlalchemy.engine import Engine
 from streamlit.delta_generator import DeltaGenerator
 
 from core.access import Principal
-from core.actions import connect as connections
-from core.console import connection as setup_checklist
+from core.actions import connect
+from core.console import connection as connection_screen
 from core.errors import ConsoleError, PermissionMissing
 from core.settings import Settings
 from ui import components, resources
 
-LABELS = setup_checklist.FIELD_LABELS
+LABELS = connection_screen.FIELD_LABELS
 LOADED_KEY = "connection.loaded"
 # Where each field's error shows, under its widget; the None slot, under the form, takes errors of the whole form.
 Slots = dict[str | None, DeltaGenerator]
 
 
-def fill(loaded_for: tuple[str, int | None], stored: setup_checklist.StoredConnection | None,
+def fill(loaded_for: tuple[str, int | None], stored: connection_screen.StoredConnection | None,
          partner_name: str) -> None:
     """Fill the form once per partner edited, and again after another page dropped its widget state."""
     if st.session_state.get(LOADED_KEY) != loaded_for or "connection.app_domain" not in st.session_state:
-        values = stored.form_values() if stored else setup_checklist.blank_form_values(partner_name)
+        values = stored.form_values() if stored else connection_screen.blank_form_values(partner_name)
         st.session_state.update({f"connection.{name}": value for name, value in values.items()})
         st.session_state[LOADED_KEY] = loaded_for
 
@@ -51,10 +51,10 @@ def form(*, editing: bool, has_stored: bool) -> Slots | None:
         field("invoices_created_since", st.date_input, value=None, min_value=date(2000, 1, 1),
               max_value=resources.now().date(), help="Optional: sync only invoices created on or after this day "
                                                      "(empty: all). Not needed for a secondary integration.")
-        field("invoice_number_field", st.radio, list(setup_checklist.NUMBER_LABELS), horizontal=True,
-              format_func=setup_checklist.NUMBER_LABELS.get)
-        field("integration_role", st.radio, list(setup_checklist.ROLE_LABELS), horizontal=True,
-              format_func=setup_checklist.ROLE_LABELS.get,
+        field("invoice_number_field", st.radio, list(connection_screen.NUMBER_LABELS), horizontal=True,
+              format_func=connection_screen.NUMBER_LABELS.get)
+        field("integration_role", st.radio, list(connection_screen.ROLE_LABELS), horizontal=True,
+              format_func=connection_screen.ROLE_LABELS.get,
               help="Primary: invoices come from HaloPSA. Secondary: another system owns invoices.")
         with st.expander("Advanced"):
             field("tenant", st.text_input, help="Only if HaloPSA's API Details show a Tenant.")
@@ -66,23 +66,23 @@ def form(*, editing: bool, has_stored: bool) -> Slots | None:
 def submit(engine: Engine, principal: Principal, settings: Settings, *, new_partner: bool, slots: Slots) -> None:
     """Verify and save what was typed, showing the permission checklist; a refusal shows under the field it concerns.
     A saved primary integration then runs its backfill, shown live."""
-    entered = connections.ConnectionForm(**{name: st.session_state[f"connection.{name}"] for name in LABELS})
+    entered = connect.ConnectionForm(**{name: st.session_state[f"connection.{name}"] for name in LABELS})
     try:
         if new_partner:
-            setup_checklist.require_new_partner_name(engine, principal, entered.partner_name)
+            connection_screen.require_new_partner_name(engine, principal, entered.partner_name)
         backfill = components.LazyStatus("Backfill")  # shown only once a backfill (primary) reports progress
         with st.spinner("Checking the credentials and permissions with HaloPSA…"):
-            connected = connections.connect_and_backfill(
+            connected = connect.connect_and_backfill(
                 engine, principal, entered, now=resources.now(), settings=settings,
                 client_factory=resources.get_client_factory(), progress=backfill.update)
         backfill.close()
     except ConsoleError as exc:
-        slots.get(setup_checklist.error_field(exc), slots[None]).error(exc.message)
+        slots.get(connection_screen.error_field(exc), slots[None]).error(exc.message)
         if isinstance(exc, PermissionMissing):
-            st.markdown(setup_checklist.checklist_markdown(setup_checklist.from_missing(exc.missing)))
+            st.markdown(connection_screen.checklist_markdown(connection_screen.from_missing(exc.missing)))
         return
     st.session_state[LOADED_KEY] = None  # the next run reloads the form without the typed secret
-    st.markdown(setup_checklist.checklist_markdown(setup_checklist.from_verification(connected.verification)))
+    st.markdown(connection_screen.checklist_markdown(connection_screen.from_verification(connected.verification)))
     st.success(f"Saved the connection for {entered.partner_name}.")
     if connected.backfill is not None:
         components.show_result(connected.backfill)

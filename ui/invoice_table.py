@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from core.console import agreements, formatting
-from core.console import invoices as invoice_table
+from core.console import invoices as invoices_screen
 
 
 def _first_page() -> None:
@@ -20,11 +20,11 @@ def _all(label: str) -> Callable[[object], str]:
     return lambda value: label if value is None else str(value)
 
 
-def filters(options: invoice_table.FilterOptions) -> invoice_table.Filters:
+def filters(options: invoices_screen.FilterOptions) -> invoices_screen.Filters:
     """The filter row; sort and order come from the controls under the table (drawn later, read from their keys)."""
     names = dict(options.customers)
     search_at, customer_at, subtype_at, aging_at, eligibility_at = st.columns([3, 2, 2, 1, 2])
-    return invoice_table.Filters(
+    return invoices_screen.Filters(
         search=search_at.text_input("Search", key="invoices.search", on_change=_first_page,
                                     placeholder="Number, customer or agreement"),
         customer_halo_id=customer_at.selectbox("Customer", [None, *names], key="invoices.customer",
@@ -32,7 +32,7 @@ def filters(options: invoice_table.FilterOptions) -> invoice_table.Filters:
                                                on_change=_first_page),
         subtype=subtype_at.selectbox("Agreement subtype", [None, *options.subtypes], key="invoices.subtype",
                                      format_func=_all("All subtypes"), on_change=_first_page),
-        aging=aging_at.selectbox("Days overdue", [None, *invoice_table.AGING_BUCKETS], key="invoices.aging",
+        aging=aging_at.selectbox("Days overdue", [None, *invoices_screen.AGING_BUCKETS], key="invoices.aging",
                                  format_func=_all("Any"), on_change=_first_page),
         eligibility=eligibility_at.selectbox("Auto-pay", [None, *agreements.ELIGIBILITY_CHOICES], on_change=_first_page,
                                              key="invoices.eligibility", format_func=_all("Any")),
@@ -44,7 +44,7 @@ def filters(options: invoice_table.FilterOptions) -> invoice_table.Filters:
 def requested_page() -> tuple[int, int]:
     """The page and page size the controls under the table ask for (drawn later, read from their keys)."""
     return (st.session_state.get("invoices.page", 1),
-            st.session_state.get("invoices.page_size", invoice_table.DEFAULT_PAGE_SIZE))
+            st.session_state.get("invoices.page_size", invoices_screen.DEFAULT_PAGE_SIZE))
 
 
 def _columns(unit: str) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def _columns(unit: str) -> dict[str, Any]:
     }
 
 
-def show(result: invoice_table.InvoicePage) -> None:
+def show(result: invoices_screen.InvoicePage) -> None:
     """The totals over every filtered row, this page of rows, then the sort, order, page-size and page controls."""
     unit = f" ({result.currency or 'mixed currencies'})" if result.total_rows else ""
     count_at, total_at, due_at = st.columns(3)
@@ -78,11 +78,11 @@ def show(result: invoice_table.InvoicePage) -> None:
     st.dataframe(result.rows, hide_index=True, key="invoices.table", column_order=list(columns),
                  column_config=columns)
     sort_at, order_at, size_at, page_at = st.columns(4)
-    sort_at.selectbox("Sort by", list(invoice_table.SORTS), format_func=invoice_table.SORTS.__getitem__,
+    sort_at.selectbox("Sort by", list(invoices_screen.SORTS), format_func=invoices_screen.SORTS.__getitem__,
                       key="invoices.sort", on_change=_first_page)
     order_at.toggle("Descending", key="invoices.descending", on_change=_first_page)
-    size_at.selectbox("Rows per page", invoice_table.PAGE_SIZES, key="invoices.page_size", on_change=_first_page,
-                      index=invoice_table.PAGE_SIZES.index(invoice_table.DEFAULT_PAGE_SIZE))
+    size_at.selectbox("Rows per page", invoices_screen.PAGE_SIZES, key="invoices.page_size", on_change=_first_page,
+                      index=invoices_screen.PAGE_SIZES.index(invoices_screen.DEFAULT_PAGE_SIZE))
     st.session_state["invoices.page"] = result.page  # the page core clamped to, so the selector never overshoots
     page_at.number_input(f"Page (of {result.pages})", min_value=1, max_value=result.pages, step=1,
                          key="invoices.page")

@@ -10,9 +10,8 @@ from sqlalchemy.engine import Engine
 
 from core.demo import seed as demo
 from core.settings import Settings, load_settings
-from core.store import engine as db
-from core.sync import connector as clients
-from core.sync import runs
+from core.store import database
+from core.sync import connector, runs
 
 
 @st.cache_resource(show_spinner=False)
@@ -24,7 +23,7 @@ def get_settings() -> Settings:
                    on_release=lambda engine: engine.dispose())
 def get_engine() -> Engine:
     settings = get_settings()
-    engine = db.engine_for(settings)
+    engine = database.engine_for(settings)
     runs.recover_interrupted(engine, now=settings.now(), settings=settings)
     if demo.should_seed(engine, settings):
         demo.seed(engine, settings=settings, now=settings.now())
@@ -32,8 +31,8 @@ def get_engine() -> Engine:
 
 
 @st.cache_resource(show_spinner=False)
-def get_client_factory() -> clients.ClientFactory:
-    return clients.stored_client_factory(get_settings())
+def get_client_factory() -> connector.ClientFactory:
+    return connector.stored_client_factory(get_settings())
 
 
 def now() -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.console import syncs as history
+from core.console import syncs as syncs_screen
 
 COUNT_WIDTH = 82
 # the run table leads with what happened; who, why, requests and the error scroll in from the right
@@ -29,7 +29,7 @@ def requested_page() -> int:
     return int(st.session_state.get("syncs.page", 1)) - 1
 
 
-def runs_table(page: history.RunPage) -> None:
+def runs_table(page: syncs_screen.RunPage) -> None:
     """One page of runs and the pager under it."""
     st.session_state["syncs.page"] = page.page + 1  # clamped when the filters leave fewer pages
     st.dataframe(page.rows, hide_index=True, key="syncs.runs", column_order=list(RUN_COLUMNS),
@@ -38,7 +38,7 @@ def runs_table(page: history.RunPage) -> None:
                                        max_value=page.pages, key="syncs.page")
 
 
-def run_detail(detail: history.RunDetail) -> None:
+def run_detail(detail: syncs_screen.RunDetail) -> None:
     st.caption(detail.headline)
     for column, (name, value) in zip(st.columns(len(detail.counts)), detail.counts.items(), strict=True):
         column.metric(name, f"{value:,}")

@@ -16,7 +16,7 @@ from core.access import Principal, require_partner_data
 from core.console.formatting import amount, money
 from core.errors import BadInput, NotFound
 from core.store import audit
-from core.store.engine import inserted_id
+from core.store.database import inserted_id
 from core.store.tables import AGREEMENT_TABLE, RULE_TABLE, AuditAction, AutoPayTrigger
 
 TRIGGERS = tuple(trigger.value for trigger in AutoPayTrigger)

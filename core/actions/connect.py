@@ -17,7 +17,7 @@ from core.halopsa.app_domain import normalize_app_domain
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
 from core.store import audit
-from core.store.engine import inserted_id
+from core.store.database import inserted_id
 from core.store.secrets import secret_box
 from core.store.tables import (
     CONNECTION_TABLE,

@@ -12,7 +12,7 @@ from core.errors import NotAllowedForRole, NotFound
 from core.settings import Settings
 from core.store import audit
 from core.store.tables import CONNECTION_TABLE, AuditAction, IntegrationRole, Role, RunKind, RunTrigger
-from core.sync import engine as sync
+from core.sync import engine as sync_engine
 from core.sync.connector import ClientFactory
 from core.sync.cooldowns import LABELS
 from core.sync.runs import ProgressFn, RunResult
@@ -56,7 +56,7 @@ def start_manual_fetch(
     allowed, reason = manual_fetch_allowed(engine, partner_id)
     if not allowed:
         raise NotAllowedForRole(reason or SECONDARY_MESSAGE)
-    result = sync.run_sync(
+    result = sync_engine.run_sync(
         engine, partner_id=partner_id, kind=manual_kind, trigger=RunTrigger.MANUAL, actor=principal.user, now=now,
         settings=settings, client_factory=client_factory, progress=progress,
     )

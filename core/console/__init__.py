@@ -1,0 +1,2 @@
+"""Read models, one module per screen (plus shared formatting, partners, status, exports and charts); every function
+takes a Principal and only reads."""

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules
 from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.demo import sandbox
@@ -44,7 +44,7 @@ class DemoPartner:
     connect_after: timedelta
     role: IntegrationRole = IntegrationRole.PRIMARY
     number_field: NumberField = NumberField.HALO_ID
-    rules: dict[str, tuple[timedelta, autopay.RuleInput]] = field(default_factory=dict)
+    rules: dict[str, tuple[timedelta, autopay_rules.RuleInput]] = field(default_factory=dict)
     fetches: bool = False
 
 
@@ -52,9 +52,9 @@ DEMO_PARTNERS = (
     DemoPartner(
         "Northwind IT", "northwind.sandbox", timedelta(hours=9), number_field=NumberField.THIRD_PARTY, fetches=True,
         rules={
-            "Managed Services": (timedelta(days=3, hours=10), autopay.RuleInput(
+            "Managed Services": (timedelta(days=3, hours=10), autopay_rules.RuleInput(
                 subtype_name="Managed Services", enabled=True, trigger=AutoPayTrigger.ON_DUE_DATE, days=0)),
-            "Backup": (timedelta(days=6, hours=15), autopay.RuleInput(
+            "Backup": (timedelta(days=6, hours=15), autopay_rules.RuleInput(
                 subtype_name="Backup", enabled=True, trigger=AutoPayTrigger.DAYS_AFTER_DUE, days=3,
                 max_amount=Decimal("2500.00"))),
         },
@@ -140,7 +140,7 @@ def _people(engine: Engine, *, hour: datetime, start: datetime, partner_ids: dic
         for offset, rule in partner.rules.values():
             if hour == start + offset:
                 actor = partner_user or CS
-                autopay.save_rule(engine, actor, partner_id, rule, now=hour)
+                autopay_rules.save_rule(engine, actor, partner_id, rule, now=hour)
         if not partner.fetches or partner_user is None:
             continue
         for kind, who, minute in _presses(hour, partner_user):

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from core.access import Principal
 from core.errors import BadInput
-from core.store.engine import inserted_id
+from core.store.database import inserted_id
 from core.store.tables import USER_TABLE, Role
 
 _N, _R, _P = 2**14, 8, 1

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.errors import SyncAlreadyRunning
 from core.settings import Settings
-from core.store.engine import inserted_id
+from core.store.database import inserted_id
 from core.store.tables import ERROR_TABLE, PARTNER_TABLE, RUN_TABLE, RunCounters, RunKind, RunStatus
 from core.sync import cooldowns
 

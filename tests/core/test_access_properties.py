@@ -30,23 +30,19 @@ from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from core.access import Principal
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules, fetches
 from core.actions import connect as connections
-from core.actions import fetches as actions
-from core.console import adoption, agreements, audit_log, exports, partners, status
-from core.console import connection as setup_checklist
-from core.console import invoices as invoice_table
-from core.console import overview as fleet
-from core.console import syncs as history
+from core.console import adoption, agreements, audit_log, exports, overview, partners, status, syncs
+from core.console import connection as connection_screen
+from core.console import invoices as invoices_screen
 from core.errors import AccessDenied, ConsoleError, NotFound
 from core.halopsa import records
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
 from core.store import audit, tables, upserts
-from core.store import engine as db
+from core.store import database as db
 from core.store.tables import IntegrationRole, NumberField, Role, RunKind, RunStatus
-from core.sync import connector as clients
-from core.sync import streams
+from core.sync import connector, streams
 from halo_emulator import HaloEmulator
 from tests.support.clock import NOW, TEST_KEY
 from tests.support.factories import add_partner, add_rule, add_run
@@ -80,8 +76,8 @@ class World:
             "secret": [secret_of(prefix)],
         }
 
-    def factory(self) -> clients.ClientFactory:
-        by_partner = {pid: clients.stored_client_factory(self.settings, transport=emu.transport())
+    def factory(self) -> connector.ClientFactory:
+        by_partner = {pid: connector.stored_client_factory(self.settings, transport=emu.transport())
                       for pid, emu in self.emulators.items()}
         return lambda connection, on_event: by_partner[connection.partner_id](connection, on_event)
 
@@ -178,15 +174,16 @@ def _run_id(data: st.DataObject) -> int:
     return data.draw(st.one_of(st.integers(1, 12), st.just(987654)), label="run id")
 
 
-def _rule(data: st.DataObject) -> autopay.RuleInput:
-    return autopay.RuleInput(data.draw(st.sampled_from([*SUBTYPES, "Unknown subtype"]), label="subtype"),
+def _rule(data: st.DataObject) -> autopay_rules.RuleInput:
+    return autopay_rules.RuleInput(data.draw(st.sampled_from([*SUBTYPES, "Unknown subtype"]), label="subtype"),
                              trigger="days_after_due", days=data.draw(st.integers(0, 30), label="days"),
                              max_amount=data.draw(st.sampled_from([None, Decimal("50.00")]), label="max"))
 
 
-def _filters(data: st.DataObject) -> invoice_table.Filters:
-    return invoice_table.Filters(search=data.draw(st.sampled_from(["", "INV", "Customer", "%"]), label="search"),
-                                 aging=data.draw(st.sampled_from([None, *invoice_table.AGING_BUCKETS]), label="aging"))
+def _filters(data: st.DataObject) -> invoices_screen.Filters:
+    return invoices_screen.Filters(
+        search=data.draw(st.sampled_from(["", "INV", "Customer", "%"]), label="search"),
+        aging=data.draw(st.sampled_from([None, *invoices_screen.AGING_BUCKETS]), label="aging"))
 
 
 def _name(world: World, pid: Any) -> str:
@@ -208,22 +205,23 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
     "core.console.partners.freshness_line": ((Role.CS, Role.PARTNER), True,
         lambda w, p, pid, d: partners.freshness_line(w.engine, p, pid, now=NOW, schedule_interval=timedelta(hours=1))),
     "core.console.syncs.runs_page": ((Role.CS, Role.PARTNER), True,
-        lambda w, p, pid, d: history.runs_page(w.engine, p, pid)),
+        lambda w, p, pid, d: syncs.runs_page(w.engine, p, pid)),
     "core.console.syncs.run_detail": ((Role.CS, Role.PARTNER), True,
-                           lambda w, p, pid, d: history.run_detail(w.engine, p, pid, _run_id(d))),
+                           lambda w, p, pid, d: syncs.run_detail(w.engine, p, pid, _run_id(d))),
     "core.console.syncs.manual_fetch_states": ((Role.CS, Role.PARTNER), True,
-                                    lambda w, p, pid, d: history.manual_fetch_states(w.engine, p, pid, now=NOW)),
+                                    lambda w, p, pid, d: syncs.manual_fetch_states(w.engine, p, pid, now=NOW)),
     "core.console.syncs.chart_data": ((Role.CS, Role.PARTNER), True,
-        lambda w, p, pid, d: history.chart_data(w.engine, p, pid)),
-    "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoice_table.page(
+        lambda w, p, pid, d: syncs.chart_data(w.engine, p, pid)),
+    "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.page(
         w.engine, p, pid, _filters(d), now=NOW)),
     "core.console.invoices.filter_options": ((Role.CS, Role.PARTNER), True,
-                                     lambda w, p, pid, d: invoice_table.filter_options(w.engine, p, pid)),
-    "core.console.invoices.export_csv": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoice_table.export_csv(
+                                     lambda w, p, pid, d: invoices_screen.filter_options(w.engine, p, pid)),
+    "core.console.invoices.export_csv": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.export_csv(
         w.engine, p, pid, _filters(d), now=NOW)),
     "core.actions.autopay_rules.save_rule": ((Role.CS, Role.PARTNER), True,
-                          lambda w, p, pid, d: autopay.save_rule(w.engine, p, pid, _rule(d), now=NOW)),
-    "core.actions.autopay_rules.delete_rule": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: autopay.delete_rule(
+                          lambda w, p, pid, d: autopay_rules.save_rule(w.engine, p, pid, _rule(d), now=NOW)),
+    "core.actions.autopay_rules.delete_rule": ((Role.CS, Role.PARTNER), True,
+                                               lambda w, p, pid, d: autopay_rules.delete_rule(
         w.engine, p, pid, d.draw(st.sampled_from(SUBTYPES), label="subtype"), now=NOW)),
     "core.console.agreements.list_rules": ((Role.CS, Role.PARTNER), True,
         lambda w, p, pid, d: agreements.list_rules(w.engine, p, pid)),
@@ -232,8 +230,8 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
     "core.console.agreements.preview": ((Role.CS, Role.PARTNER), True,
                         lambda w, p, pid, d: agreements.preview(w.engine, p, pid, _rule(d), now=NOW)),
     "core.console.overview.overview": ((Role.CS,), False,
-                       lambda w, p, pid, d: fleet.overview(w.engine, p, now=NOW, settings=w.settings)),
-    "core.console.overview.worklist": ((Role.CS,), False, lambda w, p, pid, d: fleet.worklist(w.engine, p, now=NOW)),
+                       lambda w, p, pid, d: overview.overview(w.engine, p, now=NOW, settings=w.settings)),
+    "core.console.overview.worklist": ((Role.CS,), False, lambda w, p, pid, d: overview.worklist(w.engine, p, now=NOW)),
     "core.console.adoption.funnel": ((Role.CS, Role.PM), False, lambda w, p, pid, d: adoption.funnel(w.engine, p)),
     "core.console.adoption.records_per_day": ((Role.CS, Role.PM), False,
                                  lambda w, p, pid, d: adoption.records_per_day(w.engine, p, now=NOW)),
@@ -252,11 +250,12 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
     "core.console.audit_log.events": ((Role.CS,), False, lambda w, p, pid, d: audit_log.events(
         w.engine, p, partner_id=d.draw(st.sampled_from([None, pid]), label="audit partner"))),
     "core.console.connection.require_new_partner_name": ((Role.CS,), False, lambda w, p, pid, d:
-                                                 setup_checklist.require_new_partner_name(w.engine, p, _name(w, pid))),
+                                                         connection_screen.require_new_partner_name(
+                                                             w.engine, p, _name(w, pid))),
     "core.console.connection.stored_connection": ((Role.CS, Role.PARTNER), True,
-                                          lambda w, p, pid, d: setup_checklist.stored_connection(w.engine, p, pid)),
+                                          lambda w, p, pid, d: connection_screen.stored_connection(w.engine, p, pid)),
     "core.actions.fetches.start_manual_fetch": ((Role.CS, Role.PARTNER), True,
-        lambda w, p, pid, d: actions.start_manual_fetch(
+        lambda w, p, pid, d: fetches.start_manual_fetch(
             w.engine, p, partner_id=pid, kind=d.draw(st.sampled_from([RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID]),
                                                      label="kind"),
             now=NOW + timedelta(hours=d.draw(st.integers(0, 30), label="hours later")), settings=w.settings,
@@ -280,7 +279,7 @@ def _connect_and_backfill(w: World, principal: Principal, pid: int, d: Any) -> A
                                                       client_secret="umbrella-secret")).transport()
     return connections.connect_and_backfill(
         w.engine, principal, _form(w, pid, d), now=NOW, settings=w.settings, transport=transport,
-        client_factory=clients.stored_client_factory(w.settings, transport=transport))
+        client_factory=connector.stored_client_factory(w.settings, transport=transport))
 
 
 # Functions that return what the caller typed (the connection form it is checking), secret included.
@@ -364,7 +363,7 @@ def test_no_principal_ever_gets_another_partners_rows_or_a_secret(world, name, p
         or (principal.role == Role.PARTNER and target is not None and principal.partner_id == target))
     # an export audited against a partner that does not exist cannot come from the console (no partner is ever
     # deleted); it fails on the audit row's foreign key
-    assume(not (name == "invoice_table.export_csv" and target == MISSING_PARTNER and may_act))
+    assume(not (name == "invoices_screen.export_csv" and target == MISSING_PARTNER and may_act))
     before = snapshot(world.engine)
     try:
         result = call(world, principal, target, data)

@@ -23,10 +23,10 @@ from sqlmodel import SQLModel
 
 from core import cli
 from core.access import Principal
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules
 from core.actions import connect as connections
 from core.console import agreements
-from core.console import invoices as invoice_table
+from core.console import invoices as invoices_screen
 from core.errors import BadInput, ConsoleError
 from core.store.tables import Connection, Partner, Role
 from halo_emulator import HaloEmulator, serve
@@ -141,9 +141,10 @@ def partner_with_agreements(engine, settings):
 @st.composite
 def typed_rules(draw: st.DrawFn) -> dict[str, Any]:
     """What the Agreements page's widgets hold: a valid rule with some fields replaced by anything typed."""
-    trigger = draw(st.sampled_from(autopay.TRIGGERS))
+    trigger = draw(st.sampled_from(autopay_rules.TRIGGERS))
     values = {"subtype": draw(st.sampled_from(["Managed Services", "Backup"])), "enabled": draw(st.booleans()),
-              "trigger": trigger, "days": 0 if trigger == "on_due_date" else draw(st.integers(0, autopay.MAX_DAYS)),
+              "trigger": trigger,
+              "days": 0 if trigger == "on_due_date" else draw(st.integers(0, autopay_rules.MAX_DAYS)),
               "max_text": draw(st.sampled_from(["", "2500", "2,500.00", "999999999.99", "0.5"]))}
     fuzz = {"subtype": maybe(st.sampled_from([" Backup", "", "Break-fix"])), "trigger": st.text(max_size=20),
             "days": st.integers(-(10**6), 10**6),
@@ -160,9 +161,9 @@ def test_an_auto_pay_rule_as_typed_is_saved_or_refused_with_nothing_saved(engine
     subtype, enabled, trigger, days = typed["subtype"], typed["enabled"], typed["trigger"], typed["days"]
     before = snapshot(engine)
     try:
-        rule = autopay.RuleInput(subtype, enabled, trigger, days, autopay.parse_amount(typed["max_text"]))
+        rule = autopay_rules.RuleInput(subtype, enabled, trigger, days, autopay_rules.parse_amount(typed["max_text"]))
         preview = agreements.preview(engine, CS, partner_with_agreements, rule, now=NOW)
-        autopay.save_rule(engine, CS, partner_with_agreements, rule, now=NOW)
+        autopay_rules.save_rule(engine, CS, partner_with_agreements, rule, now=NOW)
     except BadInput as refused:
         event(f"refused: {refused.field}")
         assert refused.message.strip() and refused.field in ("subtype_name", "trigger", "days", "max_amount")
@@ -177,40 +178,40 @@ def test_an_auto_pay_rule_as_typed_is_saved_or_refused_with_nothing_saved(engine
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(max_amount=st.one_of(st.none(), st.decimals(allow_nan=True, allow_infinity=True)),
        days=st.one_of(st.integers(), st.floats(allow_nan=True), st.booleans(), st.text(max_size=3)),
-       trigger=st.sampled_from(autopay.TRIGGERS))
+       trigger=st.sampled_from(autopay_rules.TRIGGERS))
 def test_any_rule_value_is_valid_or_a_bad_input_never_a_crash(max_amount, days, trigger):
     try:
-        autopay.validate(autopay.RuleInput("Backup", True, trigger, days, max_amount))
+        autopay_rules.validate(autopay_rules.RuleInput("Backup", True, trigger, days, max_amount))
     except BadInput as refused:
         assert refused.message.strip()
         return
-    assert isinstance(days, int) and 0 <= days <= autopay.MAX_DAYS
-    assert max_amount is None or Decimal(0) < max_amount < autopay.MAX_AMOUNT
+    assert isinstance(days, int) and 0 <= days <= autopay_rules.MAX_DAYS
+    assert max_amount is None or Decimal(0) < max_amount < autopay_rules.MAX_AMOUNT
 
 
 # ---- invoice table filters --------------------------------------------------------------------------------------
 
 @fuzz(200)
 @given(filters=st.builds(
-    invoice_table.Filters,
+    invoices_screen.Filters,
     search=st.text(max_size=30),
     customer_halo_id=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
     subtype=st.one_of(st.none(), maybe(st.sampled_from(["Backup", "Managed Services"]))),
-    aging=st.one_of(st.none(), maybe(st.sampled_from(invoice_table.AGING_BUCKETS))),
+    aging=st.one_of(st.none(), maybe(st.sampled_from(invoices_screen.AGING_BUCKETS))),
     eligibility=st.one_of(st.none(), maybe(st.sampled_from(agreements.ELIGIBILITY_CHOICES))),
-    sort=maybe(st.sampled_from(list(invoice_table.SORTS))),
+    sort=maybe(st.sampled_from(list(invoices_screen.SORTS))),
     descending=st.booleans()),
     page=st.integers(-(2**31), 2**31), page_size=st.integers(-5, 500))
 def test_any_invoice_filter_pages_the_matching_rows_or_is_refused(engine, partner_with_agreements, filters, page,
                                                                   page_size):
     try:
-        result = invoice_table.page(engine, CS, partner_with_agreements, filters, now=NOW, page=page,
+        result = invoices_screen.page(engine, CS, partner_with_agreements, filters, now=NOW, page=page,
                                     page_size=page_size)
     except BadInput as refused:
         assert refused.message.strip() and refused.field in ("aging", "eligibility", "sort", "page_size")
         return
     assert 1 <= result.page <= result.pages and len(result.rows) <= page_size
-    assert invoice_table.export_csv(engine, CS, partner_with_agreements, filters, now=NOW).rows == result.total_rows
+    assert invoices_screen.export_csv(engine, CS, partner_with_agreements, filters, now=NOW).rows == result.total_rows
 
 
 # ---- the command line -------------------------------------------------------------------------------------------

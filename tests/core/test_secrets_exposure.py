@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 
 from core import cli
 from core.access import Principal
-from core.actions import fetches as actions
+from core.actions import fetches
 from core.console import exports, partners
-from core.console import invoices as invoice_table
+from core.console import invoices as invoices_screen
 from core.store.tables import COOLDOWN_TABLE, RUN_TABLE, Partner, PartnerStatus, Role, RunKind, RunStatus
-from core.sync import connector as clients
-from core.sync import engine as sync
+from core.sync import connector
+from core.sync import engine as sync_engine
 from halo_emulator import FaultRule, HaloEmulator, serve
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
@@ -90,7 +90,7 @@ def test_the_plaintext_secret_is_nowhere_after_connect_syncs_failures_edits_and_
     step("status", "--partner", "Acme MSP", "--json")
     exported = [step("invoices", "--partner", "Acme MSP", "--format", fmt) for fmt in ("json", "csv")]
     partner_id = partners.partner_id_by_name(engine, CS, "Acme MSP")
-    exported.append(invoice_table.export_csv(engine, CS, partner_id, invoice_table.Filters(), now=later).text)
+    exported.append(invoices_screen.export_csv(engine, CS, partner_id, invoices_screen.Filters(), now=later).text)
     exported.append(json.dumps(list(exports.invoice_export_rows(engine, CS, partner_id)), default=str))
 
     assert len(json.loads(exported[0][: exported[0].rindex("]") + 1])) == len(emu.invoices)
@@ -138,14 +138,15 @@ def test_a_run_that_cannot_decrypt_the_secret_fails_readably_keeps_the_partner_a
     emu, url = tenant
     partner_id = add_partner(engine, settings, now=NOW, app_domain=url, client_id=emu.client_id, client_secret=SECRET)
     wrong = replace(settings, secret_key=Fernet.generate_key().decode())
-    result = actions.start_manual_fetch(engine, CS, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, now=NOW,
-                                        settings=wrong, client_factory=clients.stored_client_factory(wrong))
+    result = fetches.start_manual_fetch(engine, CS, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, now=NOW,
+                                        settings=wrong, client_factory=connector.stored_client_factory(wrong))
     assert result.status == RunStatus.FAILED
     assert "cannot be decrypted" in result.error and "run this fetch again now" in result.error
     assert result.cooldown_refunded
     with engine.connect() as conn:
         assert conn.scalar(select(Partner.__table__.c.status)) == PartnerStatus.CONNECTED
         assert conn.scalar(select(RUN_TABLE.c.error_kind)) == "secret_key"
-    again = sync.run_sync(engine, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, trigger="manual", actor="cs",
-                          now=NOW, settings=settings, client_factory=clients.stored_client_factory(settings))
+    again = sync_engine.run_sync(engine, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, trigger="manual",
+                                 actor="cs", now=NOW, settings=settings,
+                                 client_factory=connector.stored_client_factory(settings))
     assert again.status == RunStatus.SUCCEEDED  # the right key: the fetch is available at once

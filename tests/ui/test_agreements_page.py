@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules
 from core.console import agreements
 from core.store.tables import AUDIT_TABLE
 from tests.support.clock import NOW
@@ -71,8 +71,8 @@ def test_a_bad_maximum_is_shown_inline_and_nothing_can_be_saved(app_as, console,
 
 def test_edit_loads_a_saved_rule_and_delete_removes_it(app_as, console, engine):
     acme = console["acme"].partner_id
-    autopay.save_rule(engine, console["acme"], acme,
-                      autopay.RuleInput("Break-fix", trigger="days_after_invoice", days=14), now=NOW)
+    autopay_rules.save_rule(engine, console["acme"], acme,
+                      autopay_rules.RuleInput("Break-fix", trigger="days_after_invoice", days=14), now=NOW)
     at = _open(app_as, "acme", console)
 
     at.button(key="agreements.edit.Break-fix").click().run()

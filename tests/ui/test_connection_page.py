@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from core.console import connection as setup_checklist
+from core.console import connection as connection_screen
 from core.demo import sandbox
 from core.halopsa.auth import CREDENTIALS_REJECTED
 from core.halopsa.config import REQUIRED_SCOPES
@@ -106,9 +106,9 @@ def test_product_managers_cannot_open_the_connection_page(app_as, page_as):
 
 def test_a_sandbox_domain_shows_its_demo_credentials(open_connection):
     at = open_connection("cs", "acme")
-    client_id, client_secret = sandbox.credentials(setup_checklist.TRAINEE_SANDBOX)
+    client_id, client_secret = sandbox.credentials(connection_screen.TRAINEE_SANDBOX)
     hint = at.info[0].value
-    assert setup_checklist.TRAINEE_SANDBOX in hint and client_id in hint and client_secret in hint
+    assert connection_screen.TRAINEE_SANDBOX in hint and client_id in hint and client_secret in hint
 
 
 @pytest.mark.parametrize(("values", "field", "words"), [

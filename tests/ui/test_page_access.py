@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe
 
 from core.access import PAGES
-from core.actions import autopay_rules as autopay
-from core.console import invoices as invoice_table
+from core.actions import autopay_rules
+from core.console import invoices as invoices_screen
 from core.store.tables import Role
 from tests.support.clock import NOW
 
@@ -96,8 +96,9 @@ def test_an_invalid_encryption_key_is_a_clear_error_when_editing_a_connection(ap
 
 def test_actions_done_through_core_are_on_the_audit_page_for_customer_success_only(app_as, page_as, engine, console):
     acme = console["acme"]
-    autopay.save_rule(engine, acme, acme.partner_id, autopay.RuleInput("Backup"), now=NOW - timedelta(minutes=2))
-    invoice_table.export_csv(engine, console["cs"], acme.partner_id, invoice_table.Filters(),
+    autopay_rules.save_rule(engine, acme, acme.partner_id, autopay_rules.RuleInput("Backup"),
+                            now=NOW - timedelta(minutes=2))
+    invoices_screen.export_csv(engine, console["cs"], acme.partner_id, invoices_screen.Filters(),
                              now=NOW - timedelta(minutes=1))
     at = app_as("cs").switch_page("pages/audit.py").run()
     events = at.dataframe[0].value

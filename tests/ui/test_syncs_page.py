@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1.errors import AppTestError
 
-from core.actions import connect as connections
+from core.actions import connect
 from core.demo import sandbox
 from core.store.tables import RUN_TABLE, RunKind, RunStatus
 from core.sync import runs
@@ -84,9 +84,9 @@ def test_a_recent_fetch_locks_its_button_with_a_countdown_and_who_ran_it(open_sy
 
 def test_a_fetch_runs_against_a_sandbox_shows_its_counts_then_counts_down(open_syncs, engine, settings, console):
     client_id, client_secret = sandbox.credentials("syncs-page.sandbox")
-    form = connections.ConnectionForm(partner_name="Sandbox MSP", app_domain="syncs-page.sandbox",
+    form = connect.ConnectionForm(partner_name="Sandbox MSP", app_domain="syncs-page.sandbox",
                                       client_id=client_id, client_secret=client_secret)
-    partner_id, _ = connections.connect(engine, console["cs"], form, now=NOW, settings=settings)
+    partner_id, _ = connect.connect(engine, console["cs"], form, now=NOW, settings=settings)
     at = open_syncs("cs")
     at.session_state["partner_id"] = partner_id
     at.run()

@@ -8,11 +8,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Date, literal, select
 
 from core.access import Principal
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules
 from core.console import agreements
 from core.errors import AccessDenied, BadInput, NotFound
-from core.store import engine as db
-from core.store import sqldates
+from core.store import database, sqldates
 from core.store.tables import AUDIT_TABLE, Role
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
@@ -20,8 +19,8 @@ from tests.support.invoice_book import add_book, invoice
 
 CS = Principal(Role.CS, "cs@example.com")
 PM = Principal(Role.PM, "pm@example.com")
-SQLITE = db.make_engine("sqlite://")
-MANAGED = autopay.RuleInput("Managed Services", trigger="on_due_date", max_amount=Decimal("2500.00"))
+SQLITE = database.make_engine("sqlite://")
+MANAGED = autopay_rules.RuleInput("Managed Services", trigger="on_due_date", max_amount=Decimal("2500.00"))
 
 
 @pytest.fixture
@@ -37,42 +36,42 @@ def _audit(engine):
 
 
 @pytest.mark.parametrize(("rule", "field"), [
-    (autopay.RuleInput(" "), "subtype_name"),
-    (autopay.RuleInput("Backup", trigger="on_the_first_monday"), "trigger"),
-    (autopay.RuleInput("Backup", trigger="days_after_due", days=-1), "days"),
-    (autopay.RuleInput("Backup", trigger="days_after_due", days=366), "days"),
-    (autopay.RuleInput("Backup", trigger="days_after_due", days=True), "days"),
-    (autopay.RuleInput("Backup", trigger="on_due_date", days=3), "days"),
-    (autopay.RuleInput("Backup", max_amount=Decimal("-1")), "max_amount"),
-    (autopay.RuleInput("Backup", max_amount=Decimal("0")), "max_amount"),
-    (autopay.RuleInput("Backup", max_amount=Decimal("10.005")), "max_amount"),
-    (autopay.RuleInput("Backup", max_amount=Decimal("1e30")), "max_amount"),
+    (autopay_rules.RuleInput(" "), "subtype_name"),
+    (autopay_rules.RuleInput("Backup", trigger="on_the_first_monday"), "trigger"),
+    (autopay_rules.RuleInput("Backup", trigger="days_after_due", days=-1), "days"),
+    (autopay_rules.RuleInput("Backup", trigger="days_after_due", days=366), "days"),
+    (autopay_rules.RuleInput("Backup", trigger="days_after_due", days=True), "days"),
+    (autopay_rules.RuleInput("Backup", trigger="on_due_date", days=3), "days"),
+    (autopay_rules.RuleInput("Backup", max_amount=Decimal("-1")), "max_amount"),
+    (autopay_rules.RuleInput("Backup", max_amount=Decimal("0")), "max_amount"),
+    (autopay_rules.RuleInput("Backup", max_amount=Decimal("10.005")), "max_amount"),
+    (autopay_rules.RuleInput("Backup", max_amount=Decimal("1e30")), "max_amount"),
 ])
 def test_validate_names_the_field_to_fix(rule, field):
     with pytest.raises(BadInput) as caught:
-        autopay.validate(rule)
+        autopay_rules.validate(rule)
     assert caught.value.field == field
 
 
 @pytest.mark.parametrize("rule", [
-    autopay.RuleInput("Backup"),
-    autopay.RuleInput("Backup", trigger="days_before_due", days=0),
-    autopay.RuleInput("Backup", trigger="days_after_invoice", days=365, max_amount=Decimal("0.01")),
+    autopay_rules.RuleInput("Backup"),
+    autopay_rules.RuleInput("Backup", trigger="days_before_due", days=0),
+    autopay_rules.RuleInput("Backup", trigger="days_after_invoice", days=365, max_amount=Decimal("0.01")),
 ])
 def test_validate_accepts_rules_at_the_edges(rule):
-    autopay.validate(rule)
+    autopay_rules.validate(rule)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("", None), ("  ", None), ("2500", Decimal("2500")),
                                                 ("2,500.50", Decimal("2500.50"))])
 def test_parse_amount_reads_what_people_type(text, expected):
-    assert autopay.parse_amount(text) == expected
+    assert autopay_rules.parse_amount(text) == expected
 
 
 @pytest.mark.parametrize("text", ["abc", "NaN", "Infinity", "12..5"])
 def test_parse_amount_refuses_non_amounts_on_the_max_amount_field(text):
     with pytest.raises(BadInput) as caught:
-        autopay.parse_amount(text)
+        autopay_rules.parse_amount(text)
     assert caught.value.field == "max_amount"
 
 
@@ -81,7 +80,7 @@ def test_parse_amount_refuses_non_amounts_on_the_max_amount_field(text):
     ("days_after_due", 3, "3 days after the due date"), ("days_after_invoice", 30, "30 days after the invoice date"),
 ])
 def test_trigger_text_reads_as_a_sentence(trigger, days, text):
-    assert autopay.trigger_text(trigger, days) == text
+    assert autopay_rules.trigger_text(trigger, days) == text
 
 
 @hypothesis_settings(max_examples=60, deadline=None)
@@ -92,7 +91,7 @@ def test_add_days_in_sql_matches_python_across_month_and_year_ends(day, days):
 
 
 def test_save_rule_creates_the_rule_and_audits_actor_time_and_rule(engine, acme):
-    rule_id = autopay.save_rule(engine, CS, acme, MANAGED, now=NOW)
+    rule_id = autopay_rules.save_rule(engine, CS, acme, MANAGED, now=NOW)
 
     [rule] = agreements.list_rules(engine, CS, acme)
     assert (rule.subtype_name, rule.enabled, rule.trigger, rule.days, rule.max_amount, rule.created_by) == (
@@ -104,10 +103,10 @@ def test_save_rule_creates_the_rule_and_audits_actor_time_and_rule(engine, acme)
 
 
 def test_saving_again_updates_the_same_rule_and_audits_old_and_new(engine, acme):
-    first = autopay.save_rule(engine, CS, acme, MANAGED, now=NOW)
+    first = autopay_rules.save_rule(engine, CS, acme, MANAGED, now=NOW)
     partner = Principal(Role.PARTNER, "ap@acme.example", acme)
     later = NOW + timedelta(hours=2)
-    second = autopay.save_rule(engine, partner, acme, autopay.RuleInput(
+    second = autopay_rules.save_rule(engine, partner, acme, autopay_rules.RuleInput(
         "Managed Services", enabled=False, trigger="days_after_due", days=3), now=later)
 
     assert first == second
@@ -121,27 +120,27 @@ def test_saving_again_updates_the_same_rule_and_audits_old_and_new(engine, acme)
 
 
 def test_delete_rule_removes_it_and_audits(engine, acme):
-    autopay.save_rule(engine, CS, acme, MANAGED, now=NOW)
-    autopay.delete_rule(engine, CS, acme, "Managed Services", now=NOW + timedelta(minutes=5))
+    autopay_rules.save_rule(engine, CS, acme, MANAGED, now=NOW)
+    autopay_rules.delete_rule(engine, CS, acme, "Managed Services", now=NOW + timedelta(minutes=5))
 
     assert agreements.list_rules(engine, CS, acme) == []
     event = _audit(engine)[-1]
     assert (event.action, event.at, event.actor) == ("mapping_change", NOW + timedelta(minutes=5), "cs@example.com")
     assert event.detail.startswith("Auto-pay rule for “Managed Services” deleted")
     with pytest.raises(NotFound):
-        autopay.delete_rule(engine, CS, acme, "Managed Services", now=NOW)
+        autopay_rules.delete_rule(engine, CS, acme, "Managed Services", now=NOW)
 
 
 def test_a_rule_needs_a_subtype_the_partner_has_synced(engine, acme):
     with pytest.raises(BadInput) as caught:
-        autopay.save_rule(engine, CS, acme, autopay.RuleInput("Hosting"), now=NOW)
+        autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Hosting"), now=NOW)
     assert caught.value.field == "subtype_name"
     assert _audit(engine) == []
 
 
 @pytest.mark.parametrize("call", [
-    lambda engine, who, partner_id: autopay.save_rule(engine, who, partner_id, MANAGED, now=NOW),
-    lambda engine, who, partner_id: autopay.delete_rule(engine, who, partner_id, "Managed Services", now=NOW),
+    lambda engine, who, partner_id: autopay_rules.save_rule(engine, who, partner_id, MANAGED, now=NOW),
+    lambda engine, who, partner_id: autopay_rules.delete_rule(engine, who, partner_id, "Managed Services", now=NOW),
     lambda engine, who, partner_id: agreements.list_rules(engine, who, partner_id),
     lambda engine, who, partner_id: agreements.subtype_summary(engine, who, partner_id, now=NOW),
     lambda engine, who, partner_id: agreements.preview(engine, who, partner_id, MANAGED, now=NOW),
@@ -171,9 +170,9 @@ def test_preview_lists_covered_invoices_with_charge_dates_and_exclusions_with_re
 
 
 @pytest.mark.parametrize(("rule", "charge_101"), [
-    (autopay.RuleInput("Managed Services", trigger="days_before_due", days=3), date(2026, 11, 4)),
-    (autopay.RuleInput("Managed Services", trigger="days_after_due", days=30), date(2026, 12, 7)),
-    (autopay.RuleInput("Managed Services", trigger="days_after_invoice", days=40), date(2026, 11, 10)),
+    (autopay_rules.RuleInput("Managed Services", trigger="days_before_due", days=3), date(2026, 11, 4)),
+    (autopay_rules.RuleInput("Managed Services", trigger="days_after_due", days=30), date(2026, 12, 7)),
+    (autopay_rules.RuleInput("Managed Services", trigger="days_after_invoice", days=40), date(2026, 11, 10)),
 ])
 def test_preview_plans_the_charge_date_from_the_trigger(engine, acme, rule, charge_101):
     result = agreements.preview(engine, CS, acme, rule, now=NOW)
@@ -185,7 +184,7 @@ def test_preview_plans_the_charge_date_from_the_trigger(engine, acme, rule, char
 
 
 def test_preview_of_a_disabled_rule_covers_nothing(engine, acme):
-    result = agreements.preview(engine, CS, acme, autopay.RuleInput("Managed Services", enabled=False), now=NOW)
+    result = agreements.preview(engine, CS, acme, autopay_rules.RuleInput("Managed Services", enabled=False), now=NOW)
 
     assert result.covered.empty and result.covered_count == 0
     reasons = dict(zip(result.reasons["reason"], result.reasons["invoices"], strict=True))
@@ -196,14 +195,14 @@ def test_preview_caps_the_rows_but_totals_every_invoice(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW)
     add_book(engine, partner_id, [invoice(i, due=date(2026, 11, 20), total=1_000) for i in range(1, 31)])
 
-    result = agreements.preview(engine, CS, partner_id, autopay.RuleInput("Managed Services"), now=NOW, limit=10)
+    result = agreements.preview(engine, CS, partner_id, autopay_rules.RuleInput("Managed Services"), now=NOW, limit=10)
 
     assert len(result.covered) == 10
     assert (result.covered_count, result.covered_cents) == (30, 30_000)
 
 
 def test_subtype_summary_counts_per_subtype_and_shows_the_mapped_rule(engine, acme):
-    autopay.save_rule(engine, CS, acme, autopay.RuleInput("Backup", trigger="days_after_due", days=1,
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Backup", trigger="days_after_due", days=1,
                                                           enabled=False), now=NOW)
 
     summary = agreements.subtype_summary(engine, CS, acme, now=NOW).set_index("subtype")

@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 
 from core.access import Principal
-from core.actions import connect as connections
+from core.actions import connect
 from core.errors import AccessDenied, BadInput
 from core.store.tables import Role
 from tests.support.clock import NOW
@@ -15,8 +15,8 @@ GOOD = {"partner_name": "Acme MSP", "app_domain": "acme", "client_id": "3f1c-cli
 
 
 def validate(engine, settings, principal=CS, **changes):
-    form = connections.ConnectionForm(**{**GOOD, **changes})
-    return connections.validate_form(engine, principal, form, settings=settings, today=NOW.date())
+    form = connect.ConnectionForm(**{**GOOD, **changes})
+    return connect.validate_form(engine, principal, form, settings=settings, today=NOW.date())
 
 
 def test_a_good_form_is_cleaned(engine, settings):

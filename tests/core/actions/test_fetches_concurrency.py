@@ -21,10 +21,10 @@ from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.errors import CooldownActive, SyncAlreadyRunning
 from core.settings import Settings
-from core.store import engine as db
+from core.store import database
 from core.store.tables import AUDIT_TABLE, COOLDOWN_TABLE, RUN_TABLE, Partner, Role, RunKind
-from core.sync import connector as clients
-from core.sync import engine as sync
+from core.sync import connector
+from core.sync import engine as sync_engine
 from halo_emulator import FaultRule, HaloEmulator, serve
 from tests.support.clock import NOW
 
@@ -66,8 +66,8 @@ def _press(engine: Any, settings: Settings, factory: Any, partner_id: int, kind:
     principal = Principal(role=Role.CS, user=f"cs-{os.getpid()}-{threading.get_ident()}@example.com")
     try:
         if kind == SCHEDULED:
-            sync.run_sync(engine, partner_id=partner_id, kind=kind, trigger="schedule", actor="scheduler", now=now,
-                          settings=settings, client_factory=factory)
+            sync_engine.run_sync(engine, partner_id=partner_id, kind=kind, trigger="schedule", actor="scheduler",
+                                 now=now, settings=settings, client_factory=factory)
         else:
             actions.start_manual_fetch(engine, principal, partner_id=partner_id, kind=kind, now=now,
                                        settings=settings, client_factory=factory)
@@ -81,8 +81,8 @@ def _press(engine: Any, settings: Settings, factory: Any, partner_id: int, kind:
 def _worker(url: str, key: str, partner_ids: list[int], log: str, barrier: Any, results: Any) -> None:
     settings = Settings(database_url=url, secret_key=key, allow_local_domains=True, rate_limit_requests=10**6,
                         page_size=50, max_attempts=2, backoff_cap_s=0.01)
-    engine = db.make_engine(url)
-    stored = clients.stored_client_factory(settings)
+    engine = database.make_engine(url)
+    stored = connector.stored_client_factory(settings)
 
     def factory(connection: Any, on_event: Any) -> Any:
         return _Logged(stored(connection, on_event), engine, connection.partner_id, Path(log))

@@ -5,7 +5,7 @@ from sqlalchemy import update
 
 from core.access import Principal
 from core.actions.connect import Verification
-from core.console import connection as setup_checklist
+from core.console import connection as connection_screen
 from core.errors import AccessDenied, BadInput, HaloUnavailable, InvalidDomain, PermissionMissing
 from core.halopsa.auth import rejection
 from core.halopsa.config import REQUIRED_SCOPES
@@ -21,13 +21,13 @@ def _states(checks):
 
 
 def test_setup_steps_name_the_auth_method_login_type_permissions_and_the_qbo_sync():
-    text = " ".join(setup_checklist.SETUP_STEPS)
+    text = " ".join(connection_screen.SETUP_STEPS)
     for phrase in ("Client ID and Secret (Services)", "Agent", "QuickBooks Online", *REQUIRED_SCOPES):
         assert phrase in text
 
 
 def test_a_verification_ticks_granted_and_crosses_missing_permissions_with_a_fix_for_each():
-    checks = setup_checklist.from_verification(
+    checks = connection_screen.from_verification(
         Verification(app_domain="https://x.halopsa.com", granted=("read:customers",),
                      missing=("admin:webhooks", "edit:invoices")))
     assert [c.scope for c in checks] == list(REQUIRED_SCOPES)
@@ -38,7 +38,7 @@ def test_a_verification_ticks_granted_and_crosses_missing_permissions_with_a_fix
 
 
 def test_a_permission_error_crosses_exactly_what_it_names():
-    checks = setup_checklist.from_missing(PermissionMissing(["edit:contracts"]).missing)
+    checks = connection_screen.from_missing(PermissionMissing(["edit:contracts"]).missing)
     assert _states(checks) == {scope: scope != "edit:contracts" for scope in REQUIRED_SCOPES}
 
 
@@ -49,7 +49,7 @@ def test_a_permission_error_crosses_exactly_what_it_names():
     ("edit:invoices", "", {s: True if s in ("edit:invoices", "read:invoices") else None for s in REQUIRED_SCOPES}),
 ])
 def test_stored_scopes_give_ticks_crosses_or_unknown(granted, missing, expected):
-    assert _states(setup_checklist.from_stored(granted, missing)) == expected
+    assert _states(connection_screen.from_stored(granted, missing)) == expected
 
 
 @pytest.mark.parametrize(("error", "field"), [
@@ -62,7 +62,7 @@ def test_stored_scopes_give_ticks_crosses_or_unknown(granted, missing, expected)
     (HaloUnavailable("down"), None),
 ])
 def test_each_error_lands_under_the_right_field(error, field):
-    assert setup_checklist.error_field(error) == field
+    assert connection_screen.error_field(error) == field
 
 
 def test_stored_connection_shows_settings_and_scopes_but_never_the_secret(engine, settings):
@@ -70,7 +70,7 @@ def test_stored_connection_shows_settings_and_scopes_but_never_the_secret(engine
     with engine.begin() as conn:
         conn.execute(update(CONNECTION_TABLE).values(granted_scopes=" ".join(REQUIRED_SCOPES),
                                                      missing_scopes="edit:invoices", last_error="lost a permission"))
-    stored = setup_checklist.stored_connection(engine, CS, partner_id)
+    stored = connection_screen.stored_connection(engine, CS, partner_id)
     assert stored.app_domain == "https://acme.halopsa.com" and stored.last_error == "lost a permission"
     assert _states(stored.permissions)["edit:invoices"] is False
     assert ("Invoices Created Since", "2026-01-01") in stored.facts
@@ -83,18 +83,18 @@ def test_stored_connection_is_scoped_to_cs_and_the_partner_itself(engine, settin
     acme = add_partner(engine, settings, now=NOW)
     other = add_partner(engine, settings, name="Other", now=NOW)
     own = Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=acme)
-    assert setup_checklist.stored_connection(engine, own, acme) is not None
+    assert connection_screen.stored_connection(engine, own, acme) is not None
     for principal, partner_id in [(own, other), (Principal(role=Role.PM, user="pm"), acme)]:
         with pytest.raises(AccessDenied):
-            setup_checklist.stored_connection(engine, principal, partner_id)
+            connection_screen.stored_connection(engine, principal, partner_id)
 
 
 def test_a_new_partner_may_not_reuse_an_existing_name(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW)
     with pytest.raises(BadInput) as refused:
-        setup_checklist.require_new_partner_name(engine, CS, "  Acme   MSP ")
+        connection_screen.require_new_partner_name(engine, CS, "  Acme   MSP ")
     assert refused.value.field == "partner_name"
-    setup_checklist.require_new_partner_name(engine, CS, "Brand New MSP")
+    connection_screen.require_new_partner_name(engine, CS, "Brand New MSP")
     with pytest.raises(AccessDenied):  # only customer success connects new partners
-        setup_checklist.require_new_partner_name(
+        connection_screen.require_new_partner_name(
             engine, Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=partner_id), "Brand New MSP")

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from core.access import Principal
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules
 from core.console import agreements
-from core.console import invoices as invoice_table
+from core.console import invoices as invoices_screen
 from core.console.invoices import Filters
 from core.errors import AccessDenied, BadInput, NotFound
 from core.store.tables import AUDIT_TABLE, Role
@@ -33,7 +33,7 @@ _NO_FILTERS = Filters()
 
 
 def _page(engine, partner_id, filters=_NO_FILTERS, **kwargs):
-    return invoice_table.page(engine, CS, partner_id, filters, now=NOW, **kwargs)
+    return invoices_screen.page(engine, CS, partner_id, filters, now=NOW, **kwargs)
 
 
 def _numbers(result):
@@ -79,7 +79,7 @@ def test_paging_returns_one_page_while_totals_cover_every_filtered_row(engine, a
     assert sorted(n for p in pages for n in p.rows["number"]) == sorted(UNPAID)
     assert all((p.total_rows, p.pages, p.due_cents) == (8, 3, everything.due_cents) for p in pages)
     assert _page(engine, acme, page=99, page_size=3).page == 3  # clamped to the last page
-    assert list(pages[0].rows.columns) == invoice_table.COLUMNS
+    assert list(pages[0].rows.columns) == invoices_screen.COLUMNS
 
 
 def test_days_overdue_and_aging_buckets_are_computed_from_now(engine, acme):
@@ -92,7 +92,7 @@ def test_days_overdue_and_aging_buckets_are_computed_from_now(engine, acme):
         "INV-101": "current", "INV-107": "current", "INV-102": "1-30", "INV-106": "1-30", "INV-108": "31-60",
         "INV-109": "31-60", "110": "61-90", "INV-103": "90+"}
     aging = result.aging.set_index("bucket")
-    assert list(aging.index) == list(invoice_table.AGING_BUCKETS)
+    assert list(aging.index) == list(invoices_screen.AGING_BUCKETS)
     assert aging.loc["90+", "amount_due"] == Decimal("3000.00")
     assert aging["invoices"].sum() == result.total_rows
     assert sum(aging["amount_due"]) * 100 == result.due_cents
@@ -111,7 +111,8 @@ def test_days_overdue_and_aging_buckets_are_computed_from_now(engine, acme):
     (Filters(subtype="Managed Services", aging="1-30"), ["INV-102", "INV-106"]),
 ])
 def test_filters_narrow_rows_and_totals(engine, acme, filters, expected):
-    autopay.save_rule(engine, CS, acme, autopay.RuleInput("Managed Services", max_amount=Decimal("2500")), now=NOW)
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Managed Services", max_amount=Decimal("2500")),
+                            now=NOW)
 
     result = _page(engine, acme, filters)
 
@@ -121,7 +122,8 @@ def test_filters_narrow_rows_and_totals(engine, acme, filters, expected):
 
 
 def test_eligibility_says_why_and_when_per_invoice(engine, acme):
-    autopay.save_rule(engine, CS, acme, autopay.RuleInput("Managed Services", max_amount=Decimal("2500")), now=NOW)
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Managed Services", max_amount=Decimal("2500")),
+                            now=NOW)
 
     assert _by_number(_page(engine, acme), "eligibility") == {
         "INV-101": "eligible (rule: on the due date, charge on 2026-11-07)",
@@ -130,14 +132,14 @@ def test_eligibility_says_why_and_when_per_invoice(engine, acme):
         "INV-103": "over maximum", "INV-106": "agreement inactive", "INV-107": "no due date",
         "INV-108": "subtype not mapped", "INV-109": "no agreement",
     }
-    autopay.save_rule(engine, CS, acme, autopay.RuleInput("Managed Services", enabled=False, trigger="days_after_due",
-                                                          days=1), now=NOW)
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Managed Services", enabled=False,
+                                                                      trigger="days_after_due", days=1), now=NOW)
     assert _by_number(_page(engine, acme), "eligibility")["INV-101"] == "rule disabled"
 
 
 def test_eligibility_agrees_with_the_rule_preview(engine, acme):
-    rule = autopay.RuleInput("Managed Services", trigger="days_before_due", days=5, max_amount=Decimal("400"))
-    autopay.save_rule(engine, CS, acme, rule, now=NOW)
+    rule = autopay_rules.RuleInput("Managed Services", trigger="days_before_due", days=5, max_amount=Decimal("400"))
+    autopay_rules.save_rule(engine, CS, acme, rule, now=NOW)
 
     preview = agreements.preview(engine, CS, acme, rule, now=NOW)
     eligible = _page(engine, acme, Filters(eligibility="eligible"))
@@ -183,9 +185,9 @@ def test_another_partners_invoices_never_appear(engine, settings, acme):
 
 
 @pytest.mark.parametrize("call", [
-    lambda engine, who, pid: invoice_table.page(engine, who, pid, Filters(), now=NOW),
-    lambda engine, who, pid: invoice_table.filter_options(engine, who, pid),
-    lambda engine, who, pid: invoice_table.export_csv(engine, who, pid, Filters(), now=NOW),
+    lambda engine, who, pid: invoices_screen.page(engine, who, pid, Filters(), now=NOW),
+    lambda engine, who, pid: invoices_screen.filter_options(engine, who, pid),
+    lambda engine, who, pid: invoices_screen.export_csv(engine, who, pid, Filters(), now=NOW),
 ])
 def test_pm_and_other_partners_get_no_invoice_rows(engine, settings, acme, call):
     globex = add_partner(engine, settings, name="Globex Partners", now=NOW)
@@ -196,7 +198,7 @@ def test_pm_and_other_partners_get_no_invoice_rows(engine, settings, acme, call)
 
 
 def test_filter_options_list_the_partners_customers_and_subtypes(engine, acme):
-    options = invoice_table.filter_options(engine, CS, acme)
+    options = invoices_screen.filter_options(engine, CS, acme)
 
     assert dict(options.customers) == {1: "Alpha Co", 2: '=HYPERLINK("http://evil.example")', 3: "Gamma Ltd"}
     assert options.subtypes == ["Backup", "Managed Services"]
@@ -205,7 +207,7 @@ def test_filter_options_list_the_partners_customers_and_subtypes(engine, acme):
 def test_csv_export_has_every_filtered_row_neutralises_formulas_and_is_audited(engine, acme):
     actor = Principal(Role.PARTNER, "ap@acme.example", acme)
 
-    export = invoice_table.export_csv(engine, actor, acme, Filters(aging="31-60", sort="number"), now=NOW)
+    export = invoices_screen.export_csv(engine, actor, acme, Filters(aging="31-60", sort="number"), now=NOW)
 
     rows = list(csv.DictReader(io.StringIO(export.text)))
     assert export.rows == 2
@@ -223,7 +225,7 @@ def test_csv_export_is_not_limited_to_one_page(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW)
     add_book(engine, partner_id, [invoice(i, due=date(2026, 11, 20), total=1_000) for i in range(1, 121)])
 
-    export = invoice_table.export_csv(engine, CS, partner_id, Filters(), now=NOW)
+    export = invoices_screen.export_csv(engine, CS, partner_id, Filters(), now=NOW)
 
     assert export.rows == 120
     assert len(export.text.strip().splitlines()) == 121
@@ -231,6 +233,6 @@ def test_csv_export_is_not_limited_to_one_page(engine, settings):
 
 def test_csv_export_of_a_partner_that_does_not_exist_is_refused_with_nothing_written(engine):
     with pytest.raises(NotFound, match="no longer exists"):
-        invoice_table.export_csv(engine, CS, 9999, Filters(), now=NOW)
+        invoices_screen.export_csv(engine, CS, 9999, Filters(), now=NOW)
     with engine.connect() as conn:
         assert conn.execute(select(AUDIT_TABLE)).all() == []

@@ -5,10 +5,10 @@ import pytest
 from sqlalchemy import event, update
 
 from core.access import Principal
-from core.console import overview as fleet
+from core.console import overview as overview_screen
 from core.console.overview import Freshness, classify_freshness
 from core.errors import AccessDenied
-from core.store import engine as db
+from core.store import database
 from core.store.tables import COOLDOWN_TABLE, Connection, IntegrationRole, Role, RunKind, RunStatus
 from tests.support.clock import NOW
 from tests.support.factories import add_agreements, add_partner, add_rule, add_run
@@ -80,7 +80,7 @@ def _by_partner(frame):
 
 
 def test_overview_lists_every_partner_with_its_state(engine, settings, fleet_of_four):
-    table = _by_partner(fleet.overview(engine, CS, now=NOW, settings=settings))
+    table = _by_partner(overview_screen.overview(engine, CS, now=NOW, settings=settings))
     assert list(table.index) == ["Broken Bits", "Healthy IT", "Scoped Ltd", "Second Co"]
     assert table["freshness"].to_dict() == {"Broken Bits": "failing", "Healthy IT": "on time",
                                             "Scoped Ltd": "failing", "Second Co": "not syncing"}
@@ -96,7 +96,7 @@ def test_overview_shows_when_a_cooldown_opens(engine, settings, fleet_of_four):
         conn.execute(update(COOLDOWN_TABLE).where(COOLDOWN_TABLE.c.partner_id == fleet_of_four["healthy"],
                                                   COOLDOWN_TABLE.c.kind == RunKind.FETCH_UNPAID)
                      .values(available_at=NOW + timedelta(hours=7, minutes=5)))
-    table = _by_partner(fleet.overview(engine, CS, now=NOW, settings=settings))
+    table = _by_partner(overview_screen.overview(engine, CS, now=NOW, settings=settings))
     assert table.loc["Healthy IT", "fetch_unpaid"] == "available at 19:05 UTC"
     assert table.loc["Healthy IT", "fetch_new_data"] == "available now"
 
@@ -107,12 +107,12 @@ def test_open_record_errors_count_only_runs_since_the_last_clean_run(engine, set
     add_run(engine, settings, partner_id, at=NOW - 3 * HOUR)  # clean: closes the five above
     add_run(engine, settings, partner_id, at=NOW - 2 * HOUR, status=RunStatus.PARTIAL, record_errors=2)
     add_run(engine, settings, partner_id, at=NOW - HOUR, status=RunStatus.PARTIAL, record_errors=1)
-    table = fleet.overview(engine, CS, now=NOW, settings=settings)
+    table = overview_screen.overview(engine, CS, now=NOW, settings=settings)
     assert table.loc[0, "open_record_errors"] == 3
 
 
 def test_worklist_gives_each_reason_with_a_next_step(engine, fleet_of_four):
-    items = fleet.worklist(engine, CS, now=NOW)
+    items = overview_screen.worklist(engine, CS, now=NOW)
     reasons = {(row.partner, row.reason): row for row in items.itertuples()}
     assert set(reasons) == {
         ("Broken Bits", "Latest runs failing"),
@@ -132,18 +132,18 @@ def test_worklist_gives_each_reason_with_a_next_step(engine, fleet_of_four):
 def test_a_connected_partner_that_never_synced_is_on_the_worklist_after_a_day(engine, settings):
     add_partner(engine, settings, name="Fresh", now=NOW - 2 * HOUR)
     add_partner(engine, settings, name="Forgotten", now=NOW - 25 * HOUR)
-    items = fleet.worklist(engine, CS, now=NOW)
+    items = overview_screen.worklist(engine, CS, now=NOW)
     assert items[["partner", "reason"]].values.tolist() == [["Forgotten", "No successful sync in 24 h"]]
     assert items.loc[0, "detail"] == "Connected, never synced."
 
 
 def test_filters_combine_role_freshness_and_text(engine, settings, fleet_of_four):
-    table = fleet.overview(engine, CS, now=NOW, settings=settings)
-    assert list(fleet.filter_overview(table, states=["failing"])["partner"]) == ["Broken Bits", "Scoped Ltd"]
-    assert list(fleet.filter_overview(table, roles=["secondary"])["partner"]) == ["Second Co"]
-    assert list(fleet.filter_overview(table, search="CONTRACTS")["partner"]) == ["Scoped Ltd"]
-    assert fleet.filter_overview(table, roles=["secondary"], states=["failing"]).empty
-    assert fleet.freshness_counts(table) == {"on time": 1, "late": 0, "failing": 2, "not syncing": 1,
+    table = overview_screen.overview(engine, CS, now=NOW, settings=settings)
+    assert list(overview_screen.filter_overview(table, states=["failing"])["partner"]) == ["Broken Bits", "Scoped Ltd"]
+    assert list(overview_screen.filter_overview(table, roles=["secondary"])["partner"]) == ["Second Co"]
+    assert list(overview_screen.filter_overview(table, search="CONTRACTS")["partner"]) == ["Scoped Ltd"]
+    assert overview_screen.filter_overview(table, roles=["secondary"], states=["failing"]).empty
+    assert overview_screen.freshness_counts(table) == {"on time": 1, "late": 0, "failing": 2, "not syncing": 1,
                                              "not connected": 0}
 
 
@@ -160,8 +160,8 @@ def _queries_for(engine, settings, partners):
 
     event.listen(engine, "before_cursor_execute", count)
     try:
-        overview = fleet.overview(engine, CS, now=NOW, settings=settings)
-        worklist = fleet.worklist(engine, CS, now=NOW)
+        overview = overview_screen.overview(engine, CS, now=NOW, settings=settings)
+        worklist = overview_screen.worklist(engine, CS, now=NOW)
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert len(overview) == partners and len(worklist) == partners
@@ -170,7 +170,7 @@ def _queries_for(engine, settings, partners):
 
 def test_overview_and_worklist_use_the_same_number_of_queries_for_2_and_20_partners(engine, settings, tmp_path):
     other_settings = replace(settings, database_url=f"sqlite:///{tmp_path / 'other.db'}")
-    other = db.engine_for(other_settings)
+    other = database.engine_for(other_settings)
     try:
         assert _queries_for(engine, settings, 2) == _queries_for(other, other_settings, 20)
     finally:
@@ -183,13 +183,13 @@ def test_overview_and_worklist_use_the_same_number_of_queries_for_2_and_20_partn
 ])
 def test_only_customer_success_sees_the_fleet(engine, settings, fleet_of_four, principal):
     with pytest.raises(AccessDenied):
-        fleet.overview(engine, principal, now=NOW, settings=settings)
+        overview_screen.overview(engine, principal, now=NOW, settings=settings)
     with pytest.raises(AccessDenied):
-        fleet.worklist(engine, principal, now=NOW)
+        overview_screen.worklist(engine, principal, now=NOW)
 
 
 def test_an_empty_fleet_gives_empty_tables(engine, settings):
-    table = fleet.overview(engine, CS, now=NOW, settings=settings)
-    assert table.empty and list(table.columns) == fleet.OVERVIEW_COLUMNS
-    assert fleet.filter_overview(table, search="x").empty
-    assert fleet.worklist(engine, CS, now=NOW).empty
+    table = overview_screen.overview(engine, CS, now=NOW, settings=settings)
+    assert table.empty and list(table.columns) == overview_screen.OVERVIEW_COLUMNS
+    assert overview_screen.filter_overview(table, search="x").empty
+    assert overview_screen.worklist(engine, CS, now=NOW).empty

@@ -3,7 +3,7 @@ from datetime import date, timedelta
 import pytest
 
 from core.access import Principal
-from core.console import syncs as history
+from core.console import syncs
 from core.errors import AccessDenied, NotFound
 from core.halopsa.records import RecordError
 from core.store.tables import IntegrationRole, Role, RunCounters, RunKind, RunStatus
@@ -43,18 +43,18 @@ def two_partners(engine, settings):
 def test_a_partner_user_asking_for_another_partners_runs_is_denied(engine, two_partners):
     acme, globex = two_partners
     own = Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=acme)
-    assert history.runs_page(engine, own, acme).total == 5
+    assert syncs.runs_page(engine, own, acme).total == 5
     with pytest.raises(AccessDenied):
-        history.runs_page(engine, own, globex)
+        syncs.runs_page(engine, own, globex)
     with pytest.raises(AccessDenied):
-        history.manual_fetch_states(engine, own, globex, now=NOW)
+        syncs.manual_fetch_states(engine, own, globex, now=NOW)
 
 
 @pytest.mark.parametrize("call", [
-    lambda engine, pid: history.runs_page(engine, PM, pid),
-    lambda engine, pid: history.chart_data(engine, PM, pid),
-    lambda engine, pid: history.manual_fetch_states(engine, PM, pid, now=NOW),
-    lambda engine, pid: history.run_detail(engine, PM, pid, 1),
+    lambda engine, pid: syncs.runs_page(engine, PM, pid),
+    lambda engine, pid: syncs.chart_data(engine, PM, pid),
+    lambda engine, pid: syncs.manual_fetch_states(engine, PM, pid, now=NOW),
+    lambda engine, pid: syncs.run_detail(engine, PM, pid, 1),
 ])
 def test_product_managers_never_get_a_partners_runs(engine, two_partners, call):
     with pytest.raises(AccessDenied):
@@ -62,9 +62,9 @@ def test_product_managers_never_get_a_partners_runs(engine, two_partners, call):
 
 
 def test_runs_page_is_newest_first_with_labels_and_durations(engine, two_partners):
-    page = history.runs_page(engine, CS, two_partners[0])
+    page = syncs.runs_page(engine, CS, two_partners[0])
     rows = page.rows
-    assert list(rows.columns) == history.RUN_COLUMNS
+    assert list(rows.columns) == syncs.RUN_COLUMNS
     assert rows["Started (UTC)"].is_monotonic_decreasing
     assert set(rows["Kind"]) == {"Scheduled"} and set(rows["Status"]) == {"Succeeded", "Failed"}
     assert set(rows["Duration (s)"]) == {120.0}
@@ -72,39 +72,39 @@ def test_runs_page_is_newest_first_with_labels_and_durations(engine, two_partner
 
 
 @pytest.mark.parametrize(("filters", "expected"), [
-    (history.RunFilter(statuses=("failed",)), 1),
-    (history.RunFilter(kinds=("backfill",)), 0),
-    (history.RunFilter(kinds=("scheduled",), statuses=("succeeded",)), 4),
-    (history.RunFilter(start=date(2026, 10, 31)), 3),
-    (history.RunFilter(start=date(2026, 10, 30), end=date(2026, 10, 31)), 2),
-    (history.RunFilter(end=date(2026, 10, 28)), 0),
+    (syncs.RunFilter(statuses=("failed",)), 1),
+    (syncs.RunFilter(kinds=("backfill",)), 0),
+    (syncs.RunFilter(kinds=("scheduled",), statuses=("succeeded",)), 4),
+    (syncs.RunFilter(start=date(2026, 10, 31)), 3),
+    (syncs.RunFilter(start=date(2026, 10, 30), end=date(2026, 10, 31)), 2),
+    (syncs.RunFilter(end=date(2026, 10, 28)), 0),
 ])
 def test_filters_by_kind_status_and_inclusive_utc_days(engine, two_partners, filters, expected):
-    assert history.runs_page(engine, CS, two_partners[0], filters=filters).total == expected
+    assert syncs.runs_page(engine, CS, two_partners[0], filters=filters).total == expected
 
 
 def test_filter_from_date_picker_values():
-    assert history.RunFilter.from_inputs([], [], ()) == history.RunFilter()
-    picking = history.RunFilter.from_inputs(["scheduled"], [], (date(2026, 11, 1),))
+    assert syncs.RunFilter.from_inputs([], [], ()) == syncs.RunFilter()
+    picking = syncs.RunFilter.from_inputs(["scheduled"], [], (date(2026, 11, 1),))
     assert (picking.start, picking.end, picking.kinds) == (date(2026, 11, 1), date(2026, 11, 1), ("scheduled",))
-    reversed_range = history.RunFilter.from_inputs([], ["failed"], (date(2026, 11, 2), date(2026, 10, 1)))
+    reversed_range = syncs.RunFilter.from_inputs([], ["failed"], (date(2026, 11, 2), date(2026, 10, 1)))
     assert (reversed_range.start, reversed_range.end) == (date(2026, 10, 1), date(2026, 11, 2))
 
 
 def test_pages_are_bounded_and_clamped_to_the_last_page(engine, two_partners):
     acme = two_partners[0]
-    second = history.runs_page(engine, CS, acme, page=1, page_size=2)
+    second = syncs.runs_page(engine, CS, acme, page=1, page_size=2)
     assert (second.total, second.pages, len(second.rows)) == (5, 3, 2)
-    beyond = history.runs_page(engine, CS, acme, page=99, page_size=2)
+    beyond = syncs.runs_page(engine, CS, acme, page=99, page_size=2)
     assert beyond.page == 2 and len(beyond.rows) == 1
-    assert history.runs_page(engine, CS, acme, page_size=10_000).page_size == history.MAX_PAGE_SIZE
+    assert syncs.runs_page(engine, CS, acme, page_size=10_000).page_size == syncs.MAX_PAGE_SIZE
     assert set(second.choices) == set(second.rows["Run"])
 
 
 def test_an_empty_history_gives_an_empty_table_with_its_columns(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW)
-    page = history.runs_page(engine, CS, partner_id)
-    assert page.total == 0 and page.pages == 1 and list(page.rows.columns) == history.RUN_COLUMNS
+    page = syncs.runs_page(engine, CS, partner_id)
+    assert page.total == 0 and page.pages == 1 and list(page.rows.columns) == syncs.RUN_COLUMNS
 
 
 def test_run_detail_lists_each_record_error_with_its_reason(engine, settings, two_partners):
@@ -112,42 +112,42 @@ def test_run_detail_lists_each_record_error_with_its_reason(engine, settings, tw
     errors = [RecordError("invoice", 7, "total is not a number", {"id": 7}),
               RecordError("customer", None, "record has no id", {"name": "x"})]
     run_id = _run(engine, settings, acme, at=NOW - timedelta(minutes=30), status=RunStatus.PARTIAL, errors=errors)
-    detail = history.run_detail(engine, CS, acme, run_id)
+    detail = syncs.run_detail(engine, CS, acme, run_id)
     assert detail.errors_total == 2 and detail.counts["Rejected"] == 2
     assert list(detail.errors["Reason"]) == ["total is not a number", "record has no id"]
     assert f"run #{run_id}" in detail.headline and "partial" in detail.headline
     with pytest.raises(NotFound):
-        history.run_detail(engine, CS, globex, run_id)
+        syncs.run_detail(engine, CS, globex, run_id)
 
 
 def test_manual_fetch_states_say_who_ran_it_last_what_it_found_and_when_it_opens(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW)
     _run(engine, settings, partner_id, at=NOW - timedelta(minutes=20), kind=RunKind.FETCH_NEW_DATA, manual=True,
          actor="ap@acme.example", created=3, updated=5)
-    states = {s.kind: s for s in history.manual_fetch_states(engine, CS, partner_id, now=NOW)}
+    states = {s.kind: s for s in syncs.manual_fetch_states(engine, CS, partner_id, now=NOW)}
     new_data, unpaid = states["fetch_new_data"], states["fetch_unpaid"]
     assert new_data.locked and new_data.remaining == timedelta(minutes=40)
     assert new_data.availability == "Available in 0:40:00, at 2026-11-02 12:40:00 UTC."
     assert new_data.last_run == ("Last run by ap@acme.example at 2026-11-02 11:40:00 UTC, succeeded: "
                                  "3 created, 5 updated.")
     assert not unpaid.locked and unpaid.availability == "Available now." and unpaid.last_run == "Not run yet."
-    later = {s.kind: s for s in history.manual_fetch_states(engine, CS, partner_id, now=NOW + timedelta(minutes=40))}
+    later = {s.kind: s for s in syncs.manual_fetch_states(engine, CS, partner_id, now=NOW + timedelta(minutes=40))}
     assert not later["fetch_new_data"].locked
 
 
 def test_countdown_rounds_up_so_it_never_reads_zero_while_locked():
-    assert history.countdown(timedelta(milliseconds=1)) == "0:00:01"
-    assert history.countdown(timedelta(hours=11, minutes=59, seconds=59)) == "11:59:59"
+    assert syncs.countdown(timedelta(milliseconds=1)) == "0:00:01"
+    assert syncs.countdown(timedelta(hours=11, minutes=59, seconds=59)) == "11:59:59"
 
 
 def test_chart_data_counts_runs_per_day_and_status_in_sql(engine, two_partners):
-    data = history.chart_data(engine, CS, two_partners[0])
+    data = syncs.chart_data(engine, CS, two_partners[0])
     assert data.daily["runs"].sum() == 5
     assert data.daily.loc[data.daily["status"] == "failed", "runs"].tolist() == [1]
     assert len(data.per_run) == 5 and data.per_run["started_at"].is_monotonic_increasing
     assert set(data.per_run["duration_s"]) == {120.0}
-    limited = history.chart_data(engine, CS, two_partners[0], run_limit=2,
-                                 filters=history.RunFilter(statuses=("succeeded",)))
+    limited = syncs.chart_data(engine, CS, two_partners[0], run_limit=2,
+                                 filters=syncs.RunFilter(statuses=("succeeded",)))
     assert len(limited.per_run) == 2 and set(limited.per_run["status"]) == {"succeeded"}
 
 
@@ -163,5 +163,5 @@ def _result(status, *, error=None, rejected=0, refunded=False):
      "The cooldown was not used"),
 ])
 def test_describe_result_reads_as_plain_words(result, level, words):
-    got_level, message = history.describe_result(result)
+    got_level, message = syncs.describe_result(result)
     assert got_level == level and words in message

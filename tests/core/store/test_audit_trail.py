@@ -9,15 +9,14 @@ import pytest
 
 from core import cli
 from core.access import Principal
-from core.actions import autopay_rules as autopay
+from core.actions import autopay_rules, fetches
 from core.actions import connect as connections
-from core.actions import fetches as actions
 from core.console import agreements, audit_log
-from core.console import invoices as invoice_table
+from core.console import invoices as invoices_screen
 from core.errors import AccessDenied
 from core.store.tables import Role, RunKind
-from core.sync import connector as clients
-from core.sync import engine as sync
+from core.sync import connector
+from core.sync import engine as sync_engine
 from halo_emulator import HaloEmulator, serve
 from tests.support.clock import NOW
 
@@ -35,15 +34,15 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
         connections.connect(engine, owner, connections.ConnectionForm(
             partner_name="Acme MSP", app_domain=server.url, client_id=emu.client_id, client_secret="",
             invoice_number_field="third_party"), now=at, settings=settings)
-        factory = clients.stored_client_factory(settings)
-        sync.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger="connect", actor=CS.user, now=at,
-                      settings=settings, client_factory=factory)  # a sync is a run, not an audited action
-        actions.start_manual_fetch(engine, owner, partner_id=partner_id, kind=RunKind.FETCH_UNPAID,
+        factory = connector.stored_client_factory(settings)
+        sync_engine.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger="connect", actor=CS.user,
+                             now=at, settings=settings, client_factory=factory)  # a run, not an audited action
+        fetches.start_manual_fetch(engine, owner, partner_id=partner_id, kind=RunKind.FETCH_UNPAID,
                                    now=at + timedelta(minutes=1), settings=settings, client_factory=factory)
         subtype = agreements.subtype_summary(engine, CS, partner_id, now=at)["subtype"].iloc[0]
-        autopay.save_rule(engine, CS, partner_id, autopay.RuleInput(subtype), now=at + timedelta(minutes=2))
-        autopay.delete_rule(engine, owner, partner_id, subtype, now=at + timedelta(minutes=3))
-        invoice_table.export_csv(engine, owner, partner_id, invoice_table.Filters(), now=at + timedelta(minutes=4))
+        autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput(subtype), now=at + timedelta(minutes=2))
+        autopay_rules.delete_rule(engine, owner, partner_id, subtype, now=at + timedelta(minutes=3))
+        invoices_screen.export_csv(engine, owner, partner_id, invoices_screen.Filters(), now=at + timedelta(minutes=4))
         for key, value in {"DATABASE_URL": settings.database_url, "HALO_CONSOLE_SECRET_KEY": settings.secret_key,
                            "HALO_CONSOLE_NOW": (at + timedelta(minutes=5)).isoformat(), "USER": "ops"}.items():
             monkeypatch.setenv(key, value)

@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 
 from core.access import Principal
 from core.actions import connect as connections
-from core.actions import fetches as actions
+from core.actions import fetches
 from core.errors import CooldownActive, NotAllowedForRole
 from core.store.tables import INVOICE_TABLE, IntegrationRole, Role, RunKind, RunStatus, SyncRecordError
-from core.sync import connector as clients
-from core.sync import engine as sync
+from core.sync import connector
+from core.sync import engine as sync_engine
 from halo_emulator import FaultRule, HaloEmulator
 from tests.support.clock import NOW
 from tests.support.halo_state import differences, expected_invoices, stored_invoices
@@ -41,14 +41,14 @@ def connect(engine, settings, emu, *, role=IntegrationRole.PRIMARY, number_field
 
 
 def run(engine, settings, emu, partner_id, kind, trigger="schedule"):
-    factory = clients.stored_client_factory(settings, transport=emu.transport())
-    return sync.run_sync(engine, partner_id=partner_id, kind=kind, trigger=trigger, actor="test", now=emu.now,
+    factory = connector.stored_client_factory(settings, transport=emu.transport())
+    return sync_engine.run_sync(engine, partner_id=partner_id, kind=kind, trigger=trigger, actor="test", now=emu.now,
                          settings=settings, client_factory=factory)
 
 
 def manual(engine, settings, emu, partner_id, kind):
-    factory = clients.stored_client_factory(settings, transport=emu.transport())
-    return actions.start_manual_fetch(engine, CS, partner_id=partner_id, kind=kind, now=emu.now, settings=settings,
+    factory = connector.stored_client_factory(settings, transport=emu.transport())
+    return fetches.start_manual_fetch(engine, CS, partner_id=partner_id, kind=kind, now=emu.now, settings=settings,
                                       client_factory=factory)
 
 

@@ -24,8 +24,8 @@ from core.actions import fetches as actions
 from core.errors import CooldownActive
 from core.halopsa.config import REQUIRED_SCOPES
 from core.store.tables import Partner, PartnerStatus, Role, RunKind, RunStatus
-from core.sync import connector as clients
-from core.sync import engine as sync
+from core.sync import connector
+from core.sync import engine as sync_engine
 from core.sync.runs import RunResult
 from core.sync.window import NEW_DATA_SPAN
 from halo_emulator import FaultRule, HaloEmulator, serve
@@ -193,10 +193,10 @@ class Tenant:
 
     def run(self, kind: str) -> RunResult:
         """The run as a person or the scheduler starts it: manual fetches through the action, with cooldowns."""
-        factory = clients.stored_client_factory(self.settings)
+        factory = connector.stored_client_factory(self.settings)
         if kind == RunKind.BACKFILL:
-            return sync.run_sync(self.engine, partner_id=self.partner_id, kind=kind, trigger="connect", actor="t",
-                                 now=self.emu.now, settings=self.settings, client_factory=factory)
+            return sync_engine.run_sync(self.engine, partner_id=self.partner_id, kind=kind, trigger="connect",
+                                        actor="t", now=self.emu.now, settings=self.settings, client_factory=factory)
         return actions.start_manual_fetch(self.engine, CS, partner_id=self.partner_id, kind=kind, now=self.emu.now,
                                           settings=self.settings, client_factory=factory)
 

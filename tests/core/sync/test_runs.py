@@ -6,8 +6,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from core.errors import CooldownActive, SyncAlreadyRunning
-from core.store import engine as db
-from core.store import tables
+from core.store import database, tables
 from core.store.tables import Partner, RunKind, RunStatus, SyncRun
 from core.sync import runs
 from tests.support.clock import NOW
@@ -46,7 +45,7 @@ def _press(url, secret_key, partner_id, results, barrier):
     from core.settings import Settings
 
     settings = Settings(database_url=url, secret_key=secret_key)
-    engine = db.make_engine(url)
+    engine = database.make_engine(url)
     barrier.wait()
     try:
         runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.FETCH_NEW_DATA,

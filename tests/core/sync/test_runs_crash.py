@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from core import cli
 from core.access import Principal
-from core.actions import connect as connections
+from core.actions import connect
 from core.settings import PROJECT_ROOT
-from core.store import engine as db
+from core.store import database as db
 from core.store import tables
 from core.store.tables import Partner, Role, RunStatus
 from core.sync import runs
@@ -53,9 +53,9 @@ def _environment(settings) -> dict[str, str]:
 def _connected_database(settings, emu, url) -> None:
     """A fresh database with the partner connected (credentials verified) but never synced."""
     engine = db.engine_for(settings)
-    form = connections.ConnectionForm(partner_name=PARTNER, app_domain=url, client_id=emu.client_id,
+    form = connect.ConnectionForm(partner_name=PARTNER, app_domain=url, client_id=emu.client_id,
                                       client_secret=emu.client_secret)
-    connections.connect(engine, CS, form, now=NOW, settings=settings)
+    connect.connect(engine, CS, form, now=NOW, settings=settings)
     engine.dispose()
 
 

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pandas as pd
 
-from core.console import syncs as history
+from core.console import syncs
 from core.console.charts import sync_history
 from tests.support.clock import NOW
 
@@ -16,7 +16,7 @@ PER_RUN = pd.DataFrame({
     "created": [50, 26, 2, 1, 0], "updated": [1, 1, 1, 1, 0],
     "duration_s": [120.0, 120.0, 120.0, 120.0, None],
 })
-data = history.ChartData(daily=DAILY, per_run=PER_RUN)
+data = syncs.ChartData(daily=DAILY, per_run=PER_RUN)
 
 
 def test_runs_over_time_stacks_one_coloured_trace_per_status():
@@ -45,7 +45,7 @@ def test_duration_per_run_is_in_seconds_and_skips_runs_still_going():
 
 
 def test_empty_history_still_titles_its_axes_and_says_why_it_is_blank():
-    empty = history.ChartData(daily=pd.DataFrame(columns=["day", "status", "runs"]),
+    empty = syncs.ChartData(daily=pd.DataFrame(columns=["day", "status", "runs"]),
                               per_run=pd.DataFrame(columns=["run_id", "kind", "status", "started_at", "created",
                                                             "updated", "duration_s"]))
     for fig in (sync_history.runs_over_time_figure(empty.daily), sync_history.records_per_run_figure(empty.per_run),

@@ -11,7 +11,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
 
 from core.settings import Settings
-from core.store import tables as models  # noqa: F401  (registers the tables before create_all)
+from core.store import tables  # noqa: F401  (registers the tables before create_all)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,43 @@
+from datetime import date, timedelta
+
+import pytest
+
+from core.halopsa import records
+from core.store.tables import SyncRun
+from core.sync import streams
+from core.sync.streams import AGREEMENTS, CUSTOMERS, INVOICES
+from tests.support.clock import NOW
+
+
+def _invoice(halo_id: int, invoice_date: date | None) -> records.Invoice:
+    return records.Invoice(halo_id=halo_id, invoice_number=str(halo_id), third_party_number=None, customer_halo_id=1,
+                           customer_name="Globex", agreement_halo_id=None, agreement_ref=None,
+                           invoice_date=invoice_date, due_date=None, total_cents=100, amount_paid_cents=0,
+                           amount_due_cents=100, currency="USD", posted=True, voided=False, last_modified=NOW)
+
+
+class _Connection:
+    invoices_created_since = date(2026, 10, 1)
+    invoice_number_field = "third_party"
+
+
+@pytest.mark.parametrize("stream", [CUSTOMERS, AGREEMENTS, INVOICES])
+def test_every_stream_counts_what_it_sees_in_a_run_counter_and_writes_only_its_table_columns(stream):
+    assert stream.seen_counter in SyncRun.model_fields
+    assert set(stream.fields) <= set(stream.table.c.keys())
+
+
+def test_invoices_created_since_keeps_newer_and_undated_invoices_only():
+    found = [_invoice(1, date(2026, 9, 30)), _invoice(2, date(2026, 10, 1)), _invoice(3, None)]
+    assert [r.halo_id for r in INVOICES.keep(_Connection(), found)] == [2, 3]
+    assert CUSTOMERS.keep(_Connection(), found) == found  # the cut-off is for invoices only
+
+
+def test_the_invoice_row_follows_the_connections_number_field():
+    row = INVOICES.row_builder(_Connection())(_invoice(7, NOW.date() - timedelta(days=1)))
+    assert (row["display_number"], row["number_is_fallback"], row["status"]) == ("7", True, "unpaid")
+    assert streams.display_number(7, "INV-7", "third_party") == ("INV-7", False)
+
+
+def test_agreements_are_only_ever_listed_whole():
+    assert AGREEMENTS.list_changed is None and CUSTOMERS.list_changed and INVOICES.list_changed
