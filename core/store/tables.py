@@ -118,6 +118,22 @@ class AuditAction(StrEnum):
     MANUAL_FETCH = "manual_fetch"
     MAPPING_CHANGE = "mapping_change"
     EXPORT = "export"
+    CANCEL_SYNC = "cancel_sync"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Lane(StrEnum):
+    """Long jobs (first backfills, unpaid refreshes) may hold only some of a worker's threads, so short ones (scheduled
+    syncs, Fetch new data) are never stuck behind them."""
+
+    SHORT = "short"
+    LONG = "long"
 
 
 class AutoPayTrigger(StrEnum):
@@ -284,6 +300,9 @@ class SyncRun(RunCounters, table=True):
     window_start: datetime | None = utc_field()
     window_end: datetime | None = utc_field()
     worker: str | None = None
+    job_id: int | None = Field(default=None, index=True)
+    message: str | None = None  # the latest progress line ("Invoices: 1,200 read", "HaloPSA is rate limiting; …")
+    waiting_until: datetime | None = utc_field()  # set while the run waits (rate limit, retry), cleared after
     error_kind: ErrorKind | None = enum_field(ErrorKind, nullable=True)
     error: str | None = None
 
@@ -308,7 +327,34 @@ class Cooldown(SQLModel, table=True):
     last_started_at: datetime | None = utc_field()
     last_actor: str | None = None
     last_run_id: int | None = None
+    last_job_id: int | None = None
     refused_count: int = 0
+
+
+class Job(SQLModel, table=True):
+    """A sync asked for: queued until a worker claims it under a lease, then done or cancelled. `active_key`
+    ("partner:kind") is set only while queued or running, so a unique index allows one such job per partner and kind."""
+
+    __table_args__ = (Index("ix_job_claim", "state", "not_before"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id", index=True)
+    kind: RunKind = enum_field(RunKind)
+    trigger: RunTrigger = enum_field(RunTrigger)
+    requested_by: str
+    lane: Lane = enum_field(Lane, Lane.SHORT)
+    state: JobState = enum_field(JobState, JobState.QUEUED)
+    active_key: str | None = Field(default=None, unique=True)
+    not_before: datetime = utc_field(nullable=False)
+    created_at: datetime = utc_field(nullable=False)
+    started_at: datetime | None = utc_field()
+    finished_at: datetime | None = utc_field()
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = utc_field()
+    lease_epoch: int = 0
+    attempts: int = 0
+    run_id: int | None = None
+    cancel_requested_by: str | None = None
+    outcome: str | None = None  # why it ended or was handed back, in plain words
 
 
 class AuditEvent(SQLModel, table=True):
@@ -343,6 +389,7 @@ RULE_TABLE = _table(AutoPayRule)
 RUN_TABLE = _table(SyncRun)
 ERROR_TABLE = _table(SyncRecordError)
 COOLDOWN_TABLE = _table(Cooldown)
+JOB_TABLE = _table(Job)
 AUDIT_TABLE = _table(AuditEvent)
 USER_TABLE = _table(User)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)
