@@ -37,6 +37,8 @@ class ErrorKind(StrEnum):
     REFUSED = "refused"
     COOLDOWN = "cooldown"
     ALREADY_RUNNING = "already_running"
+    ALREADY_QUEUED = "already_queued"
+    CANCELLED = "cancelled"
     HALO = "halo"
     AUTH = "auth"
     PERMISSIONS = "permissions"
@@ -127,6 +129,18 @@ class SyncAlreadyRunning(Refused):
         super().__init__(
             f"A {run_kind.replace('_', ' ')} sync for {partner_name} is already running "
             f"(started {started_at.strftime('%Y-%m-%d %H:%M:%S')} UTC). Wait for it to finish, then try again."
+        )
+
+
+class SyncAlreadyQueued(Refused):
+    kind = ErrorKind.ALREADY_QUEUED
+
+    def __init__(self, partner_name: str, run_kind: str, state: str, since: datetime) -> None:
+        self.since = since
+        waiting = "is already running" if state == "running" else "is already queued"
+        super().__init__(
+            f"A {run_kind.replace('_', ' ')} sync for {partner_name} {waiting} (since "
+            f"{since.strftime('%Y-%m-%d %H:%M:%S')} UTC). Its progress shows on the Syncs page; wait for it to finish."
         )
 
 

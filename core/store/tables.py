@@ -89,6 +89,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     RATE_LIMITED = "rate_limited"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
 
 class InvoiceStatus(StrEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 
 from core.errors import CooldownActive
@@ -37,7 +37,8 @@ def ensure_rows(conn: Connection, partner_id: int) -> None:
 
 
 def claim(
-    conn: Connection, *, partner_id: int, kind: str, run_id: int, actor: str, now: datetime, settings: Settings
+    conn: Connection, *, partner_id: int, kind: str, actor: str, now: datetime, settings: Settings,
+    run_id: int | None = None, job_id: int | None = None,
 ) -> datetime:
     """Take the cooldown for one manual fetch or raise CooldownActive; returns when it becomes available again."""
     until = now + cooldown_length(kind, settings)
@@ -46,7 +47,7 @@ def claim(
         update(COOLDOWN_TABLE)
         .where(c.partner_id == partner_id, c.kind == kind, c.available_at <= now)
         .values(previous_available_at=c.available_at, available_at=until, last_started_at=now,
-                last_actor=actor, last_run_id=run_id)
+                last_actor=actor, last_run_id=run_id, last_job_id=job_id)
     )
     if result.rowcount == 1:
         return until
@@ -64,14 +65,20 @@ def record_refusal(conn: Connection, *, partner_id: int, kind: str) -> None:
     )
 
 
-def refund(conn: Connection, *, partner_id: int, kind: str, run_id: int) -> None:
-    """Give back a cooldown taken by `run_id` (transient failure): only if no later fetch has taken it since."""
+def refund(conn: Connection, *, partner_id: int, kind: str, run_id: int | None = None,
+           job_id: int | None = None) -> None:
+    """Give back a cooldown taken by `run_id` or by the press that queued `job_id` (a transient failure, a cancel):
+    only if no later fetch has taken it since."""
     c = COOLDOWN_TABLE.c
-    conn.execute(
-        update(COOLDOWN_TABLE)
-        .where(c.partner_id == partner_id, c.kind == kind, c.last_run_id == run_id)
-        .values(available_at=c.previous_available_at)
-    )
+    taken_by = [c.last_run_id == run_id] if run_id is not None else []
+    if job_id is not None:
+        taken_by.append(c.last_job_id == job_id)
+    if taken_by:
+        conn.execute(
+            update(COOLDOWN_TABLE)
+            .where(c.partner_id == partner_id, c.kind == kind, or_(*taken_by))
+            .values(available_at=c.previous_available_at)
+        )
 
 
 @dataclass(frozen=True)

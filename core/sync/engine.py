@@ -10,6 +10,7 @@ patched with attributes; the run ends with its readable reason.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,8 +48,9 @@ from core.store.tables import (
     RunStatus,
     RunTrigger,
 )
-from core.sync import cooldowns, runs, window
+from core.sync import cooldowns, jobs, runs, window
 from core.sync.connector import ClientFactory
+from core.sync.jobs import ClaimedJob, JobCancelled
 from core.sync.runs import ProgressFn, RunResult
 from core.sync.streams import AGREEMENTS, CUSTOMERS, INVOICES, Entity, Stream
 
@@ -59,6 +61,14 @@ CRASHED_MESSAGE = (
     "contact the console's maintainers with the run number."
 )
 REFUNDED_NOTE = "The cooldown was not used: you can run this fetch again now."
+STOPPING_MESSAGE = ("The worker running this sync was stopped; the sync was queued again and continues on the next "
+                    "worker. Nothing is lost.")
+LEASE_LOST_MESSAGE = ("This sync lost its lease (its worker was too slow to renew it) and stopped writing; another "
+                      "worker runs it again.")
+
+
+class WorkerStopping(Exception):
+    """The worker is shutting down: the run stops after the page it is on and its job goes back to the queue."""
 REFETCH_BATCH = 100
 
 
@@ -74,6 +84,10 @@ class Failure:
 
     @classmethod
     def of(cls, exc: Exception) -> Failure:
+        if isinstance(exc, JobCancelled):
+            return cls(ErrorKind.CANCELLED, f"Cancelled by {exc.by}.", True)
+        if isinstance(exc, WorkerStopping):
+            return cls(ErrorKind.INTERRUPTED, STOPPING_MESSAGE, True)
         if isinstance(exc, HaloError):
             missing = tuple(exc.missing) if isinstance(exc, PermissionMissing) else ()
             return cls(exc.kind, exc.message, exc.transient, missing)
@@ -95,6 +109,8 @@ class RunContext:
     connection: Any
     window: window.Window
     progress: ProgressFn | None = None
+    job: ClaimedJob | None = None
+    stopping: threading.Event | None = None
     client: HaloClient | None = None
     tally: RunCounters = field(default_factory=RunCounters)
     seen_invoice_ids: set[int] = field(default_factory=set)
@@ -108,16 +124,23 @@ class RunContext:
         """The run's start on the injected clock plus the real time it has taken (heartbeats, finish)."""
         return self.now + timedelta(seconds=time.monotonic() - self.started)
 
-    def say(self, message: str) -> None:
+    def say(self, message: str, *, stored: bool = True) -> None:
+        """Tell whoever watches: the caller's callback, and the run row the Syncs page reads."""
+        if stored:
+            runs.say(self.engine, self.run_id, message)
         if self.progress:
             self.progress(message)
 
     def on_client_event(self, event: ClientEvent) -> None:
-        """A 429 shows the run as rate limited (not failed) while it waits; pacing waits only report progress."""
-        if event.kind == "retry":
-            waiting = RunStatus.RATE_LIMITED if event.status_code == 429 else RunStatus.RUNNING
-            runs.set_status(self.engine, self.run_id, waiting, error=event.reason)
-        self.say(event.reason)
+        """A wait shows on the run until it ends: a 429 as rate limited (not failed), a retry or pacing as running."""
+        waiting = RunStatus.RATE_LIMITED if event.status_code == 429 else RunStatus.RUNNING
+        runs.set_status(self.engine, self.run_id, waiting, error=event.reason,
+                        waiting_until=self.moment() + timedelta(seconds=event.seconds))
+        self.say(event.reason, stored=False)
+
+    def check_stop(self) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            raise WorkerStopping
 
 
 # --- start ---------------------------------------------------------------------------------------------------------
@@ -132,22 +155,29 @@ def _load(engine: Engine, partner_id: int) -> tuple[Any, Any]:
 
 
 def start(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrigger, actor: str, now: datetime,
-          settings: Settings, progress: ProgressFn | None = None) -> RunContext:
-    """Open the run: raises SyncAlreadyRunning or CooldownActive (the refusal counted) and leaves nothing behind."""
+          settings: Settings, progress: ProgressFn | None = None, job: ClaimedJob | None = None,
+          stopping: threading.Event | None = None) -> RunContext:
+    """Open the run: raises SyncAlreadyRunning or CooldownActive (the refusal counted) and leaves nothing behind.
+    A job's manual fetch claimed its cooldown when it was queued; a run outside the queue claims it here."""
     partner, connection = _load(engine, partner_id)
     manual = trigger == RunTrigger.MANUAL
     planned = window.plan(engine, partner_id, kind, now)
     try:
         run_id = runs.start_run(
             engine, partner_id=partner_id, partner_name=partner.name, kind=planned.kind, trigger=trigger,
-            actor=actor, now=now, settings=settings, claim_cooldown=manual, window_start=planned.window.start,
+            actor=actor, now=now, settings=settings, claim_cooldown=manual and job is None,
+            window_start=planned.window.start, job_id=job.id if job else None,
         )
     except CooldownActive:
         with engine.begin() as conn:
             cooldowns.record_refusal(conn, partner_id=partner_id, kind=planned.kind)
         raise
+    if job is not None:
+        with engine.begin() as conn:
+            jobs.attach_run(conn, job, run_id)
     return RunContext(engine=engine, settings=settings, run_id=run_id, partner_id=partner_id, kind=planned.kind,
-                      manual=manual, connection=connection, window=planned.window, progress=progress)
+                      manual=manual, connection=connection, window=planned.window, progress=progress, job=job,
+                      stopping=stopping)
 
 
 # --- work ----------------------------------------------------------------------------------------------------------
@@ -164,7 +194,10 @@ def _store_page(ctx: RunContext, stream: Stream, found: list[Any], errors: list[
         tally.requests = ctx.client.stats.requests
     setattr(tally, stream.seen_counter, getattr(tally, stream.seen_counter) + len(rows))
     tally.rejected += len(errors)
+    message = f"{stream.entity.capitalize()}s: {getattr(tally, stream.seen_counter):,} read"
     with ctx.engine.begin() as conn:
+        if ctx.job is not None:
+            jobs.fence(conn, ctx.job)
         counts = upserts.upsert_rows(
             conn, stream.table, stream.fields, rows, partner_id=ctx.partner_id, now=ctx.now, run_id=ctx.run_id
         )
@@ -173,13 +206,14 @@ def _store_page(ctx: RunContext, stream: Stream, found: list[Any], errors: list[
         tally.unchanged += counts.unchanged
         runs.add_record_errors(conn, ctx.run_id, ctx.partner_id, errors)
         runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), status=RunStatus.RUNNING,
-                           **tally.model_dump())
+                           message=message, waiting_until=None, **tally.model_dump())
+    ctx.say(message, stored=False)
 
 
 def _sync_pages(ctx: RunContext, stream: Stream, pages: Iterable[Any]) -> None:
     for page in pages:
         _store_page(ctx, stream, page.records, page.errors)
-        ctx.say(f"{stream.entity.capitalize()}s: {getattr(ctx.tally, stream.seen_counter):,} read")
+        ctx.check_stop()
 
 
 def _refresh_missing_unpaid(ctx: RunContext, client: HaloClient) -> None:
@@ -263,41 +297,63 @@ def _record_outcome(conn: DbConnection, partner_id: int, failure: Failure | None
     conn.execute(update(PARTNER_TABLE).where(PARTNER_TABLE.c.id == partner_id).values(status=status))
 
 
-def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) -> RunResult:
-    """Close the run with its outcome; a manual fetch that failed transiently gets its cooldown back."""
+def _status_of(ctx: RunContext, failure: Failure | None) -> RunStatus:
     if failure is None:
-        status = RunStatus.PARTIAL if ctx.tally.rejected else RunStatus.SUCCEEDED
-    else:
-        status = RunStatus.RATE_LIMITED if failure.kind == ErrorKind.RATE_LIMITED else RunStatus.FAILED
-    refunded = failure is not None and ctx.manual and failure.transient
+        return RunStatus.PARTIAL if ctx.tally.rejected else RunStatus.SUCCEEDED
+    return {ErrorKind.RATE_LIMITED: RunStatus.RATE_LIMITED, ErrorKind.CANCELLED: RunStatus.CANCELLED,
+            ErrorKind.INTERRUPTED: RunStatus.INTERRUPTED}.get(failure.kind, RunStatus.FAILED)
+
+
+def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) -> RunResult:
+    """Close the run with its outcome, and its job, in one transaction that checks the lease first (a run that lost
+    it writes nothing). A manual fetch that failed transiently, or was cancelled or stopped before it stored anything,
+    gets its cooldown back; a job whose worker is stopping goes back to the queue."""
+    status = _status_of(ctx, failure)
+    stored_nothing = ctx.tally.created + ctx.tally.updated == 0
+    refunded = failure is not None and ctx.manual and failure.transient and (
+        failure.kind not in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED) or stored_nothing)
     message = failure.message if failure else None
     if refunded:
         message = f"{message} {REFUNDED_NOTE}"
-    with ctx.engine.begin() as conn:
-        if refunded:
-            cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id)
-        runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), **ctx.tally.model_dump())
-        _record_outcome(conn, ctx.partner_id, failure, ctx.now, scopes)
-    runs.finish_run(ctx.engine, ctx.run_id, ctx.partner_id, status=status, now=ctx.moment(),
-                    error_kind=failure.kind if failure else None, error=message)
+    try:
+        with ctx.engine.begin() as conn:
+            if ctx.job is not None:
+                jobs.fence(conn, ctx.job, allow_cancelled=True)
+            if refunded:
+                cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id,
+                                 job_id=ctx.job.id if ctx.job else None)
+            runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), **ctx.tally.model_dump())
+            _record_outcome(conn, ctx.partner_id, failure, ctx.now, scopes)
+            runs.close_run(conn, ctx.run_id, ctx.partner_id, status=status, now=ctx.moment(),
+                           error_kind=failure.kind if failure else None, error=message)
+            if ctx.job is not None:
+                jobs.close(conn, ctx.job, outcome=message or status.value, status=status)
+    except jobs.LeaseLost:
+        log.warning("run %s lost its lease before finishing; another worker owns its job now", ctx.run_id)
+        status, message, refunded = RunStatus.INTERRUPTED, LEASE_LOST_MESSAGE, False
     return RunResult(run_id=ctx.run_id, kind=ctx.kind, status=status, tally=ctx.tally, error=message,
                      cooldown_refunded=refunded)
 
 
 def run_sync(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrigger, actor: str, now: datetime,
-             settings: Settings, client_factory: ClientFactory, progress: ProgressFn | None = None) -> RunResult:
+             settings: Settings, client_factory: ClientFactory, progress: ProgressFn | None = None,
+             job: ClaimedJob | None = None, stopping: threading.Event | None = None) -> RunResult:
     """Run one sync for one partner and return how it ended. Raises only when the run was refused before starting
     (SyncAlreadyRunning, CooldownActive); a failed run is recorded and returned with its reason."""
     ctx = start(engine, partner_id=partner_id, kind=kind, trigger=trigger, actor=actor, now=now, settings=settings,
-                progress=progress)
+                progress=progress, job=job, stopping=stopping)
     failure: Failure | None = None
     scopes: ScopeCheck | None = None
     try:
         with client_factory(ctx.connection, ctx.on_client_event) as client:
             work(ctx, client)
             scopes = client.last_scope_check()
+    except jobs.LeaseLost:
+        log.warning("run %s lost its lease mid-run and stopped writing", ctx.run_id)
+        return RunResult(run_id=ctx.run_id, kind=ctx.kind, status=RunStatus.INTERRUPTED, tally=ctx.tally,
+                         error=LEASE_LOST_MESSAGE)
     except Exception as exc:  # an unexpected bug must still end the run readably and release the lock
-        if not isinstance(exc, ConsoleError):
+        if not isinstance(exc, (ConsoleError, JobCancelled, WorkerStopping)):
             log.exception("sync run %s for partner %s crashed", ctx.run_id, partner_id)
         failure = Failure.of(exc)
     return finish(ctx, failure, scopes)

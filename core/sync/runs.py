@@ -15,15 +15,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from core.errors import SyncAlreadyRunning
+from core.errors import ErrorKind, SyncAlreadyRunning
 from core.settings import Settings
 from core.store.database import inserted_id
-from core.store.tables import ERROR_TABLE, PARTNER_TABLE, RUN_TABLE, RunCounters, RunKind, RunStatus
+from core.store.tables import (
+    ERROR_TABLE,
+    JOB_TABLE,
+    PARTNER_TABLE,
+    RUN_TABLE,
+    JobState,
+    RunCounters,
+    RunKind,
+    RunStatus,
+    UTCDateTime,
+)
 from core.sync import cooldowns
+from core.sync.jobs import lease_now
 
+OPEN_STATUSES = (RunStatus.RUNNING, RunStatus.RATE_LIMITED)
 INTERRUPTED_MESSAGE = (
     "The sync stopped unexpectedly (the process ended before it finished). Nothing is lost: the next sync picks up "
     "where this one stopped."
@@ -64,9 +76,20 @@ def _worker_is_dead(worker: str | None) -> bool:
     return False
 
 
+def _with_lease(conn: Connection) -> Select[Any]:
+    """Runs with their job's lease and the database's clock, to tell a live owner from a gone one."""
+    return (select(RUN_TABLE, JOB_TABLE.c.state.label("job_state"), JOB_TABLE.c.lease_expires_at,
+                   literal(lease_now(conn), UTCDateTime()).label("db_now"))
+            .select_from(RUN_TABLE.outerjoin(JOB_TABLE, JOB_TABLE.c.id == RUN_TABLE.c.job_id)))
+
+
 def _is_stale(run: Any, now: datetime, settings: Settings) -> bool:
-    if run is None or run.status not in (RunStatus.RUNNING, RunStatus.RATE_LIMITED):
+    """A run of a job lives exactly as long as its job's lease (renewed on a timer, whatever the run waits on); a
+    run started outside the queue lives while its process does and its heartbeat is fresh."""
+    if run is None or run.status not in OPEN_STATUSES:
         return True
+    if run.job_id is not None:
+        return run.job_state != JobState.RUNNING or run.lease_expires_at is None or run.lease_expires_at <= run.db_now
     beat = run.heartbeat_at or run.started_at
     return _worker_is_dead(run.worker) or now - beat > timedelta(seconds=settings.stale_run_after_s)
 
@@ -74,7 +97,7 @@ def _is_stale(run: Any, now: datetime, settings: Settings) -> bool:
 def _interrupt(conn: Connection, run_id: int, partner_id: int, now: datetime) -> None:
     conn.execute(
         update(RUN_TABLE)
-        .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status.in_([RunStatus.RUNNING, RunStatus.RATE_LIMITED]))
+        .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status.in_(OPEN_STATUSES))
         .values(status=RunStatus.INTERRUPTED, finished_at=now, error_kind="interrupted", error=INTERRUPTED_MESSAGE)
     )
     conn.execute(
@@ -87,9 +110,7 @@ def _interrupt(conn: Connection, run_id: int, partner_id: int, now: datetime) ->
 def recover_interrupted(engine: Engine, *, now: datetime, settings: Settings) -> int:
     """Mark runs whose worker is gone as interrupted and release their locks; returns how many."""
     with engine.begin() as conn:
-        open_runs = conn.execute(
-            select(RUN_TABLE).where(RUN_TABLE.c.status.in_([RunStatus.RUNNING, RunStatus.RATE_LIMITED]))
-        ).all()
+        open_runs = conn.execute(_with_lease(conn).where(RUN_TABLE.c.status.in_(OPEN_STATUSES))).all()
         stale = [run for run in open_runs if _is_stale(run, now, settings)]
         for run in stale:
             _interrupt(conn, run.id, run.partner_id, now)
@@ -99,7 +120,7 @@ def recover_interrupted(engine: Engine, *, now: datetime, settings: Settings) ->
             .where(
                 PARTNER_TABLE.c.lock_run_id.is_not(None),
                 ~PARTNER_TABLE.c.lock_run_id.in_(
-                    select(RUN_TABLE.c.id).where(RUN_TABLE.c.status.in_([RunStatus.RUNNING, RunStatus.RATE_LIMITED]))
+                    select(RUN_TABLE.c.id).where(RUN_TABLE.c.status.in_(OPEN_STATUSES))
                 ),
             )
             .values(lock_run_id=None, lock_heartbeat_at=None)
@@ -119,6 +140,7 @@ def start_run(
     settings: Settings,
     claim_cooldown: bool = False,
     window_start: datetime | None = None,
+    job_id: int | None = None,
 ) -> int:
     """Create a running SyncRun holding the partner's lock (and the cooldown for a manual fetch); returns its id.
 
@@ -128,7 +150,7 @@ def start_run(
         try:
             return _insert_locked_run(
                 engine, partner_id=partner_id, kind=kind, trigger=trigger, actor=actor, now=now, settings=settings,
-                claim_cooldown=claim_cooldown, window_start=window_start,
+                claim_cooldown=claim_cooldown, window_start=window_start, job_id=job_id,
             )
         except _LockHeld:
             pass
@@ -151,13 +173,14 @@ class _LockHeld(Exception):
 
 def _insert_locked_run(
     engine: Engine, *, partner_id: int, kind: str, trigger: str, actor: str, now: datetime, settings: Settings,
-    claim_cooldown: bool, window_start: datetime | None,
+    claim_cooldown: bool, window_start: datetime | None, job_id: int | None,
 ) -> int:
     with engine.begin() as conn:
         run_id = inserted_id(conn.execute(
             RUN_TABLE.insert().values(
                 partner_id=partner_id, kind=kind, trigger=trigger, triggered_by=actor, status=RunStatus.RUNNING,
                 started_at=now, heartbeat_at=now, worker=worker_id(), window_start=window_start, window_end=now,
+                job_id=job_id,
             )
         ))
         taken = conn.execute(
@@ -178,7 +201,7 @@ def _lock_holder(engine: Engine, partner_id: int) -> Any:
         holder_id = conn.scalar(select(PARTNER_TABLE.c.lock_run_id).where(PARTNER_TABLE.c.id == partner_id))
         if holder_id is None:
             return None
-        return conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.id == holder_id)).first()
+        return conn.execute(_with_lease(conn).where(RUN_TABLE.c.id == holder_id)).first()
 
 
 def save_progress(conn: Connection, run_id: int, partner_id: int, *, now: datetime, **counts: Any) -> None:
@@ -191,37 +214,47 @@ def save_progress(conn: Connection, run_id: int, partner_id: int, *, now: dateti
     )
 
 
-def set_status(engine: Engine, run_id: int, status: str, *, error: str | None = None) -> None:
+def set_status(engine: Engine, run_id: int, status: RunStatus, *, error: str | None = None,
+               waiting_until: datetime | None = None) -> None:
+    """What an open run is doing now: running, or waiting on HaloPSA (rate limited, retrying) until when."""
     with engine.begin() as conn:
         conn.execute(
             update(RUN_TABLE)
-            .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.finished_at.is_(None))
-            .values(status=status, error=error)
+            .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status.in_(OPEN_STATUSES))
+            .values(status=status, error=error, message=error, waiting_until=waiting_until)
         )
 
 
-def finish_run(
-    engine: Engine,
-    run_id: int,
-    partner_id: int,
-    *,
-    status: str,
-    now: datetime,
-    error_kind: str | None = None,
-    error: str | None = None,
-) -> None:
-    """Close the run and release the partner's lock in one transaction."""
+def say(engine: Engine, run_id: int, message: str) -> None:
+    """The run's latest progress line, for whoever watches it (the Syncs page reads it from here)."""
     with engine.begin() as conn:
-        conn.execute(
-            update(RUN_TABLE)
-            .where(RUN_TABLE.c.id == run_id)
-            .values(status=status, finished_at=now, heartbeat_at=now, error_kind=error_kind, error=error)
-        )
-        conn.execute(
-            update(PARTNER_TABLE)
-            .where(PARTNER_TABLE.c.id == partner_id, PARTNER_TABLE.c.lock_run_id == run_id)
-            .values(lock_run_id=None, lock_heartbeat_at=None)
-        )
+        conn.execute(update(RUN_TABLE).where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status.in_(OPEN_STATUSES))
+                     .values(message=message))
+
+
+def close_run(conn: Connection, run_id: int, partner_id: int, *, status: RunStatus, now: datetime,
+              error_kind: ErrorKind | None = None, error: str | None = None) -> bool:
+    """Close a still-open run and release the partner's lock, in the caller's transaction. A run already closed
+    (interrupted by recovery, say) keeps what it says: False, nothing written."""
+    closed = conn.execute(
+        update(RUN_TABLE)
+        .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status.in_(OPEN_STATUSES))
+        .values(status=status, finished_at=now, heartbeat_at=now, error_kind=error_kind, error=error,
+                waiting_until=None)
+    ).rowcount == 1
+    conn.execute(
+        update(PARTNER_TABLE)
+        .where(PARTNER_TABLE.c.id == partner_id, PARTNER_TABLE.c.lock_run_id == run_id)
+        .values(lock_run_id=None, lock_heartbeat_at=None)
+    )
+    return closed
+
+
+def finish_run(engine: Engine, run_id: int, partner_id: int, *, status: RunStatus, now: datetime,
+               error_kind: ErrorKind | None = None, error: str | None = None) -> bool:
+    """`close_run` in a transaction of its own."""
+    with engine.begin() as conn:
+        return close_run(conn, run_id, partner_id, status=status, now=now, error_kind=error_kind, error=error)
 
 
 def add_record_errors(conn: Connection, run_id: int, partner_id: int, errors: list[Any]) -> None:

@@ -94,3 +94,15 @@ def test_many_processes_and_threads_pressing_at_once_start_exactly_one_run(engin
         t.join()
     assert thread_results.count("started") == 1
     assert len(thread_results) == 8
+
+
+def test_an_interrupted_run_is_never_rewritten_as_succeeded_by_its_late_finish(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.SCHEDULED,
+                            trigger="schedule", actor="x", now=NOW, settings=settings)
+    later = NOW + timedelta(seconds=settings.stale_run_after_s + 1)
+    assert runs.recover_interrupted(engine, now=later, settings=settings) == 1
+    runs.finish_run(engine, run_id, partner_id, status=RunStatus.SUCCEEDED, now=later)  # the owner finishes late
+    with engine.connect() as conn:
+        run = conn.execute(select(tables.RUN_TABLE).where(tables.RUN_TABLE.c.id == run_id)).one()
+    assert run.status == RunStatus.INTERRUPTED
