@@ -12,25 +12,26 @@ import getpass
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.console import exports, partners, status
-from core.errors import BadInput, ConsoleError
+from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
 from core.settings import Settings, load_settings
 from core.store import audit
 from core.store import database as db
-from core.store.secrets import SecretBox, secret_box
+from core.store.secrets import SecretBox
 from core.store.tables import (
-    CONNECTION_TABLE,
     AuditAction,
     IntegrationRole,
     NumberField,
@@ -39,10 +40,10 @@ from core.store.tables import (
     RunStatus,
     RunTrigger,
 )
-from core.sync import engine as sync_engine
-from core.sync import runs, scheduler
+from core.sync import jobs, runs, scheduler, worker
 from core.sync.connector import stored_client_factory
 from core.sync.runs import RunResult
+from core.sync.worker import Worker, WorkerConfig
 
 log = logging.getLogger("core.cli")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4
@@ -106,25 +107,25 @@ def _progress_printer() -> Callable[[str], None]:
     return show
 
 
-def _require_readable_secret(engine: Engine, settings: Settings, partner_id: int) -> None:
-    """A wrong or missing encryption key is a configuration error (exit 2), told before any run is recorded."""
-    with engine.connect() as conn:
-        token = conn.scalar(select(CONNECTION_TABLE.c.client_secret_encrypted)
-                            .where(CONNECTION_TABLE.c.partner_id == partner_id))
-    if token is not None:
-        secret_box(settings).decrypt(token)
-
-
 def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     principal = _operator()
     partner_id = partners.partner_id_by_name(engine, principal, args.partner)
     kind = SYNC_KINDS[args.kind]
     factory = stored_client_factory(settings)
-    _require_readable_secret(engine, settings, partner_id)
+    actions.require_readable_secret(engine, settings, partner_id)
     if kind == RunKind.SCHEDULED:
-        result = sync_engine.run_sync(engine, partner_id=partner_id, kind=kind, trigger=RunTrigger.SCHEDULE,
-                               actor=principal.user, now=settings.now(), settings=settings, client_factory=factory,
-                               progress=_progress_printer())
+        try:
+            with engine.begin() as conn:
+                job_id = jobs.enqueue(conn, partner_id=partner_id, partner_name=args.partner, kind=kind,
+                                      trigger=RunTrigger.SCHEDULE, requested_by=principal.user, now=settings.now())
+        except SyncAlreadyQueued:  # queued and not taken by a worker yet: run that one here
+            with engine.connect() as conn:
+                waiting = jobs.waiting_job(conn, partner_id, kind)
+            if waiting is None:
+                raise
+            job_id = waiting
+        result = worker.run_job_now(engine, settings, factory, job_id, lease=timedelta(seconds=settings.lease_s),
+                                    progress=_progress_printer())
     else:
         result = actions.start_manual_fetch(engine, principal, partner_id=partner_id, kind=kind, now=settings.now(),
                                             settings=settings, client_factory=factory, progress=_progress_printer())
@@ -163,19 +164,42 @@ def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -
 
 
 def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    """Queue due partners (workers run them); with --run, run the queue dry here too (one process, no worker)."""
     factory = stored_client_factory(settings)
     while True:
         now = settings.now()
         recovered = runs.recover_interrupted(engine, now=now, settings=settings)
         if recovered:
             _say(f"Marked {recovered} interrupted run(s).")
-        # a partner whose manual fetch is running is refused and waits for the next tick
-        results = scheduler.tick(engine, now=now, settings=settings, client_factory=factory,
-                                 on_refused=lambda exc: _say(exc.message))
-        worst = max((_report_run(result) for result in results), default=EXIT_OK)
+        queued = scheduler.enqueue_due(engine, now=now, settings=settings)
+        if queued:
+            _say(f"Queued {len(queued)} scheduled sync(s).")
+        worst = EXIT_OK
+        if args.run:
+            results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
+            worst = max((_report_run(result) for result in results), default=EXIT_OK)
         if args.once:
             return worst
         time.sleep(args.tick)
+
+
+def cmd_worker(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    """Run queued syncs until stopped (SIGTERM or Ctrl-C let running syncs reach a page end and requeue them)."""
+    config = WorkerConfig.from_settings(settings)
+    if args.threads:
+        config = replace(config, threads=args.threads)
+    service = Worker(engine, settings, stored_client_factory(settings), config)
+    signal.signal(signal.SIGTERM, lambda *_: service.stopping.set())
+    _say(f"Worker {service.owner}: {config.threads} threads ({config.long_threads} for long syncs), lease "
+         f"{config.lease.total_seconds():.0f} s.")
+    try:
+        if args.once:
+            service.run_until_idle()
+        else:
+            service.run()
+    except KeyboardInterrupt:
+        service.stop()
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
@@ -188,6 +212,16 @@ def cmd_demo(args: argparse.Namespace, engine: Engine, settings: Settings) -> in
     demo.seed(engine, settings=settings, now=settings.now(), progress=_progress_printer())
     _say(f"Demo ready. Sign in as {demo.CS.user}, {demo.PARTNER_EMAIL} or {demo.PM_EMAIL} "
          f"with the password {demo.DEMO_PASSWORD}.")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace, engine: Engine | None, settings: Settings) -> int:
+    """Bring the database to the newest schema (every command does on start; this does only that) and say how."""
+    migration = db.migrate_database(settings)
+    before = migration.before or (f"none (pre-migration schema, stamped {db.BASELINE})" if migration.adopted
+                                  else "none (new database)")
+    print(f"Schema revision before: {before}\nSchema revision after: {migration.after}")
+    _say(migration.describe())
     return EXIT_OK
 
 
@@ -230,16 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.set_defaults(func=cmd_invoices)
 
-    p = sub.add_parser("scheduler", help="run due scheduled syncs for every connected partner")
+    p = sub.add_parser("scheduler", help="queue due scheduled syncs for every connected partner")
     p.add_argument("--once", action="store_true")
     p.add_argument("--tick", type=float, default=60.0, help="seconds between checks (default 60)")
+    p.add_argument("--run", action="store_true", help="also run the queued syncs here (no worker needed)")
     p.set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser("worker", help="run queued syncs (any number of workers, on any machines)")
+    p.add_argument("--once", action="store_true", help="run what is queued now, then exit")
+    p.add_argument("--threads", type=int, help="sync threads (default HALO_WORKER_THREADS, 4)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="seed the demo partners and history into an empty embedded database")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("keygen", help="print a new encryption key for HALO_CONSOLE_SECRET_KEY")
     p.set_defaults(func=cmd_keygen)
+    sub.add_parser("migrate", help="upgrade the database to the newest schema").set_defaults(func=cmd_migrate)
     return parser
 
 
@@ -252,8 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"Configuration error: {exc}. Check the HALO_* and DATABASE_URL environment variables.")
         return EXIT_BAD_INPUT
     try:
-        engine = None if args.command == "keygen" else db.engine_for(settings)
+        engine = None if args.command in ("keygen", "migrate") else db.engine_for(settings)
         if engine is not None:
+            worker.recover_expired(engine)
             runs.recover_interrupted(engine, now=settings.now(), settings=settings)
         return int(args.func(args, engine, settings))
     except ConsoleError as exc:

@@ -21,6 +21,8 @@ def _flag(value: str | None, default: bool) -> bool:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = 5  # PostgreSQL: connections each process keeps open
+    db_max_overflow: int = 10  # PostgreSQL: extra connections a process may open under load
     secret_key: str | None = None
     allow_local_domains: bool = False
     sandbox_enabled: bool = True
@@ -37,6 +39,10 @@ class Settings:
     cooldown_unpaid_s: int = 43200
     schedule_interval_s: int = 3600
     stale_run_after_s: int = 300
+    worker_threads: int = 4
+    worker_long_threads: int = 1
+    lease_s: float = 60.0
+    worker_poll_s: float = 1.0
     fixed_now: datetime | None = None
 
     def now(self) -> datetime:
@@ -60,6 +66,8 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
     defaults = Settings()
     return Settings(
         database_url=env.get("DATABASE_URL") or defaults.database_url,
+        db_pool_size=int(env.get("HALO_DB_POOL_SIZE") or defaults.db_pool_size),
+        db_max_overflow=int(env.get("HALO_DB_MAX_OVERFLOW") or defaults.db_max_overflow),
         secret_key=env.get("HALO_CONSOLE_SECRET_KEY") or None,
         allow_local_domains=_flag(env.get("HALO_ALLOW_LOCAL_DOMAINS"), False),
         sandbox_enabled=_flag(env.get("HALO_SANDBOX"), True),
@@ -76,6 +84,10 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         cooldown_unpaid_s=int(env.get("HALO_COOLDOWN_UNPAID_S", defaults.cooldown_unpaid_s)),
         schedule_interval_s=int(env.get("HALO_SCHEDULE_INTERVAL_S", defaults.schedule_interval_s)),
         stale_run_after_s=int(env.get("HALO_STALE_RUN_AFTER_S", defaults.stale_run_after_s)),
+        worker_threads=int(env.get("HALO_WORKER_THREADS", defaults.worker_threads)),
+        worker_long_threads=int(env.get("HALO_WORKER_LONG_THREADS", defaults.worker_long_threads)),
+        lease_s=float(env.get("HALO_LEASE_S", defaults.lease_s)),
+        worker_poll_s=float(env.get("HALO_WORKER_POLL_S", defaults.worker_poll_s)),
         fixed_now=fixed_now,
     )
 

@@ -1,7 +1,9 @@
-"""Shared fixtures: a fresh database per test, settings with a test key, and a fixed clock."""
+"""Shared fixtures: a fresh database per test (SQLite, or PostgreSQL when TEST_DATABASE_URL is set: see
+tests/support/databases.py), settings with a test key, and a fixed clock."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,13 +12,29 @@ from sqlalchemy.engine import Engine
 
 from core.settings import Settings
 from core.store import database as db
+from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
+
+
+def pytest_report_header() -> str:
+    return f"database: {databases.engine_name()}" + (" (TEST_DATABASE_URL)" if databases.on_postgres() else "")
+
+
+def pytest_sessionfinish() -> None:
+    databases.drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Set up before and torn down after every other fixture of a test: its PostgreSQL databases go last."""
+    yield
+    databases.drop_test_databases()
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{tmp_path / 'console.db'}",
+        database_url=databases.database_url(tmp_path),
         secret_key=TEST_KEY,
         allow_local_domains=True,
         backoff_cap_s=0.05,
@@ -25,7 +43,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings) -> Engine:
+def engine(settings: Settings) -> Iterator[Engine]:
+    databases.prepare(settings)
     engine = db.engine_for(settings)
     yield engine
     engine.dispose()

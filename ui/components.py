@@ -3,18 +3,16 @@ page shows a refusal from core and stops."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import streamlit as st
 
 from core.access import Principal
-from core.console import partners, syncs
+from core.console import partners
 from core.errors import ConsoleError
 from core.store.tables import Role
-from core.sync.runs import ProgressFn, RunResult
 from ui import resources
 
 PARTNER_KEY = "partner_id"
@@ -70,40 +68,3 @@ def freshness(principal: Principal, partner_id: int) -> None:
     line = partners.freshness_line(resources.get_engine(), principal, partner_id, now=settings.now(),
                                 schedule_interval=timedelta(seconds=settings.schedule_interval_s))
     st.caption(line)
-
-
-def run_with_status(label: str, start: Callable[[ProgressFn], RunResult]) -> None:
-    """Run a sync inside st.status (its label follows the sync's progress), then say how it ended."""
-    with st.status(f"{label}: starting…", expanded=True) as status:
-        try:
-            level, message = syncs.describe_result(start(lambda text: status.update(label=f"{label}: {text}")))
-        except ConsoleError as exc:
-            level, message = "error", exc.message
-        status.update(label=label, state="error" if level == "error" else "complete", expanded=False)
-    _say(level, message)
-
-
-class LazyStatus:
-    """An st.status box that appears with the first progress message (a step that reports none shows none)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.box: Any = None
-
-    def update(self, text: str) -> None:
-        if self.box is None:
-            self.box = st.status(f"{self.label}: {text}", expanded=True)
-        self.box.update(label=f"{self.label}: {text}")
-
-    def close(self) -> None:
-        if self.box is not None:
-            self.box.update(label=self.label, state="complete", expanded=False)
-
-
-def show_result(result: RunResult) -> None:
-    """How a finished run ended, as a success, warning or error message."""
-    _say(*syncs.describe_result(result))
-
-
-def _say(level: str, message: str) -> None:
-    {"success": st.success, "warning": st.warning, "error": st.error}[level](message)

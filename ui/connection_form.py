@@ -16,7 +16,7 @@ from core.actions import connect
 from core.console import connection as connection_screen
 from core.errors import ConsoleError, PermissionMissing
 from core.settings import Settings
-from ui import components, resources
+from ui import resources
 
 LABELS = connection_screen.FIELD_LABELS
 LOADED_KEY = "connection.loaded"
@@ -63,19 +63,20 @@ def form(*, editing: bool, has_stored: bool) -> Slots | None:
     return slots if submitted else None
 
 
+BACKFILL_QUEUED = ("Backfill queued: a sync worker reads every customer, agreement and invoice of this partner; "
+                   "its progress shows on the Syncs page.")
+
+
 def submit(engine: Engine, principal: Principal, settings: Settings, *, new_partner: bool, slots: Slots) -> None:
     """Verify and save what was typed, showing the permission checklist; a refusal shows under the field it concerns.
-    A saved primary integration then runs its backfill, shown live."""
+    A saved primary integration's backfill is queued: a worker runs it, and the Syncs page shows its progress."""
     entered = connect.ConnectionForm(**{name: st.session_state[f"connection.{name}"] for name in LABELS})
     try:
         if new_partner:
             connection_screen.require_new_partner_name(engine, principal, entered.partner_name)
-        backfill = components.LazyStatus("Backfill")  # shown only once a backfill (primary) reports progress
         with st.spinner("Checking the credentials and permissions with HaloPSA…"):
-            connected = connect.connect_and_backfill(
-                engine, principal, entered, now=resources.now(), settings=settings,
-                client_factory=resources.get_client_factory(), progress=backfill.update)
-        backfill.close()
+            connected = connect.connect_and_backfill(engine, principal, entered, now=resources.now(),
+                                                     settings=settings)
     except ConsoleError as exc:
         slots.get(connection_screen.error_field(exc), slots[None]).error(exc.message)
         if isinstance(exc, PermissionMissing):
@@ -84,5 +85,5 @@ def submit(engine: Engine, principal: Principal, settings: Settings, *, new_part
     st.session_state[LOADED_KEY] = None  # the next run reloads the form without the typed secret
     st.markdown(connection_screen.checklist_markdown(connection_screen.from_verification(connected.verification)))
     st.success(f"Saved the connection for {entered.partner_name}.")
-    if connected.backfill is not None:
-        components.show_result(connected.backfill)
+    if connected.backfill_job is not None:
+        st.info(BACKFILL_QUEUED)

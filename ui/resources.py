@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from core.demo import seed as demo
 from core.settings import Settings, load_settings
 from core.store import database
-from core.sync import connector, runs
+from core.sync import runs
 
 
 @st.cache_resource(show_spinner=False)
@@ -29,10 +29,6 @@ def get_engine() -> Engine:
         demo.seed(engine, settings=settings, now=settings.now())
     return engine
 
-
-@st.cache_resource(show_spinner=False)
-def get_client_factory() -> connector.ClientFactory:
-    return connector.stored_client_factory(get_settings())
 
 
 def now() -> datetime:

@@ -4,15 +4,16 @@ unless a new one is given."""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
-from core.errors import AccessDenied, BadInput, PermissionMissing
+from core.errors import AccessDenied, BadInput, PermissionMissing, SyncAlreadyQueued
 from core.halopsa.app_domain import normalize_app_domain
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
@@ -31,8 +32,7 @@ from core.store.tables import (
     RunKind,
     RunTrigger,
 )
-from core.sync import cooldowns
-from core.sync import engine as sync_engine
+from core.sync import cooldowns, jobs, worker
 from core.sync.connector import ClientFactory, build_client
 from core.sync.runs import ProgressFn, RunResult
 
@@ -110,9 +110,23 @@ def _existing(engine: Engine, partner_name: str) -> Any:
         ).first()
 
 
+TEXT_FIELDS = {"partner_name": "Partner name", "client_id": "Client ID", "client_secret": "Client Secret",
+               "tenant": "Tenant"}
+
+
+def _refuse_control_characters(form: ConnectionForm) -> None:
+    """Control characters other than white space (which is trimmed) are never part of these values; a NUL
+    above all, which PostgreSQL cannot store."""
+    for field, label in TEXT_FIELDS.items():
+        value = getattr(form, field) or ""
+        if any(unicodedata.category(char) == "Cc" and not char.isspace() for char in value):
+            raise BadInput(f"{label} contains a control character; type or paste it again.", field=field)
+
+
 def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *, settings: Settings,
                   today: date) -> CleanForm:
     """Check every field; raises BadInput naming the field, or AccessDenied. Reads, never writes."""
+    _refuse_control_characters(form)
     name = " ".join((form.partner_name or "").split())
     if not name:
         raise BadInput("Partner name is required.", field="partner_name")
@@ -251,24 +265,35 @@ def connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: 
 
 @dataclass(frozen=True)
 class Connected:
-    """A saved connection and, for a primary integration, how its first backfill ended."""
+    """A saved connection and, for a primary integration, its first backfill: queued (`backfill_job`), and how it
+    ended when the caller ran it here (`backfill`)."""
 
     partner_id: int
     verification: Verification
+    backfill_job: int | None
     backfill: RunResult | None
 
 
 def connect_and_backfill(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime,
-                         settings: Settings, client_factory: ClientFactory, progress: ProgressFn | None = None,
-                         transport: Any = None) -> Connected:
+                         settings: Settings, client_factory: ClientFactory | None = None,
+                         progress: ProgressFn | None = None, transport: Any = None) -> Connected:
     """The one path from the connection form to synced data, used by the Connection page, the CLI and the demo:
-    validate, verify and save (nothing saved when a step refuses), then backfill a primary integration."""
+    validate, verify and save (nothing saved when a step refuses), then queue a primary integration's backfill.
+    With a client factory the backfill runs here, under the same lease and fencing as a worker (CLI, demo); without
+    one a worker runs it (the console never runs a sync)."""
     partner_id, verification = connect(engine, principal, form, now=now, settings=settings, transport=transport)
     if form.integration_role != IntegrationRole.PRIMARY:
-        return Connected(partner_id, verification, None)
+        return Connected(partner_id, verification, None, None)
+    try:
+        with engine.begin() as conn:
+            job_id = jobs.enqueue(conn, partner_id=partner_id, partner_name=form.partner_name, kind=RunKind.BACKFILL,
+                                  trigger=RunTrigger.CONNECT, requested_by=principal.user, now=now)
+    except SyncAlreadyQueued:  # an edit of a partner whose backfill is still queued: that one will do
+        return Connected(partner_id, verification, None, None)
+    if client_factory is None:
+        return Connected(partner_id, verification, job_id, None)
     if progress:
         progress("Backfilling customers, agreements and invoices")
-    backfill = sync_engine.run_sync(engine, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
-                                    actor=principal.user, now=now, settings=settings, client_factory=client_factory,
-                                    progress=progress)
-    return Connected(partner_id, verification, backfill)
+    backfill = worker.run_job_now(engine, settings, client_factory, job_id,
+                                  lease=timedelta(seconds=settings.lease_s), progress=progress, now=now)
+    return Connected(partner_id, verification, job_id, backfill)

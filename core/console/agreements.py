@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Integer, String, case, cast, false, func, literal, null, select, true
+from sqlalchemy import BigInteger, Date, String, case, cast, false, func, literal, null, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -82,7 +82,7 @@ class RuleTerms:
     @classmethod
     def candidate(cls, rule: RuleInput) -> RuleTerms:
         return cls(unmapped=false(), disabled=false() if rule.enabled else true(), trigger=literal(rule.trigger),
-                   days=literal(rule.days), max_cents=literal(cents_of(rule.max_amount), Integer))
+                   days=literal(rule.days), max_cents=literal(cents_of(rule.max_amount), BigInteger))
 
 
 def trigger_text_sql(terms: RuleTerms) -> ColumnElement[str]:

@@ -12,7 +12,7 @@ from math import ceil
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Select, and_, case, func, literal, null, or_, select
+from sqlalchemy import Date, Select, and_, case, false, func, literal, null, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
@@ -44,6 +44,10 @@ COLUMNS = ["number", "number_is_fallback", "customer", "agreement", "subtype", "
            "days_overdue", "aging", "total", "amount_due", "currency", "eligibility"]
 
 
+def _without_nul(text: str) -> str:
+    return text.replace("\x00", "")
+
+
 @dataclass(frozen=True)
 class Filters:
     search: str = ""
@@ -54,10 +58,15 @@ class Filters:
     sort: str = "due_date"
     descending: bool = False
 
+    @property
+    def term(self) -> str:
+        """The search text as matched: trimmed, without NULs (no stored text holds one; PostgreSQL refuses them)."""
+        return _without_nul(self.search).strip()
+
     def describe(self) -> str:
         """The filters in plain words, for the audit log."""
-        parts = [f"{name} “{value}”" for name, value in (
-            ("search", self.search.strip()), ("customer", self.customer_halo_id), ("subtype", self.subtype),
+        parts = [f"{name} “{_without_nul(str(value))}”" for name, value in (
+            ("search", self.term), ("customer", self.customer_halo_id), ("subtype", self.subtype),
             ("aging", self.aging), ("auto-pay", self.eligibility)) if value not in (None, "")]
         return ", ".join(parts) or "none"
 
@@ -136,14 +145,15 @@ class _Scope:
         }
         self.terms: list[ColumnElement[bool]] = [inv.partner_id == partner_id, inv.status.in_(UNPAID_STATUSES)]
         self.needs: set[str] = set()
-        if text := filters.search.strip():
+        if text := filters.term:
             self._where({"customer", "agreement"}, inv.display_number.icontains(text, autoescape=True)
                         | self.columns["customer"].icontains(text, autoescape=True)
                         | self.columns["agreement"].icontains(text, autoescape=True))
         if filters.customer_halo_id is not None:
             self._where(set(), inv.customer_halo_id == filters.customer_halo_id)
-        if filters.subtype is not None:
-            self._where({"agreement"}, agr.subtype_name == filters.subtype)
+        if filters.subtype is not None:  # a name with a NUL is no stored subtype's: it matches nothing
+            self._where({"agreement"}, agr.subtype_name == filters.subtype if "\x00" not in filters.subtype
+                        else false())
         if filters.aging is not None:
             self._where(set(), _in_bucket(inv.due_date, filters.aging, today))
         if filters.eligibility is not None:

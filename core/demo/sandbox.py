@@ -1,9 +1,10 @@
 """Sandbox tenants: App Domains under `.sandbox` are answered in-process by the HaloPSA emulator.
 
 A sandbox tenant is a pure function of its name, its epoch and the time: its books are generated from a seed derived
-from the name, then advanced hour by hour to "now" before every request. The epoch is stored once beside the SQLite
-database, so a restarted console sees the very same HaloPSA history it synced before. A few names carry a story for
-the demo (permissions removed after a while, an instance that starts failing); any other name gets a healthy tenant.
+from the name, then advanced hour by hour to "now" before every request. The epoch is stored once in the database,
+so a restarted console (or another one on the same database) sees the very same HaloPSA history it synced before. A
+few names carry a story for the demo (permissions removed after a while, an instance that starts failing); any other
+name gets a healthy tenant.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from urllib.parse import urlsplit
 
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
+from core.store import database
 from halo_emulator import EmulatorConfig, FaultRule, HaloEmulator
 
-EPOCH_FILE = "sandbox-epoch.txt"
+EPOCH_KEY = "sandbox_epoch"
+EPOCH_FILE = "sandbox-epoch.txt"  # where consoles before the setting table kept the epoch, beside the SQLite file
 HISTORY = timedelta(days=35)
 SANDBOX_ACTIVITY = 2.0  # busier than real books, so a demo shows changes every hour
 FAILING = FaultRule(kind="status", status=503, times=10**9)
@@ -122,17 +125,22 @@ REGISTRY = SandboxRegistry()
 
 
 def epoch_for(settings: Settings) -> datetime:
-    """When sandbox books start evolving: read from (or written once to) a file beside the SQLite database."""
-    fallback = (settings.now() - HISTORY).replace(hour=0, minute=0, second=0, microsecond=0)
-    db_path = settings.sqlite_path
-    if db_path is None:
-        return fallback
-    path = Path(db_path).parent / EPOCH_FILE
-    if path.exists():
-        return datetime.fromisoformat(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(fallback.isoformat())
-    return fallback
+    """When sandbox books start evolving: stored once in the database (its setting table), so every console and worker
+    sharing it, and a restarted one, replay the same history. A demo made before keeps its epoch: the file the
+    console used to write beside the SQLite database is read once, and its value stored."""
+
+    def first() -> str:
+        db_path = settings.sqlite_path
+        legacy = Path(db_path).parent / EPOCH_FILE if db_path is not None else None
+        if legacy is not None and legacy.exists():
+            return datetime.fromisoformat(legacy.read_text().strip()).isoformat()
+        return (settings.now() - HISTORY).replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
+
+    engine = database.engine_for(settings)
+    try:
+        return datetime.fromisoformat(database.stored_setting(engine, EPOCH_KEY, first))
+    finally:
+        engine.dispose()
 
 
 def transport_for(app_domain: str, settings: Settings) -> Any:

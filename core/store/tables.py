@@ -1,4 +1,5 @@
-"""SQLModel tables. Money is integer cents; each timestamp is timezone-aware UTC (stored naive-UTC, read back aware)."""
+"""SQLModel tables. Money is integer cents and HaloPSA ids are integers, both BIGINT; each timestamp is timezone-aware
+UTC (stored naive-UTC, read back aware). The schema changes only through a migration (core/store/migrations)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Dialect, Index, String, Table, TypeDecorator, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Dialect, Index, String, Table, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.errors import ErrorKind
@@ -163,6 +164,29 @@ class EnumText(TypeDecorator[StrEnum]):
         return None if value is None else self.enum(value)
 
 
+class Int64(TypeDecorator[int]):
+    """BIGINT, read back as `int`: money in cents and HaloPSA ids are 64-bit. PostgreSQL sums a BIGINT as NUMERIC,
+    which the driver hands over as Decimal; `func.sum(column)` keeps this type, so a sum of cents is an int there too.
+    SQLite already returns ints: nothing is processed there."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], int | None] | None:
+        if dialect.name == "sqlite":
+            return None
+
+        def process(value: Any) -> int | None:
+            return None if value is None else int(value)
+
+        return process
+
+
+def big_field(*, nullable: bool = False) -> Any:
+    """A BIGINT column (see Int64)."""
+    return Field(default=None, sa_type=Int64, nullable=nullable) if nullable else Field(sa_type=Int64)
+
+
 def enum_field(enum: type[StrEnum], default: StrEnum | None = None, *, nullable: bool = False) -> Any:
     """A column typed by a stored vocabulary (see EnumText)."""
     return Field(default=default, sa_column=Column(EnumText(enum), nullable=nullable, default=default))
@@ -199,7 +223,7 @@ class Customer(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("partner_id", "halo_id"),)
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
-    halo_id: int
+    halo_id: int = big_field()
     name: str
     inactive: bool = False
     billing_email: str | None = None
@@ -212,10 +236,10 @@ class Agreement(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("partner_id", "halo_id"),)
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
-    halo_id: int
+    halo_id: int = big_field()
     ref: str | None = None
-    customer_halo_id: int | None = None
-    subtype_id: int | None = None
+    customer_halo_id: int | None = big_field(nullable=True)
+    subtype_id: int | None = big_field(nullable=True)
     subtype_name: str | None = None
     type_name: str | None = None
     start_date: date | None = None
@@ -233,20 +257,20 @@ class Invoice(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
-    halo_id: int
+    halo_id: int = big_field()
     invoice_number: str | None = None
     third_party_number: str | None = None
     display_number: str
     number_is_fallback: bool = False
-    customer_halo_id: int | None = None
+    customer_halo_id: int | None = big_field(nullable=True)
     customer_name: str | None = None
-    agreement_halo_id: int | None = None
+    agreement_halo_id: int | None = big_field(nullable=True)
     agreement_ref: str | None = None
     invoice_date: date | None = None
     due_date: date | None = None
-    total_cents: int
-    amount_paid_cents: int
-    amount_due_cents: int
+    total_cents: int = big_field()
+    amount_paid_cents: int = big_field()
+    amount_due_cents: int = big_field()
     currency: str | None = None
     posted: bool = False
     voided: bool = False
@@ -267,7 +291,7 @@ class AutoPayRule(SQLModel, table=True):
     enabled: bool = True
     trigger: AutoPayTrigger = enum_field(AutoPayTrigger, AutoPayTrigger.ON_DUE_DATE)
     days: int = 0
-    max_amount_cents: int | None = None
+    max_amount_cents: int | None = big_field(nullable=True)
     created_by: str
     created_at: datetime = utc_field(nullable=False)
     updated_at: datetime = utc_field(nullable=False)
@@ -313,7 +337,7 @@ class SyncRecordError(SQLModel, table=True):
     run_id: int = Field(foreign_key="syncrun.id", index=True)
     partner_id: int = Field(foreign_key="partner.id", index=True)
     entity: str
-    halo_id: int | None = None
+    halo_id: int | None = big_field(nullable=True)
     reason: str
     excerpt: str
 
@@ -376,6 +400,14 @@ class User(SQLModel, table=True):
     password_hash: str
 
 
+class Setting(SQLModel, table=True):
+    """Small facts the database keeps about itself, one text value per key (e.g. the sandbox epoch), so every
+    console and worker sharing the database agrees on them."""
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -393,4 +425,5 @@ COOLDOWN_TABLE = _table(Cooldown)
 JOB_TABLE = _table(Job)
 AUDIT_TABLE = _table(AuditEvent)
 USER_TABLE = _table(User)
+SETTING_TABLE = _table(Setting)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)

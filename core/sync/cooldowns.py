@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from core.errors import CooldownActive
 from core.settings import Settings
-from core.store.tables import COOLDOWN_TABLE, RunKind
+from core.store.tables import COOLDOWN_TABLE, JOB_TABLE, RunKind
 
 MANUAL_KINDS = (RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID)
 LABELS = {RunKind.FETCH_NEW_DATA: "Fetch new data", RunKind.FETCH_UNPAID: "Fetch unpaid invoices"}
@@ -99,7 +99,11 @@ class CooldownState:
 
 def states(conn: Connection, partner_id: int) -> dict[str, CooldownState]:
     """Both cooldowns of a partner; `available_at` is None when the fetch is available now or was never run."""
-    rows = conn.execute(select(COOLDOWN_TABLE).where(COOLDOWN_TABLE.c.partner_id == partner_id)).all()
+    rows = conn.execute(
+        select(COOLDOWN_TABLE, JOB_TABLE.c.run_id.label("job_run_id"))
+        .select_from(COOLDOWN_TABLE.outerjoin(JOB_TABLE, JOB_TABLE.c.id == COOLDOWN_TABLE.c.last_job_id))
+        .where(COOLDOWN_TABLE.c.partner_id == partner_id)
+    ).all()
     found = {row.kind: row for row in rows}
     result: dict[str, CooldownState] = {}
     for kind in MANUAL_KINDS:
@@ -110,7 +114,7 @@ def states(conn: Connection, partner_id: int) -> dict[str, CooldownState]:
             available_at=row.available_at if row and row.available_at > _NEVER else None,
             last_started_at=row.last_started_at if row else None,
             last_actor=row.last_actor if row else None,
-            last_run_id=row.last_run_id if row else None,
+            last_run_id=(row.last_run_id or row.job_run_id) if row else None,
             refused_count=row.refused_count if row else 0,
         )
     return result

@@ -65,7 +65,7 @@ def lane_for(kind: RunKind) -> Lane:
     return Lane.LONG if kind in LONG_KINDS else Lane.SHORT
 
 
-def enqueue(conn: Connection, *, partner_id: int, partner_name: str, kind: RunKind, trigger: RunTrigger,
+def enqueue(conn: Connection, *, partner_id: int, kind: RunKind, trigger: RunTrigger, partner_name: str = "the partner",
             requested_by: str, now: datetime, not_before: datetime | None = None) -> int:
     """Queue one job in the caller's transaction; raises SyncAlreadyQueued when the partner has one of this kind
     queued or running (the caller's transaction then rolls back whole)."""
@@ -76,7 +76,7 @@ def enqueue(conn: Connection, *, partner_id: int, partner_name: str, kind: RunKi
     try:
         result = conn.execute(JOB_TABLE.insert().values(
             partner_id=partner_id, kind=kind, trigger=trigger, requested_by=requested_by, lane=lane_for(kind),
-            state=JobState.QUEUED, active_key=key, not_before=not_before or now, created_at=now))
+            state=JobState.QUEUED, active_key=key, not_before=not_before or lease_now(conn), created_at=now))
     except IntegrityError:  # another transaction queued the same job between our look and our insert
         raise SyncAlreadyQueued(partner_name, kind, JobState.QUEUED, now) from None
     key_row = result.inserted_primary_key
@@ -172,3 +172,17 @@ def requeue(engine: Engine, job: ClaimedJob, *, after: timedelta, outcome: str) 
         return conn.execute(update(JOB_TABLE).where(_held(job)).values(
             state=JobState.QUEUED, lease_owner=None, lease_expires_at=None, not_before=now + after, outcome=outcome)
         ).rowcount == 1
+
+
+def abandon(conn: Connection, job: ClaimedJob, *, outcome: str) -> bool:
+    """End a held job that cannot run at all (its partner or connection is gone)."""
+    return conn.execute(update(JOB_TABLE).where(_held(job)).values(
+        state=JobState.DONE, active_key=None, finished_at=lease_now(conn), lease_owner=None, lease_expires_at=None,
+        outcome=outcome)).rowcount == 1
+
+
+def waiting_job(conn: Connection, partner_id: int, kind: RunKind) -> int | None:
+    """The id of the partner's queued (not running) job of this kind, if any."""
+    found = conn.scalar(select(JOB.id).where(JOB.active_key == active_key(partner_id, kind),
+                                             JOB.state == JobState.QUEUED))
+    return None if found is None else int(found)

@@ -61,10 +61,11 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _worker_is_dead(worker: str | None) -> bool:
-    if not worker:
+def process_is_gone(owner: str | None) -> bool:
+    """`host:pid[:tag]` names a process of this host that has exited (never true for another host's process)."""
+    if not owner:
         return False
-    host, _, pid = worker.rpartition(":")
+    host, _, pid = ":".join(owner.split(":")[:2]).rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -91,14 +92,17 @@ def _is_stale(run: Any, now: datetime, settings: Settings) -> bool:
     if run.job_id is not None:
         return run.job_state != JobState.RUNNING or run.lease_expires_at is None or run.lease_expires_at <= run.db_now
     beat = run.heartbeat_at or run.started_at
-    return _worker_is_dead(run.worker) or now - beat > timedelta(seconds=settings.stale_run_after_s)
+    return process_is_gone(run.worker) or now - beat > timedelta(seconds=settings.stale_run_after_s)
 
 
-def _interrupt(conn: Connection, run_id: int, partner_id: int, now: datetime) -> None:
+def interrupt(conn: Connection, run_id: int, partner_id: int, now: datetime,
+              message: str = INTERRUPTED_MESSAGE) -> None:
+    """Close an open run as interrupted with the reason it stopped, and release the partner's lock."""
     conn.execute(
         update(RUN_TABLE)
         .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status.in_(OPEN_STATUSES))
-        .values(status=RunStatus.INTERRUPTED, finished_at=now, error_kind="interrupted", error=INTERRUPTED_MESSAGE)
+        .values(status=RunStatus.INTERRUPTED, finished_at=now, error_kind=ErrorKind.INTERRUPTED, error=message,
+                waiting_until=None)
     )
     conn.execute(
         update(PARTNER_TABLE)
@@ -113,7 +117,7 @@ def recover_interrupted(engine: Engine, *, now: datetime, settings: Settings) ->
         open_runs = conn.execute(_with_lease(conn).where(RUN_TABLE.c.status.in_(OPEN_STATUSES))).all()
         stale = [run for run in open_runs if _is_stale(run, now, settings)]
         for run in stale:
-            _interrupt(conn, run.id, run.partner_id, now)
+            interrupt(conn, run.id, run.partner_id, now)
         # a lock whose run row is already finished (crash between the two writes) is released too
         conn.execute(
             update(PARTNER_TABLE)
@@ -158,7 +162,7 @@ def start_run(
         if attempt == 0 and _is_stale(holder, now, settings):
             with engine.begin() as conn:
                 if holder is not None:
-                    _interrupt(conn, holder.id, partner_id, now)
+                    interrupt(conn, holder.id, partner_id, now)
                 else:
                     conn.execute(update(PARTNER_TABLE).where(PARTNER_TABLE.c.id == partner_id)
                                  .values(lock_run_id=None, lock_heartbeat_at=None))

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from core.errors import ConsoleError
+from core.errors import SyncAlreadyQueued
 from core.settings import Settings
-from core.store.tables import CONNECTION_TABLE, PARTNER_TABLE, RUN_TABLE, IntegrationRole, RunKind, RunTrigger
-from core.sync import engine as sync_engine
-from core.sync import window
+from core.store.tables import (
+    CONNECTION_TABLE,
+    JOB_TABLE,
+    PARTNER_TABLE,
+    RUN_TABLE,
+    IntegrationRole,
+    RunKind,
+    RunTrigger,
+)
+from core.sync import jobs, window, worker
 from core.sync.connector import ClientFactory
 from core.sync.runs import RunResult
 
@@ -45,16 +52,31 @@ def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> I
             yield row.id
 
 
-def tick(engine: Engine, *, now: datetime, settings: Settings, client_factory: ClientFactory,
-         on_refused: Callable[[ConsoleError], None] | None = None) -> list[RunResult]:
-    """Run a scheduled sync for every due partner; a partner whose manual fetch is running waits for the next tick."""
-    results = []
+def _queued_lately(conn: Connection, partner_id: int, since: datetime) -> bool:
+    """A scheduled job of this partner was queued after `since`: another scheduler already saw it due."""
+    return conn.scalar(select(JOB_TABLE.c.id).where(
+        JOB_TABLE.c.partner_id == partner_id, JOB_TABLE.c.kind == RunKind.SCHEDULED,
+        JOB_TABLE.c.created_at > since).limit(1)) is not None
+
+
+def enqueue_due(engine: Engine, *, now: datetime, settings: Settings) -> list[int]:
+    """Queue a scheduled sync for every due partner; any number of schedulers queue each partner once per interval
+    (a partner already queued or running is skipped). Returns the new jobs' ids."""
+    interval = timedelta(seconds=settings.schedule_interval_s)
+    queued = []
     for partner_id in list(iter_due_partners(engine, now=now, settings=settings)):
         try:
-            results.append(sync_engine.run_sync(
-                engine, partner_id=partner_id, kind=RunKind.SCHEDULED, trigger=RunTrigger.SCHEDULE,
-                actor=SCHEDULER_ACTOR, now=now, settings=settings, client_factory=client_factory))
-        except ConsoleError as exc:
-            if on_refused is not None:
-                on_refused(exc)
-    return results
+            with engine.begin() as conn:
+                if _queued_lately(conn, partner_id, now - interval):
+                    continue
+                queued.append(jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.SCHEDULED,
+                                           trigger=RunTrigger.SCHEDULE, requested_by=SCHEDULER_ACTOR, now=now))
+        except SyncAlreadyQueued:
+            continue
+    return queued
+
+
+def tick(engine: Engine, *, now: datetime, settings: Settings, client_factory: ClientFactory) -> list[RunResult]:
+    """Queue every due partner and run the queue dry in this thread (the demo's replay, `scheduler --run`)."""
+    enqueue_due(engine, now=now, settings=settings)
+    return worker.drain(engine, settings, client_factory, lease=timedelta(seconds=settings.lease_s))

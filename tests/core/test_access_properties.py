@@ -44,6 +44,7 @@ from core.store import database as db
 from core.store.tables import IntegrationRole, NumberField, Role, RunKind, RunStatus
 from core.sync import connector, streams
 from halo_emulator import HaloEmulator
+from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
 from tests.support.factories import add_partner, add_rule, add_run
 
@@ -111,7 +112,7 @@ def _fill(engine: Any, partner_id: int, prefix: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path_factory.mktemp('access') / 'console.db'}",
+    settings = Settings(database_url=databases.database_url(tmp_path_factory.mktemp("access"), lasting=True),
                         secret_key=TEST_KEY, allow_local_domains=True, backoff_cap_s=0.01, max_attempts=2,
                         rate_limit_requests=10**6, fixed_now=NOW)
     engine = db.engine_for(settings)
@@ -210,6 +211,8 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                            lambda w, p, pid, d: syncs.run_detail(w.engine, p, pid, _run_id(d))),
     "core.console.syncs.manual_fetch_states": ((Role.CS, Role.PARTNER), True,
                                     lambda w, p, pid, d: syncs.manual_fetch_states(w.engine, p, pid, now=NOW)),
+    "core.console.syncs.live_syncs": ((Role.CS, Role.PARTNER), True,
+                                      lambda w, p, pid, d: syncs.live_syncs(w.engine, p, pid, now=NOW)),
     "core.console.syncs.chart_data": ((Role.CS, Role.PARTNER), True,
         lambda w, p, pid, d: syncs.chart_data(w.engine, p, pid)),
     "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.page(
@@ -254,6 +257,12 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                                              w.engine, p, _name(w, pid))),
     "core.console.connection.stored_connection": ((Role.CS, Role.PARTNER), True,
                                           lambda w, p, pid, d: connection_screen.stored_connection(w.engine, p, pid)),
+    "core.actions.fetches.request_manual_fetch": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: fetches.request_manual_fetch(
+            w.engine, p, partner_id=pid, kind=d.draw(st.sampled_from([RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID]),
+                                                     label="kind"), now=NOW, settings=w.settings)),
+    "core.actions.fetches.cancel_sync": ((Role.CS,), True, lambda w, p, pid, d: fetches.cancel_sync(
+        w.engine, p, partner_id=pid, job_id=d.draw(st.integers(1, 3), label="job"), now=NOW)),
     "core.actions.fetches.start_manual_fetch": ((Role.CS, Role.PARTNER), True,
         lambda w, p, pid, d: fetches.start_manual_fetch(
             w.engine, p, partner_id=pid, kind=d.draw(st.sampled_from([RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID]),

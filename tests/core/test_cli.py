@@ -15,6 +15,7 @@ import pytest
 
 from core.settings import PROJECT_ROOT
 from halo_emulator import HaloEmulator, serve
+from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
 from tests.support.halo_state import cents, expected_invoices
 
@@ -31,7 +32,7 @@ def tenant():
 
 def cli(tmp_path: Path, *args: str, now=None, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALO_")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}", HALO_CONSOLE_SECRET_KEY=TEST_KEY,
+    env.update(DATABASE_URL=databases.database_url(tmp_path, "cli"), HALO_CONSOLE_SECRET_KEY=TEST_KEY,
                HALO_ALLOW_LOCAL_DOMAINS="1", HALO_CONSOLE_NOW=(now or NOW).isoformat(), PYTHONPATH=str(ROOT))
     if secret is not None:
         env["HALO_CLIENT_SECRET"] = secret

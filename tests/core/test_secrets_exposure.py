@@ -1,6 +1,7 @@
 """The client secret never leaves its encrypted column: after connecting, syncing (good runs, failed runs, record
 errors), editing and exporting through the real command line against the emulator on a loopback socket, the
-plaintext is in none of the SQLite file, its WAL, the logs (DEBUG, every logger), the command output or the exports.
+plaintext is in none of the SQLite file, its WAL (on PostgreSQL: any stored row), the logs (DEBUG, every logger), the
+command output or the exports.
 A wrong or missing encryption key is a clear error (CLI exit 2 with the message), never garbage, and never costs a
 partner its cooldown."""
 
@@ -10,7 +11,6 @@ import json
 import logging
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -21,10 +21,12 @@ from core.access import Principal
 from core.actions import fetches
 from core.console import exports, partners
 from core.console import invoices as invoices_screen
-from core.store.tables import COOLDOWN_TABLE, RUN_TABLE, Partner, PartnerStatus, Role, RunKind, RunStatus
+from core.errors import SecretKeyError
+from core.store.tables import COOLDOWN_TABLE, JOB_TABLE, RUN_TABLE, Partner, PartnerStatus, Role, RunKind, RunStatus
 from core.sync import connector
 from core.sync import engine as sync_engine
 from halo_emulator import FaultRule, HaloEmulator, serve
+from tests.support import databases
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 
@@ -55,11 +57,6 @@ def cli_env(settings, monkeypatch):
                        "HALO_BACKOFF_CAP_S": "0.01"}.items():
         monkeypatch.setenv(key, value)
     return settings
-
-
-def files_of(settings) -> list[Path]:
-    path = settings.sqlite_path
-    return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
 
 
 def test_the_plaintext_secret_is_nowhere_after_connect_syncs_failures_edits_and_exports(
@@ -100,8 +97,8 @@ def test_the_plaintext_secret_is_nowhere_after_connect_syncs_failures_edits_and_
     assert RunStatus.FAILED in statuses and RunStatus.PARTIAL in statuses
     assert "HTTP Request: POST" in caplog.text  # the token requests were logged, and searched
     for secret in (SECRET, ROTATED):
-        for path in files_of(cli_env):
-            assert secret.encode() not in path.read_bytes(), f"{secret} in {path.name}"
+        for where, stored in databases.stored_contents(cli_env.database_url):
+            assert secret.encode() not in stored, f"{secret} in {where}"
         assert secret not in caplog.text
         for text in seen + exported:
             assert secret not in text
@@ -123,9 +120,11 @@ def test_a_wrong_or_missing_key_is_exit_2_with_the_message_and_records_nothing(t
     code, output = run_cli(capsys, "sync", "scheduled", "--partner", "Acme MSP")
     assert code == 2 and "not a valid key" in output and "HALO_CONSOLE_SECRET_KEY" in output
 
-    monkeypatch.delenv("HALO_CONSOLE_SECRET_KEY")  # missing: the embedded default makes a new key file, not ours
+    # missing: the embedded default (SQLite) makes a new key file, not ours; a shared database refuses to start
+    monkeypatch.delenv("HALO_CONSOLE_SECRET_KEY")
     code, output = run_cli(capsys, "sync", "unpaid", "--partner", "Acme MSP")
-    assert code == 2 and "cannot be decrypted" in output
+    assert code == 2
+    assert ("HALO_CONSOLE_SECRET_KEY is not set" if databases.on_postgres() else "cannot be decrypted") in output
 
     assert "Traceback" not in run_cli(capsys, "status", "--partner", "Acme MSP")[1]
     with engine.connect() as conn:
@@ -133,19 +132,17 @@ def test_a_wrong_or_missing_key_is_exit_2_with_the_message_and_records_nothing(t
         assert conn.execute(select(COOLDOWN_TABLE)).all() == cooldowns_before
 
 
-def test_a_run_that_cannot_decrypt_the_secret_fails_readably_keeps_the_partner_and_its_cooldown(tenant, settings,
-                                                                                                 engine):
+def test_a_fetch_that_cannot_decrypt_the_secret_is_refused_before_anything_is_queued_or_used(tenant, settings,
+                                                                                               engine):
     emu, url = tenant
     partner_id = add_partner(engine, settings, now=NOW, app_domain=url, client_id=emu.client_id, client_secret=SECRET)
     wrong = replace(settings, secret_key=Fernet.generate_key().decode())
-    result = fetches.start_manual_fetch(engine, CS, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, now=NOW,
-                                        settings=wrong, client_factory=connector.stored_client_factory(wrong))
-    assert result.status == RunStatus.FAILED
-    assert "cannot be decrypted" in result.error and "run this fetch again now" in result.error
-    assert result.cooldown_refunded
+    with pytest.raises(SecretKeyError, match="cannot be decrypted"):
+        fetches.start_manual_fetch(engine, CS, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, now=NOW,
+                                   settings=wrong, client_factory=connector.stored_client_factory(wrong))
     with engine.connect() as conn:
         assert conn.scalar(select(Partner.__table__.c.status)) == PartnerStatus.CONNECTED
-        assert conn.scalar(select(RUN_TABLE.c.error_kind)) == "secret_key"
+        assert conn.execute(select(RUN_TABLE)).all() == [] and conn.execute(select(JOB_TABLE)).all() == []
     again = sync_engine.run_sync(engine, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, trigger="manual",
                                  actor="cs", now=NOW, settings=settings,
                                  client_factory=connector.stored_client_factory(settings))

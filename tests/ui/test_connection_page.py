@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -8,8 +8,10 @@ from core.demo import sandbox
 from core.halopsa.auth import CREDENTIALS_REJECTED
 from core.halopsa.config import REQUIRED_SCOPES
 from core.store.tables import CONNECTION_TABLE, INVOICE_TABLE, PARTNER_TABLE, RUN_TABLE, RunKind, RunStatus
+from core.sync import connector, worker
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
+from ui import connection_form
 
 PAGE = "pages/connection.py"
 STORED_SECRET = "s3cret-value"  # what tests.support.factories.add_partner stores for Acme and Globex
@@ -156,7 +158,7 @@ def test_missing_permissions_are_crossed_with_a_fix_and_nothing_is_saved(open_co
     assert _counts(engine) == before
 
 
-def test_a_good_sandbox_connection_is_saved_verified_and_backfilled(open_connection, engine):
+def test_a_good_sandbox_connection_is_saved_verified_and_its_backfill_queued(open_connection, engine, settings):
     at = open_connection("cs", "acme")
     partners, connections_ = _counts(engine)
     client_id, client_secret = sandbox.credentials("trainee.sandbox")
@@ -167,10 +169,12 @@ def test_a_good_sandbox_connection_is_saved_verified_and_backfilled(open_connect
     assert _counts(engine) == (partners + 1, connections_ + 1)
     assert all(f"✅ `{scope}`" in _markdown(at) for scope in REQUIRED_SCOPES)
     assert "Saved the connection for Trainee MSP." in at.success[0].value
-    assert "Backfill finished" in at.success[1].value
-    assert [status.label for status in at.status] == ["Backfill"]
-    with engine.connect() as conn:
+    assert connection_form.BACKFILL_QUEUED in [info.value for info in at.info]
+    with engine.connect() as conn:  # the console queued the backfill; it never runs a sync itself
         partner_id = conn.scalar(select(PARTNER_TABLE.c.id).where(PARTNER_TABLE.c.name == "Trainee MSP"))
+        assert conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.partner_id == partner_id)).all() == []
+    [result] = worker.drain(engine, settings, connector.stored_client_factory(settings), lease=timedelta(seconds=60))
+    with engine.connect() as conn:
         run = conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.partner_id == partner_id)).one()
         invoices = conn.scalar(select(func.count()).select_from(INVOICE_TABLE)
                                .where(INVOICE_TABLE.c.partner_id == partner_id))

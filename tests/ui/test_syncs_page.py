@@ -5,11 +5,12 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1.errors import AppTestError
 
-from core.actions import connect
+from core.actions import connect, fetches
 from core.demo import sandbox
-from core.store.tables import RUN_TABLE, RunKind, RunStatus
-from core.sync import runs
+from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, RunKind, RunStatus
+from core.sync import connector, runs, worker
 from tests.support.clock import NOW
+from ui import fetch_buttons
 
 PAGE = "pages/syncs.py"
 
@@ -22,6 +23,11 @@ def open_syncs(app_as):
 def _run_count(engine):
     with engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(RUN_TABLE))
+
+
+def _job_count(engine):
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(JOB_TABLE))
 
 
 def _texts(at):
@@ -82,7 +88,7 @@ def test_a_recent_fetch_locks_its_button_with_a_countdown_and_who_ran_it(open_sy
     assert "Last run by ap@acme.example at 2026-11-02 10:00:00 UTC, succeeded: 0 created, 7 updated." in texts
 
 
-def test_a_fetch_runs_against_a_sandbox_shows_its_counts_then_counts_down(open_syncs, engine, settings, console):
+def test_a_press_queues_the_fetch_shows_it_live_and_a_worker_runs_it(open_syncs, engine, settings, console):
     client_id, client_secret = sandbox.credentials("syncs-page.sandbox")
     form = connect.ConnectionForm(partner_name="Sandbox MSP", app_domain="syncs-page.sandbox",
                                       client_id=client_id, client_secret=client_secret)
@@ -90,14 +96,20 @@ def test_a_fetch_runs_against_a_sandbox_shows_its_counts_then_counts_down(open_s
     at = open_syncs("cs")
     at.session_state["partner_id"] = partner_id
     at.run()
+    before = _run_count(engine)
     at.button(key="syncs.fetch_new_data").click().run()
-    assert not at.exception
-    assert [status.label for status in at.status] == ["Fetch new data"]
-    assert at.success[0].value.startswith("Fetch new data finished (run #")
+    assert not at.exception and _run_count(engine) == before  # the page queues; it never runs a sync itself
+    assert at.success[0].value.startswith("Fetch new data queued")
+    assert "Queued by cs@example.com at 2026-11-02 12:00:00 UTC; waiting for a worker." in _texts(at)
+    assert fetch_buttons.NO_WORKER in _texts(at)
     assert at.button(key="syncs.fetch_new_data").disabled and not at.button(key="syncs.fetch_unpaid").disabled
-    texts = _texts(at)
-    assert "Available in 1:00:00, at 2026-11-02 13:00:00 UTC." in texts
-    assert "Last run by cs@example.com at 2026-11-02 12:00:00 UTC, succeeded:" in texts
+    assert "Available in 1:00:00, at 2026-11-02 13:00:00 UTC." in _texts(at)
+
+    results = worker.drain(engine, settings, connector.stored_client_factory(settings), lease=timedelta(seconds=60))
+    assert [result.status for result in results] == [RunStatus.SUCCEEDED]
+    at.run()  # a later rerun (or another tab) reads the outcome from the database
+    assert "Last run by cs@example.com at 2026-11-02 12:00:00 UTC, succeeded:" in _texts(at)
+    assert "Queued by" not in _texts(at)
 
 
 def test_a_locked_button_is_disabled_so_it_cannot_be_clicked(open_syncs, console, engine, settings):
@@ -123,25 +135,51 @@ def test_a_press_after_another_tab_took_the_cooldown_starts_nothing_and_shows_th
     assert "Available in 1:00:00" in _texts(at) and "Last run by cs@example.com" in _texts(at)
 
 
-@pytest.mark.parametrize(("finished", "message"), [
-    (True, "was run recently; it is available again in 1 h"),
-    (False, "already running"),
+@pytest.mark.parametrize(("queued", "message"), [
+    (False, "was run recently; it is available again in 1 h"),
+    (True, "is already queued"),
 ])
 def test_a_fetch_request_the_core_refuses_starts_no_run_and_says_why(open_syncs, console, engine, settings,
-                                                                     finished, message):
-    """The page body, not the timer, starts fetches; a request that lost a race is refused in words."""
+                                                                     queued, message):
+    """The page body, not the timer, queues fetches; a request that lost a race is refused in words."""
     at = open_syncs("acme")
     acme = console["acme"].partner_id
-    run_id = runs.start_run(engine, partner_id=acme, partner_name="Acme MSP", kind=RunKind.FETCH_NEW_DATA,
-                            trigger="manual", actor="ap@acme.example", now=NOW, settings=settings, claim_cooldown=True)
-    if finished:
+    if queued:  # another tab's press is queued and has not run yet
+        fetches.request_manual_fetch(engine, console["acme"], partner_id=acme, kind=RunKind.FETCH_NEW_DATA,
+                                     now=NOW - timedelta(hours=2), settings=settings)
+    else:  # another tab's fetch already ran: its cooldown holds
+        run_id = runs.start_run(engine, partner_id=acme, partner_name="Acme MSP", kind=RunKind.FETCH_NEW_DATA,
+                                trigger="manual", actor="ap@acme.example", now=NOW, settings=settings,
+                                claim_cooldown=True)
         runs.finish_run(engine, run_id, acme, status=RunStatus.SUCCEEDED, now=NOW)
-    before = _run_count(engine)
+    before = _run_count(engine), _job_count(engine)
     at.session_state["syncs.request"] = "fetch_new_data"  # what the button leaves for the page body
     at.run()
     assert not at.exception
     assert message in at.error[0].value
-    assert _run_count(engine) == before
+    assert (_run_count(engine), _job_count(engine)) == before
+
+
+def test_customer_success_cancels_a_queued_fetch_and_its_cooldown_comes_back(open_syncs, console, engine, settings):
+    acme = console["acme"].partner_id
+    job_id = fetches.request_manual_fetch(engine, console["acme"], partner_id=acme, kind=RunKind.FETCH_UNPAID,
+                                          now=NOW, settings=settings)
+    at = open_syncs("cs", "acme")
+    assert at.button(key="syncs.fetch_unpaid").disabled
+    at.button(key=f"syncs.cancel.{job_id}").click().run()
+    assert not at.exception
+    assert "Queued by" not in _texts(at) and not at.button(key="syncs.fetch_unpaid").disabled
+    with engine.connect() as conn:
+        assert conn.scalar(select(JOB_TABLE.c.state).where(JOB_TABLE.c.id == job_id)) == JobState.CANCELLED
+
+
+def test_a_partner_user_sees_its_queued_fetch_but_cannot_cancel_it(open_syncs, console, engine, settings):
+    acme = console["acme"].partner_id
+    job_id = fetches.request_manual_fetch(engine, console["acme"], partner_id=acme, kind=RunKind.FETCH_UNPAID,
+                                          now=NOW, settings=settings)
+    at = open_syncs("acme")
+    assert "Queued by ap@acme.example" in _texts(at)
+    assert not [b for b in at.button if b.key == f"syncs.cancel.{job_id}"]
 
 
 def test_filters_narrow_the_table_and_run_detail_shows_the_failure_reason(open_syncs):

@@ -10,6 +10,7 @@ from core.console.overview import Freshness, classify_freshness
 from core.errors import AccessDenied
 from core.store import database
 from core.store.tables import COOLDOWN_TABLE, Connection, IntegrationRole, Role, RunKind, RunStatus
+from tests.support import databases
 from tests.support.clock import NOW
 from tests.support.factories import add_agreements, add_partner, add_rule, add_run
 
@@ -169,7 +170,7 @@ def _queries_for(engine, settings, partners):
 
 
 def test_overview_and_worklist_use_the_same_number_of_queries_for_2_and_20_partners(engine, settings, tmp_path):
-    other_settings = replace(settings, database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    other_settings = replace(settings, database_url=databases.database_url(tmp_path, "other"))
     other = database.engine_for(other_settings)
     try:
         assert _queries_for(engine, settings, 2) == _queries_for(other, other_settings, 20)

@@ -155,13 +155,3 @@ def _result(status, *, error=None, rejected=0, refunded=False):
     return RunResult(run_id=9, kind="fetch_unpaid", status=status, error=error, cooldown_refunded=refunded,
                      tally=RunCounters(created=2, updated=3, unchanged=4, rejected=rejected))
 
-
-@pytest.mark.parametrize(("result", "level", "words"), [
-    (_result(RunStatus.SUCCEEDED), "success", "Fetch unpaid invoices finished (run #9): 2 created, 3 updated"),
-    (_result(RunStatus.PARTIAL, rejected=1), "warning", "1 records it could not read"),
-    (_result(RunStatus.FAILED, error="HaloPSA did not answer. The cooldown was not used.", refunded=True), "error",
-     "The cooldown was not used"),
-])
-def test_describe_result_reads_as_plain_words(result, level, words):
-    got_level, message = syncs.describe_result(result)
-    assert got_level == level and words in message

@@ -61,7 +61,7 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
         ("Export", "cli:ops", at + timedelta(minutes=5), "Acme MSP"),
     ]
     details = [e.detail for e in logged]
-    assert "Invoice Number Field" in details[1] and "Fetch unpaid invoices: run" in details[2]
+    assert "Invoice Number Field" in details[1] and "Fetch unpaid invoices: requested" in details[2]
     assert "created" in details[3] and "deleted" in details[4] and "rows" in details[5] and "command line" in details[6]
     assert emu.client_secret not in " ".join(details)
 

@@ -28,8 +28,9 @@ def test_an_invalid_key_is_a_clear_error(key):
         SecretBox(key)
 
 
-def test_embedded_default_creates_a_private_key_file_once(settings):
-    local = replace(settings, secret_key=None)
+def test_embedded_default_creates_a_private_key_file_once(settings, tmp_path):
+    # the embedded default is a SQLite file, whichever database the suite runs on
+    local = replace(settings, secret_key=None, database_url=f"sqlite:///{tmp_path / 'embedded' / 'console.db'}")
     first = secret_box(local).encrypt("value")
     path = key_file_path(local)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

@@ -1,6 +1,7 @@
 """Crash safety: `python -m core sync scheduled` killed with SIGKILL at random points of a backfill. Every time the
-SQLite file stays intact, the next start marks the run interrupted and unblocks the partner, and a rerun converges
-on HaloPSA's state. 20 trials (8 with CI=true); the figures are printed in the pytest summary."""
+database stays intact (SQLite's integrity check; PostgreSQL's amcheck of every index), the next start marks the run
+interrupted and unblocks the partner, and a rerun converges on HaloPSA's state. 20 trials (8 with CI=true); the
+figures are printed in the pytest summary."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import contextlib
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from core import cli
 from core.access import Principal
@@ -25,8 +25,9 @@ from core.settings import PROJECT_ROOT
 from core.store import database as db
 from core.store import tables
 from core.store.tables import Partner, Role, RunStatus
-from core.sync import runs
+from core.sync import worker
 from halo_emulator import HaloEmulator, serve
+from tests.support import databases
 from tests.support.clock import NOW
 from tests.support.halo_state import differences, expected_invoices, stored_invoices
 
@@ -66,17 +67,18 @@ def _spawn(settings) -> subprocess.Popen[bytes]:
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _run_of(path: Path, pid: int) -> tuple[str, int] | None:
+def _run_of(engine: Engine, pid: int) -> tuple[str, int] | None:
     """(status, pages) of the run the process `pid` started, read as another process would; None before it starts."""
-    with sqlite3.connect(path, timeout=30) as conn:
-        row = conn.execute("select status, pages from syncrun where worker like ?", (f"%:{pid}",)).fetchone()
+    with engine.connect() as conn:
+        row = conn.execute(select(tables.RUN_TABLE.c.status, tables.RUN_TABLE.c.pages)
+                           .where(tables.RUN_TABLE.c.worker.like(f"%:{pid}"))).first()
     return (row[0], row[1]) if row else None
 
 
-def _kill_at_page(child: subprocess.Popen[bytes], path: Path, pages: int) -> None:
+def _kill_at_page(child: subprocess.Popen[bytes], engine: Engine, pages: int) -> None:
     """Kill once the run has stored `pages` pages (or has ended)."""
     while child.poll() is None:
-        run = _run_of(path, child.pid) if path.exists() else None
+        run = _run_of(engine, child.pid)
         if run is not None and (run[1] >= pages or run[0] != RunStatus.RUNNING):
             break
         time.sleep(0.002)
@@ -97,7 +99,7 @@ def test_a_sync_killed_at_any_point_leaves_an_intact_database_and_a_rerun_conver
     rng = random.Random(20261102)
 
     # one uninterrupted run: how long a whole child takes, from spawn to exit
-    calibration = replace(settings, database_url=f"sqlite:///{tmp_path / 'calibration.db'}")
+    calibration = replace(settings, database_url=databases.database_url(tmp_path, "calibration"))
     _connected_database(calibration, emu, url)
     started = time.monotonic()
     whole = _spawn(calibration)
@@ -106,21 +108,21 @@ def test_a_sync_killed_at_any_point_leaves_an_intact_database_and_a_rerun_conver
 
     landed: dict[str, int] = {}
     for trial in range(TRIALS):
-        trial_settings = replace(settings, database_url=f"sqlite:///{tmp_path / f'trial{trial}.db'}")
-        path = trial_settings.sqlite_path
+        trial_settings = replace(settings, database_url=databases.database_url(tmp_path, f"trial{trial}"))
         _connected_database(trial_settings, emu, url)
+        watcher = db.make_engine(trial_settings.database_url)
         child = _spawn(trial_settings)
         if trial % 2:  # a random moment of the child's life: start-up, mid-run or after the run
             _kill_after(child, rng.uniform(0.0, whole_s))
         else:  # a random page of the backfill (short of the last two, so the kill lands while it runs)
-            _kill_at_page(child, path, rng.randint(0, total_pages - 2))
+            _kill_at_page(child, watcher, rng.randint(0, total_pages - 2))
         child.wait(30)
         assert child.stderr is not None
         assert "Traceback" not in child.stderr.read().decode()
 
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        before = _run_of(path, child.pid)
+        assert databases.integrity_problems(trial_settings.database_url) == []
+        before = _run_of(watcher, child.pid)
+        watcher.dispose()
         where = ("before the run" if before is None else "mid-run" if before[0] == RunStatus.RUNNING
                  else "after it finished")
         landed[where] = landed.get(where, 0) + 1
@@ -139,7 +141,7 @@ def test_a_sync_killed_at_any_point_leaves_an_intact_database_and_a_rerun_conver
                 tables.RUN_TABLE.c.status.in_([RunStatus.RUNNING, RunStatus.RATE_LIMITED]))).all()
             lock = conn.scalar(select(Partner.__table__.c.lock_run_id))
         if where == "mid-run":
-            assert killed.status == RunStatus.INTERRUPTED and killed.error == runs.INTERRUPTED_MESSAGE
+            assert killed.status == RunStatus.INTERRUPTED and killed.error == worker.WORKER_STOPPED
             assert killed.finished_at is not None
         assert open_runs == [] and lock is None
         with engine.connect() as conn:

@@ -1,6 +1,8 @@
 from datetime import timedelta
 
-from core.store.tables import IntegrationRole, RunKind, RunStatus
+from sqlalchemy import select
+
+from core.store.tables import JOB_TABLE, IntegrationRole, JobState, RunKind, RunStatus
 from core.sync import runs, scheduler
 from tests.support.clock import NOW
 from tests.support.factories import add_partner, add_run
@@ -24,16 +26,26 @@ def test_a_failing_partner_is_retried_once_per_interval_not_every_tick(engine, s
     assert list(scheduler.iter_due_partners(engine, now=later, settings=settings)) == [failing]
 
 
-def test_a_tick_runs_each_due_partner_and_reports_a_refusal_instead_of_failing(engine, settings):
+def test_a_due_partner_is_queued_once_however_many_schedulers_look(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
-    refused = []
+    first = scheduler.enqueue_due(engine, now=NOW, settings=settings)
+    again = scheduler.enqueue_due(engine, now=NOW + timedelta(minutes=1), settings=settings)
+    assert len(first) == 1 and again == []
+    with engine.connect() as conn:
+        job = conn.execute(select(JOB_TABLE)).one()
+    assert (job.partner_id, job.kind, job.state) == (partner_id, RunKind.SCHEDULED, JobState.QUEUED)
+
+
+def test_a_busy_partners_scheduled_job_waits_in_the_queue_instead_of_failing(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
 
     def no_client(connection, on_event):
-        raise AssertionError("a refused run never builds a client")
+        raise AssertionError("a job that cannot start never builds a client")
 
-    # the partner's lock is held by a live run: the tick is refused for it and says so
+    # the partner's lock is held by a live manual fetch: the scheduled job goes back to the queue, a little later
     runs.start_run(engine, partner_id=partner_id, partner_name="p", kind=RunKind.FETCH_NEW_DATA, trigger="manual",
                    actor="cs", now=NOW, settings=settings)
-    results = scheduler.tick(engine, now=NOW, settings=settings, client_factory=no_client, on_refused=refused.append)
-    assert results == []
-    assert [type(exc).__name__ for exc in refused] == ["SyncAlreadyRunning"]
+    assert scheduler.tick(engine, now=NOW, settings=settings, client_factory=no_client) == []
+    with engine.connect() as conn:
+        job = conn.execute(select(JOB_TABLE)).one()
+    assert job.state == JobState.QUEUED and job.run_id is None and "already running" in job.outcome

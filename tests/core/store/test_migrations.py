@@ -1,0 +1,307 @@
+"""Migrations: a database made before them upgrades with every row, a new one is made by them, both end with the
+schema of core/store/tables.py, and opening a database at once from several processes, or a broken one, is safe."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from core.demo import sandbox
+from core.errors import BadInput
+from core.settings import PROJECT_ROOT, Settings, settings_from_mapping
+from core.store import database as db
+from core.store import tables
+from core.store.secrets import SecretBox
+from tests.support import databases
+from tests.support.clock import NOW
+from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_database
+
+NEW_TABLES = {"job", "setting"}
+NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"}}
+BIGINT_COLUMNS = {"customer": {"halo_id"}, "agreement": {"halo_id", "customer_halo_id", "subtype_id"},
+                  "invoice": {"halo_id", "customer_halo_id", "agreement_halo_id", "total_cents", "amount_paid_cents",
+                              "amount_due_cents"},
+                  "autopayrule": {"max_amount_cents"}, "syncrecorderror": {"halo_id"}}
+
+
+def _settings(url: str) -> Settings:
+    return Settings(database_url=url, secret_key=FIXTURE_KEY, fixed_now=NOW)
+
+
+def schema_differences(engine: Engine) -> list[object]:
+    """What Alembic's autogenerate would change to make the database match tables.py (types compared)."""
+    with engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
+                                     SQLModel.metadata))
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(tables.SQLModel.metadata.tables[table])) or 0)
+
+
+def test_head_is_the_one_head_of_the_scripts_and_the_baseline_its_root():
+    scripts = ScriptDirectory(str(db.MIGRATIONS))
+    assert scripts.get_heads() == [db.HEAD]
+    assert [script.revision for script in scripts.walk_revisions()][-1] == db.BASELINE
+    assert (db.MIGRATIONS / "script.py.mako").exists()  # `alembic revision` works from the packaged folder
+
+
+def test_a_database_made_before_migrations_keeps_every_row_and_gains_the_new_schema(tmp_path):
+    url = old_database(tmp_path)
+    before = fixture_rows()
+    engine = db.engine_for(_settings(url))
+    try:
+        assert db.current_revision(engine) == db.HEAD
+        for table in TABLES:
+            assert _count(engine, table) == len(before[table]), table
+        with engine.connect() as conn:
+            inspector = inspect(conn)
+            assert set(inspector.get_table_names()) >= NEW_TABLES
+            for table, columns in NEW_COLUMNS.items():
+                assert columns <= {c["name"] for c in inspector.get_columns(table)}, table
+            partners = conn.execute(select(tables.PARTNER_TABLE.c.id, tables.PARTNER_TABLE.c.name,
+                                           tables.PARTNER_TABLE.c.status).order_by(tables.PARTNER_TABLE.c.id)).all()
+            invoices = {row.id: row for row in conn.execute(select(tables.INVOICE_TABLE))}
+            rule = conn.execute(select(tables.RULE_TABLE)).one()
+            rejected = conn.execute(select(tables.ERROR_TABLE)).one()
+            runs = conn.execute(select(tables.RUN_TABLE.c.status, func.count()).group_by(tables.RUN_TABLE.c.status)
+                                ).all()
+            secrets = conn.scalars(select(tables.CONNECTION_TABLE.c.client_secret_encrypted)
+                                   .order_by(tables.CONNECTION_TABLE.c.partner_id)).all()
+            new_columns = conn.execute(select(tables.RUN_TABLE.c.job_id, tables.RUN_TABLE.c.message,
+                                              tables.RUN_TABLE.c.waiting_until)).all()
+        assert [(p.id, p.name, p.status) for p in partners] == [(1, "Acme IT", "connected"), (2, "Globex", "connected"),
+                                                                 (3, "Initech", "connected")]
+        old_invoice = before["invoice"][0]
+        assert invoices[old_invoice["id"]].total_cents == old_invoice["total_cents"]
+        assert invoices[old_invoice["id"]].display_number == old_invoice["display_number"]
+        assert invoices[old_invoice["id"]].synced_at == old_invoice["synced_at"].replace(tzinfo=UTC)
+        due = sum(i.amount_due_cents for i in invoices.values())
+        assert due == sum(i["amount_due_cents"] for i in before["invoice"])
+        assert (rule.subtype_name, rule.trigger, rule.days, rule.max_amount_cents) == (
+            "Managed Services", "days_after_due", 3, 250_000)
+        assert rejected.halo_id == 2**31 - 1 and rejected.reason == "total is not a number"
+        assert dict(runs) == {"succeeded": 116, "failed": 25}
+        box = SecretBox(FIXTURE_KEY)
+        assert [box.decrypt(token) for token in secrets] == [sandbox.credentials(host)[1] for host in
+                                                            ("acme.sandbox", "globex.sandbox", "initech.sandbox")]
+        assert new_columns and all(row == (None, None, None) for row in new_columns)
+        assert schema_differences(engine) == []
+        # the widened columns take what INTEGER could not, and new rows follow the old ids
+        with engine.begin() as conn:
+            conn.execute(tables.INVOICE_TABLE.insert().values(
+                partner_id=1, halo_id=2**40, display_number="BIG", number_is_fallback=False, total_cents=3 * 2**31,
+                amount_paid_cents=0, amount_due_cents=3 * 2**31, posted=True, voided=False, status="unpaid",
+                synced_at=NOW))
+            biggest = conn.execute(select(tables.INVOICE_TABLE.c.id, tables.INVOICE_TABLE.c.total_cents)
+                                   .where(tables.INVOICE_TABLE.c.halo_id == 2**40)).one()
+        assert biggest.total_cents == 3 * 2**31 and biggest.id == max(invoices) + 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("made_by", ["opened", "created"])
+def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tmp_path, made_by):
+    """The code just before migrations (commit 9fa231d) ran create_all: a database it only opened gained the job table
+    (no new columns), one it created has every table but the setting table; both upgrade, keeping what exists."""
+    if made_by == "opened":
+        url = old_database(tmp_path)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            tables.JOB_TABLE.create(conn)
+    else:
+        url = databases.database_url(tmp_path, "by_create_all", empty=True)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            SQLModel.metadata.create_all(conn, tables=[table for name, table in SQLModel.metadata.tables.items()
+                                                       if name != "setting"])
+    engine.dispose()
+    engine = db.engine_for(_settings(url))
+    try:
+        assert db.current_revision(engine) == db.HEAD
+        assert schema_differences(engine) == []
+        if made_by == "opened":
+            assert _count(engine, "invoice") == len(fixture_rows()["invoice"])
+    finally:
+        engine.dispose()
+
+
+def test_a_new_database_is_made_by_the_migrations_with_the_schema_of_tables_py(tmp_path):
+    url = databases.database_url(tmp_path, "fresh", empty=True)
+    engine = db.engine_for(_settings(url))
+    try:
+        assert db.current_revision(engine) == db.HEAD
+        assert schema_differences(engine) == []
+        with engine.connect() as conn:
+            assert set(inspect(conn).get_table_names()) == {*SQLModel.metadata.tables, "alembic_version"}
+            bigint = {(table, column["name"]) for table in BIGINT_COLUMNS for column in inspect(conn).get_columns(table)
+                      if "BIGINT" in str(column["type"]).upper()}
+        assert bigint == {(table, name) for table, names in BIGINT_COLUMNS.items() for name in names}
+    finally:
+        engine.dispose()
+
+
+def test_the_schema_comparison_sees_what_the_upgrade_adds(tmp_path):
+    """An empty difference above means something: at the baseline, the comparison lists the new table and types."""
+    url = databases.database_url(tmp_path, "base", empty=True)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db.alembic_config(conn), db.BASELINE)
+        differences = schema_differences(engine)
+        added = {diff[1].name for diff in differences if isinstance(diff, tuple) and diff[0] == "add_table"}
+        retyped = {(change[2], change[3]) for diff in differences if isinstance(diff, list)
+                   for change in diff if change[0] == "modify_type"}
+        assert added == NEW_TABLES
+        assert retyped == {(table, column) for table, columns in BIGINT_COLUMNS.items() for column in columns}
+        with engine.begin() as conn:  # and the downgrade of the second revision returns there
+            command.upgrade(db.alembic_config(conn), "head")
+            command.downgrade(db.alembic_config(conn), db.BASELINE)
+        assert repr(schema_differences(engine)) == repr(differences)
+    finally:
+        engine.dispose()
+
+
+def test_opening_a_current_database_changes_nothing(engine):
+    assert db.current_revision(engine) == db.HEAD
+    migration = db.migrate(engine)
+    assert (migration.before, migration.after, migration.adopted) == (db.HEAD, db.HEAD, False)
+    assert "up to date" in migration.describe()
+
+
+def _open(url: str, start: multiprocessing.synchronize.Event) -> str:
+    start.wait()
+    try:
+        engine = db.engine_for(Settings(database_url=url))
+        try:
+            return str(db.current_revision(engine))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        return f"error {exc!r}"
+
+
+@pytest.mark.parametrize("made_before", [False, True], ids=["new", "pre-migration"])
+def test_processes_opening_a_database_at_once_all_get_it_upgraded(tmp_path, made_before):
+    url = old_database(tmp_path) if made_before else databases.database_url(tmp_path, "race", empty=True)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start = manager.Event()
+        with ctx.Pool(4) as pool:
+            pending = [pool.apply_async(_open, (url, start)) for _ in range(4)]
+            start.set()
+            outcomes = [p.get(timeout=120) for p in pending]
+    assert outcomes == [db.HEAD] * 4
+    engine = db.engine_for(Settings(database_url=url))
+    try:
+        assert schema_differences(engine) == []
+        if made_before:
+            assert _count(engine, "invoice") == len(fixture_rows()["invoice"])
+    finally:
+        engine.dispose()
+
+
+def _cli(cwd: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HALO_") and k != "DATABASE_URL"}
+    env.update(DATABASE_URL=url, HALO_CONSOLE_SECRET_KEY=FIXTURE_KEY, PYTHONPATH=str(PROJECT_ROOT))
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_python_m_core_migrate_upgrades_from_any_folder_and_says_from_which_revision_to_which(tmp_path):
+    url = old_database(tmp_path)
+    first = _cli(tmp_path, url, "migrate")  # run outside the project: the migrations ship inside the package
+    assert first.returncode == 0, first.stderr
+    assert f"before: none (pre-migration schema, stamped {db.BASELINE})" in first.stdout
+    assert f"after: {db.HEAD}" in first.stdout
+    second = _cli(tmp_path, url, "migrate")
+    assert second.returncode == 0, second.stderr
+    assert f"before: {db.HEAD}" in second.stdout and f"after: {db.HEAD}" in second.stdout
+    status = _cli(tmp_path, url, "status", "--partner", "Acme IT", "--json")  # and the console reads it
+    assert status.returncode == 0, status.stderr
+    assert '"invoices": ' in status.stdout
+
+
+def test_a_database_from_a_newer_console_is_refused_with_what_to_do(tmp_path):
+    url = databases.database_url(tmp_path, "newer")
+    engine = db.engine_for(_settings(url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(db.DatabaseError, match="newer version of the console") as raised:
+        db.engine_for(_settings(url))
+    assert raised.value.exit_code == 4
+    done = _cli(tmp_path, url, "migrate")
+    assert done.returncode == 4 and "newer version of the console" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("url", "error", "code"), [
+    ("postgresql+psycopg://nobody@127.0.0.1:1/console", db.DatabaseError, 4),
+    ("nosuchdb://somewhere/console", BadInput, 2),
+])
+def test_an_unusable_database_url_is_a_readable_error_and_exit_code(tmp_path, url, error, code):
+    with pytest.raises(error) as raised:
+        db.engine_for(Settings(database_url=url))
+    assert raised.value.exit_code == code
+    assert ("could not be opened" if code == 4 else "DATABASE_URL") in raised.value.message
+    done = _cli(tmp_path, url, "status", "--partner", "Acme")
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def test_the_password_of_a_database_url_is_never_shown():
+    with pytest.raises(db.DatabaseError) as raised:
+        db.engine_for(Settings(database_url="postgresql://console:hunter2-secret@127.0.0.1:1/console"))
+    assert "hunter2-secret" not in raised.value.message and "***" in raised.value.message
+
+
+def test_pool_sizes_come_from_the_environment_and_postgresql_urls_mean_psycopg_3():
+    settings = settings_from_mapping({"DATABASE_URL": "postgresql://console@db.example:5432/console",
+                                      "HALO_DB_POOL_SIZE": "12", "HALO_DB_MAX_OVERFLOW": "3"})
+    assert (settings.db_pool_size, settings.db_max_overflow) == (12, 3)
+    assert (Settings().db_pool_size, Settings().db_max_overflow) == (5, 10)
+    engine = db.make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                            max_overflow=settings.db_max_overflow)  # no connection is made
+    try:
+        assert engine.dialect.driver == "psycopg"
+        assert engine.pool.size() == 12 and engine.pool._max_overflow == 3  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+def test_the_sandbox_epoch_is_stored_once_in_the_database(settings, engine):
+    first = sandbox.epoch_for(settings)
+    later = Settings(**{**settings.__dict__, "fixed_now": datetime(2027, 3, 1, tzinfo=UTC)})
+    assert sandbox.epoch_for(later) == first  # the clock moved on; the epoch did not
+    with engine.connect() as conn:
+        stored = conn.scalar(select(tables.SETTING_TABLE.c.value)
+                             .where(tables.SETTING_TABLE.c.key == sandbox.EPOCH_KEY))
+    assert stored == first.isoformat()
+    if settings.sqlite_path is not None:  # no file beside the database any more
+        assert not (settings.sqlite_path.parent / sandbox.EPOCH_FILE).exists()
+
+
+def test_a_demo_made_before_keeps_its_epoch_from_the_file_beside_its_database(tmp_path):
+    if databases.on_postgres():
+        pytest.skip("the epoch file was only ever written beside a SQLite database")
+    url = old_database(tmp_path)
+    (tmp_path / sandbox.EPOCH_FILE).write_text("2026-10-25T00:00:00+00:00")
+    settings = _settings(url)
+    assert sandbox.epoch_for(settings) == datetime(2026, 10, 25, tzinfo=UTC)
+    (tmp_path / sandbox.EPOCH_FILE).write_text("2020-01-01T00:00:00+00:00")  # read once: the database has it now
+    assert sandbox.epoch_for(settings) == datetime(2026, 10, 25, tzinfo=UTC)

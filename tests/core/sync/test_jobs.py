@@ -1,0 +1,72 @@
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from core.errors import SyncAlreadyQueued
+from core.store.tables import JOB_TABLE, JobState, Lane, RunKind, RunStatus, RunTrigger
+from core.sync import jobs
+from tests.support.clock import NOW
+from tests.support.factories import add_partner
+
+LEASE = timedelta(seconds=30)
+
+
+def _enqueue(engine, partner_id, kind=RunKind.SCHEDULED):
+    with engine.begin() as conn:
+        return jobs.enqueue(conn, partner_id=partner_id, kind=kind, trigger=RunTrigger.SCHEDULE,
+                            requested_by="scheduler", now=NOW)
+
+
+def _job(engine, job_id):
+    with engine.connect() as conn:
+        return conn.execute(select(JOB_TABLE).where(JOB_TABLE.c.id == job_id)).one()
+
+
+def test_a_partner_has_one_queued_or_running_job_per_kind(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    first = _enqueue(engine, partner_id)
+    with pytest.raises(SyncAlreadyQueued, match="already queued"):
+        _enqueue(engine, partner_id)
+    _enqueue(engine, partner_id, RunKind.FETCH_UNPAID)  # another kind is another job
+    [claimed] = jobs.claim(engine, owner="w1", lane=Lane.SHORT, limit=5, lease=LEASE)
+    with engine.begin() as conn:
+        assert jobs.close(conn, claimed, outcome="done", status=RunStatus.SUCCEEDED)
+    assert _job(engine, first).state == JobState.DONE
+    _enqueue(engine, partner_id)  # once done, the partner can be queued again
+
+
+def test_claims_take_each_job_once_by_lane_and_bump_the_epoch(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    short, long = _enqueue(engine, partner_id), _enqueue(engine, partner_id, RunKind.BACKFILL)
+    assert [j.id for j in jobs.claim(engine, owner="w1", lane=Lane.LONG, limit=5, lease=LEASE)] == [long]
+    [claimed] = jobs.claim(engine, owner="w2", lane=Lane.SHORT, limit=5, lease=LEASE)
+    assert (claimed.id, claimed.epoch, claimed.attempts) == (short, 1, 1)
+    assert jobs.claim(engine, owner="w3", lane=Lane.SHORT, limit=5, lease=LEASE) == []
+
+
+def test_a_run_that_lost_its_lease_cannot_write_and_cannot_renew(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    _enqueue(engine, partner_id)
+    [mine] = jobs.claim(engine, owner="w1", lane=Lane.SHORT, limit=1, lease=LEASE)
+    with engine.begin() as conn:  # recovery handed the job to another worker: the epoch moved on
+        conn.execute(update(JOB_TABLE).values(lease_epoch=JOB_TABLE.c.lease_epoch + 1))
+    with pytest.raises(jobs.LeaseLost), engine.begin() as conn:
+        jobs.fence(conn, mine)
+    assert not jobs.renew(engine, mine, lease=LEASE)
+
+
+def test_a_cancel_request_stops_the_run_at_its_next_page(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    _enqueue(engine, partner_id)
+    [mine] = jobs.claim(engine, owner="w1", lane=Lane.SHORT, limit=1, lease=LEASE)
+    assert jobs.renew(engine, mine, lease=LEASE)
+    with engine.begin() as conn:
+        conn.execute(update(JOB_TABLE).values(cancel_requested_by="cs@example.com"))
+    with pytest.raises(jobs.JobCancelled) as cancelled, engine.begin() as conn:
+        jobs.fence(conn, mine)
+    assert cancelled.value.by == "cs@example.com"
+    with engine.begin() as conn:  # the finish may still close it, as cancelled
+        jobs.fence(conn, mine, allow_cancelled=True)
+        assert jobs.close(conn, mine, outcome="Cancelled", status=RunStatus.CANCELLED)
+    assert _job(engine, mine.id).state == JobState.CANCELLED and _job(engine, mine.id).active_key is None

@@ -1,0 +1,130 @@
+"""The worker service against the in-process emulator: it runs what is queued, keeps long jobs to their share of
+threads, hands a job back when it stops, and recovers the job of a worker that died."""
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from core.access import Principal
+from core.actions import connect as connections
+from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, Role, RunKind, RunStatus, RunTrigger
+from core.sync import connector, jobs, runs, scheduler, worker
+from core.sync.worker import Worker, WorkerConfig
+from halo_emulator import HaloEmulator
+from tests.support.clock import NOW
+from tests.support.halo_state import differences, expected_invoices, stored_invoices
+
+CS = Principal(role=Role.CS, user="cs@example.com")
+CONFIG = WorkerConfig(threads=2, long_threads=1, lease=timedelta(seconds=30), poll_s=0.05)
+
+
+@pytest.fixture
+def sync_settings(settings):
+    return replace(settings, page_size=100, max_attempts=2, backoff_cap_s=0.01, rate_limit_requests=10**6)
+
+
+@pytest.fixture
+def emu():
+    return HaloEmulator(seed=5, invoices=600, start=NOW, rate_limit=None)
+
+
+def _connect(engine, settings, emu, name="Acme MSP"):
+    form = connections.ConnectionForm(partner_name=name, app_domain=f"https://{name.split()[0].lower()}.halopsa.com",
+                                      client_id=emu.client_id, client_secret=emu.client_secret)
+    partner_id, _ = connections.connect(engine, CS, form, now=emu.now, settings=settings, transport=emu.transport())
+    return partner_id
+
+
+def _worker(engine, settings, emu, config=CONFIG):
+    return Worker(engine, settings, connector.stored_client_factory(settings, transport=emu.transport()), config)
+
+
+def _mismatch(engine, emu, partner_id):
+    """Every invoice of HaloPSA stored exactly as it is there (the default number field, the HaloPSA id)."""
+    return differences(expected_invoices(emu), stored_invoices(engine, partner_id))
+
+
+def _jobs(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(JOB_TABLE).order_by(JOB_TABLE.c.id)).all()
+
+
+def test_a_worker_runs_every_queued_job_and_the_books_match_halopsa(engine, sync_settings, emu):
+    partner_id = _connect(engine, sync_settings, emu)
+    assert scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)  # never synced: due, a backfill
+    _worker(engine, sync_settings, emu).run_until_idle()
+    [job] = _jobs(engine)
+    assert job.state == JobState.DONE and job.active_key is None and job.run_id is not None
+    with engine.connect() as conn:
+        run = conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.id == job.run_id)).one()
+    assert (run.kind, run.status, run.job_id) == (RunKind.BACKFILL, RunStatus.SUCCEEDED, job.id)
+    assert _mismatch(engine, emu, partner_id) == []
+
+
+def test_long_jobs_hold_at_most_their_share_of_threads(engine, sync_settings, emu):
+    service = _worker(engine, sync_settings, emu, replace(CONFIG, threads=3, long_threads=1))
+    assert (service.free(Lane.LONG), service.free(Lane.SHORT)) == (1, 3)
+    service._busy[Lane.LONG] = 1  # one backfill running
+    assert (service.free(Lane.LONG), service.free(Lane.SHORT)) == (0, 2)
+    service.stop()
+
+
+def test_a_stopping_worker_hands_its_job_back_after_a_page_and_the_next_worker_finishes_it(engine, sync_settings,
+                                                                                           emu):
+    partner_id = _connect(engine, sync_settings, emu)
+    with engine.begin() as conn:
+        job_id = jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+                              requested_by="cs", now=emu.now)
+    [job] = jobs.claim(engine, owner="first", lane=Lane.LONG, limit=1, lease=CONFIG.lease)
+    stopping = threading.Event()
+    stopping.set()  # SIGTERM arrived: the run stops after the page it is on
+    factory = connector.stored_client_factory(sync_settings, transport=emu.transport())
+    result = worker.execute(engine, sync_settings, factory, job, stopping=stopping)
+    assert result is not None and result.status == RunStatus.INTERRUPTED and result.tally.pages == 1
+    assert "queued again" in (result.error or "")
+    [queued] = _jobs(engine)
+    assert (queued.id, queued.state, queued.active_key is not None) == (job_id, JobState.QUEUED, True)
+
+    _worker(engine, sync_settings, emu).run_until_idle()
+    assert _jobs(engine)[0].state == JobState.DONE
+    assert _mismatch(engine, emu, partner_id) == []
+
+
+def test_the_job_of_a_worker_that_died_is_recovered_with_the_true_reason_and_rerun(engine, sync_settings, emu):
+    partner_id = _connect(engine, sync_settings, emu)
+    with engine.begin() as conn:
+        jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+                     requested_by="cs", now=emu.now)
+    [job] = jobs.claim(engine, owner=f"{runs.worker_id().split(':')[0]}:999999:gone", lane=Lane.LONG, limit=1,
+                       lease=CONFIG.lease)
+    run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
+                            trigger=RunTrigger.CONNECT, actor="cs", now=NOW, settings=sync_settings, job_id=job.id)
+    live = _worker(engine, sync_settings, emu)
+    assert worker.recover_expired(engine) == 1  # its process is gone: no need to wait for the lease to run out
+    with engine.connect() as conn:
+        run = conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.id == run_id)).one()
+    assert run.status == RunStatus.INTERRUPTED and run.error == worker.WORKER_STOPPED
+    live.run_until_idle()
+    assert _jobs(engine)[0].state == JobState.DONE and _mismatch(engine, emu, partner_id) == []
+
+
+def test_a_live_lease_is_never_taken_over(engine, sync_settings, emu):
+    partner_id = _connect(engine, sync_settings, emu)
+    with engine.begin() as conn:
+        jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+                     requested_by="cs", now=emu.now)
+    [job] = jobs.claim(engine, owner="elsewhere:1:alive", lane=Lane.LONG, limit=1, lease=CONFIG.lease)
+    run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
+                            trigger=RunTrigger.CONNECT, actor="cs", now=NOW, settings=sync_settings, job_id=job.id)
+    # hours pass on the run's (pinned) clock while the owner, on another host, keeps renewing: still alive
+    later = NOW + timedelta(hours=3)
+    assert worker.recover_expired(engine) == 0
+    assert runs.recover_interrupted(engine, now=later, settings=sync_settings) == 0
+    with engine.begin() as conn:  # the owner stops renewing: the lease runs out
+        conn.execute(update(JOB_TABLE).values(lease_expires_at=NOW - timedelta(days=30)))
+    assert worker.recover_expired(engine) == 1
+    with engine.connect() as conn:
+        assert conn.scalar(select(RUN_TABLE.c.status).where(RUN_TABLE.c.id == run_id)) == RunStatus.INTERRUPTED
