@@ -42,6 +42,7 @@ from core.sync.cooldowns import MANUAL_KINDS
 OK_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 STALE_AFTER = timedelta(hours=24)
 ON_TIME_FACTOR = 1.5
+CLOCK_TOLERANCE = timedelta(minutes=5)  # hosts' clocks may differ this much without a flag
 
 
 class Freshness(StrEnum):
@@ -90,6 +91,7 @@ class _Facts:
     subtypes: int = 0
     rules: int = 0
     cooldowns: dict[str, datetime] = field(default_factory=dict)
+    latest_recorded_at: datetime | None = None  # the newest time any of its runs or cooldowns was stamped with
 
     @property
     def is_primary(self) -> bool:
@@ -151,8 +153,17 @@ def _add_mapping_and_cooldowns(conn: Connection, facts: dict[int, _Facts]) -> No
         facts[row.partner_id].agreements, facts[row.partner_id].subtypes = row.n, row.subtypes
     for row in conn.execute(select(rule.partner_id, func.count().label("n")).group_by(rule.partner_id)):
         facts[row.partner_id].rules = row.n
-    for row in conn.execute(select(cool.partner_id, cool.kind, cool.available_at)):
+    for row in conn.execute(select(cool.partner_id, cool.kind, cool.available_at, cool.last_started_at)):
         facts[row.partner_id].cooldowns[row.kind] = row.available_at
+        _note_recorded(facts[row.partner_id], row.last_started_at)
+    run = RUN_TABLE.c
+    for row in conn.execute(select(run.partner_id, func.max(run.started_at).label("at")).group_by(run.partner_id)):
+        _note_recorded(facts[row.partner_id], row.at)
+
+
+def _note_recorded(item: _Facts, at: datetime | None) -> None:
+    if at is not None and (item.latest_recorded_at is None or at > item.latest_recorded_at):
+        item.latest_recorded_at = at
 
 
 def _load(engine: Engine, principal: Principal) -> list[_Facts]:
@@ -259,6 +270,12 @@ def _reasons(item: _Facts, now: datetime) -> list[tuple[str, str, str]]:
         found.append(("Missing permissions", f"The API application lacks: {', '.join(item.missing_scopes)}.",
                       "Ask the partner to tick these in HaloPSA (Configuration > Integrations > HaloPSA API > View "
                       "Applications > Permissions), then verify on the Connection page."))
+    if item.latest_recorded_at is not None and item.latest_recorded_at > now + CLOCK_TOLERANCE:
+        found.append(("Times in the future",
+                      f"A run or cooldown of this partner is stamped {item.latest_recorded_at:%Y-%m-%d %H:%M} UTC, "
+                      "after now; such times are ignored for cooldowns and scheduling.",
+                      "Check the clocks of the hosts running the console, workers and scheduler (NTP), and that no "
+                      "replay (HALO_CONSOLE_NOW) points at this database."))
     if item.agreements and not item.rules:
         found.append(("No subtype mapped",
                       f"{item.agreements} agreements synced across {item.subtypes} subtypes; none mapped to an "

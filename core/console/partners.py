@@ -52,7 +52,7 @@ def freshness_line(engine: Engine, principal: Principal, partner_id: int, *, now
                 run.partner_id == partner_id, run.status.in_([RunStatus.SUCCEEDED, RunStatus.PARTIAL])
             )
         )
-        states = cooldowns.states(conn, partner_id)
+        states = cooldowns.states(conn, partner_id, now=now)
     if role is None:
         return "Not connected to HaloPSA yet."
     if role != IntegrationRole.PRIMARY:

@@ -47,7 +47,7 @@ def partner_status(engine: Engine, principal: Principal, partner_id: int, *, now
             select(RUN_TABLE).where(RUN_TABLE.c.partner_id == partner_id)
             .order_by(RUN_TABLE.c.started_at.desc(), RUN_TABLE.c.id.desc()).limit(run_limit)
         ).all()
-        cooldown_states = cooldowns.states(conn, partner_id)
+        cooldown_states = cooldowns.states(conn, partner_id, now=now)
     return {
         "partner": partner.name,
         "status": partner.status,

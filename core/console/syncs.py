@@ -218,7 +218,7 @@ def manual_fetch_states(engine: Engine, principal: Principal, partner_id: int, *
     _require_runs_access(principal, partner_id)
     run = RUN_TABLE.c
     with engine.connect() as conn:
-        states = cooldowns.states(conn, partner_id)
+        states = cooldowns.states(conn, partner_id, now=now)
         run_ids = [s.last_run_id for s in states.values() if s.last_run_id is not None]
         last_runs = {
             row.id: row for row in conn.execute(

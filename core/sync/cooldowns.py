@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
@@ -45,7 +46,8 @@ def claim(
     c = COOLDOWN_TABLE.c
     result = conn.execute(
         update(COOLDOWN_TABLE)
-        .where(c.partner_id == partner_id, c.kind == kind, c.available_at <= now)
+        # a cooldown started on a clock ahead of this one (a wrong clock, a replay) is not trusted
+        .where(c.partner_id == partner_id, c.kind == kind, or_(c.available_at <= now, c.last_started_at > now))
         .values(previous_available_at=c.available_at, available_at=until, last_started_at=now,
                 last_actor=actor, last_run_id=run_id, last_job_id=job_id)
     )
@@ -97,8 +99,13 @@ class CooldownState:
         return self.available_at - now
 
 
-def states(conn: Connection, partner_id: int) -> dict[str, CooldownState]:
-    """Both cooldowns of a partner; `available_at` is None when the fetch is available now or was never run."""
+def _ahead(row: Any, now: datetime) -> bool:
+    return row.last_started_at is not None and row.last_started_at > now
+
+
+def states(conn: Connection, partner_id: int, *, now: datetime) -> dict[str, CooldownState]:
+    """Both cooldowns of a partner; `available_at` is None when the fetch is available now or was never run, or
+    when it was started on a clock ahead of `now` (not trusted, see `claim`)."""
     rows = conn.execute(
         select(COOLDOWN_TABLE, JOB_TABLE.c.run_id.label("job_run_id"))
         .select_from(COOLDOWN_TABLE.outerjoin(JOB_TABLE, JOB_TABLE.c.id == COOLDOWN_TABLE.c.last_job_id))
@@ -111,7 +118,7 @@ def states(conn: Connection, partner_id: int) -> dict[str, CooldownState]:
         result[kind.value] = CooldownState(
             kind=kind.value,
             label=LABELS[kind],
-            available_at=row.available_at if row and row.available_at > _NEVER else None,
+            available_at=row.available_at if row and row.available_at > _NEVER and not _ahead(row, now) else None,
             last_started_at=row.last_started_at if row else None,
             last_actor=row.last_actor if row else None,
             last_run_id=(row.last_run_id or row.job_run_id) if row else None,

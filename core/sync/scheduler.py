@@ -45,9 +45,10 @@ def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> I
         )
     interval = timedelta(seconds=settings.schedule_interval_s)
     for row in rows:
-        end, _ = window.last_success(engine, row.id)
+        end, _ = window.last_success(engine, row.id, now=now)
         # a failing partner is retried once per interval, not on every scheduler tick
-        latest = max((t for t in (end, last_attempt.get(row.id)) if t is not None), default=None)
+        # a time ahead of now (a wrong clock, a replay) is not trusted: it would hold the partner back for ever
+        latest = max((t for t in (end, last_attempt.get(row.id)) if t is not None and t <= now), default=None)
         if latest is None or now - latest >= interval:
             yield row.id
 

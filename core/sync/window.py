@@ -33,13 +33,15 @@ class Plan:
     window: Window
 
 
-def last_success(engine: Engine, partner_id: int) -> tuple[datetime | None, bool]:
-    """End of the newest successful incremental window, and whether a backfill ever succeeded."""
+def last_success(engine: Engine, partner_id: int, *, now: datetime) -> tuple[datetime | None, bool]:
+    """End of the newest successful incremental window up to `now` (a window recorded on a clock ahead of this one
+    is not trusted), and whether a backfill ever succeeded."""
     run = RUN_TABLE.c
     with engine.connect() as conn:
         end = conn.scalar(
             select(run.window_end)
-            .where(run.partner_id == partner_id, run.status.in_(SUCCEEDED), run.kind.in_(INCREMENTAL_KINDS))
+            .where(run.partner_id == partner_id, run.status.in_(SUCCEEDED), run.kind.in_(INCREMENTAL_KINDS),
+                   run.window_end <= now)
             .order_by(run.window_end.desc())
             .limit(1)
         )
@@ -57,7 +59,7 @@ def plan(engine: Engine, partner_id: int, kind: RunKind, now: datetime) -> Plan:
     if kind == RunKind.FETCH_NEW_DATA:
         return Plan(kind, Window(now - NEW_DATA_SPAN, now))
     if kind == RunKind.SCHEDULED:
-        end, backfilled = last_success(engine, partner_id)
+        end, backfilled = last_success(engine, partner_id, now=now)
         if not backfilled or end is None:
             return Plan(RunKind.BACKFILL, Window(None, now))
         return Plan(kind, Window(min(end - SCHEDULE_OVERLAP, now - NEW_DATA_SPAN), now))

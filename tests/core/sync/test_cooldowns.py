@@ -16,7 +16,7 @@ def start(engine, settings, partner_id, kind=RunKind.FETCH_NEW_DATA, now=NOW, cl
 
 def state(engine, partner_id, kind):
     with engine.connect() as conn:
-        return cooldowns.states(conn, partner_id)[kind]
+        return cooldowns.states(conn, partner_id, now=NOW)[kind]
 
 
 def test_claim_locks_for_an_hour_and_says_when_it_is_available(engine, settings):
@@ -52,7 +52,7 @@ def test_refused_start_leaves_no_run_behind(engine, settings):
         start(engine, settings, partner_id)
     with engine.connect() as conn:
         count = conn.exec_driver_sql("select count(*) from syncrun").scalar()
-        unpaid = cooldowns.states(conn, partner_id)["fetch_unpaid"]
+        unpaid = cooldowns.states(conn, partner_id, now=NOW)["fetch_unpaid"]
     assert count == 1
     assert unpaid.available_at is None
 

@@ -26,7 +26,7 @@ def test_a_scheduled_sync_starts_at_the_last_successful_window_less_the_overlap(
     add_run(engine, settings, partner_id, at=NOW - timedelta(hours=1), status=RunStatus.FAILED)  # does not count
     planned = window.plan(engine, partner_id, RunKind.SCHEDULED, NOW)
     assert planned == Plan(RunKind.SCHEDULED, Window(backfill_at - SCHEDULE_OVERLAP, NOW))
-    assert window.last_success(engine, partner_id) == (backfill_at, True)
+    assert window.last_success(engine, partner_id, now=NOW) == (backfill_at, True)
 
 
 def test_a_scheduled_sync_never_covers_less_than_the_last_hour(engine, settings):
