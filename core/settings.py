@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.halopsa.config import HaloConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'console.db'}"
 
@@ -16,6 +18,8 @@ def _flag(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+_CLIENT = HaloConfig()
 
 
 @dataclass(frozen=True)
@@ -27,14 +31,15 @@ class Settings:
     allow_local_domains: bool = False
     sandbox_enabled: bool = True
     demo_enabled: bool = True
-    page_size: int = 1000
-    rate_limit_requests: int = 300
-    rate_limit_window_s: float = 300.0
-    http_timeout_s: float = 30.0
-    max_attempts: int = 6
-    backoff_cap_s: float = 60.0
-    unpaid_payment_statuses: str = "0,1"
-    subtype_lookup_id: int = 58
+    # the HaloPSA client's share (core.sync.connector.halo_config copies it), with the client's own defaults
+    page_size: int = _CLIENT.page_size
+    rate_limit_requests: int = _CLIENT.rate_limit_requests
+    rate_limit_window_s: float = _CLIENT.rate_limit_window_s
+    http_timeout_s: float = _CLIENT.http_timeout_s
+    max_attempts: int = _CLIENT.max_attempts
+    backoff_cap_s: float = _CLIENT.backoff_cap_s
+    unpaid_payment_statuses: str = _CLIENT.unpaid_payment_statuses
+    subtype_lookup_id: int = _CLIENT.subtype_lookup_id
     cooldown_new_data_s: int = 3600
     cooldown_unpaid_s: int = 43200
     schedule_interval_s: int = 3600

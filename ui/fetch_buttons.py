@@ -11,7 +11,6 @@ from core.access import Principal
 from core.actions import fetches
 from core.console import syncs as syncs_screen
 from core.errors import ConsoleError
-from core.store.tables import Role
 from ui import resources
 
 REQUEST_KEY = "syncs.request"
@@ -46,14 +45,14 @@ def _live(engine: Engine, principal: Principal, partner_id: int) -> None:
     for sync in syncs:
         text_at, cancel_at = st.columns([5, 1])
         text_at.info(f"**{sync.label}** · {sync.text}")
-        if principal.role == Role.CS and sync.state != "cancelling" and cancel_at.button(
-                "Cancel", key=f"syncs.cancel.{sync.job_id}"):
+        if sync.cancellable and cancel_at.button("Cancel", key=f"syncs.cancel.{sync.job_id}"):
             try:
                 st.toast(fetches.cancel_sync(engine, principal, partner_id=partner_id, job_id=sync.job_id,
                                              now=resources.now()))
-            except ConsoleError as exc:
+            except ConsoleError as exc:  # e.g. it finished meanwhile: say so, the next tick redraws the list
                 st.error(exc.message)
-            st.rerun(scope="app")
+            else:
+                st.rerun(scope="app")
 
 
 def manual_fetches(engine: Engine, principal: Principal, partner_id: int) -> None:

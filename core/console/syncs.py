@@ -280,6 +280,7 @@ class LiveSync:
     state: str  # "queued" | "running" | "waiting" | "cancelling"
     text: str
     requested_by: str
+    cancellable: bool  # by this principal: customer success, while it is not already being cancelled
 
 
 def live_syncs(engine: Engine, principal: Principal, partner_id: int, *, now: datetime) -> list[LiveSync]:
@@ -297,10 +298,10 @@ def live_syncs(engine: Engine, principal: Principal, partner_id: int, *, now: da
             .order_by(job.created_at, job.id)
         ).all()
         queue_now = jobs.lease_now(conn)  # a job's start time is on the queue's clock, a run's waits on the run's
-    return [_live(row, now, queue_now) for row in rows]
+    return [_live(row, now, queue_now, may_cancel=principal.is_cs) for row in rows]
 
 
-def _live(row: Any, now: datetime, queue_now: datetime) -> LiveSync:
+def _live(row: Any, now: datetime, queue_now: datetime, *, may_cancel: bool) -> LiveSync:
     label = KIND_LABELS.get(row.kind, str(row.kind))
     if row.cancel_requested_by:
         state, text = "cancelling", f"Cancelling (asked by {row.cancel_requested_by}); it stops at its next page."
@@ -313,7 +314,8 @@ def _live(row: Any, now: datetime, queue_now: datetime) -> LiveSync:
     else:
         state = "running"
         text = f"Running: {row.message or 'starting'} ({row.pages or 0:,} pages so far)."
-    return LiveSync(job_id=row.id, label=label, state=state, text=text, requested_by=row.requested_by)
+    return LiveSync(job_id=row.id, label=label, state=state, text=text, requested_by=row.requested_by,
+                    cancellable=may_cancel and state != "cancelling")
 
 
 def workers_alive(engine: Engine, *, within: timedelta = timedelta(seconds=30)) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, Protocol
 
 from core.halopsa.app_domain import is_sandbox_domain
@@ -20,17 +21,8 @@ class ClientFactory(Protocol):
 
 
 def halo_config(settings: Settings) -> HaloConfig:
-    """The client's share of the app settings."""
-    return HaloConfig(
-        page_size=settings.page_size,
-        rate_limit_requests=settings.rate_limit_requests,
-        rate_limit_window_s=settings.rate_limit_window_s,
-        http_timeout_s=settings.http_timeout_s,
-        max_attempts=settings.max_attempts,
-        backoff_cap_s=settings.backoff_cap_s,
-        unpaid_payment_statuses=settings.unpaid_payment_statuses,
-        subtype_lookup_id=settings.subtype_lookup_id,
-    )
+    """The client's share of the app settings: every HaloConfig field, by name."""
+    return HaloConfig(**{name.name: getattr(settings, name.name) for name in fields(HaloConfig)})
 
 
 def build_client(

@@ -26,6 +26,7 @@ from core.errors import (
     CooldownActive,
     ErrorKind,
     HaloError,
+    NotFound,
     PermissionMissing,
     SecretKeyError,
 )
@@ -160,6 +161,9 @@ def start(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrigger
     """Open the run: raises SyncAlreadyRunning or CooldownActive (the refusal counted) and leaves nothing behind.
     A job's manual fetch claimed its cooldown when it was queued; a run outside the queue claims it here."""
     partner, connection = _load(engine, partner_id)
+    if partner is None or connection is None:
+        raise NotFound("This partner has no HaloPSA connection any more, so there is nothing to sync. Connect it "
+                       "again on the Connection page.")
     manual = trigger == RunTrigger.MANUAL
     planned = window.plan(engine, partner_id, kind, now)
     try:
@@ -323,7 +327,9 @@ def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) 
                 cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id,
                                  job_id=ctx.job.id if ctx.job else None)
             runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), **ctx.tally.model_dump())
-            _record_outcome(conn, ctx.partner_id, failure, ctx.now, scopes)
+            if failure is None or failure.kind not in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED):
+                # a cancel or a stopping worker says nothing about the partner's HaloPSA
+                _record_outcome(conn, ctx.partner_id, failure, ctx.now, scopes)
             runs.close_run(conn, ctx.run_id, ctx.partner_id, status=status, now=ctx.moment(),
                            error_kind=failure.kind if failure else None, error=message)
             if ctx.job is not None:

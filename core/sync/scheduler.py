@@ -53,11 +53,13 @@ def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> I
             yield row.id
 
 
-def _queued_lately(conn: Connection, partner_id: int, since: datetime) -> bool:
-    """A scheduled job of this partner was queued after `since`: another scheduler already saw it due."""
+def _queued_lately(conn: Connection, partner_id: int, *, now: datetime, interval: timedelta) -> bool:
+    """A scheduled job of this partner was queued within the last interval: another scheduler already saw it due.
+    A job stamped after `now` (a clock ahead) does not count, or it would hold the partner back for ever."""
+    created = JOB_TABLE.c.created_at
     return conn.scalar(select(JOB_TABLE.c.id).where(
         JOB_TABLE.c.partner_id == partner_id, JOB_TABLE.c.kind == RunKind.SCHEDULED,
-        JOB_TABLE.c.created_at > since).limit(1)) is not None
+        created > now - interval, created <= now).limit(1)) is not None
 
 
 def enqueue_due(engine: Engine, *, now: datetime, settings: Settings) -> list[int]:
@@ -68,7 +70,7 @@ def enqueue_due(engine: Engine, *, now: datetime, settings: Settings) -> list[in
     for partner_id in list(iter_due_partners(engine, now=now, settings=settings)):
         try:
             with engine.begin() as conn:
-                if _queued_lately(conn, partner_id, now - interval):
+                if _queued_lately(conn, partner_id, now=now, interval=interval):
                     continue
                 queued.append(jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.SCHEDULED,
                                            trigger=RunTrigger.SCHEDULE, requested_by=SCHEDULER_ACTOR, now=now))

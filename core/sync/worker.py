@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from core.errors import ConsoleError, SyncAlreadyRunning
+from core.errors import NotFound, SyncAlreadyRunning
 from core.settings import Settings
-from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, RunStatus
+from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, RunStatus, RunTrigger
 from core.sync import cooldowns, jobs, runs, worker_presence
 from core.sync import engine as sync_engine
 from core.sync.connector import ClientFactory
@@ -55,8 +55,9 @@ def recover_expired(engine: Engine) -> int:
     job = JOB_TABLE.c
     with engine.begin() as conn:
         now = jobs.lease_now(conn)
-        held = conn.execute(select(job.id, job.run_id, job.partner_id, job.attempts, job.lease_owner,
-                                   job.lease_expires_at).where(job.state == JobState.RUNNING)).all()
+        held = conn.execute(select(job.id, job.partner_id, job.kind, job.trigger, job.attempts, job.lease_owner,
+                                   job.lease_expires_at, job.cancel_requested_by)
+                            .where(job.state == JobState.RUNNING)).all()
         # a lease held by a process of this host that no longer exists is as good as expired
         expired = [row for row in held if row.lease_expires_at is None or row.lease_expires_at < now
                    or runs.process_is_gone(row.lease_owner)]
@@ -65,31 +66,49 @@ def recover_expired(engine: Engine) -> int:
                                                                  RUN_TABLE.c.status.in_(runs.OPEN_STATUSES)))
             for run_id in open_runs.all():
                 runs.interrupt(conn, run_id, row.partner_id, now, WORKER_STOPPED)
-            again = row.attempts < jobs.MAX_ATTEMPTS
+            again = row.attempts < jobs.MAX_ATTEMPTS and not row.cancel_requested_by
+            if again:
+                values: dict[str, object] = {"state": JobState.QUEUED, "not_before": now,
+                                             "outcome": "its worker stopped; queued again"}
+            else:
+                values = {"state": JobState.CANCELLED if row.cancel_requested_by else JobState.DONE,
+                          "active_key": None, "finished_at": now,
+                          "outcome": f"Cancelled by {row.cancel_requested_by}." if row.cancel_requested_by
+                          else "its worker stopped too many times; not tried again"}
+                if row.trigger == RunTrigger.MANUAL:  # it will not run: the press is given back
+                    cooldowns.refund(conn, partner_id=row.partner_id, kind=row.kind, job_id=row.id)
             conn.execute(update(JOB_TABLE).where(job.id == row.id, job.state == JobState.RUNNING,
-                                                 job.lease_owner == row.lease_owner).values(
-                state=JobState.QUEUED if again else JobState.DONE, active_key=job.active_key if again else None,
-                not_before=now, lease_owner=None, lease_expires_at=None, run_id=None,
-                finished_at=None if again else now,
-                outcome="its worker stopped; queued again" if again else "its worker stopped too many times"))
+                                                 job.lease_owner == row.lease_owner)
+                         .values(lease_owner=None, lease_expires_at=None, run_id=None, **values))
     return len(expired)
 
 
-def execute(engine: Engine, settings: Settings, client_factory: ClientFactory, job: ClaimedJob, *,
-            stopping: threading.Event | None = None, progress: ProgressFn | None = None) -> RunResult | None:
-    """Run one claimed job on the clock of this moment; None when it could not start (the partner is busy with
-    another sync: the job waits in the queue a little)."""
+def execute(engine: Engine, settings: Settings, client_factory: ClientFactory, job: ClaimedJob, *, lease: timedelta,
+            stopping: threading.Event | None = None, progress: ProgressFn | None = None, now: datetime | None = None,
+            raise_refusals: bool = False) -> RunResult | None:
+    """Run one claimed job under its lease, on the clock of this moment (or `now`). None when it could not start:
+    the partner is busy with another sync (the job waits in the queue a little), or has no connection any more (the
+    job is dropped). With `raise_refusals` (a job run by whoever queued it) a busy partner's job is withdrawn instead,
+    a manual fetch's cooldown given back, and either refusal is raised to the caller."""
     try:
-        return sync_engine.run_sync(
-            engine, partner_id=job.partner_id, kind=job.kind, trigger=job.trigger, actor=job.requested_by,
-            now=settings.now(), settings=settings, client_factory=client_factory, progress=progress, job=job,
-            stopping=stopping)
-    except SyncAlreadyRunning as exc:
-        jobs.requeue(engine, job, after=BUSY_PARTNER_RETRY, outcome=exc.message)
-        return None
-    except ConsoleError as exc:  # the partner or its connection is gone: nothing to run
+        with LeaseKeeper(engine, job, lease):
+            return sync_engine.run_sync(
+                engine, partner_id=job.partner_id, kind=job.kind, trigger=job.trigger, actor=job.requested_by,
+                now=now or settings.now(), settings=settings, client_factory=client_factory, progress=progress,
+                job=job, stopping=stopping)
+    except SyncAlreadyRunning as busy:
+        if not raise_refusals:
+            jobs.requeue(engine, job, after=BUSY_PARTNER_RETRY, outcome=busy.message)
+            return None
         with engine.begin() as conn:
-            jobs.abandon(conn, job, outcome=exc.message)
+            if jobs.close(conn, job, outcome=busy.message, status=RunStatus.CANCELLED):
+                cooldowns.refund(conn, partner_id=job.partner_id, kind=job.kind, job_id=job.id)
+        raise
+    except NotFound as gone:
+        with engine.begin() as conn:
+            jobs.abandon(conn, job, outcome=gone.message)
+        if raise_refusals:
+            raise
         return None
 
 
@@ -153,8 +172,8 @@ class Worker:
 
     def _run(self, job: ClaimedJob) -> None:
         try:
-            with LeaseKeeper(self.engine, job, self.config.lease):
-                execute(self.engine, self.settings, self.client_factory, job, stopping=self.stopping)
+            execute(self.engine, self.settings, self.client_factory, job, lease=self.config.lease,
+                    stopping=self.stopping)
         except Exception:
             log.exception("job %s crashed outside its run", job.id)
         finally:
@@ -198,17 +217,10 @@ def run_job_now(engine: Engine, settings: Settings, client_factory: ClientFactor
     job = jobs.claim_one(engine, job_id, owner=f"{runs.worker_id()}:inline", lease=lease)
     if job is None:
         raise SyncAlreadyRunning("this partner", "queued", datetime.now(UTC))
-    try:
-        with LeaseKeeper(engine, job, lease):
-            return sync_engine.run_sync(
-                engine, partner_id=job.partner_id, kind=job.kind, trigger=job.trigger, actor=job.requested_by,
-                now=now or settings.now(), settings=settings, client_factory=client_factory, progress=progress,
-                job=job)
-    except SyncAlreadyRunning as busy:
-        with engine.begin() as conn:
-            if jobs.close(conn, job, outcome=busy.message, status=RunStatus.CANCELLED):
-                cooldowns.refund(conn, partner_id=job.partner_id, kind=job.kind, job_id=job.id)
-        raise
+    result = execute(engine, settings, client_factory, job, lease=lease, progress=progress, now=now,
+                     raise_refusals=True)
+    assert result is not None, "every refusal is raised when raise_refusals is set"
+    return result
 
 
 def drain(engine: Engine, settings: Settings, client_factory: ClientFactory, *, lease: timedelta) -> list[RunResult]:
@@ -220,6 +232,6 @@ def drain(engine: Engine, settings: Settings, client_factory: ClientFactory, *, 
         if not claimed:
             return results
         for job in claimed:
-            result = execute(engine, settings, client_factory, job)
+            result = execute(engine, settings, client_factory, job, lease=lease)
             if result is not None:
                 results.append(result)

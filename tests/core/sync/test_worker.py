@@ -82,7 +82,7 @@ def test_a_stopping_worker_hands_its_job_back_after_a_page_and_the_next_worker_f
     stopping = threading.Event()
     stopping.set()  # SIGTERM arrived: the run stops after the page it is on
     factory = connector.stored_client_factory(sync_settings, transport=emu.transport())
-    result = worker.execute(engine, sync_settings, factory, job, stopping=stopping)
+    result = worker.execute(engine, sync_settings, factory, job, lease=CONFIG.lease, stopping=stopping)
     assert result is not None and result.status == RunStatus.INTERRUPTED and result.tally.pages == 1
     assert "queued again" in (result.error or "")
     [queued] = _jobs(engine)
