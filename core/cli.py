@@ -86,7 +86,7 @@ def cmd_connect(args: argparse.Namespace, engine: Engine, settings: Settings) ->
     principal = _operator()
     connected = connections.connect_and_backfill(
         engine, principal, form, now=settings.now(), settings=settings,
-        client_factory=stored_client_factory(settings), progress=_progress_printer())
+        client_factory=stored_client_factory(settings, engine=engine), progress=_progress_printer())
     verification = connected.verification
     _say(f"Connected {args.partner} to {verification.app_domain}: all {len(verification.checklist())} permissions "
          "granted.")
@@ -111,7 +111,7 @@ def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> in
     principal = _operator()
     partner_id = partners.partner_id_by_name(engine, principal, args.partner)
     kind = SYNC_KINDS[args.kind]
-    factory = stored_client_factory(settings)
+    factory = stored_client_factory(settings, engine=engine)
     actions.require_readable_secret(engine, settings, partner_id)
     if kind == RunKind.SCHEDULED:
         try:
@@ -165,7 +165,7 @@ def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -
 
 def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     """Queue due partners (workers run them); with --run, run the queue dry here too (one process, no worker)."""
-    factory = stored_client_factory(settings)
+    factory = stored_client_factory(settings, engine=engine)
     while True:
         now = settings.now()
         recovered = runs.recover_interrupted(engine, now=now, settings=settings)
@@ -188,7 +188,7 @@ def cmd_worker(args: argparse.Namespace, engine: Engine, settings: Settings) -> 
     config = WorkerConfig.from_settings(settings)
     if args.threads:
         config = replace(config, threads=args.threads)
-    service = Worker(engine, settings, stored_client_factory(settings), config)
+    service = Worker(engine, settings, stored_client_factory(settings, engine=engine), config)
     signal.signal(signal.SIGTERM, lambda *_: service.stopping.set())
     _say(f"Worker {service.owner}: {config.threads} threads ({config.long_threads} for long syncs), lease "
          f"{config.lease.total_seconds():.0f} s.")

@@ -63,6 +63,8 @@ def form(*, editing: bool, has_stored: bool) -> Slots | None:
     return slots if submitted else None
 
 
+RENUMBER_QUEUED = ("Renumbering queued: a sync worker renumbers every stored invoice of this partner by the new "
+                   "Invoice Number Field at once; until then they keep their current numbers.")
 BACKFILL_QUEUED = ("Backfill queued: a sync worker reads every customer, agreement and invoice of this partner; "
                    "its progress shows on the Syncs page.")
 
@@ -85,5 +87,7 @@ def submit(engine: Engine, principal: Principal, settings: Settings, *, new_part
     st.session_state[LOADED_KEY] = None  # the next run reloads the form without the typed secret
     st.markdown(connection_screen.checklist_markdown(connection_screen.from_verification(connected.verification)))
     st.success(f"Saved the connection for {entered.partner_name}.")
+    if connected.renumber_job is not None:
+        st.info(RENUMBER_QUEUED)
     if connected.backfill_job is not None:
         st.info(BACKFILL_QUEUED)

@@ -5,11 +5,12 @@ unless a new one is given."""
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
@@ -22,7 +23,6 @@ from core.store.database import inserted_id
 from core.store.secrets import secret_box
 from core.store.tables import (
     CONNECTION_TABLE,
-    INVOICE_TABLE,
     PARTNER_TABLE,
     AuditAction,
     IntegrationRole,
@@ -35,8 +35,6 @@ from core.store.tables import (
 from core.sync import cooldowns, jobs, worker
 from core.sync.connector import ClientFactory, build_client
 from core.sync.runs import ProgressFn, RunResult
-
-NUMBER_FIELD_LABELS = {NumberField.HALO_ID: "HaloPSA ID", NumberField.THIRD_PARTY: "Third Party Invoice Number"}
 
 
 @dataclass(frozen=True)
@@ -214,13 +212,14 @@ def save(engine: Engine, principal: Principal, clean: CleanForm, verification: V
             require_partner_access(principal, partner_id)
         previous = conn.execute(select(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id)).first()
         if previous is None:
-            conn.execute(CONNECTION_TABLE.insert().values(partner_id=partner_id, connected_at=now, **values))
+            conn.execute(CONNECTION_TABLE.insert().values(partner_id=partner_id, connected_at=now,
+                                                          numbered_by=clean.invoice_number_field, **values))
             action, detail = AuditAction.CONNECT, f"{clean.integration_role.value} integration at {clean.app_domain}"
         else:
             conn.execute(update(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id).values(**values))
             action, detail = AuditAction.EDIT_CONNECTION, _describe_changes(previous, values)
             if previous.invoice_number_field != clean.invoice_number_field.value:
-                _renumber(conn, partner_id, clean.invoice_number_field)
+                _queue_renumbering(conn, principal, partner_id, clean.partner_name, now)
         conn.execute(update(PARTNER_TABLE).where(PARTNER_TABLE.c.id == partner_id)
                      .values(status=PartnerStatus.CONNECTED))
         cooldowns.ensure_rows(conn, partner_id)
@@ -238,19 +237,12 @@ def _describe_changes(previous: Any, values: dict[str, Any]) -> str:
     return "changed: " + ", ".join(changed) if changed else "verified again, nothing changed"
 
 
-def _renumber(conn: Any, partner_id: int, field: NumberField) -> None:
-    """Switching the Invoice Number Field renumbers every stored invoice in one statement."""
-    c = INVOICE_TABLE.c
-    if field == NumberField.THIRD_PARTY:
-        has_number = (c.third_party_number.is_not(None)) & (c.third_party_number != "")
-        values: dict[str, Any] = {
-            "display_number": case((has_number, c.third_party_number),
-                                   else_=c.halo_id.cast(INVOICE_TABLE.c.display_number.type)),
-            "number_is_fallback": ~has_number,
-        }
-    else:
-        values = {"display_number": c.halo_id.cast(INVOICE_TABLE.c.display_number.type), "number_is_fallback": False}
-    conn.execute(update(INVOICE_TABLE).where(c.partner_id == partner_id).values(**values))
+def _queue_renumbering(conn: Any, principal: Principal, partner_id: int, partner_name: str, now: datetime) -> None:
+    """A worker renumbers the stored invoices in one transaction; until then every page is still written by the old
+    field, so the numbering is never mixed. One already queued reads the field when it runs, so it serves."""
+    with suppress(SyncAlreadyQueued):
+        jobs.enqueue(conn, partner_id=partner_id, partner_name=partner_name, kind=RunKind.RENUMBER,
+                     trigger=RunTrigger.EDIT, requested_by=principal.user, now=now)
 
 
 def connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime, settings: Settings,
@@ -265,13 +257,14 @@ def connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: 
 
 @dataclass(frozen=True)
 class Connected:
-    """A saved connection and, for a primary integration, its first backfill: queued (`backfill_job`), and how it
-    ended when the caller ran it here (`backfill`)."""
+    """A saved connection; for a primary integration its first backfill: queued (`backfill_job`), and how it ended
+    when the caller ran it here (`backfill`); and the renumbering an Invoice Number Field change queued."""
 
     partner_id: int
     verification: Verification
-    backfill_job: int | None
-    backfill: RunResult | None
+    backfill_job: int | None = None
+    backfill: RunResult | None = None
+    renumber_job: int | None = None
 
 
 def connect_and_backfill(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime,
@@ -282,18 +275,21 @@ def connect_and_backfill(engine: Engine, principal: Principal, form: ConnectionF
     With a client factory the backfill runs here, under the same lease and fencing as a worker (CLI, demo); without
     one a worker runs it (the console never runs a sync)."""
     partner_id, verification = connect(engine, principal, form, now=now, settings=settings, transport=transport)
+    with engine.connect() as conn:
+        renumber_job = jobs.waiting_job(conn, partner_id, RunKind.RENUMBER)
+    saved = Connected(partner_id, verification, renumber_job=renumber_job)
     if form.integration_role != IntegrationRole.PRIMARY:
-        return Connected(partner_id, verification, None, None)
+        return saved
     try:
         with engine.begin() as conn:
             job_id = jobs.enqueue(conn, partner_id=partner_id, partner_name=form.partner_name, kind=RunKind.BACKFILL,
                                   trigger=RunTrigger.CONNECT, requested_by=principal.user, now=now)
     except SyncAlreadyQueued:  # an edit of a partner whose backfill is still queued: that one will do
-        return Connected(partner_id, verification, None, None)
+        return saved
     if client_factory is None:
-        return Connected(partner_id, verification, job_id, None)
+        return replace(saved, backfill_job=job_id)
     if progress:
         progress("Backfilling customers, agreements and invoices")
     backfill = worker.run_job_now(engine, settings, client_factory, job_id,
                                   lease=timedelta(seconds=settings.lease_s), progress=progress, now=now)
-    return Connected(partner_id, verification, job_id, backfill)
+    return replace(saved, backfill_job=job_id, backfill=backfill)

@@ -18,13 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
-from core.actions.connect import NUMBER_FIELD_LABELS, Verification
+from core.actions.connect import Verification
 from core.errors import BadInput, ConsoleError
 from core.halopsa.app_domain import SANDBOX_SUFFIX, is_sandbox_domain
 from core.halopsa.auth import check_scopes
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
 from core.store.tables import CONNECTION_TABLE, PARTNER_TABLE, IntegrationRole, NumberField, Role
+from core.sync.streams import NUMBER_FIELD_LABELS
 
 APPLICATIONS_PATH = "Configuration > Integrations > HaloPSA API > View Applications"
 TRAINEE_SANDBOX = "trainee" + SANDBOX_SUFFIX

@@ -24,6 +24,7 @@ from core.sync import cooldowns, jobs, worker_presence
 KIND_LABELS: dict[str, str] = {
     RunKind.BACKFILL.value: "Backfill",
     RunKind.SCHEDULED.value: "Scheduled",
+    RunKind.RENUMBER.value: "Renumber invoices",
     **{kind.value: label for kind, label in cooldowns.LABELS.items()},
 }
 STATUS_LABELS: dict[str, str] = {status.value: status.value.replace("_", " ").capitalize() for status in RunStatus}

@@ -21,7 +21,7 @@ from core.halopsa import auth, paging
 from core.halopsa.auth import ScopeCheck, Token, TokenCache
 from core.halopsa.config import HaloConfig
 from core.halopsa.paging import Page
-from core.halopsa.ratelimit import shared_budget
+from core.halopsa.ratelimit import Budget, shared_budget
 from core.halopsa.records import Agreement, Customer, Invoice, parse_agreement, parse_customer, parse_invoice
 from core.halopsa.transport import ClientEvent, ClientStats, Sender
 
@@ -71,7 +71,10 @@ class HaloClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[ClientEvent], None] | None = None,
+        budget_for: Callable[[str], Budget] | None = None,
     ) -> None:
+        """`budget_for` gives the request budget for a tenant key (base URL and tenant); by default the budget is
+        shared by the clients of this process only."""
         self.base_url = _base(base_url)
         self.tenant = tenant or None
         self._client_id = client_id
@@ -86,12 +89,13 @@ class HaloClient:
             headers={"Accept": "application/json"},
         )
         self.stats = ClientStats()
-        budget = shared_budget(
-            key=f"{self.base_url}|{self.tenant or ''}",
-            limit=config.rate_limit_requests,
-            window_s=config.rate_limit_window_s,
-            clock=clock,
-        )
+        key = f"{self.base_url}|{self.tenant or ''}"
+        if budget_for is None:
+            budget: Budget = shared_budget(
+                key=key, limit=config.rate_limit_requests, window_s=config.rate_limit_window_s, clock=clock
+            )
+        else:
+            budget = budget_for(key)
         self._sender = Sender(
             http=self._http, budget=budget, config=config, sleep=sleep, on_event=on_event, stats=self.stats
         )

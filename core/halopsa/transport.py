@@ -19,7 +19,7 @@ import tenacity
 
 from core.errors import HaloError, HaloUnavailable, ProtocolError, RateLimited
 from core.halopsa.config import HaloConfig
-from core.halopsa.ratelimit import RateBudget
+from core.halopsa.ratelimit import Budget
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_S = 1.0
@@ -100,7 +100,7 @@ class Sender:
         self,
         *,
         http: httpx.Client,
-        budget: RateBudget,
+        budget: Budget,
         config: HaloConfig,
         sleep: Callable[[float], None],
         on_event: Callable[[ClientEvent], None] | None,

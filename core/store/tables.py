@@ -81,6 +81,7 @@ class RunKind(StrEnum):
     SCHEDULED = "scheduled"
     FETCH_NEW_DATA = "fetch_new_data"
     FETCH_UNPAID = "fetch_unpaid"
+    RENUMBER = "renumber"  # stored invoices renumbered after an Invoice Number Field change; reads no HaloPSA
 
 
 class RunStatus(StrEnum):
@@ -107,11 +108,13 @@ class Role(StrEnum):
 
 
 class RunTrigger(StrEnum):
-    """Who asked for a run: a person pressing a fetch, the scheduler, or connecting a partner (its backfill)."""
+    """Who asked for a run: a person pressing a fetch, the scheduler, connecting a partner (its backfill), or editing
+    its connection (a renumbering)."""
 
     MANUAL = "manual"
     SCHEDULE = "schedule"
     CONNECT = "connect"
+    EDIT = "edit"
 
 
 class AuditAction(StrEnum):
@@ -211,6 +214,9 @@ class Connection(SQLModel, table=True):
     client_secret_encrypted: str
     invoices_created_since: date | None = None
     invoice_number_field: NumberField = enum_field(NumberField, NumberField.HALO_ID)
+    # The field the stored invoices are numbered by: every page is written by it, and a renumber job moves it to
+    # `invoice_number_field` with every invoice in one transaction, so the numbering is never mixed.
+    numbered_by: NumberField = enum_field(NumberField, NumberField.HALO_ID)
     integration_role: IntegrationRole = enum_field(IntegrationRole, IntegrationRole.PRIMARY)
     granted_scopes: str = ""
     missing_scopes: str = ""
@@ -400,6 +406,16 @@ class User(SQLModel, table=True):
     password_hash: str
 
 
+class RateSlot(SQLModel, table=True):
+    """One request a worker was allowed to send to a tenant (`tenant_key` = base URL and tenant): the rate budget's
+    memory, shared by every process; slots older than the budget's window are pruned as new ones are handed out."""
+
+    __table_args__ = (Index("ix_rateslot_tenant_sent", "tenant_key", "sent_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_key: str
+    sent_at: datetime = utc_field(nullable=False)
+
+
 class Setting(SQLModel, table=True):
     """Small facts the database keeps about itself, one text value per key (e.g. the sandbox epoch), so every
     console and worker sharing the database agrees on them."""
@@ -426,4 +442,5 @@ JOB_TABLE = _table(Job)
 AUDIT_TABLE = _table(AuditEvent)
 USER_TABLE = _table(User)
 SETTING_TABLE = _table(Setting)
+RATE_SLOT_TABLE = _table(RateSlot)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)

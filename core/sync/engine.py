@@ -43,6 +43,7 @@ from core.store.tables import (
     UNPAID_STATUSES,
     IntegrationRole,
     InvoiceStatus,
+    NumberField,
     PartnerStatus,
     RunCounters,
     RunKind,
@@ -53,7 +54,7 @@ from core.sync import cooldowns, jobs, runs, window
 from core.sync.connector import ClientFactory
 from core.sync.jobs import ClaimedJob, JobCancelled
 from core.sync.runs import ProgressFn, RunResult
-from core.sync.streams import AGREEMENTS, CUSTOMERS, INVOICES, Entity, Stream
+from core.sync.streams import AGREEMENTS, CUSTOMERS, INVOICES, NUMBER_FIELD_LABELS, Entity, Stream, renumbered
 
 log = logging.getLogger(__name__)
 
@@ -186,22 +187,31 @@ def start(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrigger
 
 # --- work ----------------------------------------------------------------------------------------------------------
 
+def _numbered_by(conn: DbConnection, partner_id: int) -> NumberField:
+    """Inside a page's transaction: the field the stored invoices are numbered by, read under a share lock on the
+    connection row, so a renumbering (which updates that row first) either finished before this page or waits for it."""
+    return NumberField(conn.execute(
+        select(CONNECTION_TABLE.c.numbered_by).where(CONNECTION_TABLE.c.partner_id == partner_id)
+        .with_for_update(read=True)
+    ).scalar_one())
+
+
 def _store_page(ctx: RunContext, stream: Stream, found: list[Any], errors: list[RecordError]) -> None:
     found = stream.keep(ctx.connection, found)
     if stream.entity == Entity.INVOICE:
         ctx.seen_invoice_ids.update([record.halo_id for record in found])
-    build = stream.row_builder(ctx.connection)
-    rows = [build(record) for record in found]
     tally = ctx.tally
     tally.pages += 1
     if ctx.client is not None:
         tally.requests = ctx.client.stats.requests
-    setattr(tally, stream.seen_counter, getattr(tally, stream.seen_counter) + len(rows))
+    setattr(tally, stream.seen_counter, getattr(tally, stream.seen_counter) + len(found))
     tally.rejected += len(errors)
     message = f"{stream.entity.capitalize()}s: {getattr(tally, stream.seen_counter):,} read"
     with ctx.engine.begin() as conn:
         if ctx.job is not None:
             jobs.fence(conn, ctx.job)
+        build = stream.row_builder(_numbered_by(conn, ctx.partner_id))
+        rows = [build(record) for record in found]
         counts = upserts.upsert_rows(
             conn, stream.table, stream.fields, rows, partner_id=ctx.partner_id, now=ctx.now, run_id=ctx.run_id
         )
@@ -256,6 +266,27 @@ def _mark_deleted(ctx: RunContext, halo_ids: list[int], notes: list[RecordError]
         ).rowcount
         ctx.tally.updated += changed
         runs.add_record_errors(conn, ctx.run_id, ctx.partner_id, notes)
+
+
+def _renumber(ctx: RunContext) -> None:
+    """Number every stored invoice by the connection's Invoice Number Field, and make it the field pages are written
+    by, in one transaction: the connection row is updated first, so a page being written finishes before (and is
+    renumbered here) or waits and is written by the new field."""
+    connection = CONNECTION_TABLE.c
+    with ctx.engine.begin() as conn:
+        if ctx.job is not None:
+            jobs.fence(conn, ctx.job)
+        field = NumberField(conn.execute(
+            update(CONNECTION_TABLE).where(connection.partner_id == ctx.partner_id)
+            .values(numbered_by=connection.invoice_number_field).returning(connection.numbered_by)
+        ).scalar_one())
+        ctx.tally.updated = conn.execute(
+            update(INVOICE_TABLE).where(INVOICE_TABLE.c.partner_id == ctx.partner_id).values(**renumbered(field))
+        ).rowcount
+        message = f"Renumbered {ctx.tally.updated:,} invoices by {NUMBER_FIELD_LABELS[field]}"
+        runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), status=RunStatus.RUNNING,
+                           message=message, waiting_until=None, **ctx.tally.model_dump())
+    ctx.say(message, stored=False)
 
 
 def work(ctx: RunContext, client: HaloClient) -> None:
@@ -327,8 +358,9 @@ def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) 
                 cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id,
                                  job_id=ctx.job.id if ctx.job else None)
             runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), **ctx.tally.model_dump())
-            if failure is None or failure.kind not in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED):
-                # a cancel or a stopping worker says nothing about the partner's HaloPSA
+            if ctx.kind != RunKind.RENUMBER and (
+                    failure is None or failure.kind not in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED)):
+                # a renumbering, a cancel or a stopping worker says nothing about the partner's HaloPSA
                 _record_outcome(conn, ctx.partner_id, failure, ctx.now, scopes)
             runs.close_run(conn, ctx.run_id, ctx.partner_id, status=status, now=ctx.moment(),
                            error_kind=failure.kind if failure else None, error=message)
@@ -351,9 +383,12 @@ def run_sync(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrig
     failure: Failure | None = None
     scopes: ScopeCheck | None = None
     try:
-        with client_factory(ctx.connection, ctx.on_client_event) as client:
-            work(ctx, client)
-            scopes = client.last_scope_check()
+        if ctx.kind == RunKind.RENUMBER:  # reads nothing from HaloPSA
+            _renumber(ctx)
+        else:
+            with client_factory(ctx.connection, ctx.on_client_event) as client:
+                work(ctx, client)
+                scopes = client.last_scope_check()
     except jobs.LeaseLost:
         log.warning("run %s lost its lease mid-run and stopped writing", ctx.run_id)
         return RunResult(run_id=ctx.run_id, kind=ctx.kind, status=RunStatus.INTERRUPTED, tally=ctx.tally,

@@ -49,9 +49,10 @@ class ClaimedJob:
 
 
 def lease_now(conn: Connection) -> datetime:
-    """The database's clock: one clock for every process's leases (PostgreSQL's `now()`; SQLite lives on one host)."""
+    """The database's clock: one clock for every process's leases and rate budgets (PostgreSQL's `clock_timestamp()`,
+    the moment of the call rather than of the transaction's start; SQLite lives on one host)."""
     if conn.dialect.name == "postgresql":
-        moment = conn.scalar(select(func.now()))
+        moment = conn.scalar(select(func.clock_timestamp()))
         if isinstance(moment, datetime):
             return moment.astimezone(UTC)
     return datetime.now(UTC)

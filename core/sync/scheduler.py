@@ -1,8 +1,10 @@
-"""The scheduler's tick: which connected primary partners are due for a scheduled sync, and running them."""
+"""The scheduler's tick: which connected primary partners are due for a scheduled sync (or a missing renumbering),
+and running them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -53,28 +55,53 @@ def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> I
             yield row.id
 
 
-def _queued_lately(conn: Connection, partner_id: int, *, now: datetime, interval: timedelta) -> bool:
-    """A scheduled job of this partner was queued within the last interval: another scheduler already saw it due.
-    A job stamped after `now` (a clock ahead) does not count, or it would hold the partner back for ever."""
+def _queued_lately(conn: Connection, partner_id: int, *, now: datetime, interval: timedelta,
+                   besides: int | None = None) -> bool:
+    """A scheduled job of this partner (other than `besides`) was queued within the last interval: another scheduler
+    already saw it due. A job stamped after `now` (a clock ahead) does not count, or it would hold the partner back
+    for ever."""
     created = JOB_TABLE.c.created_at
     return conn.scalar(select(JOB_TABLE.c.id).where(
-        JOB_TABLE.c.partner_id == partner_id, JOB_TABLE.c.kind == RunKind.SCHEDULED,
+        JOB_TABLE.c.partner_id == partner_id, JOB_TABLE.c.kind == RunKind.SCHEDULED, JOB_TABLE.c.id != besides,
         created > now - interval, created <= now).limit(1)) is not None
 
 
+class _QueuedMeanwhile(Exception):
+    """Raised inside the enqueue transaction so it rolls back: another scheduler queued the partner since the look."""
+
+
+def _unevenly_numbered(engine: Engine) -> list[int]:
+    """Partners whose invoices are numbered by another field than the one chosen: an edit whose renumbering was not
+    queued because one was just finishing (each edit queues its own otherwise)."""
+    connection = CONNECTION_TABLE.c
+    with engine.connect() as conn:
+        return list(conn.scalars(select(connection.partner_id)
+                                 .where(connection.numbered_by != connection.invoice_number_field)))
+
+
 def enqueue_due(engine: Engine, *, now: datetime, settings: Settings) -> list[int]:
-    """Queue a scheduled sync for every due partner; any number of schedulers queue each partner once per interval
-    (a partner already queued or running is skipped). Returns the new jobs' ids."""
+    """Queue a scheduled sync for every due partner, and a renumbering where one is missing; any number of schedulers
+    queue each partner once per interval (a partner already queued or running is skipped). Returns the new jobs'
+    ids."""
     interval = timedelta(seconds=settings.schedule_interval_s)
     queued = []
+    for partner_id in _unevenly_numbered(engine):
+        with suppress(SyncAlreadyQueued), engine.begin() as conn:
+            queued.append(jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.RENUMBER, trigger=RunTrigger.EDIT,
+                                       requested_by=SCHEDULER_ACTOR, now=now))
     for partner_id in list(iter_due_partners(engine, now=now, settings=settings)):
         try:
             with engine.begin() as conn:
                 if _queued_lately(conn, partner_id, now=now, interval=interval):
                     continue
-                queued.append(jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.SCHEDULED,
-                                           trigger=RunTrigger.SCHEDULE, requested_by=SCHEDULER_ACTOR, now=now))
-        except SyncAlreadyQueued:
+                job_id = jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.SCHEDULED,
+                                      trigger=RunTrigger.SCHEDULE, requested_by=SCHEDULER_ACTOR, now=now)
+                # looked again once written: between the look and the insert another scheduler may have queued the
+                # partner and a worker run it to the end (freeing its one-active-job key)
+                if _queued_lately(conn, partner_id, now=now, interval=interval, besides=job_id):
+                    raise _QueuedMeanwhile
+                queued.append(job_id)
+        except (SyncAlreadyQueued, _QueuedMeanwhile):
             continue
     return queued
 

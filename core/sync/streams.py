@@ -11,7 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, case
 
 from core.halopsa import records
 from core.halopsa.client import HaloClient
@@ -58,6 +58,9 @@ def _status_value(voided: bool, amount_due_cents: int, amount_paid_cents: int) -
     return _UNPAID
 
 
+NUMBER_FIELD_LABELS = {NumberField.HALO_ID: "HaloPSA ID", NumberField.THIRD_PARTY: "Third Party Invoice Number"}
+
+
 def display_number(invoice_halo_id: int, third_party_number: str | None, field: str) -> tuple[str, bool]:
     """The number a partner sees, per its Invoice Number Field; falls back to the HaloPSA ID (flagged) when the
     third-party number is empty."""
@@ -66,6 +69,17 @@ def display_number(invoice_halo_id: int, third_party_number: str | None, field: 
             return third_party_number, False
         return str(invoice_halo_id), True
     return str(invoice_halo_id), False
+
+
+def renumbered(field: NumberField) -> dict[str, Any]:
+    """`display_number` in SQL: the new values of every stored invoice's number and fallback flag."""
+    c = INVOICE_TABLE.c
+    halo_id = c.halo_id.cast(c.display_number.type)
+    if field == NumberField.THIRD_PARTY:
+        has_number = c.third_party_number.is_not(None) & (c.third_party_number != "")
+        return {"display_number": case((has_number, c.third_party_number), else_=halo_id),
+                "number_is_fallback": ~has_number}
+    return {"display_number": halo_id, "number_is_fallback": False}
 
 
 def customer_row(record: records.Customer) -> dict[str, Any]:
@@ -118,7 +132,7 @@ class Stream:
     table: Table
     fields: tuple[str, ...]
     seen_counter: str
-    row_builder: Callable[[Any], RowBuilder]
+    row_builder: Callable[[NumberField], RowBuilder]  # given the field the stored invoices are numbered by
     list_all: Callable[[HaloClient, Any], Iterable[Page[Any]]]
     list_changed: Callable[[HaloClient, datetime], Iterable[Page[Any]]] | None
 
@@ -129,18 +143,18 @@ class Stream:
 
 
 CUSTOMERS = Stream(
-    Entity.CUSTOMER, CUSTOMER_TABLE, CUSTOMER_FIELDS, "customers_seen", lambda _connection: customer_row,
+    Entity.CUSTOMER, CUSTOMER_TABLE, CUSTOMER_FIELDS, "customers_seen", lambda _numbered_by: customer_row,
     lambda client, _connection: client.iter_customers(),
     lambda client, since: client.iter_changed_customers(since=since),
 )
 # HaloPSA's contract listing has no change order we rely on: agreements are always read whole (they are few)
 AGREEMENTS = Stream(
-    Entity.AGREEMENT, AGREEMENT_TABLE, AGREEMENT_FIELDS, "agreements_seen", lambda _connection: agreement_row,
+    Entity.AGREEMENT, AGREEMENT_TABLE, AGREEMENT_FIELDS, "agreements_seen", lambda _numbered_by: agreement_row,
     lambda client, _connection: client.iter_agreements(), None,
 )
 INVOICES = Stream(
     Entity.INVOICE, INVOICE_TABLE, INVOICE_FIELDS, "invoices_seen",
-    lambda connection: invoice_row_factory(connection.invoice_number_field),
+    invoice_row_factory,
     lambda client, connection: client.iter_invoices(created_since=connection.invoices_created_since),
     lambda client, since: client.iter_changed_invoices(since=since),
 )

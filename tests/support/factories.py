@@ -46,7 +46,8 @@ def add_partner(
             Connection.__table__.insert().values(
                 partner_id=partner_id, app_domain=app_domain, tenant=tenant, client_id=client_id,
                 client_secret_encrypted=secret_box(settings).encrypt(client_secret), invoices_created_since=since,
-                invoice_number_field=number_field.value, integration_role=role.value, connected_at=now,
+                invoice_number_field=number_field.value, numbered_by=number_field.value, integration_role=role.value,
+                connected_at=now,
             )
         )
         cooldowns.ensure_rows(conn, partner_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -38,6 +39,15 @@ def console(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch)
                        "HALO_CONSOLE_NOW": NOW.isoformat()}.items():
         monkeypatch.setenv(key, value)
     return {name: principal_for_email(engine, email) for name, (email, _, _) in accounts.items()}
+
+
+@pytest.fixture(autouse=True)
+def keep_the_main_module() -> Iterator[None]:
+    """Streamlit's script runner makes the page script `__main__` and leaves it there; a later test in this process
+    that spawns processes (multiprocessing's spawn imports the parent's `__main__` in the child) would run a page."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(autouse=True)

@@ -184,13 +184,19 @@ def test_a_good_sandbox_connection_is_saved_verified_and_its_backfill_queued(ope
     assert at.text_input(key="connection.client_secret").value == ""
 
 
-def test_editing_with_an_empty_secret_keeps_the_stored_one(open_connection, console, engine, settings):
-    client_id, client_secret = sandbox.credentials("edit-me.sandbox")
-    partner_id = add_partner(engine, settings, name="Sandbox MSP", now=NOW, app_domain="https://edit-me.sandbox",
+def _editing(open_connection, engine, settings, host):
+    """The Connection page open on a sandbox partner's stored connection, as cs."""
+    client_id, client_secret = sandbox.credentials(host)
+    partner_id = add_partner(engine, settings, name="Sandbox MSP", now=NOW, app_domain=f"https://{host}",
                              client_id=client_id, client_secret=client_secret)
     at = open_connection("cs")
     at.session_state["partner_id"] = partner_id
     at.run()
+    return at, partner_id
+
+
+def test_editing_with_an_empty_secret_keeps_the_stored_one(open_connection, console, engine, settings):
+    at, partner_id = _editing(open_connection, engine, settings, "edit-me.sandbox")
     _fill(at, integration_role="secondary")
     assert not at.exception
     assert "Saved the connection for Sandbox MSP." in at.success[0].value and not at.status  # secondary: no backfill
@@ -199,3 +205,17 @@ def test_editing_with_an_empty_secret_keeps_the_stored_one(open_connection, cons
                            .where(CONNECTION_TABLE.c.partner_id == partner_id))
     assert role == "secondary"
 
+
+
+def test_changing_the_invoice_number_field_queues_a_renumbering_and_says_so(open_connection, engine, settings):
+    at, partner_id = _editing(open_connection, engine, settings, "renumber-me.sandbox")
+
+    _fill(at, invoice_number_field="third_party")
+
+    assert not at.exception
+    assert "Saved the connection for Sandbox MSP." in at.success[0].value
+    assert connection_form.RENUMBER_QUEUED in [info.value for info in at.info]
+    with engine.connect() as conn:  # queued for a worker; the console renumbered nothing itself
+        assert conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.partner_id == partner_id)).all() == []
+    results = worker.drain(engine, settings, connector.stored_client_factory(settings), lease=timedelta(seconds=60))
+    assert (RunKind.RENUMBER, RunStatus.SUCCEEDED) in [(result.kind, result.status) for result in results]

@@ -29,8 +29,9 @@ from tests.support import databases
 from tests.support.clock import NOW
 from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_database
 
-NEW_TABLES = {"job", "setting"}
-NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"}}
+NEW_TABLES = {"job", "setting", "rateslot"}
+NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"},
+               "connection": {"numbered_by"}}
 BIGINT_COLUMNS = {"customer": {"halo_id"}, "agreement": {"halo_id", "customer_halo_id", "subtype_id"},
                   "invoice": {"halo_id", "customer_halo_id", "agreement_halo_id", "total_cents", "amount_paid_cents",
                               "amount_due_cents"},
@@ -82,6 +83,9 @@ def test_a_database_made_before_migrations_keeps_every_row_and_gains_the_new_sch
                                 ).all()
             secrets = conn.scalars(select(tables.CONNECTION_TABLE.c.client_secret_encrypted)
                                    .order_by(tables.CONNECTION_TABLE.c.partner_id)).all()
+            numbering = conn.execute(select(tables.CONNECTION_TABLE.c.invoice_number_field,
+                                            tables.CONNECTION_TABLE.c.numbered_by)
+                                     .order_by(tables.CONNECTION_TABLE.c.partner_id)).all()
             new_columns = conn.execute(select(tables.RUN_TABLE.c.job_id, tables.RUN_TABLE.c.message,
                                               tables.RUN_TABLE.c.waiting_until)).all()
         assert [(p.id, p.name, p.status) for p in partners] == [(1, "Acme IT", "connected"), (2, "Globex", "connected"),
@@ -100,6 +104,9 @@ def test_a_database_made_before_migrations_keeps_every_row_and_gains_the_new_sch
         assert [box.decrypt(token) for token in secrets] == [sandbox.credentials(host)[1] for host in
                                                             ("acme.sandbox", "globex.sandbox", "initech.sandbox")]
         assert new_columns and all(row == (None, None, None) for row in new_columns)
+        # stored invoices were numbered by the chosen field: they stay so, and no renumbering is due
+        assert [tuple(row) for row in numbering] == [("third_party", "third_party"), ("halo_id", "halo_id"),
+                                                    ("halo_id", "halo_id")]
         assert schema_differences(engine) == []
         # the widened columns take what INTEGER could not, and new rows follow the old ids
         with engine.begin() as conn:
@@ -128,7 +135,8 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
         engine = create_engine(url)
         with engine.begin() as conn:
             SQLModel.metadata.create_all(conn, tables=[table for name, table in SQLModel.metadata.tables.items()
-                                                       if name != "setting"])
+                                                       if name not in ("setting", "rateslot")])
+            conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # came later too
     engine.dispose()
     engine = db.engine_for(_settings(url))
     try:

@@ -3,7 +3,7 @@ from datetime import date, timedelta
 import pytest
 
 from core.halopsa import records
-from core.store.tables import SyncRun
+from core.store.tables import NumberField, SyncRun
 from core.sync import streams
 from core.sync.streams import AGREEMENTS, CUSTOMERS, INVOICES
 from tests.support.clock import NOW
@@ -18,7 +18,6 @@ def _invoice(halo_id: int, invoice_date: date | None) -> records.Invoice:
 
 class _Connection:
     invoices_created_since = date(2026, 10, 1)
-    invoice_number_field = "third_party"
 
 
 @pytest.mark.parametrize("stream", [CUSTOMERS, AGREEMENTS, INVOICES])
@@ -33,8 +32,8 @@ def test_invoices_created_since_keeps_newer_and_undated_invoices_only():
     assert CUSTOMERS.keep(_Connection(), found) == found  # the cut-off is for invoices only
 
 
-def test_the_invoice_row_follows_the_connections_number_field():
-    row = INVOICES.row_builder(_Connection())(_invoice(7, NOW.date() - timedelta(days=1)))
+def test_the_invoice_row_follows_the_field_the_invoices_are_numbered_by():
+    row = INVOICES.row_builder(NumberField.THIRD_PARTY)(_invoice(7, NOW.date() - timedelta(days=1)))
     assert (row["display_number"], row["number_is_fallback"], row["status"]) == ("7", True, "unpaid")
     assert streams.display_number(7, "INV-7", "third_party") == ("INV-7", False)
 
