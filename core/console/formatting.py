@@ -1,4 +1,4 @@
-"""How the console writes times, money and ages: one helper for each, used by every screen, export and the CLI."""
+"""How the console writes times, money, counts and ages: one helper each, used by every screen, export and the CLI."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def money(cents: int | None) -> str | None:
 def amount(cents: int | None) -> Decimal | None:
     """Integer cents -> Decimal with two places, for DataFrames a table formats (exact; never through float)."""
     return None if cents is None else Decimal(cents).scaleb(-2)
+
+
+def count(number: int, noun: str) -> str:
+    """"1 page", "2,000 pages": thousands separated, the noun in the plural unless exactly one."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 def ago(delta: timedelta) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
+from core.console import formatting
 from core.errors import NotFound
 from core.store.tables import ERROR_TABLE, JOB_TABLE, RUN_TABLE, JobState, Role, RunKind, RunStatus
 from core.sync import cooldowns, jobs, worker_presence
@@ -314,7 +315,7 @@ def _live(row: Any, now: datetime, queue_now: datetime, *, may_cancel: bool) -> 
         state, text = "waiting", f"{row.message or 'Waiting on HaloPSA'} Next try at {_at(row.waiting_until)}."
     else:
         state = "running"
-        text = f"Running: {row.message or 'starting'} ({row.pages or 0:,} pages so far)."
+        text = f"Running: {row.message or 'starting'} ({formatting.count(row.pages or 0, 'page')} so far)."
     return LiveSync(job_id=row.id, label=label, state=state, text=text, requested_by=row.requested_by,
                     cancellable=may_cancel and state != "cancelling")
 

@@ -1,4 +1,5 @@
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -88,14 +89,19 @@ def test_a_recent_fetch_locks_its_button_with_a_countdown_and_who_ran_it(open_sy
     assert "Last run by ap@acme.example at 2026-11-02 10:00:00 UTC, succeeded: 0 created, 7 updated." in texts
 
 
-def test_a_press_queues_the_fetch_shows_it_live_and_a_worker_runs_it(open_syncs, engine, settings, console):
+def _sandbox_partner_open(open_syncs, engine, settings, console):
+    """The Syncs page of a new partner on a sandbox tenant (answered in process), opened by cs."""
     client_id, client_secret = sandbox.credentials("syncs-page.sandbox")
     form = connect.ConnectionForm(partner_name="Sandbox MSP", app_domain="syncs-page.sandbox",
-                                      client_id=client_id, client_secret=client_secret)
+                                  client_id=client_id, client_secret=client_secret)
     partner_id, _ = connect.connect(engine, console["cs"], form, now=NOW, settings=settings)
     at = open_syncs("cs")
     at.session_state["partner_id"] = partner_id
-    at.run()
+    return at.run(), partner_id
+
+
+def test_a_press_queues_the_fetch_shows_it_live_and_a_worker_runs_it(open_syncs, engine, settings, console):
+    at, _ = _sandbox_partner_open(open_syncs, engine, settings, console)
     before = _run_count(engine)
     at.button(key="syncs.fetch_new_data").click().run()
     assert not at.exception and _run_count(engine) == before  # the page queues; it never runs a sync itself
@@ -189,3 +195,38 @@ def test_filters_narrow_the_table_and_run_detail_shows_the_failure_reason(open_s
     assert list(table["Status"]) == ["Failed"]
     assert at.selectbox(key="syncs.run").value == int(table["Run"][0])
     assert "HTTP 503" in at.error[0].value and "Every record in this run was read." in _texts(at)
+
+
+def test_a_fetch_runs_on_when_its_page_is_left_and_its_session_closed_and_every_session_sees_it(open_syncs, engine,
+                                                                                                 settings, console):
+    at, partner_id = _sandbox_partner_open(open_syncs, engine, settings, console)
+    at.button(key="syncs.fetch_new_data").click().run()
+    at.switch_page("pages/invoices.py").run()  # the person leaves the page while the fetch waits for a worker
+    assert not at.exception
+    with engine.connect() as conn:
+        job_id = conn.scalar(select(JOB_TABLE.c.id).where(JOB_TABLE.c.partner_id == partner_id))
+    between_pages, go_on, results = threading.Event(), threading.Event(), []
+
+    def hold_after_the_first_page(message: str) -> None:
+        if message.endswith(" read") and not between_pages.is_set():
+            between_pages.set()
+            go_on.wait(30)
+
+    running = threading.Thread(target=lambda: results.append(worker.run_job_now(
+        engine, settings, connector.stored_client_factory(settings), job_id, lease=timedelta(seconds=60),
+        progress=hold_after_the_first_page)))
+    running.start()
+    assert between_pages.wait(30)
+    another_tab = open_syncs("cs")  # a reload, another tab or another replica: a new session
+    another_tab.session_state["partner_id"] = partner_id
+    another_tab.run()
+    assert "Fetch new data** · Running: Customers:" in _texts(another_tab)
+    assert "(1 page so far)" in _texts(another_tab)
+    del at  # the session that pressed is gone
+    go_on.set()
+    running.join(30)
+
+    assert [result.status for result in results] == [RunStatus.SUCCEEDED]
+    another_tab.run()
+    assert "Last run by cs@example.com at 2026-11-02 12:00:00 UTC, succeeded:" in _texts(another_tab)
+    assert "Running:" not in _texts(another_tab)
