@@ -461,6 +461,18 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     _assert_countdown_ticks(ui, "Fetch new data", tmp_path)
     expect(_availability(ui, "Fetch unpaid invoices")).to_have_text("Available now.")
 
+    # Press, leave the page at once, then end the session (a new visit is a new session): the worker runs the fetch
+    # regardless, and the new session sees how it ended.
+    ui.main().get_by_role("button", name="Fetch unpaid invoices", exact=True).click()
+    expect(ui.main().get_by_text(re.compile(r"^Fetch unpaid invoices queued"))).to_be_visible(timeout=30_000)
+    ui.open("Invoices", "Unpaid invoices")
+    ui.sign_in(CS.user)
+    ui.pick_partner("Trainee Networks")
+    ui.open("Syncs", "Syncs")
+    expect(_fetch_column(ui, "Fetch unpaid invoices").get_by_text(
+        re.compile(rf"^Last run by {re.escape(CS.user)} at .*, succeeded: "))).to_be_visible(timeout=60_000)
+    expect(_availability(ui, "Fetch unpaid invoices")).to_contain_text("Available in ")
+
     ui.open("Agreements", "Agreements and auto-pay")
     subtype = ui.options("Agreement subtype")[0]
     ui.choose("Agreement subtype", subtype)
