@@ -20,7 +20,7 @@ from core.errors import SyncAlreadyQueued
 from core.store.tables import JOB_TABLE, JobState, Lane, RunKind, RunStatus, RunTrigger
 
 LONG_KINDS = (RunKind.BACKFILL, RunKind.FETCH_UNPAID)
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # claims whose worker died; hand-backs (a busy partner, a stopping worker) do not count
 JOB = JOB_TABLE.c
 
 
@@ -154,10 +154,12 @@ def attach_run(conn: Connection, job: ClaimedJob, run_id: int) -> None:
 
 def close(conn: Connection, job: ClaimedJob, *, outcome: str, status: RunStatus) -> bool:
     """End a job the caller still holds with its run's status, in the caller's transaction: a run interrupted by its
-    worker stopping goes back to the queue, a cancelled one is cancelled, any other is done. False: lease lost."""
+    worker stopping goes back to the queue (a hand-back, not an attempt), a cancelled one is cancelled, any other is
+    done. False: lease lost."""
     now = lease_now(conn)
-    if status == RunStatus.INTERRUPTED and job.attempts < MAX_ATTEMPTS:
-        values: dict[str, object] = {"state": JobState.QUEUED, "not_before": now, "run_id": None}
+    if status == RunStatus.INTERRUPTED:
+        values: dict[str, object] = {"state": JobState.QUEUED, "not_before": now, "run_id": None,
+                                     "attempts": JOB.attempts - 1}
     else:
         values = {"state": JobState.CANCELLED if status == RunStatus.CANCELLED else JobState.DONE,
                   "active_key": None, "finished_at": now}
@@ -166,12 +168,13 @@ def close(conn: Connection, job: ClaimedJob, *, outcome: str, status: RunStatus)
 
 
 def requeue(engine: Engine, job: ClaimedJob, *, after: timedelta, outcome: str) -> bool:
-    """Hand a held job back to the queue, to start again `after` from now (a long rate limit, a busy partner,
-    a worker stopping)."""
+    """Hand a held job back to the queue, to start again `after` from now (a busy partner). A hand-back is not an
+    attempt: only a worker that died counts toward MAX_ATTEMPTS."""
     with engine.begin() as conn:
         now = lease_now(conn)
         return conn.execute(update(JOB_TABLE).where(_held(job)).values(
-            state=JobState.QUEUED, lease_owner=None, lease_expires_at=None, not_before=now + after, outcome=outcome)
+            state=JobState.QUEUED, lease_owner=None, lease_expires_at=None, not_before=now + after, outcome=outcome,
+            attempts=JOB.attempts - 1)
         ).rowcount == 1
 
 

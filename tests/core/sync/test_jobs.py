@@ -5,7 +5,7 @@ from sqlalchemy import select, update
 
 from core.errors import SyncAlreadyQueued
 from core.store.tables import JOB_TABLE, JobState, Lane, RunKind, RunStatus, RunTrigger
-from core.sync import jobs
+from core.sync import jobs, worker
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 
@@ -70,3 +70,22 @@ def test_a_cancel_request_stops_the_run_at_its_next_page(engine, settings):
         jobs.fence(conn, mine, allow_cancelled=True)
         assert jobs.close(conn, mine, outcome="Cancelled", status=RunStatus.CANCELLED)
     assert _job(engine, mine.id).state == JobState.CANCELLED and _job(engine, mine.id).active_key is None
+
+
+def test_hand_backs_are_not_attempts_so_a_job_that_waited_often_still_survives_its_workers_crash(engine, settings):
+    """A job handed back because its partner was busy or its worker was stopping did not fail: only a worker that
+    died counts toward the attempts after which a job is given up."""
+    partner_id = add_partner(engine, settings, now=NOW)
+    job_id = _enqueue(engine, partner_id)
+    for round_ in range(2 * jobs.MAX_ATTEMPTS):
+        [claimed] = jobs.claim(engine, owner=f"w{round_}", lane=Lane.SHORT, limit=1, lease=LEASE)
+        if round_ % 2:
+            with engine.begin() as conn:  # the worker is stopping: the run ended at a page, the job goes back
+                assert jobs.close(conn, claimed, outcome="the worker stopped", status=RunStatus.INTERRUPTED)
+        else:
+            assert jobs.requeue(engine, claimed, after=timedelta(0), outcome="the partner is busy")
+    assert (_job(engine, job_id).state, _job(engine, job_id).attempts) == (JobState.QUEUED, 0)
+
+    jobs.claim(engine, owner="dies", lane=Lane.SHORT, limit=1, lease=timedelta(seconds=-1))  # then its worker dies
+    assert worker.recover_expired(engine) == 1
+    assert _job(engine, job_id).state == JobState.QUEUED  # tried again, not given up
