@@ -1,9 +1,10 @@
-"""`make bench` / `python -m bench`: the performance targets of issue 5, measured side by side in one run.
+"""`make bench` / `python -m bench`: the performance targets of issues 5 and 11, measured side by side in one run.
 
 Prints one table: each figure with its target and PASS or MISS. Every measurement runs in a fresh child process
 (bench.worker) against emulator tenants served by other child processes on loopback sockets (bench.harness).
 
-    python -m bench [--invoices 100000] [--repeats 3] [--profile DIR]
+    python -m bench [--invoices 100000] [--repeats 3] [--profile DIR] [--skip-fleet | --only fleet]
+    python -m bench --only fleet --fleet-partners 200 --fleet-pg-partners 100 --fleet-presses 3   # a quick fleet run
 
 Sections:
   1. Backfill throughput vs the raw pipeline (same invoice pages, bare httpx + json.loads + sqlite3.executemany),
@@ -12,6 +13,11 @@ Sections:
   3. Fetch new data with 50 changed invoices on the big tenant vs a 1,000-invoice one; Fetch unpaid invoices.
   4. Every console page (AppTest) with the big partner in a fleet of --fleet partners; rows sent by Invoices.
   5. One cooldown-timer tick (the Syncs page's fragment) in server CPU.
+  6. Worker fleet (issue 11): `python -m core worker` processes against tenants behind one emulator address with
+     --fleet-latency-ms per answer: --fleet-partners small partners due at once for one worker (SQLite), extrapolated
+     to 5,000; --fleet-due small partners becoming due while a --invoices first backfill runs under the real rate
+     budget; 4 workers vs 1 on a throwaway PostgreSQL (--fleet-pg-partners); the scheduler's CPU per scheduled sync;
+     press to run start of a manual fetch with idle workers.
 """
 
 from __future__ import annotations
@@ -33,6 +39,29 @@ from cryptography.fernet import Fernet
 
 from bench import harness
 from bench.console_scale import PAGES
+
+FLEET_INVOICES = 20  # a small partner's books: 20 invoices, 3 customers, 2 agreements
+SCHEDULER_TICK_S = 60.0  # `python -m core scheduler`'s default --tick
+EXTRAPOLATE_TO = 5_000
+REQUESTS_PER_SMALL_SYNC = 5  # token, customers, agreements, agreement subtypes, invoices: only to size time-outs
+
+
+def _statuses(found: dict[str, Any]) -> str:
+    """`500 succeeded` or `492 succeeded, 8 interrupted`: how a fleet's runs ended."""
+    return ", ".join(f"{count:,} {status}" for status, count in sorted(found["statuses"].items(),
+                                                                      key=lambda item: -item[1]))
+
+
+def _throughput(found: dict[str, Any]) -> float:
+    """Jobs ended per second from queueing: all of them by the last finish, or as many as ended by the time-out."""
+    return float(found["jobs_ended"]) / float(found["makespan_s"])
+
+
+def _done_in(found: dict[str, Any]) -> str:
+    """How long a fleet took, or how far it got before the task's time-out."""
+    if found["complete"]:
+        return f"{found['makespan_s']:.0f} s"
+    return f"not done in {found['timeout_s']:.0f} s ({found['jobs_ended']:,}/{found['queued']:,} jobs ended)"
 
 
 @dataclass
@@ -256,17 +285,154 @@ class Bench:
         self.notes.append(f"fleet built in {found['fleet_build_s']:.1f} s ({found['fleet_added']} partners added)")
         self.details["console"] = found
 
+    # -- 6 ----------------------------------------------------------------------------------------------------------
+
+    def fleet(self) -> None:
+        o = self.o
+        started = time.monotonic()
+        tenants = max(o.fleet_partners, o.fleet_pg_partners, o.fleet_due)
+        self.say(f"worker fleet: {tenants:,} small tenants behind one emulator address, every answer after "
+                 f"{o.fleet_latency_ms:g} ms")
+        common: dict[str, Any] = {"key": self.key}
+        if o.fleet_poll_s is not None:
+            common["poll_s"] = o.fleet_poll_s
+        with harness.emulator(FLEET_INVOICES, tenants=tenants, latency_ms=o.fleet_latency_ms,
+                              rate_limit="300/300") as small:
+            fleet = {**common, "url": small.url, "emulator_pid": small.pid}
+            self.say(f"  {o.fleet_partners:,} partners due at once, one worker of {o.fleet_threads} threads (SQLite)")
+            one = self.child("fleet_scheduled", {**fleet, "database_url": f"sqlite:///{self.work / 'fleet.db'}",
+                                                 "partners": o.fleet_partners, "workers": 1,
+                                                 "threads": o.fleet_threads, "presses": o.fleet_presses,
+                                                 "logs": str(self.work / "fleet-logs"),
+                                                 "timeout_s": self._fleet_timeout(o.fleet_partners, o.fleet_threads)})
+            self._fleet_rows(one)
+            self.say(f"  a {o.invoices:,}-invoice first backfill, then {o.fleet_due} small partners due")
+            with harness.emulator(o.invoices, latency_ms=o.fleet_latency_ms, rate_limit="300/300") as big:
+                mix = self.child("fleet_backfill_mix", {
+                    **common, "database_url": f"sqlite:///{self.work / 'fleet-mix.db'}", "small_url": small.url,
+                    "big_url": big.url, "due": o.fleet_due, "threads": o.fleet_threads, "page_size": 100,
+                    "warm_s": o.fleet_warm, "logs": str(self.work / "fleet-mix-logs"), "timeout_s": 300})
+            self._mix_rows(mix, o.invoices)
+            self._postgres_rows(fleet)
+        self.notes.append(f"worker fleet section (6) took {time.monotonic() - started:.0f} s")
+
+    def _fleet_timeout(self, partners: int, threads: int) -> float:
+        """2.5 times the concurrency bound of `threads` in all, and a minute: a fleet that needs longer has failed its
+        target anyway."""
+        return 60 + 2.5 * partners * REQUESTS_PER_SMALL_SYNC * float(self.o.fleet_latency_ms) / 1000 / threads
+
+    def _fleet_rows(self, one: dict[str, Any]) -> None:
+        o = self.o
+        latency_s = o.fleet_latency_ms / 1000
+        partners, threads = one["partners"], one["threads"]
+        bound = one["served_requests"] * latency_s / threads
+        ratio = one["makespan_s"] / bound
+        succeeded = one["statuses"].get("succeeded", 0)
+        worker_ms = one["worker_cpu_s"] / partners * 1000
+        scale = EXTRAPOLATE_TO / partners
+        floor = EXTRAPOLATE_TO * one["worker_cpu_s"] / partners  # one process: the GIL keeps it on one core
+        extrapolated = max(one["makespan_s"] * scale, floor)
+        passes = one["schedule_interval_s"] / SCHEDULER_TICK_S  # scheduler passes per scheduled sync of a partner
+        console_ms = (one["enqueue_cpu_s"] + (passes - 1) * one["idle_tick_cpu_s"]) / partners * 1000
+        presses = one["presses_s"]
+        self.rows += [
+            Row("6", f"Worker fleet (issue 11): {partners:,} small partners due at once, {o.fleet_latency_ms:g} ms "
+                f"per request, ONE worker × {threads} threads (SQLite): all done",
+                f"{_done_in(one)} = {ratio:.2f} × bound", "<= 300 s and <= 1.3 × bound",
+                one["makespan_s"] <= 300 and ratio <= 1.3 and succeeded == partners and one["complete"]),
+            Row("6", "  bound = requests × latency / threads",
+                f"{one['served_requests']:,} × {latency_s:g} s / {threads} = {bound:.0f} s; runs {_statuses(one)} "
+                f"of {partners:,} partners; first run started {one['first_start_s']:.2f} s after queueing; worker CPU "
+                f"{worker_ms:.0f} ms per sync; emulator CPU {one['emulator_cpu_s']:.0f} s", "", None),
+            Row("6", f"  extrapolated to {EXTRAPOLATE_TO:,} partners (one worker × {threads} threads, this machine)",
+                f"{extrapolated / 60:.1f} min", "<= 15 min", extrapolated <= 900),
+            Row("6", "    derived as",
+                f"max({scale:.4g} × measured {one['makespan_s']:.0f} s (every per-partner cost linear), CPU floor "
+                f"{EXTRAPOLATE_TO:,} × {worker_ms:.0f} ms worker CPU on its one core = {floor:.0f} s); a scheduler "
+                f"pass ~{one['enqueue_cpu_s'] * scale:.1f} s CPU", "", None),
+            Row("6", "CPU per small scheduled sync, console process only (the scheduler's passes)",
+                f"{console_ms:.1f} ms", "<= 35 ms", console_ms <= 35),
+            Row("6", f"  queueing pass + {passes - 1:.0f} idle passes per interval ({SCHEDULER_TICK_S:.0f} s tick, "
+                f"{one['schedule_interval_s'] / 3600:g} h interval), per partner",
+                f"{one['enqueue_cpu_s'] / partners * 1000:.2f} + {passes - 1:.0f} × "
+                f"{one['idle_tick_cpu_s'] / partners * 1000:.2f} ms; a pass while queued "
+                f"{one['busy_tick_cpu_s'] / partners * 1000:.2f} ms (queued {one['busy_tick_queued']} again)", "",
+                None),
+            Row("6", f"Manual fetch: press to run start, idle workers (poll every {one['worker_poll_s']:g} s)",
+                f"max {max(presses):.2f} s, median {statistics.median(presses):.2f} s ({len(presses)} presses)"
+                if presses else "not measured (no presses, or the fleet did not finish)", "<= 1 s",
+                max(presses) <= 1 if presses else None),
+        ]
+        self.details["fleet"] = one
+
+    def _mix_rows(self, mix: dict[str, Any], invoices: int) -> None:
+        running = mix["backfill_job_state"] == "running"
+        self.rows += [
+            Row("6", f"{mix['due']} small partners due while a {invoices:,}-invoice first backfill runs (pages of 100, "
+                f"300 requests / 5 min): due to done", f"slowest {mix['max_s']:.1f} s, median {mix['median_s']:.1f} s",
+                "<= 60 s each", mix["max_s"] <= 60 and mix["statuses"].get("succeeded", 0) == mix["due"] and running),
+            Row("6", "  the backfill meanwhile",
+                f"{'running' if running else mix['backfill_job_state']}, {mix['backfill_ran_s']:.0f} s in at the due "
+                f"moment; when the last small sync ended, {mix['backfill_pages']} pages read "
+                f"({mix['backfill_customers']:,} customers, {mix['backfill_agreements']:,} agreements, "
+                f"{mix['backfill_invoices']:,} invoices); worker stopped in {mix['stop_s']:.1f} s", "", None),
+        ]
+        self.details["fleet_mix"] = mix
+
+    def _postgres_rows(self, fleet: dict[str, Any]) -> None:
+        o = self.o
+        measure = (f"4 worker processes vs 1 on PostgreSQL, {o.fleet_pg_partners} partners at "
+                   f"{o.fleet_latency_ms:g} ms, {o.fleet_pg_threads} threads each: throughput")
+        from tests.support import pg_cluster
+
+        found = {}
+        try:
+            with pg_cluster.cluster() as admin_url:
+                for workers in (1, 4):
+                    self.say(f"  {o.fleet_pg_partners} partners, {workers} worker(s) of {o.fleet_pg_threads} threads "
+                             "(PostgreSQL)")
+                    found[workers] = self.child("fleet_scheduled", {
+                        **fleet, "database_url": harness.postgres_database(admin_url, f"fleet_{workers}"),
+                        "partners": o.fleet_pg_partners, "workers": workers, "threads": o.fleet_pg_threads,
+                        "presses": 0, "logs": str(self.work / f"fleet-pg{workers}-logs"),
+                        "timeout_s": self._fleet_timeout(o.fleet_pg_partners, workers * o.fleet_pg_threads)})
+        except pg_cluster.ClusterError as exc:
+            missing = "not found" in str(exc)
+            self.rows.append(Row("6", measure, "skipped: " + ("postgresql not installed" if missing else str(exc)),
+                                 ">= 3 ×", None))
+            return
+        one, four = found[1], found[4]
+        ratio = _throughput(four) / _throughput(one)
+        duplicates = one["duplicates"] + four["duplicates"]
+        overlaps = one["overlaps"] + four["overlaps"]
+        complete = all(r["complete"] and r["statuses"].get("succeeded", 0) == r["partners"] for r in found.values())
+
+        def runs(found: dict[str, Any]) -> str:
+            return (f"{found['workers']}: {found['duplicates']} / {found['overlaps']} ({_statuses(found)}; per process "
+                    f"{'/'.join(map(str, found['runs_per_process']))})")
+
+        self.rows += [
+            Row("6", measure, f"{ratio:.2f} × (jobs ended per second: {_throughput(four):.1f}, {_done_in(four)}, vs "
+                f"{_throughput(one):.1f}, {_done_in(one)})", ">= 3 ×, every run succeeded", ratio >= 3 and complete),
+            Row("6", "  duplicate / overlapping runs of one partner, by worker processes",
+                f"{runs(one)}; {runs(four)}", "0 / 0", duplicates == 0 and overlaps == 0),
+        ]
+        self.details["fleet_postgres"] = found
+
     def run(self) -> None:
         started = time.monotonic()
         load = os.getloadavg()
         self.say(f"machine: {harness.machine()}; load {load[0]:.2f}; work in {self.work}")
         try:
-            with harness.emulator(self.o.invoices) as big:
-                big_db = self.backfill(big)
-                now = self.incremental(big, big_db)
-                self.console(big_db, now)
-            if not self.o.skip_rate_limit:
-                self.rate_limited()
+            if self.o.only != "fleet":
+                with harness.emulator(self.o.invoices) as big:
+                    big_db = self.backfill(big)
+                    now = self.incremental(big, big_db)
+                    self.console(big_db, now)
+                if not self.o.skip_rate_limit:
+                    self.rate_limited()
+            if not self.o.skip_fleet:
+                self.fleet()
         finally:
             if not self.o.keep:
                 shutil.rmtree(self.work, ignore_errors=True)
@@ -296,10 +462,24 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=6.0, help="rate limit window, seconds")
     parser.add_argument("--fleet", type=int, default=200)
     parser.add_argument("--skip-rate-limit", action="store_true")
+    parser.add_argument("--skip-fleet", action="store_true", help="leave out the worker fleet section (6)")
+    parser.add_argument("--only", choices=["fleet"], help="only the worker fleet section (6)")
+    parser.add_argument("--fleet-partners", type=int, default=1_000, help="small partners due at once, one worker")
+    parser.add_argument("--fleet-threads", type=int, default=16, help="that worker's threads (also the backfill mix)")
+    parser.add_argument("--fleet-latency-ms", type=float, default=300.0, help="emulator latency per request")
+    parser.add_argument("--fleet-due", type=int, default=50, help="small partners due while the backfill runs")
+    parser.add_argument("--fleet-warm", type=float, default=30.0, help="seconds the backfill runs before they are due")
+    parser.add_argument("--fleet-pg-partners", type=int, default=500, help="partners for 4 workers vs 1 (PostgreSQL)")
+    parser.add_argument("--fleet-pg-threads", type=int, default=8, help="threads of each worker on PostgreSQL")
+    parser.add_argument("--fleet-presses", type=int, default=10, help="manual fetches pressed with idle workers")
+    parser.add_argument("--fleet-poll-s", type=float, help="the workers' HALO_WORKER_POLL_S (default: the setting's)")
     parser.add_argument("--profile", metavar="DIR", help="write pyinstrument profiles of the console's runs here")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the databases (the work folder is printed)")
-    Bench(parser.parse_args()).run()
+    options = parser.parse_args()
+    if options.skip_fleet and options.only == "fleet":
+        parser.error("--skip-fleet and --only fleet leave nothing to measure")
+    Bench(options).run()
 
 
 if __name__ == "__main__":

@@ -31,20 +31,25 @@ SECRET = "bench-secret"
 
 @dataclass(frozen=True)
 class Tenant:
-    """An emulator tenant served by a child process."""
+    """An emulator tenant (or, with `tenants`, a fleet of them: tenant-1 ... tenant-N) served by a child process."""
 
     url: str
     invoices: int
     now: datetime
+    pid: int
+    tenants: int = 0
 
 
 @contextmanager
-def emulator(invoices: int, *, rate_limit: str = "off", activity: float = 0.0) -> Iterator[Tenant]:
-    """Serve a tenant (`--activity 0`: its books only change when a benchmark changes them) in a child process."""
+def emulator(invoices: int, *, rate_limit: str = "off", activity: float = 0.0, latency_ms: float = 0.0,
+             tenants: int = 0) -> Iterator[Tenant]:
+    """Serve a tenant (`--activity 0`: its books only change when a benchmark changes them) in a child process;
+    `tenants`: that many tenants with these books behind the one address; `latency_ms`: every answer waits that long."""
+    fleet = ["--tenants", str(tenants)] if tenants else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "halo_emulator", "--port", "0", "--seed", str(SEED), "--invoices",
          str(invoices), "--client-id", CLIENT_ID, "--client-secret", SECRET, "--rate-limit", rate_limit,
-         "--activity", str(activity)],
+         "--activity", str(activity), "--latency-ms", str(latency_ms), *fleet],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:
@@ -54,7 +59,7 @@ def emulator(invoices: int, *, rate_limit: str = "off", activity: float = 0.0) -
         for line in proc.stdout:
             if line.startswith("Ctrl-C"):
                 break
-        yield Tenant(url=url, invoices=invoices, now=state(url)["now"])
+        yield Tenant(url=url, invoices=invoices, now=state(url)["now"], pid=proc.pid, tenants=tenants)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -128,18 +133,37 @@ def change_invoices(url: str, count: int, *, tag: str) -> list[int]:
     return [row["id"] for row in paid + edited]
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: this one's without the console's settings (HALO_*, DATABASE_URL), so
+    only what a measurement sets (`extra`) configures it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HALO_", "DATABASE_URL"))}
+    env.update(extra or {})
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
 def run_child(task: str, args: dict[str, Any], *, env: dict[str, str] | None = None,
               timeout: float = 1800) -> dict[str, Any]:
     """Run `bench.worker` TASK in a fresh interpreter; returns the JSON it prints last."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HALO_", "DATABASE_URL"))}
-    full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run([sys.executable, "-m", "bench.worker", task, json.dumps(args, default=str)], cwd=ROOT,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+                          env=child_env(env), capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"bench.worker {task} failed:\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def postgres_database(admin_url: str, name: str) -> str:
+    """Create database `name` on the server of `admin_url` (a superuser's); returns its URL."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return f"{admin_url.rpartition('/')[0]}/{name}"
 
 
 def rss_now_kib() -> int:
@@ -157,6 +181,16 @@ def rss_now_kib() -> int:
 def peak_rss_kib() -> int:
     """Peak resident set size of this process in KiB (ru_maxrss is KiB on Linux)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a running process (another one) has used so far (Linux /proc; 0.0 when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()  # after the command name, which may hold spaces
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
 
 
 def machine() -> str:

@@ -260,12 +260,26 @@ def ui(args: dict[str, Any]) -> dict[str, Any]:
     return console_scale.measure(args)
 
 
+def fleet_scheduled(args: dict[str, Any]) -> dict[str, Any]:
+    from bench import fleet
+
+    return fleet.scheduled(args)
+
+
+def fleet_backfill_mix(args: dict[str, Any]) -> dict[str, Any]:
+    from bench import fleet
+
+    return fleet.backfill_mix(args)
+
+
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "raw_pipeline": raw_pipeline,
     "console_backfill": console_backfill,
     "console_fetch": console_fetch,
     "incremental": incremental,
     "ui": ui,
+    "fleet_scheduled": fleet_scheduled,
+    "fleet_backfill_mix": fleet_backfill_mix,
 }
 
 

@@ -47,7 +47,7 @@ class Settings:
     worker_threads: int = 4
     worker_long_threads: int = 1
     lease_s: float = 60.0
-    worker_poll_s: float = 1.0
+    worker_poll_s: float = 0.5
     fixed_now: datetime | None = None
 
     def now(self) -> datetime:

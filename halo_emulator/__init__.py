@@ -4,6 +4,7 @@
     client = httpx.Client(base_url="https://acme.sandbox", transport=emu.transport())
     with serve(emu) as server:   # or a real loopback socket: server.url
         ...
+    fleet = Tenants.numbered(EmulatorConfig(invoices=20, latency_s=0.3), 1000)   # many tenants, one address
 """
 
 from halo_emulator.config import DEFAULT_SORTABLE_FIELDS, DEFAULT_START, EmulatorConfig
@@ -12,6 +13,7 @@ from halo_emulator.evolution import Changes
 from halo_emulator.faults import FAULT_KINDS, FaultRule
 from halo_emulator.server import EmulatorServer, serve
 from halo_emulator.state import InvalidRecord
+from halo_emulator.tenants import Tenants
 from halo_emulator.wire import NO_DATE, OPEN_END
 
 __all__ = [
@@ -28,5 +30,6 @@ __all__ = [
     "InvalidRecord",
     "LogEntry",
     "Stats",
+    "Tenants",
     "serve",
 ]

@@ -1,4 +1,8 @@
-"""`python -m halo_emulator --port 8765 --seed 7 --invoices 5000`: serve one tenant until Ctrl-C."""
+"""`python -m halo_emulator --port 8765 --seed 7 --invoices 5000`: serve one tenant until Ctrl-C.
+
+`--tenants 1000` serves tenant-1 ... tenant-1000 behind the one address instead (a token request picks its tenant with
+`?tenant=`), each with these books; `--latency-ms 300` holds every answer that long (a sleep, so answers overlap).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 from halo_emulator.config import EmulatorConfig
 from halo_emulator.emulator import HaloEmulator
 from halo_emulator.server import serve
+from halo_emulator.tenants import Tenants
 from halo_emulator.wire import parse_moment
 
 
@@ -41,6 +46,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         options["rate_limit"] = _rate_limit(args.rate_limit)
     if args.start:
         options["start"] = parse_moment(args.start)
+    if args.latency_ms:
+        options["latency_s"] = args.latency_ms / 1000
     return EmulatorConfig(**options)
 
 
@@ -62,23 +69,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-ttl", type=float, help="token lifetime in seconds")
     parser.add_argument("--start", help="the emulator clock's start, ISO 8601 (UTC if no zone)")
     parser.add_argument("--activity", type=float, help="multiplies hourly new invoices, payments and edits (default 1)")
-    return parser.parse_args(argv)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="hold every answer this long (default 0)")
+    parser.add_argument("--tenants", type=int, help="serve tenant-1 ... tenant-N, picked by ?tenant= on the token "
+                        "request, each with these books")
+    args = parser.parse_args(argv)
+    if args.tenants is not None and (args.tenants < 1 or args.tenant):
+        parser.error("--tenants needs a count of at least 1 and names the tenants itself (no --tenant)")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    emulator = HaloEmulator(_config(args))
-    with serve(emulator, args.host, args.port) as server:
-        print(f"HaloPSA emulator at {server.url}  (clock {emulator.now.isoformat()})")
+    config = _config(args)
+    served = Tenants.numbered(config, args.tenants) if args.tenants else HaloEmulator(config)
+    with serve(served, args.host, args.port) as server:
+        print(f"HaloPSA emulator at {server.url}  (clock {config.start.isoformat()})")
         print(f"  App Domain:    {server.url}   (API {server.url}/api, token {server.url}/auth/token)")
-        print(f"  Client ID:     {emulator.client_id}")
-        print(f"  Client secret: {emulator.client_secret}")
-        if emulator.config.tenant:
-            print(f"  Tenant:        {emulator.config.tenant}")
-        print(
-            f"  {len(emulator.clients)} customers, {len(emulator.contracts)} agreements, "
-            f"{len(emulator.invoices)} invoices"
-        )
+        print(f"  Client ID:     {config.resolved_client_id}")
+        print(f"  Client secret: {config.resolved_client_secret}")
+        if isinstance(served, Tenants):
+            print(f"  Tenants:       {served.names[0]} ... {served.names[-1]} ({len(served.names)}, each with the "
+                  "books below)")
+        elif config.tenant:
+            print(f"  Tenant:        {config.tenant}")
+        print(f"  {config.customer_count} customers, {config.agreement_count} agreements, {config.invoices} invoices"
+              + (f"; every answer after {config.latency_s * 1000:g} ms" if config.latency_s else ""))
         print("Ctrl-C to stop.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

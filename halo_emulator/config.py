@@ -66,6 +66,9 @@ class EmulatorConfig:
     invoice_number_prefix: str = ""
     activity: float = 1.0
     """Multiplies the hourly rates of new invoices, payments and edits (busier books for demos and tests)."""
+    latency_s: float = 0.0
+    """Every answer is held this long first (the network and the real server's own time), through `sleep` and outside
+    the lock, so concurrent requests overlap as they do against a hosted HaloPSA. Control routes are not delayed."""
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
@@ -78,6 +81,8 @@ class EmulatorConfig:
             raise ValueError("the three paymentstatus codes must differ")
         if self.activity < 0:
             raise ValueError("activity must not be negative")
+        if self.latency_s < 0:
+            raise ValueError("latency must not be negative")
         if self.page_size_cap < 1 or self.default_page_size < 1:
             raise ValueError("page sizes must be positive")
 

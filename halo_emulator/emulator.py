@@ -1,8 +1,9 @@
 """HaloEmulator: one HaloPSA instance answering `httpx.Request -> httpx.Response`.
 
-A request passes, in order: the request log, the rate limiter (only `/api`, and the token endpoint if configured),
-the injected faults, the router. The lock covers state and bookkeeping; sleeping for a slow fault, encoding the
-body and mutate callbacks happen outside it, so one slow request never stalls the other client threads.
+A request passes, in order: the configured latency, the request log, the rate limiter (only `/api`, and the token
+endpoint if configured), the injected faults, the router. The lock covers state and bookkeeping; sleeping (latency or
+a slow fault), encoding the body and mutate callbacks happen outside it, so one slow request never stalls the other
+client threads.
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ class HaloEmulator:
 
     def respond(self, request: httpx.Request) -> httpx.Response:
         """Answer a request; raises `Dropped` or `Stalled` when a fault says there is no answer (server.py)."""
+        if self.config.latency_s:
+            self.config.sleep(self.config.latency_s)
         path = request.url.path.lower().rstrip("/") or "/"
         query = {k.lower(): v for k, v in request.url.params.multi_items()}
         with self._lock:

@@ -80,6 +80,18 @@ def _error(status: int, error: str, description: str, headers: dict[str, str] | 
     return json_reply(status, {"error": error, "error_description": description}, headers)
 
 
+def unknown_tenant(config: EmulatorConfig, tenant: str | None) -> Reply:
+    """A token request for a tenant this address does not serve."""
+    return _error(config.bad_credentials_status, "invalid_client", f"Unknown tenant '{tenant or ''}'")
+
+
+def invalid_token() -> Reply:
+    """An `/api` request without a token this tenant issued (or with an expired one)."""
+    return _error(
+        401, "invalid_token", "The access token is missing, unknown or expired", {"WWW-Authenticate": "Bearer"}
+    )
+
+
 def _not_found(what: str) -> Reply:
     return json_reply(404, {"ClassName": "HaloNotFoundException", "Message": f"{what} not found"})
 
@@ -124,7 +136,7 @@ class Router:
         tenant = request.url.params.get("tenant")
         missing_tenant = tenant is None and config.require_tenant
         if config.tenant and (missing_tenant or (tenant is not None and tenant.lower() != config.tenant.lower())):
-            return _error(config.bad_credentials_status, "invalid_client", f"Unknown tenant '{tenant or ''}'")
+            return unknown_tenant(config, tenant)
         if form.get("grant_type") != "client_credentials":
             return _error(400, "unsupported_grant_type", "Only client_credentials is supported for this application")
         creds = self.credentials
@@ -153,9 +165,7 @@ class Router:
             return json_reply(200, {"auth_url": f"{_base_url(request)}/auth", "tenant_id": self.config.tenant})
         scopes = self._scopes(request)
         if scopes is None:
-            return _error(
-                401, "invalid_token", "The access token is missing, unknown or expired", {"WWW-Authenticate": "Bearer"}
-            )
+            return invalid_token()
         if name == "lookup" and not rest:
             return self._lookup(params) if request.method == "GET" else json_reply(405, None)
         if name == "webhook":

@@ -1,7 +1,9 @@
 """Serve an emulator on a real loopback socket (stdlib `ThreadingHTTPServer` in a daemon thread).
 
 Connection-level faults become real socket behaviour: `drop` closes without a response, `timeout` holds the
-connection, then closes it. Routes under `/_emulator/` let out-of-process tests drive the tenant:
+connection, then closes it. Serves one tenant (a HaloEmulator) or many (`Tenants`, picked by `?tenant=` on the
+token request). Routes under `/_emulator/` let out-of-process tests drive the tenant (a fleet of tenants only reports
+its state):
 
     POST   /_emulator/advance  {"to": "2026-11-01T05:00:00Z"}  -> the Changes
     GET    /_emulator/state                                     -> counts and the clock
@@ -23,17 +25,20 @@ import httpx
 
 from halo_emulator.emulator import HaloEmulator
 from halo_emulator.faults import Dropped, FaultRule, Stalled
+from halo_emulator.tenants import Tenants
 from halo_emulator.wire import parse_moment
 
 CONTROL_PREFIX = "/_emulator/"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
+
+Served = HaloEmulator | Tenants
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], emulator: HaloEmulator) -> None:
+    def __init__(self, address: tuple[str, int], emulator: Served) -> None:
         super().__init__(address, _Handler)
         self.emulator = emulator
         self.closing = threading.Event()
@@ -109,8 +114,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(content)
 
 
-def _control(emulator: HaloEmulator, request: httpx.Request) -> httpx.Response:
+def _control(emulator: Served, request: httpx.Request) -> httpx.Response:
     action = request.url.path.lower()[len(CONTROL_PREFIX) :].strip("/")
+    if action == "state" and request.method == "GET":
+        return httpx.Response(200, json=emulator.summary())
+    if isinstance(emulator, Tenants):
+        return httpx.Response(404, json={"error": "a fleet of tenants has only GET /_emulator/state"})
     try:
         body = json.loads(request.content) if request.content else {}
         if action == "advance" and request.method == "POST":
@@ -118,8 +127,6 @@ def _control(emulator: HaloEmulator, request: httpx.Request) -> httpx.Response:
             if moment is None:
                 raise ValueError("'to' must be a timestamp")
             return httpx.Response(200, json=emulator.advance(moment).to_json())
-        if action == "state" and request.method == "GET":
-            return httpx.Response(200, json=emulator.summary())
         if action == "faults" and request.method == "POST":
             emulator.add_fault(FaultRule.from_json(body))
             return httpx.Response(201, json={"faults": len(emulator.faults)})
@@ -134,7 +141,7 @@ def _control(emulator: HaloEmulator, request: httpx.Request) -> httpx.Response:
 class EmulatorServer:
     """A running server; `close()` (or leaving the `with` block) stops it and drops open connections."""
 
-    def __init__(self, emulator: HaloEmulator, host: str, port: int) -> None:
+    def __init__(self, emulator: Served, host: str, port: int) -> None:
         self.emulator = emulator
         self._server = _Server((host, port), emulator)
         self.host, self.port = self._server.host_port
@@ -167,6 +174,7 @@ class EmulatorServer:
         self.close()
 
 
-def serve(emulator: HaloEmulator, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
-    """Serve `emulator` on `host:port` (0: a free port) until closed; see `.url`."""
+def serve(emulator: Served, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
+    """Serve `emulator` (one tenant, or a fleet of `Tenants`) on `host:port` (0: a free port) until closed; see
+    `.url`."""
     return EmulatorServer(emulator, host, port)

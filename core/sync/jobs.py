@@ -95,9 +95,12 @@ def claim(engine: Engine, *, owner: str, lane: Lane, limit: int, lease: timedelt
                .order_by(JOB.not_before, JOB.id).limit(limit))
         if conn.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
+        # A CTE, not `id IN (subquery)`: PostgreSQL may run a LIMIT … SKIP LOCKED subquery again for every row it
+        # updates, each time skipping the rows it just locked, and so lease many more than `limit` jobs.
+        picked = due.cte("picked")
         rows = conn.execute(
             update(JOB_TABLE)
-            .where(JOB.id.in_(due.scalar_subquery()), JOB.state == JobState.QUEUED)
+            .where(JOB.id == picked.c.id, JOB.state == JobState.QUEUED)
             .values(state=JobState.RUNNING, lease_owner=owner, lease_expires_at=now + lease, started_at=now,
                     lease_epoch=JOB.lease_epoch + 1, attempts=JOB.attempts + 1)
             .returning(JOB.id, JOB.partner_id, JOB.kind, JOB.trigger, JOB.requested_by, JOB.lane, JOB.lease_epoch,

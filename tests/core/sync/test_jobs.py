@@ -89,3 +89,14 @@ def test_hand_backs_are_not_attempts_so_a_job_that_waited_often_still_survives_i
     jobs.claim(engine, owner="dies", lane=Lane.SHORT, limit=1, lease=timedelta(seconds=-1))  # then its worker dies
     assert worker.recover_expired(engine) == 1
     assert _job(engine, job_id).state == JobState.QUEUED  # tried again, not given up
+
+
+def test_a_claim_leases_at_most_its_limit_however_many_jobs_are_due(engine, settings):
+    """PostgreSQL may run an `id IN (SELECT … LIMIT k FOR UPDATE SKIP LOCKED)` subquery once per updated row, each time
+    skipping what it just locked: a claim of 2 then leased up to 20 jobs (the fleet benchmark found it)."""
+    for number in range(30):
+        _enqueue(engine, add_partner(engine, settings, name=f"Partner {number}", now=NOW))
+    claimed = jobs.claim(engine, owner="w1", lane=Lane.SHORT, limit=2, lease=LEASE)
+    with engine.connect() as conn:
+        running = conn.scalars(select(JOB_TABLE.c.id).where(JOB_TABLE.c.state == JobState.RUNNING)).all()
+    assert len(claimed) == 2 and sorted(running) == sorted(job.id for job in claimed)
