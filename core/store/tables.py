@@ -318,7 +318,9 @@ class RunCounters(SQLModel):
 
 
 class SyncRun(RunCounters, table=True):
-    __table_args__ = (Index("ix_syncrun_partner_started", "partner_id", "started_at"),)
+    # the scheduler reads the last interval's runs of every partner by started_at
+    __table_args__ = (Index("ix_syncrun_partner_started", "partner_id", "started_at"),
+                      Index("ix_syncrun_started", "started_at"))
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
     kind: RunKind = enum_field(RunKind)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import SyncAlreadyQueued
@@ -29,30 +29,27 @@ SCHEDULER_ACTOR = "scheduler"
 
 
 def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> Iterator[int]:
-    """Connected primary partners whose last successful sync window ended an interval or more ago."""
+    """Connected primary partners with neither a successful sync window nor a scheduled attempt (a failing partner is
+    retried once per interval, not on every tick) in the last interval. One query, which reads only the last
+    interval's runs; a time ahead of now (a wrong clock, a replay) is not trusted, or it would hold a partner back for
+    ever."""
+    run = RUN_TABLE.c
+    since = now - timedelta(seconds=settings.schedule_interval_s)
+    # a window ends when its run starts, so both kinds of recent run are found through the started_at index
+    recently = select(run.partner_id).where(
+        run.started_at > since, run.started_at <= now,
+        or_(and_(run.status.in_(window.SUCCEEDED), run.kind.in_(window.INCREMENTAL_KINDS), run.window_end > since,
+                 run.window_end <= now),
+            run.trigger.in_([RunTrigger.SCHEDULE, RunTrigger.CONNECT])))
     with engine.connect() as conn:
-        rows = conn.execute(
+        due = conn.scalars(
             select(PARTNER_TABLE.c.id)
             .join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id)
-            .where(CONNECTION_TABLE.c.integration_role == IntegrationRole.PRIMARY)
+            .where(CONNECTION_TABLE.c.integration_role == IntegrationRole.PRIMARY,
+                   PARTNER_TABLE.c.id.not_in(recently))
             .order_by(PARTNER_TABLE.c.id)
         ).all()
-        # .all(): the (partner, started) rows; a Result itself has keys(), so dict() would take it for a mapping
-        last_attempt: dict[int, datetime] = dict(
-            conn.execute(
-                select(RUN_TABLE.c.partner_id, func.max(RUN_TABLE.c.started_at))
-                .where(RUN_TABLE.c.trigger.in_([RunTrigger.SCHEDULE, RunTrigger.CONNECT]))
-                .group_by(RUN_TABLE.c.partner_id)
-            ).all()
-        )
-    interval = timedelta(seconds=settings.schedule_interval_s)
-    for row in rows:
-        end, _ = window.last_success(engine, row.id, now=now)
-        # a failing partner is retried once per interval, not on every scheduler tick
-        # a time ahead of now (a wrong clock, a replay) is not trusted: it would hold the partner back for ever
-        latest = max((t for t in (end, last_attempt.get(row.id)) if t is not None and t <= now), default=None)
-        if latest is None or now - latest >= interval:
-            yield row.id
+    yield from due
 
 
 def _queued_lately(conn: Connection, partner_id: int, *, now: datetime, interval: timedelta,

@@ -136,7 +136,8 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
         with engine.begin() as conn:
             SQLModel.metadata.create_all(conn, tables=[table for name, table in SQLModel.metadata.tables.items()
                                                        if name not in ("setting", "rateslot")])
-            conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # came later too
+            conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
+            conn.exec_driver_sql("DROP INDEX ix_syncrun_started")
     engine.dispose()
     engine = db.engine_for(_settings(url))
     try:
