@@ -189,7 +189,7 @@ def cmd_worker(args: argparse.Namespace, engine: Engine, settings: Settings) -> 
     if args.threads:
         config = replace(config, threads=args.threads)
     service = Worker(engine, settings, stored_client_factory(settings, engine=engine), config)
-    signal.signal(signal.SIGTERM, lambda *_: service.stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
     _say(f"Worker {service.owner}: {config.threads} threads ({config.long_threads} for long syncs), lease "
          f"{config.lease.total_seconds():.0f} s.")
     try:

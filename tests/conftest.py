@@ -1,5 +1,5 @@
 """Shared fixtures: a fresh database per test (SQLite, or PostgreSQL when TEST_DATABASE_URL is set: see
-tests/support/databases.py), settings with a test key, and a fixed clock."""
+tests/support/databases.py), settings with a test key, a fixed clock, and real command-line processes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from core.settings import Settings
 from core.store import database as db
 from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
+from tests.support.processes import Children
 
 
 def pytest_report_header() -> str:
@@ -48,6 +49,14 @@ def engine(settings: Settings) -> Iterator[Engine]:
     engine = db.engine_for(settings)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def children(settings: Settings, tmp_path: Path) -> Iterator[Children]:
+    """Real command-line processes on the test's database (tests/support/processes.py), none left running after."""
+    started = Children(settings, tmp_path)
+    yield started
+    started.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, literal, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import ErrorKind, SyncAlreadyRunning
@@ -30,10 +30,8 @@ from core.store.tables import (
     RunCounters,
     RunKind,
     RunStatus,
-    UTCDateTime,
 )
 from core.sync import cooldowns
-from core.sync.jobs import lease_now
 
 OPEN_STATUSES = (RunStatus.RUNNING, RunStatus.RATE_LIMITED)
 INTERRUPTED_MESSAGE = (
@@ -77,20 +75,21 @@ def process_is_gone(owner: str | None) -> bool:
     return False
 
 
-def _with_lease(conn: Connection) -> Select[Any]:
-    """Runs with their job's lease and the database's clock, to tell a live owner from a gone one."""
-    return (select(RUN_TABLE, JOB_TABLE.c.state.label("job_state"), JOB_TABLE.c.lease_expires_at,
-                   literal(lease_now(conn), UTCDateTime()).label("db_now"))
+def _with_job_state() -> Select[Any]:
+    """Runs with their job's state, to tell a run whose job still runs from one left behind."""
+    return (select(RUN_TABLE, JOB_TABLE.c.state.label("job_state"))
             .select_from(RUN_TABLE.outerjoin(JOB_TABLE, JOB_TABLE.c.id == RUN_TABLE.c.job_id)))
 
 
 def _is_stale(run: Any, now: datetime, settings: Settings) -> bool:
-    """A run of a job lives exactly as long as its job's lease (renewed on a timer, whatever the run waits on); a
-    run started outside the queue lives while its process does and its heartbeat is fresh."""
+    """A run of a job lives as long as its job runs: an expired lease is recovered through the job
+    (`worker.recover_expired`, which takes the job from its owner, so a paused owner that comes back can neither
+    renew nor write); interrupting the run alone would free the partner while that owner may still write. A run
+    started outside the queue lives while its process does and its heartbeat is fresh."""
     if run is None or run.status not in OPEN_STATUSES:
         return True
     if run.job_id is not None:
-        return run.job_state != JobState.RUNNING or run.lease_expires_at is None or run.lease_expires_at <= run.db_now
+        return bool(run.job_state != JobState.RUNNING)
     beat = run.heartbeat_at or run.started_at
     return process_is_gone(run.worker) or now - beat > timedelta(seconds=settings.stale_run_after_s)
 
@@ -114,7 +113,7 @@ def interrupt(conn: Connection, run_id: int, partner_id: int, now: datetime,
 def recover_interrupted(engine: Engine, *, now: datetime, settings: Settings) -> int:
     """Mark runs whose worker is gone as interrupted and release their locks; returns how many."""
     with engine.begin() as conn:
-        open_runs = conn.execute(_with_lease(conn).where(RUN_TABLE.c.status.in_(OPEN_STATUSES))).all()
+        open_runs = conn.execute(_with_job_state().where(RUN_TABLE.c.status.in_(OPEN_STATUSES))).all()
         stale = [run for run in open_runs if _is_stale(run, now, settings)]
         for run in stale:
             interrupt(conn, run.id, run.partner_id, now)
@@ -205,7 +204,7 @@ def _lock_holder(engine: Engine, partner_id: int) -> Any:
         holder_id = conn.scalar(select(PARTNER_TABLE.c.lock_run_id).where(PARTNER_TABLE.c.id == partner_id))
         if holder_id is None:
             return None
-        return conn.execute(_with_lease(conn).where(RUN_TABLE.c.id == holder_id)).first()
+        return conn.execute(_with_job_state().where(RUN_TABLE.c.id == holder_id)).first()
 
 
 def save_progress(conn: Connection, run_id: int, partner_id: int, *, now: datetime, **counts: Any) -> None:

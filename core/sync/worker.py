@@ -61,11 +61,8 @@ def recover_expired(engine: Engine) -> int:
         # a lease held by a process of this host that no longer exists is as good as expired
         expired = [row for row in held if row.lease_expires_at is None or row.lease_expires_at < now
                    or runs.process_is_gone(row.lease_owner)]
+        recovered = 0
         for row in expired:
-            open_runs = conn.scalars(select(RUN_TABLE.c.id).where(RUN_TABLE.c.job_id == row.id,
-                                                                 RUN_TABLE.c.status.in_(runs.OPEN_STATUSES)))
-            for run_id in open_runs.all():
-                runs.interrupt(conn, run_id, row.partner_id, now, WORKER_STOPPED)
             again = row.attempts < jobs.MAX_ATTEMPTS and not row.cancel_requested_by
             if again:
                 values: dict[str, object] = {"state": JobState.QUEUED, "not_before": now,
@@ -75,12 +72,23 @@ def recover_expired(engine: Engine) -> int:
                           "active_key": None, "finished_at": now,
                           "outcome": f"Cancelled by {row.cancel_requested_by}." if row.cancel_requested_by
                           else "its worker stopped too many times; not tried again"}
-                if row.trigger == RunTrigger.MANUAL:  # it will not run: the press is given back
-                    cooldowns.refund(conn, partner_id=row.partner_id, kind=row.kind, job_id=row.id)
-            conn.execute(update(JOB_TABLE).where(job.id == row.id, job.state == JobState.RUNNING,
-                                                 job.lease_owner == row.lease_owner)
-                         .values(lease_owner=None, lease_expires_at=None, run_id=None, **values))
-    return len(expired)
+            # the job row first, as a page's commit and a finish lock it (then the run, then the partner): one order,
+            # so recovery and a late page of the owner never deadlock; and only the lease as seen above (an owner
+            # that renewed or finished meanwhile is live, and keeps its run)
+            taken = conn.execute(update(JOB_TABLE).where(job.id == row.id, job.state == JobState.RUNNING,
+                                                         job.lease_owner == row.lease_owner,
+                                                         job.lease_expires_at == row.lease_expires_at)
+                                 .values(lease_owner=None, lease_expires_at=None, run_id=None, **values)).rowcount
+            if taken != 1:
+                continue
+            open_runs = conn.scalars(select(RUN_TABLE.c.id).where(RUN_TABLE.c.job_id == row.id,
+                                                                 RUN_TABLE.c.status.in_(runs.OPEN_STATUSES)))
+            for run_id in open_runs.all():
+                runs.interrupt(conn, run_id, row.partner_id, now, WORKER_STOPPED)
+            if not again and row.trigger == RunTrigger.MANUAL:  # it will not run: the press is given back
+                cooldowns.refund(conn, partner_id=row.partner_id, kind=row.kind, job_id=row.id)
+            recovered += 1
+    return recovered
 
 
 def execute(engine: Engine, settings: Settings, client_factory: ClientFactory, job: ClaimedJob, *, lease: timedelta,
@@ -146,6 +154,7 @@ class Worker:
         self.config = config or WorkerConfig.from_settings(settings)
         self.owner = f"{runs.worker_id()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
+        self._stop_asked = False  # request_stop's flag: no lock, so a signal handler may raise it
         self._pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="sync")
         self._lock = threading.Lock()
         self._busy = {Lane.SHORT: 0, Lane.LONG: 0}
@@ -184,7 +193,7 @@ class Worker:
         """Poll until stopped (or until `until()` says so); then let running jobs reach a page end and return."""
         last_beat = 0.0
         try:
-            while not self.stopping.is_set() and not (until and until()):
+            while not self.stopping.is_set() and not self._stop_asked and not (until and until()):
                 if time.monotonic() - last_beat >= BEAT_EVERY_S:
                     worker_presence.beat(self.engine, self.owner)
                     last_beat = time.monotonic()
@@ -196,12 +205,18 @@ class Worker:
     def run_until_idle(self) -> None:
         """Run what is queued now (and what that queues), then return: `worker --once`."""
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() and not self._stop_asked:
                 if self.poll() == 0 and self.free(Lane.SHORT) == self.config.threads:
                     return
                 self.stopping.wait(min(self.config.poll_s, 0.2))
         finally:
             self.stop()
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop, from a signal handler too: it only raises a flag, which the poll loop turns into
+        `stopping` within a poll. A handler runs in the main thread between two bytecodes of whatever it was doing,
+        possibly inside the poll wait holding the event's own lock: setting the event there would wait for ever."""
+        self._stop_asked = True
 
     def stop(self) -> None:
         self.stopping.set()

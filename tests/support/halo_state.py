@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from core.store.tables import AGREEMENT_TABLE, INVOICE_TABLE
 from halo_emulator import HaloEmulator
 
+UNPAID = ("unpaid", "partially_paid")
 SUBTYPES = {1: "Managed Services", 2: "Backup", 3: "Microsoft 365", 4: "Break-fix", 5: "Security", 6: "VoIP"}
 
 
@@ -42,6 +43,13 @@ def expected_invoice(row: dict[str, Any], contracts: dict[int, dict[str, Any]], 
 def expected_invoices(emu: HaloEmulator, number_field: str = "halo_id") -> dict[int, dict[str, Any]]:
     contracts = dict(emu.contracts)
     return {i: expected_invoice(row, contracts, number_field) for i, row in emu.invoices.items()}
+
+
+def expected_unpaid_invoices(emu: HaloEmulator) -> dict[int, dict[str, Any]]:
+    """What Fetch unpaid invoices stores for a partner never synced before: every unpaid or partly paid invoice, with
+    no agreement subtype (it reads no agreements)."""
+    expected = expected_invoices(emu)
+    return {i: {**row, "agreement_subtype": None} for i, row in expected.items() if row["status"] in UNPAID}
 
 
 def stored_invoices(engine: Engine, partner_id: int) -> dict[int, dict[str, Any]]:

@@ -4,11 +4,9 @@ and scheduled and manual runs of one partner never overlap."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import threading
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,10 +20,11 @@ from core.actions import fetches as actions
 from core.errors import CooldownActive, SyncAlreadyQueued, SyncAlreadyRunning
 from core.settings import Settings
 from core.store import database
-from core.store.tables import AUDIT_TABLE, COOLDOWN_TABLE, RUN_TABLE, Partner, Role, RunKind
+from core.store.tables import AUDIT_TABLE, COOLDOWN_TABLE, RUN_TABLE, Role, RunKind
 from core.sync import connector
 from core.sync import engine as sync_engine
 from halo_emulator import FaultRule, HaloEmulator, serve
+from tests.support import run_log
 from tests.support.clock import NOW
 
 PROCESSES, THREADS = 4, 4
@@ -38,28 +37,6 @@ WAVES = [
     (NOW + timedelta(minutes=10), [NEW]),  # inside the hour: the cooldown must refuse every press
     (NOW + timedelta(hours=13), [SCHEDULED, NEW, SCHEDULED, UNPAID, SCHEDULED]),  # scheduled and manual mixed
 ]
-
-
-class _Logged:
-    """A client whose use is logged with the run holding the partner's lock: the real interval a run talked to
-    HaloPSA, on the system-wide monotonic clock (comparable across processes)."""
-
-    def __init__(self, client: Any, engine: Any, partner_id: int, log: Path) -> None:
-        self.client, self.engine, self.partner_id, self.log = client, engine, partner_id, log
-
-    def __enter__(self) -> Any:
-        with self.engine.connect() as conn:
-            self.run_id = conn.scalar(select(Partner.__table__.c.lock_run_id)
-                                      .where(Partner.__table__.c.id == self.partner_id))
-        self.start = time.monotonic()
-        return self.client.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        end = time.monotonic()
-        self.client.__exit__(*exc)
-        line = json.dumps({"run_id": self.run_id, "partner_id": self.partner_id, "start": self.start, "end": end})
-        with open(self.log, "a") as out:
-            out.write(line + "\n")
 
 
 def _press(engine: Any, settings: Settings, factory: Any, partner_id: int, kind: str, now: datetime) -> str:
@@ -84,9 +61,7 @@ def _worker(url: str, key: str, partner_ids: list[int], log: str, barrier: Any, 
     engine = database.make_engine(url)
     stored = connector.stored_client_factory(settings)
 
-    def factory(connection: Any, on_event: Any) -> Any:
-        return _Logged(stored(connection, on_event), engine, connection.partner_id, Path(log))
-
+    factory = run_log.logged_factory(stored, engine, Path(log))
     outcomes: list[tuple[int, int, str, str]] = []
 
     def presses(wave: int, thread: int, together: threading.Barrier) -> None:
@@ -166,12 +141,10 @@ def test_presses_from_many_processes_and_threads_start_one_run_per_partner_and_k
         for kind in (NEW, UNPAID):
             assert refused[(partner, kind)] == cooldown_refusals[(partner, kind)]
 
-    intervals = [json.loads(line) for line in log.read_text().splitlines()]
+    intervals = run_log.intervals(log)
     kinds_by_run = {r.id: (r.partner_id, r.trigger) for r in run_rows}
     assert sorted(i["run_id"] for i in intervals) == sorted(r.id for r in run_rows if r.id in kinds_by_run
                                                             and r.trigger != "connect")
     for partner in partner_ids:
-        mine = sorted((i for i in intervals if i["partner_id"] == partner), key=lambda i: i["start"])
-        assert {kinds_by_run[i["run_id"]][1] for i in mine} == {"manual", "schedule"}
-        for earlier, later in zip(mine, mine[1:], strict=False):
-            assert earlier["end"] <= later["start"], f"runs {earlier['run_id']} and {later['run_id']} overlap"
+        assert {kinds_by_run[i["run_id"]][1] for i in intervals if i["partner_id"] == partner} == {"manual", "schedule"}
+    assert run_log.overlaps(intervals) == []

@@ -2,8 +2,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from core.store.tables import JOB_TABLE, IntegrationRole, JobState, RunKind, RunStatus
-from core.sync import runs, scheduler
+from core.store.tables import JOB_TABLE, IntegrationRole, JobState, Lane, RunKind, RunStatus
+from core.sync import jobs, runs, scheduler
 from tests.support.clock import NOW
 from tests.support.factories import add_partner, add_run
 
@@ -49,3 +49,26 @@ def test_a_busy_partners_scheduled_job_waits_in_the_queue_instead_of_failing(eng
     with engine.connect() as conn:
         job = conn.execute(select(JOB_TABLE)).one()
     assert job.state == JobState.QUEUED and job.run_id is None and "already running" in job.outcome
+
+
+def test_a_scheduler_that_looked_before_another_queued_and_ran_the_partner_does_not_queue_it_again(
+        engine, settings, monkeypatch):
+    """The look (nothing queued this interval) and the insert are not one step: between them another scheduler may
+    queue the partner and a worker run that job to the end (its one-active-job key is free again). The job written
+    after such a look is rolled back, so the partner still runs once per interval (the fleet test found it)."""
+    partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
+    enqueue = jobs.enqueue
+
+    def another_scheduler_and_worker_first(conn, **kwargs):
+        monkeypatch.setattr(jobs, "enqueue", enqueue)
+        assert len(scheduler.enqueue_due(engine, now=NOW, settings=settings)) == 1
+        [job] = jobs.claim(engine, owner="worker", lane=Lane.SHORT, limit=1, lease=timedelta(seconds=30))
+        with engine.begin() as other:
+            assert jobs.close(other, job, outcome="succeeded", status=RunStatus.SUCCEEDED)
+        return enqueue(conn, **kwargs)
+
+    monkeypatch.setattr(jobs, "enqueue", another_scheduler_and_worker_first)
+    assert scheduler.enqueue_due(engine, now=NOW, settings=settings) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(JOB_TABLE.c.partner_id, JOB_TABLE.c.kind)).all() == [
+            (partner_id, RunKind.SCHEDULED)]

@@ -2,11 +2,12 @@
 threads, hands a job back when it stops, and recovers the job of a worker that died."""
 
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from core.access import Principal
 from core.actions import connect as connections
@@ -125,6 +126,71 @@ def test_a_live_lease_is_never_taken_over(engine, sync_settings, emu):
     assert runs.recover_interrupted(engine, now=later, settings=sync_settings) == 0
     with engine.begin() as conn:  # the owner stops renewing: the lease runs out
         conn.execute(update(JOB_TABLE).values(lease_expires_at=NOW - timedelta(days=30)))
+    # only through its job: a run interrupted on its own frees the partner while its owner, should it come back,
+    # still holds the job and writes (and rewrites "interrupted")
+    assert runs.recover_interrupted(engine, now=later, settings=sync_settings) == 0
     assert worker.recover_expired(engine) == 1
     with engine.connect() as conn:
         assert conn.scalar(select(RUN_TABLE.c.status).where(RUN_TABLE.c.id == run_id)) == RunStatus.INTERRUPTED
+
+
+@pytest.mark.timeout(20)
+def test_a_stop_asked_while_the_poll_wait_holds_its_lock_stops_the_worker(engine, sync_settings, emu):
+    """SIGTERM's handler runs in the main thread, between two bytecodes of whatever it was doing: possibly inside the
+    poll loop's `stopping.wait`, holding the event's own (non-reentrant) lock. Setting the event right there waits
+    for that lock for ever (`python -m core worker` hung on SIGTERM in the fleet test); `request_stop` does not."""
+    service = _worker(engine, sync_settings, emu)
+    with service.stopping._cond:  # where the main thread is while it waits between polls
+        service.request_stop()
+    service.run()  # the loop sees the request at once, and stops
+    assert service.stopping.is_set()
+
+
+def _someone_waits_on_a_lock(engine) -> bool:
+    """PostgreSQL: a session of this database waits on a row lock (SQLite's writers wait on one file lock)."""
+    with engine.connect() as conn:
+        return bool(conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND wait_event_type = 'Lock'")))
+
+
+def test_recovering_a_lease_while_its_owner_commits_a_late_page_waits_for_the_page_and_never_deadlocks(
+        engine, sync_settings, emu):
+    """The owner's page locks the job row (the fence), then the run and the partner; recovery must take them in the
+    same order, or on PostgreSQL each waits for the other and one is killed as a deadlock (the worker whose poll it
+    was died with it: the paused-worker lease test found it). Here recovery starts while the page is open, and runs
+    once it has committed."""
+    partner_id = _connect(engine, sync_settings, emu)
+    with engine.begin() as conn:
+        jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+                     requested_by="cs", now=emu.now)
+    [job] = jobs.claim(engine, owner="elsewhere:1:paused", lane=Lane.LONG, limit=1, lease=CONFIG.lease)
+    run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
+                            trigger=RunTrigger.CONNECT, actor="cs", now=NOW, settings=sync_settings, job_id=job.id)
+    with engine.begin() as conn:  # the owner was paused past its lease
+        conn.execute(update(JOB_TABLE).values(lease_expires_at=NOW - timedelta(days=30)))
+    failures: list[BaseException] = []
+
+    def recover() -> None:
+        try:
+            worker.recover_expired(engine)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            failures.append(exc)
+
+    recovery = threading.Thread(target=recover)
+    with engine.begin() as page:  # the owner, resumed, commits the page it was on, as _store_page does
+        jobs.fence(page, job)
+        recovery.start()
+        if engine.dialect.name == "postgresql":
+            deadline = time.monotonic() + 10
+            while not _someone_waits_on_a_lock(engine):
+                assert time.monotonic() < deadline, "recovery never waited on the page"
+                time.sleep(0.01)
+        else:
+            time.sleep(0.3)
+        runs.save_progress(page, run_id, partner_id, now=NOW, pages=1)
+    recovery.join(30)
+    assert failures == []
+    with engine.connect() as conn:
+        run = conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.id == run_id)).one()
+    assert (run.pages, run.status, run.error) == (1, RunStatus.INTERRUPTED, worker.WORKER_STOPPED)
+    assert _jobs(engine)[0].state == JobState.QUEUED
