@@ -167,7 +167,7 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
     """Queue due partners (workers run them); with --run, run the queue dry here too (one process, no worker)."""
     factory = stored_client_factory(settings, engine=engine)
     while True:
-        now = settings.now()
+        now = scheduler.clock(engine, settings)
         recovered = runs.recover_interrupted(engine, now=now, settings=settings)
         if recovered:
             _say(f"Marked {recovered} interrupted run(s).")

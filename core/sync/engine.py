@@ -341,12 +341,13 @@ def _status_of(ctx: RunContext, failure: Failure | None) -> RunStatus:
 
 def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) -> RunResult:
     """Close the run with its outcome, and its job, in one transaction that checks the lease first (a run that lost
-    it writes nothing). A manual fetch that failed transiently, or was cancelled or stopped before it stored anything,
-    gets its cooldown back; a job whose worker is stopping goes back to the queue."""
+    it writes nothing). A manual fetch that failed transiently, or was cancelled before it stored anything, gets its
+    cooldown back; a job whose worker is stopping goes back to the queue, keeping the cooldown for its rerun."""
     status = _status_of(ctx, failure)
     stored_nothing = ctx.tally.created + ctx.tally.updated == 0
-    refunded = failure is not None and ctx.manual and failure.transient and (
-        failure.kind not in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED) or stored_nothing)
+    # a stopping worker's job goes back to the queue and its rerun serves the press: the cooldown stays taken
+    refunded = failure is not None and ctx.manual and failure.transient and failure.kind != ErrorKind.INTERRUPTED and (
+        failure.kind != ErrorKind.CANCELLED or stored_nothing)
     message = failure.message if failure else None
     if refunded:
         message = f"{message} {REFUNDED_NOTE}"

@@ -28,6 +28,15 @@ from core.sync.runs import RunResult
 SCHEDULER_ACTOR = "scheduler"
 
 
+def clock(engine: Engine, settings: Settings) -> datetime:
+    """The scheduler's now: HALO_CONSOLE_NOW when pinned (replays, tests), else the database's clock, so schedulers on
+    hosts whose clocks differ agree on who is due."""
+    if settings.fixed_now is not None:
+        return settings.fixed_now
+    with engine.connect() as conn:
+        return jobs.lease_now(conn)
+
+
 def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> Iterator[int]:
     """Connected primary partners with neither a successful sync window nor a scheduled attempt (a failing partner is
     retried once per interval, not on every tick) in the last interval. One query, which reads only the last

@@ -41,7 +41,7 @@ class WorkerConfig:
     threads: int = 4
     long_threads: int = 1
     lease: timedelta = timedelta(seconds=60)
-    poll_s: float = 1.0
+    poll_s: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -156,6 +156,7 @@ class Worker:
         self.stopping = threading.Event()
         self._stop_asked = False  # request_stop's flag: no lock, so a signal handler may raise it
         self._pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="sync")
+        self._freed = threading.Event()  # a thread finished its job: poll now rather than at the next tick
         self._lock = threading.Lock()
         self._busy = {Lane.SHORT: 0, Lane.LONG: 0}
 
@@ -188,17 +189,22 @@ class Worker:
         finally:
             with self._lock:
                 self._busy[job.lane] -= 1
+            self._freed.set()
 
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
         """Poll until stopped (or until `until()` says so); then let running jobs reach a page end and return."""
         last_beat = 0.0
         try:
             while not self.stopping.is_set() and not self._stop_asked and not (until and until()):
-                if time.monotonic() - last_beat >= BEAT_EVERY_S:
-                    worker_presence.beat(self.engine, self.owner)
-                    last_beat = time.monotonic()
-                self.poll()
-                self.stopping.wait(self.config.poll_s)
+                try:
+                    if time.monotonic() - last_beat >= BEAT_EVERY_S:
+                        worker_presence.beat(self.engine, self.owner)
+                        last_beat = time.monotonic()
+                    self.poll()
+                except Exception:  # a database hiccup (a dropped connection, a deadlock victim): poll again later
+                    log.exception("polling the job queue failed; trying again in %g s", self.config.poll_s)
+                self._freed.wait(self.config.poll_s)
+                self._freed.clear()
         finally:
             self.stop()
 

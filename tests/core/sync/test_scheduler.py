@@ -1,6 +1,7 @@
+from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from core.store.tables import JOB_TABLE, IntegrationRole, JobState, Lane, RunKind, RunStatus
 from core.sync import jobs, runs, scheduler
@@ -72,3 +73,29 @@ def test_a_scheduler_that_looked_before_another_queued_and_ran_the_partner_does_
     with engine.connect() as conn:
         assert conn.execute(select(JOB_TABLE.c.partner_id, JOB_TABLE.c.kind)).all() == [
             (partner_id, RunKind.SCHEDULED)]
+
+
+def test_who_is_due_takes_one_query_however_many_partners(engine, settings):
+    def queries_for(partners: int) -> int:
+        with engine.begin() as conn:
+            conn.execute(JOB_TABLE.delete())
+        for number in range(partners):
+            partner_id = add_partner(engine, settings, name=f"Fleet {partners}-{number}", now=NOW - timedelta(days=2))
+            add_run(engine, settings, partner_id, at=NOW - timedelta(hours=2))
+        statements: list[str] = []
+        listen = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listen)
+        try:
+            list(scheduler.iter_due_partners(engine, now=NOW, settings=settings))
+        finally:
+            event.remove(engine, "before_cursor_execute", listen)
+        return len(statements)
+
+    assert queries_for(2) == queries_for(20) == 1
+
+
+def test_the_scheduler_keeps_the_database_clock_unless_the_clock_is_pinned(engine, settings):
+    assert scheduler.clock(engine, settings) == settings.fixed_now
+    with engine.connect() as conn:
+        database_now = jobs.lease_now(conn)
+    assert abs(scheduler.clock(engine, replace(settings, fixed_now=None)) - database_now) < timedelta(seconds=5)

@@ -8,9 +8,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
 
 from core.access import Principal
 from core.actions import connect as connections
+from core.actions import fetches
+from core.errors import CooldownActive
 from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, Role, RunKind, RunStatus, RunTrigger
 from core.sync import connector, jobs, runs, scheduler, worker
 from core.sync.worker import Worker, WorkerConfig
@@ -194,3 +197,47 @@ def test_recovering_a_lease_while_its_owner_commits_a_late_page_waits_for_the_pa
         run = conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.id == run_id)).one()
     assert (run.pages, run.status, run.error) == (1, RunStatus.INTERRUPTED, worker.WORKER_STOPPED)
     assert _jobs(engine)[0].state == JobState.QUEUED
+
+
+def test_a_manual_fetch_handed_back_by_a_stopping_worker_keeps_its_cooldown_for_its_rerun(engine, sync_settings, emu):
+    """The job goes back to the queue and its rerun serves the press, so the cooldown stays taken even when the first
+    page changed nothing: giving it back too would let a second fetch be pressed while the first one still runs."""
+    partner_id = _connect(engine, sync_settings, emu)
+    scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)
+    _worker(engine, sync_settings, emu).run_until_idle()  # backfilled: the unpaid pages change nothing now
+    fetches.request_manual_fetch(engine, CS, partner_id=partner_id, kind=RunKind.FETCH_UNPAID, now=emu.now,
+                                 settings=sync_settings)
+    [job] = jobs.claim(engine, owner="stopping", lane=Lane.LONG, limit=1, lease=CONFIG.lease)
+    stopping = threading.Event()
+    stopping.set()
+    factory = connector.stored_client_factory(sync_settings, transport=emu.transport())
+    result = worker.execute(engine, sync_settings, factory, job, lease=CONFIG.lease, stopping=stopping)
+
+    assert result is not None and result.status == RunStatus.INTERRUPTED and not result.cooldown_refunded
+    assert result.tally.created + result.tally.updated == 0
+    _worker(engine, sync_settings, emu).run_until_idle()  # the rerun serves the press
+    assert _jobs(engine)[-1].state == JobState.DONE
+    with pytest.raises(CooldownActive):  # and the fetch stays locked for its cooldown
+        fetches.request_manual_fetch(engine, CS, partner_id=partner_id, kind=RunKind.FETCH_UNPAID, now=emu.now,
+                                     settings=sync_settings)
+
+
+def test_a_failed_poll_is_logged_and_the_worker_polls_again(engine, sync_settings, emu, monkeypatch, caplog):
+    """A dropped connection or a deadlock victim in a poll must not end the worker process: the next poll runs the
+    job."""
+    partner_id = _connect(engine, sync_settings, emu)
+    scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)
+    claim, failures = jobs.claim, []
+
+    def fails_once(*args, **kwargs):
+        if not failures:
+            failures.append("claim")
+            raise OperationalError("SELECT … FOR UPDATE SKIP LOCKED", {}, Exception("server closed the connection"))
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "claim", fails_once)
+    service = _worker(engine, sync_settings, emu)
+    service.run(until=lambda: _jobs(engine)[0].state == JobState.DONE)
+
+    assert failures and "polling the job queue failed" in caplog.text
+    assert _mismatch(engine, emu, partner_id) == []
