@@ -47,7 +47,8 @@ def form(*, editing: bool, has_stored: bool) -> Slots | None:
         field("app_domain", st.text_input, placeholder="acme.halopsa.com", help="The address you open HaloPSA at.")
         field("client_id", st.text_input)
         field("client_secret", st.text_input, type="password",
-              help="Leave empty to keep the stored secret." if has_stored else "Shown once when HaloPSA generates it.")
+              help=("Leave empty to keep the stored secret (for the same App Domain and tenant only)."
+                    if has_stored else "Shown once when HaloPSA generates it."))
         field("invoices_created_since", st.date_input, value=None, min_value=date(2000, 1, 1),
               max_value=resources.now().date(), help="Optional: sync only invoices created on or after this day "
                                                      "(empty: all). Not needed for a secondary integration.")

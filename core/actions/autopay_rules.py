@@ -98,6 +98,9 @@ def validate(rule: RuleInput) -> None:
     """Refuse a rule that cannot be applied; BadInput.field names the form field to fix."""
     if not rule.subtype_name.strip():
         raise BadInput("Pick the agreement subtype the rule applies to.", field="subtype_name")
+    if "\x00" in rule.subtype_name:  # no subtype can hold it (PostgreSQL text cannot), so no rule can match one
+        raise BadInput("The agreement subtype holds a NUL character; pick the subtype from the list again.",
+                       field="subtype_name")
     if rule.trigger not in TRIGGERS:
         raise BadInput(f"Unknown trigger “{rule.trigger}”: choose one of {', '.join(TRIGGERS)}.", field="trigger")
     if isinstance(rule.days, bool) or not isinstance(rule.days, int) or not 0 <= rule.days <= MAX_DAYS:

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
-from core.errors import AccessDenied, BadInput, PermissionMissing, SyncAlreadyQueued
+from core.errors import AccessDenied, BadInput, ConsoleError, PermissionMissing, SyncAlreadyQueued
 from core.halopsa.app_domain import normalize_app_domain
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
@@ -102,7 +102,8 @@ def _parse_since(value: date | str | None, today: date) -> date | None:
 def _existing(engine: Engine, partner_name: str) -> Any:
     with engine.connect() as conn:
         return conn.execute(
-            select(PARTNER_TABLE.c.id, CONNECTION_TABLE.c.client_secret_encrypted)
+            select(PARTNER_TABLE.c.id, CONNECTION_TABLE.c.client_secret_encrypted, CONNECTION_TABLE.c.app_domain,
+                   CONNECTION_TABLE.c.tenant)
             .select_from(PARTNER_TABLE.outerjoin(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id))
             .where(PARTNER_TABLE.c.name == partner_name)
         ).first()
@@ -146,11 +147,9 @@ def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *,
     secret = form.client_secret or ""
     if secret.strip() != secret:
         secret = secret.strip()
+    tenant = (form.tenant or "").strip() or None
     if not secret:
-        if existing is None or existing.client_secret_encrypted is None:
-            raise BadInput("Client Secret is required: generate one on the API application in HaloPSA.",
-                           field="client_secret")
-        secret = secret_box(settings).decrypt(existing.client_secret_encrypted)
+        secret = _stored_secret(existing, domain, tenant, settings)
     if len(secret) > 500:
         raise BadInput("Client Secret is longer than any HaloPSA secret; paste it again.", field="client_secret")
     try:
@@ -162,7 +161,6 @@ def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *,
         role = IntegrationRole(form.integration_role)
     except ValueError:
         raise BadInput("Integration must be primary or secondary.", field="integration_role") from None
-    tenant = (form.tenant or "").strip() or None
     if tenant and (len(tenant) > 100 or not all(ch.isalnum() or ch in "-_." for ch in tenant)):
         raise BadInput("Tenant may hold only letters, digits, dots, dashes and underscores.", field="tenant")
     since = _parse_since(form.invoices_created_since, today) if role == IntegrationRole.PRIMARY else None
@@ -171,6 +169,18 @@ def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *,
         invoices_created_since=since, invoice_number_field=number_field, integration_role=role, tenant=tenant,
         partner_id=existing.id if existing else None,
     )
+
+
+def _stored_secret(existing: Any, domain: str, tenant: str | None, settings: Settings) -> str:
+    """An empty Client Secret keeps the stored one, but only for the App Domain and tenant it was entered for: a
+    stored secret is never sent to another host."""
+    if existing is None or existing.client_secret_encrypted is None:
+        raise BadInput("Client Secret is required: generate one on the API application in HaloPSA.",
+                       field="client_secret")
+    if (domain, tenant) != (existing.app_domain, existing.tenant):
+        raise BadInput("The App Domain or tenant changed, so enter the Client Secret again: the stored one is only "
+                       f"ever sent to {existing.app_domain}.", field="client_secret")
+    return secret_box(settings).decrypt(existing.client_secret_encrypted)
 
 
 def verify(clean: CleanForm, *, settings: Settings, transport: Any = None) -> Verification:
@@ -245,11 +255,34 @@ def _queue_renumbering(conn: Any, principal: Principal, partner_id: int, partner
                      trigger=RunTrigger.EDIT, requested_by=principal.user, now=now)
 
 
+def _audited_verify(engine: Engine, principal: Principal, clean: CleanForm, *, now: datetime, settings: Settings,
+                    transport: Any) -> Verification:
+    """`verify`, with every attempt in the audit log whatever its outcome: who tried, for which partner, at which
+    App Domain (a failed or refused edit saves nothing else)."""
+    tried = f"{clean.partner_name} at {clean.app_domain}" + (f" (tenant {clean.tenant})" if clean.tenant else "")
+    try:
+        verification = verify(clean, settings=settings, transport=transport)
+    except Exception as exc:
+        reason = exc.message if isinstance(exc, ConsoleError) else "an unexpected error"
+        _audit_verification(engine, principal, clean, now, f"{tried}: failed: {reason}")
+        raise
+    outcome = ("all permissions granted" if verification.ok
+               else f"permissions missing: {', '.join(verification.missing)}")
+    _audit_verification(engine, principal, clean, now, f"{tried}: {outcome}")
+    return verification
+
+
+def _audit_verification(engine: Engine, principal: Principal, clean: CleanForm, now: datetime, detail: str) -> None:
+    with engine.begin() as conn:
+        audit.record(conn, actor=principal.user, action=AuditAction.VERIFY_CONNECTION, partner_id=clean.partner_id,
+                     now=now, detail=detail)
+
+
 def connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime, settings: Settings,
             transport: Any = None) -> tuple[int, Verification]:
     """Validate, verify and save in that order; raises (with nothing saved) when any step refuses."""
     clean = validate_form(engine, principal, form, settings=settings, today=now.date())
-    verification = verify(clean, settings=settings, transport=transport)
+    verification = _audited_verify(engine, principal, clean, now=now, settings=settings, transport=transport)
     if not verification.ok:
         raise PermissionMissing(list(verification.missing))
     return save(engine, principal, clean, verification, now=now, settings=settings), verification

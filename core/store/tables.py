@@ -124,6 +124,7 @@ class AuditAction(StrEnum):
     MAPPING_CHANGE = "mapping_change"
     EXPORT = "export"
     CANCEL_SYNC = "cancel_sync"
+    VERIFY_CONNECTION = "verify_connection"  # every credentials check with HaloPSA, failed ones included
 
 
 class JobState(StrEnum):

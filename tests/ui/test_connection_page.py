@@ -72,7 +72,7 @@ def test_the_stored_connection_shows_without_its_secret(open_connection, account
     at = open_connection(account, partner)
     assert not at.exception
     secret = at.text_input(key="connection.client_secret")
-    assert secret.value == "" and secret.help == "Leave empty to keep the stored secret."
+    assert secret.value == "" and secret.help.startswith("Leave empty to keep the stored secret (for the same App")
     assert at.text_input(key="connection.app_domain").value == "https://acme.halopsa.com"
     assert at.text_input(key="connection.partner_name").disabled
     assert "**App Domain:** https://acme.halopsa.com" in _markdown(at)

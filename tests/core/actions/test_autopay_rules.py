@@ -215,3 +215,11 @@ def test_subtype_summary_counts_per_subtype_and_shows_the_mapped_rule(engine, ac
     assert (backup.agreements, backup.invoices, backup.unpaid_amount) == (1, 1, Decimal("80.00"))
     assert backup.rule == "1 day after the due date (disabled)"
     assert list(summary.index) == ["Managed Services", "Backup"]  # unmapped first, then by unpaid amount
+
+
+def test_a_subtype_holding_a_nul_is_refused_before_any_query():
+    """PostgreSQL text cannot hold NUL: such a name reached the preview's query as a DataError (the fuzz test found
+    it on PostgreSQL)."""
+    with pytest.raises(BadInput) as refused:
+        autopay_rules.validate(autopay_rules.RuleInput("Managed\x00Services"))
+    assert refused.value.field == "subtype_name"

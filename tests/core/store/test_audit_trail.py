@@ -50,9 +50,11 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
 
     events, total = audit_log.events(engine, CS)
     logged = list(events.iloc[::-1].itertuples(index=False))  # oldest first
-    assert total == 7
+    assert total == 9
     assert [(e.action, e.actor, e.at.to_pydatetime(), e.partner) for e in logged] == [
+        ("Verify connection", CS.user, NOW, "—"),  # a new partner: named in the detail
         ("Connect", CS.user, NOW, "Acme MSP"),
+        ("Verify connection", owner.user, at, "Acme MSP"),
         ("Edit connection", owner.user, at, "Acme MSP"),
         ("Manual fetch", owner.user, at + timedelta(minutes=1), "Acme MSP"),
         ("Mapping change", CS.user, at + timedelta(minutes=2), "Acme MSP"),
@@ -61,8 +63,9 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
         ("Export", "cli:ops", at + timedelta(minutes=5), "Acme MSP"),
     ]
     details = [e.detail for e in logged]
-    assert "Invoice Number Field" in details[1] and "Fetch unpaid invoices: requested" in details[2]
-    assert "created" in details[3] and "deleted" in details[4] and "rows" in details[5] and "command line" in details[6]
+    assert details[0] == details[2] == f"Acme MSP at {server.url}: all permissions granted"
+    assert "Invoice Number Field" in details[3] and "Fetch unpaid invoices: requested" in details[4]
+    assert "created" in details[5] and "deleted" in details[6] and "rows" in details[7] and "command line" in details[8]
     assert emu.client_secret not in " ".join(details)
 
 
