@@ -172,6 +172,8 @@ def start(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrigger
             engine, partner_id=partner_id, partner_name=partner.name, kind=planned.kind, trigger=trigger,
             actor=actor, now=now, settings=settings, claim_cooldown=manual and job is None,
             window_start=planned.window.start, job_id=job.id if job else None,
+            # a cancel asked before the run starts is met at its first page, as any other
+            guard=(lambda conn: jobs.fence(conn, job, allow_cancelled=True)) if job else None,
         )
     except CooldownActive:
         with engine.begin() as conn:

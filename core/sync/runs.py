@@ -144,16 +144,19 @@ def start_run(
     claim_cooldown: bool = False,
     window_start: datetime | None = None,
     job_id: int | None = None,
+    guard: Callable[[Connection], None] | None = None,
 ) -> int:
     """Create a running SyncRun holding the partner's lock (and the cooldown for a manual fetch); returns its id.
 
-    Raises SyncAlreadyRunning or CooldownActive and leaves nothing behind when refused.
+    Raises SyncAlreadyRunning or CooldownActive and leaves nothing behind when refused; so does whatever `guard`
+    raises, which runs first in the same transaction (a job's fence: a run is never created for a job its worker
+    no longer holds).
     """
     for attempt in range(2):
         try:
             return _insert_locked_run(
                 engine, partner_id=partner_id, kind=kind, trigger=trigger, actor=actor, now=now, settings=settings,
-                claim_cooldown=claim_cooldown, window_start=window_start, job_id=job_id,
+                claim_cooldown=claim_cooldown, window_start=window_start, job_id=job_id, guard=guard,
             )
         except _LockHeld:
             pass
@@ -177,8 +180,11 @@ class _LockHeld(Exception):
 def _insert_locked_run(
     engine: Engine, *, partner_id: int, kind: str, trigger: str, actor: str, now: datetime, settings: Settings,
     claim_cooldown: bool, window_start: datetime | None, job_id: int | None,
+    guard: Callable[[Connection], None] | None,
 ) -> int:
     with engine.begin() as conn:
+        if guard is not None:
+            guard(conn)
         run_id = inserted_id(conn.execute(
             RUN_TABLE.insert().values(
                 partner_id=partner_id, kind=kind, trigger=trigger, triggered_by=actor, status=RunStatus.RUNNING,

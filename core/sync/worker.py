@@ -118,6 +118,9 @@ def execute(engine: Engine, settings: Settings, client_factory: ClientFactory, j
         if raise_refusals:
             raise
         return None
+    except jobs.LeaseLost:  # taken before its run started (the worker paused past its lease): another runs it
+        log.warning("job %s was recovered from this worker before its run started", job.id)
+        return None
 
 
 class LeaseKeeper:

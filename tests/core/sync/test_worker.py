@@ -14,7 +14,7 @@ from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches
 from core.errors import CooldownActive
-from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, Role, RunKind, RunStatus, RunTrigger
+from core.store.tables import JOB_TABLE, PARTNER_TABLE, RUN_TABLE, JobState, Lane, Role, RunKind, RunStatus, RunTrigger
 from core.sync import connector, jobs, runs, scheduler, worker
 from core.sync.worker import Worker, WorkerConfig
 from halo_emulator import HaloEmulator
@@ -240,4 +240,23 @@ def test_a_failed_poll_is_logged_and_the_worker_polls_again(engine, sync_setting
     service.run(until=lambda: _jobs(engine)[0].state == JobState.DONE)
 
     assert failures and "polling the job queue failed" in caplog.text
+    assert _mismatch(engine, emu, partner_id) == []
+
+
+def test_a_job_recovered_before_its_run_starts_leaves_no_run_and_no_lock_behind(engine, sync_settings, emu):
+    """A worker paused between its claim and its run's start comes back after recovery took the job: starting the run
+    anyway left a run holding the partner's lock for a job it no longer held, later interrupted with a made-up reason
+    (the paused-worker process test caught it on PostgreSQL)."""
+    partner_id = _connect(engine, sync_settings, emu)
+    scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)
+    [stale] = jobs.claim(engine, owner="paused", lane=Lane.SHORT, limit=1, lease=timedelta(seconds=-1))
+    assert worker.recover_expired(engine) == 1  # the paused worker's lease ran out: the job is queued again
+
+    factory = connector.stored_client_factory(sync_settings, transport=emu.transport())
+    assert worker.execute(engine, sync_settings, factory, stale, lease=CONFIG.lease) is None
+
+    with engine.connect() as conn:
+        assert conn.execute(select(RUN_TABLE)).all() == []
+        assert conn.scalar(select(PARTNER_TABLE.c.lock_run_id).where(PARTNER_TABLE.c.id == partner_id)) is None
+    _worker(engine, sync_settings, emu).run_until_idle()  # the job's next claim runs it
     assert _mismatch(engine, emu, partner_id) == []
