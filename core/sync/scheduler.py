@@ -3,7 +3,6 @@ and running them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import suppress
 from datetime import datetime, timedelta
 
@@ -37,7 +36,7 @@ def clock(engine: Engine, settings: Settings) -> datetime:
         return jobs.lease_now(conn)
 
 
-def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> Iterator[int]:
+def due_partners(engine: Engine, *, now: datetime, settings: Settings) -> list[int]:
     """Connected primary partners with neither a successful sync window nor a scheduled attempt (a failing partner is
     retried once per interval, not on every tick) in the last interval. One query, which reads only the last
     interval's runs; a time ahead of now (a wrong clock, a replay) is not trusted, or it would hold a partner back for
@@ -51,14 +50,13 @@ def iter_due_partners(engine: Engine, *, now: datetime, settings: Settings) -> I
                  run.window_end <= now),
             run.trigger.in_([RunTrigger.SCHEDULE, RunTrigger.CONNECT])))
     with engine.connect() as conn:
-        due = conn.scalars(
+        return list(conn.scalars(
             select(PARTNER_TABLE.c.id)
             .join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id)
             .where(CONNECTION_TABLE.c.integration_role == IntegrationRole.PRIMARY,
                    PARTNER_TABLE.c.id.not_in(recently))
             .order_by(PARTNER_TABLE.c.id)
-        ).all()
-    yield from due
+        ))
 
 
 def _queued_lately(conn: Connection, partner_id: int, *, now: datetime, interval: timedelta,
@@ -95,7 +93,7 @@ def enqueue_due(engine: Engine, *, now: datetime, settings: Settings) -> list[in
         with suppress(SyncAlreadyQueued), engine.begin() as conn:
             queued.append(jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.RENUMBER, trigger=RunTrigger.EDIT,
                                        requested_by=SCHEDULER_ACTOR, now=now))
-    for partner_id in list(iter_due_partners(engine, now=now, settings=settings)):
+    for partner_id in due_partners(engine, now=now, settings=settings):
         try:
             with engine.begin() as conn:
                 if _queued_lately(conn, partner_id, now=now, interval=interval):

@@ -33,7 +33,7 @@ def test_a_partner_whose_last_run_is_stamped_in_the_future_is_scheduled_again(en
     partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
     add_run(engine, settings, partner_id, at=NOW - timedelta(days=1), kind=RunKind.BACKFILL)
     add_run(engine, settings, partner_id, at=FUTURE)
-    assert list(scheduler.iter_due_partners(engine, now=NOW, settings=settings)) == [partner_id]
+    assert list(scheduler.due_partners(engine, now=NOW, settings=settings)) == [partner_id]
 
 
 def test_the_overview_flags_times_in_the_future(engine, settings):

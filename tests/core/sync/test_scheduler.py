@@ -16,15 +16,15 @@ def test_due_partners_are_the_primary_ones_whose_last_sync_is_an_interval_old(en
     add_partner(engine, settings, name="Secondary", now=NOW - timedelta(days=2), role=IntegrationRole.SECONDARY)
     add_run(engine, settings, fresh, at=NOW - timedelta(minutes=20), kind=RunKind.BACKFILL)
     add_run(engine, settings, stale, at=NOW - timedelta(hours=2), kind=RunKind.BACKFILL)
-    assert list(scheduler.iter_due_partners(engine, now=NOW, settings=settings)) == [stale, never]
+    assert list(scheduler.due_partners(engine, now=NOW, settings=settings)) == [stale, never]
 
 
 def test_a_failing_partner_is_retried_once_per_interval_not_every_tick(engine, settings):
     failing = add_partner(engine, settings, now=NOW - timedelta(days=2))
     add_run(engine, settings, failing, at=NOW - timedelta(minutes=5), status=RunStatus.FAILED)
-    assert list(scheduler.iter_due_partners(engine, now=NOW, settings=settings)) == []
+    assert list(scheduler.due_partners(engine, now=NOW, settings=settings)) == []
     later = NOW + timedelta(seconds=settings.schedule_interval_s)
-    assert list(scheduler.iter_due_partners(engine, now=later, settings=settings)) == [failing]
+    assert list(scheduler.due_partners(engine, now=later, settings=settings)) == [failing]
 
 
 def test_a_due_partner_is_queued_once_however_many_schedulers_look(engine, settings):
@@ -86,7 +86,7 @@ def test_who_is_due_takes_one_query_however_many_partners(engine, settings):
         listen = lambda *args: statements.append(args[2])  # noqa: E731
         event.listen(engine, "before_cursor_execute", listen)
         try:
-            list(scheduler.iter_due_partners(engine, now=NOW, settings=settings))
+            list(scheduler.due_partners(engine, now=NOW, settings=settings))
         finally:
             event.remove(engine, "before_cursor_execute", listen)
         return len(statements)

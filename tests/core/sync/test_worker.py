@@ -56,6 +56,18 @@ def _jobs(engine):
         return conn.execute(select(JOB_TABLE).order_by(JOB_TABLE.c.id)).all()
 
 
+def _backfill_run_held_by(owner, engine, settings, emu):
+    """A partner whose backfill job `owner` (a worker of another host) claimed and started a run of."""
+    partner_id = _connect(engine, settings, emu)
+    with engine.begin() as conn:
+        jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+                     requested_by="cs", now=emu.now)
+    [job] = jobs.claim(engine, owner=owner, lane=Lane.LONG, limit=1, lease=CONFIG.lease)
+    run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
+                            trigger=RunTrigger.CONNECT, actor="cs", now=NOW, settings=settings, job_id=job.id)
+    return partner_id, job, run_id
+
+
 def test_a_worker_runs_every_queued_job_and_the_books_match_halopsa(engine, sync_settings, emu):
     partner_id = _connect(engine, sync_settings, emu)
     assert scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)  # never synced: due, a backfill
@@ -116,13 +128,7 @@ def test_the_job_of_a_worker_that_died_is_recovered_with_the_true_reason_and_rer
 
 
 def test_a_live_lease_is_never_taken_over(engine, sync_settings, emu):
-    partner_id = _connect(engine, sync_settings, emu)
-    with engine.begin() as conn:
-        jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
-                     requested_by="cs", now=emu.now)
-    [job] = jobs.claim(engine, owner="elsewhere:1:alive", lane=Lane.LONG, limit=1, lease=CONFIG.lease)
-    run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
-                            trigger=RunTrigger.CONNECT, actor="cs", now=NOW, settings=sync_settings, job_id=job.id)
+    partner_id, job, run_id = _backfill_run_held_by("elsewhere:1:alive", engine, sync_settings, emu)
     # hours pass on the run's (pinned) clock while the owner, on another host, keeps renewing: still alive
     later = NOW + timedelta(hours=3)
     assert worker.recover_expired(engine) == 0
@@ -162,13 +168,7 @@ def test_recovering_a_lease_while_its_owner_commits_a_late_page_waits_for_the_pa
     same order, or on PostgreSQL each waits for the other and one is killed as a deadlock (the worker whose poll it
     was died with it: the paused-worker lease test found it). Here recovery starts while the page is open, and runs
     once it has committed."""
-    partner_id = _connect(engine, sync_settings, emu)
-    with engine.begin() as conn:
-        jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
-                     requested_by="cs", now=emu.now)
-    [job] = jobs.claim(engine, owner="elsewhere:1:paused", lane=Lane.LONG, limit=1, lease=CONFIG.lease)
-    run_id = runs.start_run(engine, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
-                            trigger=RunTrigger.CONNECT, actor="cs", now=NOW, settings=sync_settings, job_id=job.id)
+    partner_id, job, run_id = _backfill_run_held_by("elsewhere:1:paused", engine, sync_settings, emu)
     with engine.begin() as conn:  # the owner was paused past its lease
         conn.execute(update(JOB_TABLE).values(lease_expires_at=NOW - timedelta(days=30)))
     failures: list[BaseException] = []
