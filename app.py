@@ -23,6 +23,6 @@ pages = [
 navigation = st.navigation(pages)
 with st.sidebar:
     components.partner_picker(principal)
-    st.caption(f"Signed in as {principal.user} ({principal.role.value})")
+    st.text(f"Signed in as {principal.user} ({principal.role.value})")
     st.button("Sign out", on_click=auth.logout, key="sidebar.logout")
 navigation.run()

@@ -46,7 +46,8 @@ def theoretical_minimum_s(*, requests: int, limit: int, window_s: float) -> floa
 def run(*, invoices: int = 6000, page_size: int = 50, limit: int = 30, window_s: float = 3.0) -> RateBenchResult:
     config = EmulatorConfig(seed=7, invoices=invoices, rate_limit=(limit, window_s), count_token_requests=True)
     emulator = HaloEmulator(config)
-    client_config = HaloConfig(page_size=page_size, rate_limit_requests=limit, rate_limit_window_s=window_s)
+    client_config = HaloConfig(page_size=page_size, rate_limit_requests=limit, rate_limit_window_s=window_s,
+                             allow_local_domains=True)  # the emulator is served on loopback
     with serve(emulator, port=0) as server:
         client = HaloClient(
             base_url=server.url,

@@ -85,12 +85,21 @@ def _principal(engine: Any) -> Any:
     return principal
 
 
-def _page_runs(principal: Any, partner_id: int, page: str, reruns: int) -> dict[str, Any]:
+def _session_cookie(engine: Any, settings: Any) -> str:
+    from core.actions.sign_in import SessionKeys, sign_in
+
+    return sign_in(engine, email=CS_EMAIL, password="bench-password", client="bench", now=settings.now(),
+                   keys=SessionKeys.load(engine, settings)).cookie
+
+
+def _page_runs(cookie: str, partner_id: int, page: str, reruns: int) -> dict[str, Any]:
     """Open `page` as cs with the big partner picked; time the script run that opens it and `reruns` reruns."""
     from streamlit.testing.v1 import AppTest
 
+    from ui.auth import COOKIE_KEY
+
     at = AppTest.from_file(str(APP), default_timeout=120)
-    at.session_state["auth.principal"] = principal
+    at.session_state[COOKIE_KEY] = cookie
     at.session_state["partner_id"] = partner_id
     at.run()
     at.switch_page(f"pages/{page}.py")
@@ -199,7 +208,8 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     added = build_fleet(engine, settings, partners=int(args["partners"]), now=now)
     build_s = time.perf_counter() - started
     principal = _principal(engine)
-    pages = {page: _page_runs(principal, args["partner_id"], page, int(args["reruns"])) for page in PAGES}
+    cookie = _session_cookie(engine, settings)
+    pages = {page: _page_runs(cookie, args["partner_id"], page, int(args["reruns"])) for page in PAGES}
     tick = _tick_cost(engine, principal, args["partner_id"], now, int(args["ticks"]))
     engine.dispose()
     return {"fleet_added": added, "fleet_build_s": build_s, "pages": pages, "tick": tick}

@@ -1,8 +1,8 @@
 """`python -m core`: the command line for operators and cron.
 
 Exit codes: 0 success; 2 bad input (nothing saved); 3 refused by a cooldown or a running sync; 4 HaloPSA or sync
-failure. Messages go to stderr, data to stdout. The client secret is read from HALO_CLIENT_SECRET or a hidden prompt,
-never from an argument.
+failure, or an export whose reader closed the output early. Messages go to stderr, data to stdout. The client secret
+is read from HALO_CLIENT_SECRET or a hidden prompt, never from an argument.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -151,15 +152,27 @@ def cmd_status(args: argparse.Namespace, engine: Engine, settings: Settings) -> 
 
 
 def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    """Stream a partner's invoices to stdout as they are read (CSV a chunk of rows at a time, JSON a row at a time),
+    with no row limit, then audit the export."""
     principal = _operator()
     partner_id = partners.partner_id_by_name(engine, principal, args.partner)
-    rows = exports.invoice_export_rows(engine, principal, partner_id, unpaid_only=args.unpaid)
     writer = exports.write_json if args.format == "json" else exports.write_csv
-    count = writer(rows, sys.stdout)
-    with engine.begin() as conn:  # an export is audited wherever it is made
+    count: int | None = None
+    with closing(exports.invoice_export_rows(engine, principal, partner_id, unpaid_only=args.unpaid)) as rows:
+        try:
+            count = writer(rows, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away (`| head`): point stdout at nothing, or Python says it again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    outcome = "stopped early, the output was closed" if count is None else f"{count} rows"
+    with engine.begin() as conn:  # an export is audited wherever it is made, finished or not
         audit.record(conn, actor=principal.user, action=AuditAction.EXPORT, partner_id=partner_id, now=settings.now(),
-                     detail=f"Invoices {args.format.upper()} from the command line: {count} rows"
+                     detail=f"Invoices {args.format.upper()} from the command line: {outcome}"
                             + (" (unpaid only)" if args.unpaid else ""))
+    if count is None:
+        _say("The output was closed before the export finished, so it stopped. To keep every row, write it to a "
+             "file: python -m core invoices ... > invoices.csv")
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -48,6 +48,8 @@ class Settings:
     worker_long_threads: int = 1
     lease_s: float = 60.0
     worker_poll_s: float = 0.5
+    session_idle_s: int = 1800  # a console session ends after this long without a page run
+    session_lifetime_s: int = 43200  # and this long after sign-in, whatever its use
     fixed_now: datetime | None = None
 
     def now(self) -> datetime:
@@ -93,6 +95,8 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         worker_long_threads=int(env.get("HALO_WORKER_LONG_THREADS", defaults.worker_long_threads)),
         lease_s=float(env.get("HALO_LEASE_S", defaults.lease_s)),
         worker_poll_s=float(env.get("HALO_WORKER_POLL_S", defaults.worker_poll_s)),
+        session_idle_s=int(env.get("HALO_SESSION_IDLE_S", defaults.session_idle_s)),
+        session_lifetime_s=int(env.get("HALO_SESSION_LIFETIME_S", defaults.session_lifetime_s)),
         fixed_now=fixed_now,
     )
 

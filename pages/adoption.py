@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.console import adoption
 from core.console.charts import adoption as charts
+from core.console.formatting import escape_markdown
 from ui import auth, components, resources
 
 PERIODS = {7: "Last 7 days", 30: "Last 30 days", 90: "Last 90 days"}
@@ -20,7 +21,7 @@ TILES_PER_ROW = 3  # six tiles in one row cut their labels short
 for start in range(0, len(tiles), TILES_PER_ROW):
     row = tiles[start:start + TILES_PER_ROW]
     for column, tile in zip(st.columns(TILES_PER_ROW), row, strict=False):
-        column.metric(tile.label, tile.value, help=tile.help)
+        column.metric(tile.label, tile.value, help=escape_markdown(tile.help))  # the help names a currency
 
 st.subheader("Activation funnel")
 st.plotly_chart(charts.funnel_figure(report.funnel), key="adoption.funnel_chart")

@@ -27,12 +27,17 @@ actor = actor_at.selectbox("Actor", [None, *options.actors], on_change=_first_pa
                            format_func=lambda value: value or "Everyone")
 first = from_at.date_input("From", value=None, on_change=_first_page, key="audit.from")
 last = to_at.date_input("To", value=None, on_change=_first_page, key="audit.to")
-page = int(st.columns([1, 4])[0].number_input("Page", min_value=1, step=1, key="audit.page"))
+page = max(1, int(st.session_state.get("audit.page", 1)))  # the pager below the filters, from the last run
 with components.shown_errors():
     since, until = audit_log.day_bounds(first, last)
     events, total = audit_log.events(engine, principal, partner_id=partner_id, action=action, actor=actor,
                                      since=since, until=until, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-st.caption(f"{total:,} matching events, newest first · page {page} of {audit_log.page_count(total, PAGE_SIZE)}")
+pages = audit_log.page_count(total, PAGE_SIZE)
+if page > pages:  # past the end (the matching events shrank): show the last page
+    st.session_state["audit.page"] = pages
+    st.rerun()
+st.columns([1, 4])[0].number_input("Page", min_value=1, max_value=pages, step=1, key="audit.page")
+st.caption(f"{total:,} matching events, newest first · page {page} of {pages}")
 if events.empty:
     st.info("No events match these filters." if total == 0 else "No events on this page: pick an earlier page.")
 else:

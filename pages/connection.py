@@ -5,13 +5,15 @@ import streamlit as st
 
 from core.console import connection as connection_screen
 from core.console import partners
+from core.console.formatting import escape_markdown
 from ui import auth, components, connection_form, resources
 
 principal = auth.require_page("connection")
 engine, settings = resources.get_engine(), resources.get_settings()
 names = dict(partners.partner_choices(engine, principal))
 picked = principal.partner_id if not principal.is_cs else components.selected_partner()
-modes = ({"edit": f"Edit {names[picked]}"} if picked in names else {}) | {"new": "Connect a new partner"}
+modes = ({"edit": f"Edit {escape_markdown(names[picked])}"} if picked in names else {}) | {
+    "new": "Connect a new partner"}  # radio options are Markdown: the name is escaped
 st.title("HaloPSA connection")
 mode = st.radio("Partner", list(modes), format_func=modes.get, horizontal=True, key="connection.mode") \
     if principal.is_cs else "edit"
@@ -21,15 +23,15 @@ connection_form.fill((mode, picked), stored, names.get(edited, "") if edited is 
 
 with st.expander("Before you start, in HaloPSA", expanded=stored is None):
     st.markdown("\n".join(f"{n}. {step}" for n, step in enumerate(connection_screen.SETUP_STEPS, 1)))
-    if hint := connection_screen.sandbox_hint(st.session_state.get("connection.app_domain"), settings=settings):
-        st.info(f"No HaloPSA at hand? The sandbox App Domain `{hint.host}` answers with Client ID "
-                f"`{hint.client_id}` and Client Secret `{hint.client_secret}`.")
-if stored:
-    st.subheader(f"Stored connection: {stored.partner_name}")
-    st.markdown("\n".join(f"- **{label}:** {value}" for label, value in stored.facts))
+    if hint := connection_screen.sandbox_hint(engine, st.session_state.get("connection.app_domain"),
+                                              settings=settings):
+        st.info(hint.markdown)
+if stored:  # outside text (names, ids, errors from HaloPSA) is escaped: drawn as text, never as Markdown
+    st.subheader(f"Stored connection: {escape_markdown(stored.partner_name)}")
+    st.markdown("\n".join(f"- **{label}:** {escape_markdown(value)}" for label, value in stored.facts))
     st.markdown(connection_screen.checklist_markdown(stored.permissions))
     if stored.last_error:
-        st.error(f"Last error: {stored.last_error}")
+        st.error(f"Last error: {escape_markdown(stored.last_error)}")
 
 slots = connection_form.form(editing=mode == "edit", has_stored=stored is not None)
 if slots is not None:

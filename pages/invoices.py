@@ -20,11 +20,4 @@ with components.shown_errors():
 
 invoice_table.show(result)
 st.plotly_chart(invoice_charts.aging_figure(result.aging, currency=result.currency), key="invoices.aging_chart")
-clock = resources.clock()
-# Deferred download: core builds the CSV of every filtered row, and writes the "export" audit event, only when the
-# button is clicked (not on every rerun), on Streamlit's download thread.
-st.download_button(
-    "Download CSV", key="invoices.download", mime="text/csv", on_click="ignore", disabled=not result.total_rows,
-    file_name="unpaid-invoices.csv",
-    data=lambda: invoices.export_csv(engine, principal, partner_id, filters, now=clock()).text,
-)
+invoice_table.download(engine, principal, partner_id, filters, result.total_rows, clock=resources.clock())

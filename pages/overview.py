@@ -36,8 +36,10 @@ role_at, state_at, search_at = st.columns([1, 2, 2])
 roles = role_at.multiselect("Integration role", overview_screen.ROLE_CHOICES, key="overview.role")
 states = state_at.multiselect("Freshness", [state.value for state in overview_screen.Freshness],
                               key="overview.freshness")
-search = search_at.text_input("Search", placeholder="Partner, status or permission", key="overview.search")
-shown = overview_screen.filter_overview(table, roles=roles, states=states, search=search)
+search = components.text_input(search_at, "Search", field="search", placeholder="Partner, status or permission",
+                               key="overview.search")
+with components.shown_errors():
+    shown = overview_screen.filter_overview(table, roles=roles, states=states, search=search)
 st.caption(f"{len(shown)} of {len(table)} partners; click a column header to sort. {overview_screen.LEGEND}")
 # what needs reading first fits the screen; the rest scrolls in from the right
 COLUMNS = {

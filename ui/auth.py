@@ -1,15 +1,23 @@
-"""The auth gate: Streamlit's OIDC login (st.login) where configured, local accounts otherwise."""
+"""The auth gate: Streamlit's OIDC login (st.login) where configured; otherwise a local account's session, whose
+cookie the sign-in page (ui.session_routes) set and which core checks at every page run."""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from core.access import Principal, page_spec
+from core.actions.sign_in import resume_session, sign_out
 from core.store import users
+from core.store.sessions import COOKIE_NAME, SessionEnd
 from ui import resources
+from ui.session_routes import sign_in_url
 
-_KEY = "auth.principal"
+# AppTest cannot send cookies: tests put the session cookie here instead (session state never comes from a browser)
+COOKIE_KEY = "auth.session_cookie"
+_ENDED_KEY = "auth.ended"
 
 
 def oidc_configured() -> bool:
@@ -19,15 +27,46 @@ def oidc_configured() -> bool:
         return False
 
 
+def _session_cookie() -> str | None:
+    for cookie in (st.context.cookies.get(COOKIE_NAME), st.session_state.get(COOKIE_KEY)):
+        if isinstance(cookie, str) and cookie:  # (under AppTest, st.context.cookies answers with stand-ins)
+            return cookie
+    return None
+
+
 def current_principal() -> Principal | None:
-    """Who is signed in to this browser session, or None."""
+    """Who is signed in to this browser, checked against the database at every run (so a sign-out in another tab,
+    idleness or age ends it here too), or None."""
     if oidc_configured():
         if not st.user.get("is_logged_in", False):
             return None
         email = str(st.user.get("email") or "")
         return users.principal_for_email(resources.get_engine(), email)
-    principal = st.session_state.get(_KEY)
-    return principal if isinstance(principal, Principal) else None
+    cookie = _session_cookie()
+    if cookie is None:
+        return None
+    resumed = resume_session(resources.get_engine(), cookie, now=resources.now(), keys=resources.get_session_keys())
+    st.session_state[_ENDED_KEY] = resumed.ended
+    return resumed.principal
+
+
+def end_if_signed_out() -> None:
+    """For a fragment on a timer: rerun the whole page (which then shows the sign-in page) once the session has
+    ended. A tick is not activity: it reads the session without extending it."""
+    cookie = None if oidc_configured() else _session_cookie()
+    if cookie is None:
+        return
+    resumed = resume_session(resources.get_engine(), cookie, now=resources.now(), keys=resources.get_session_keys(),
+                             touch=False)
+    if resumed.principal is None:
+        st.rerun(scope="app")
+
+
+def _here() -> str:
+    """This page's path and query (page and partner), to come back to after signing in."""
+    path = urlsplit(st.context.url or "/").path or "/"
+    query = urlencode(st.query_params.to_dict())
+    return f"{path}?{query}" if query else path
 
 
 def login_page() -> None:
@@ -40,30 +79,28 @@ def login_page() -> None:
         else:
             st.button("Sign in", type="primary", on_click=st.login)
         return
-    with st.form("login.form"):
-        email = st.text_input("E-mail", key="login.email")
-        password = st.text_input("Password", type="password", key="login.password")
-        submitted = st.form_submit_button("Sign in", type="primary")
-    if submitted:
-        principal = users.authenticate(resources.get_engine(), email, password)
-        if principal is None:
-            st.error("That e-mail and password do not match an account. Check both and try again.")
-        else:
-            st.session_state[_KEY] = principal
-            st.rerun()
-    st.caption("Demo accounts are listed in the README.")
+    ended = st.session_state.get(_ENDED_KEY)
+    if isinstance(ended, SessionEnd):
+        st.info(resources.get_session_keys().policy.end_message(ended))
+    st.link_button("Sign in", sign_in_url(_here(), ended), type="primary")
 
 
 def logout() -> None:
     if oidc_configured():
         st.logout()
-    st.session_state.pop(_KEY, None)
+        return
+    cookie = _session_cookie()
+    if cookie is not None:
+        sign_out(resources.get_engine(), cookie, now=resources.now(), keys=resources.get_session_keys())
 
 
 def require_page(page: str) -> Principal:
     """Stop the page unless the signed-in role may open it (a guard behind the navigation)."""
     principal = current_principal()
-    if principal is None or principal.role not in page_spec(page).roles:
+    if principal is None:  # signed out (here or in another tab) while on this page
+        login_page()
+        st.stop()
+    if principal.role not in page_spec(page).roles:
         st.error("Your account cannot open this page.")
         st.stop()
     assert principal is not None

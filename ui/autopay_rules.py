@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.actions import autopay_rules
 from core.console import agreements, formatting
+from core.console.formatting import escape_markdown
 from core.errors import ConsoleError
-from ui import resources
+from ui import components, resources
 
 PREVIEW_COLUMNS: dict[str, Any] = {"number": "Number", "customer": "Customer", "agreement": "Agreement",
                                    "invoice_date": st.column_config.DateColumn("Invoice date"),
@@ -45,9 +46,9 @@ def _act(done: str, action: Callable[[], object]) -> None:
     try:
         action()
     except ConsoleError as exc:
-        st.error(exc.message)
+        st.error(escape_markdown(exc.message))
     else:
-        st.success(done)
+        st.success(escape_markdown(done))
 
 
 def _show_preview(rule: autopay_rules.RuleInput, preview: agreements.Preview) -> None:
@@ -75,14 +76,14 @@ def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: l
                                    on_change=_trigger_changed)
     days = days_at.number_input("N (days)", 0, autopay_rules.MAX_DAYS, step=1, key="agreements.days",
                                 disabled=trigger == "on_due_date", help="Not used when charging on the due date.")
-    max_text = max_at.text_input("Maximum amount (optional)", key="agreements.max_amount",
-                                 placeholder="e.g. 2500.00")
+    max_text = components.text_input(max_at, "Maximum amount (optional)", field="max_amount",
+                                     key="agreements.max_amount", placeholder="e.g. 2500.00")
     slots = {"days": days_at.empty(), "max_amount": max_at.empty(), "trigger": trigger_at.empty()}
     try:
         rule = autopay_rules.RuleInput(subtype, enabled, trigger, int(days), autopay_rules.parse_amount(max_text))
         preview = agreements.preview(engine, principal, partner_id, rule, now=resources.now())
     except ConsoleError as exc:
-        slots.get(getattr(exc, "field", None) or "", st).error(exc.message)
+        slots.get(getattr(exc, "field", None) or "", st).error(escape_markdown(exc.message))
         return
     _show_preview(rule, preview)
     st.button("Save rule", type="primary", key="agreements.save", on_click=_act, args=(
@@ -94,8 +95,8 @@ def saved_rules(engine: Engine, principal: Principal, partner_id: int, rules: di
     """One line per saved rule, with buttons to load it into the form or delete it."""
     for saved in rules.values():
         text_at, edit_at, delete_at = st.columns([8, 1, 1], vertical_alignment="center")
-        text_at.write(f"**{saved.subtype_name}**: {saved.description} · by {saved.created_by}, "
-                      f"updated {saved.updated_at:%Y-%m-%d %H:%M} UTC")
+        text_at.markdown(f"**{escape_markdown(saved.subtype_name)}**: " + escape_markdown(
+            f"{saved.description} · by {saved.created_by}, updated {saved.updated_at:%Y-%m-%d %H:%M} UTC"))
         edit_at.button("Edit", key=f"agreements.edit.{saved.subtype_name}", on_click=_edit, args=(saved.subtype_name,))
         delete_at.button("Delete", key=f"agreements.delete.{saved.subtype_name}", on_click=_act, args=(
             f"Deleted the auto-pay rule for {saved.subtype_name}.",

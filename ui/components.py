@@ -1,4 +1,4 @@
-"""Widgets shared by several pages: the partner picker, the freshness line, a sync run shown live, and the one way a
+"""Widgets shared by several pages: the partner picker, the freshness line, a bounded text input, and the one way a
 page shows a refusal from core and stops."""
 
 from __future__ import annotations
@@ -6,20 +6,43 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from types import ModuleType
+from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from core.access import Principal
 from core.console import partners
+from core.console.formatting import escape_markdown
 from core.errors import ConsoleError
+from core.limits import max_chars
 from core.store.tables import Role
 from ui import resources
 
 PARTNER_KEY = "partner_id"
+PARTNER_PARAM = "partner"  # ?partner=ID in the URL: a link to a page shows that partner
+_LINK_SEEN = "partner.link_seen"
+_PICKER_KEY = "sidebar.partner"
+
+
+def _linked_partner(ids: list[int]) -> int | None:
+    """The partner a link asks for, once per link (a partner picked since wins until the URL changes again); a link to
+    a partner this account cannot see is said so and ignored (core checks access on every read as well)."""
+    raw = st.query_params.get(PARTNER_PARAM)
+    if raw is None or raw == st.session_state.get(_LINK_SEEN):
+        return None
+    st.session_state[_LINK_SEEN] = raw
+    asked = int(raw) if raw.isdecimal() and len(raw) < 19 else None
+    if asked not in ids:
+        st.sidebar.warning("The link named a partner you cannot open here; pick one below.")
+        return None
+    return asked
 
 
 def partner_picker(principal: Principal) -> int | None:
-    """cs picks any partner (kept across pages); a partner user always gets its own; pm has none."""
+    """cs picks any partner (kept across pages and in the URL, so a link shows the same partner); a partner user
+    always gets its own; pm has none."""
     if principal.role == Role.PARTNER:
         return principal.partner_id
     if principal.role != Role.CS:
@@ -30,11 +53,17 @@ def partner_picker(principal: Principal) -> int | None:
         return None
     ids = [partner_id for partner_id, _ in choices]
     names = dict(choices)
-    current = st.session_state.get(PARTNER_KEY)
-    index = ids.index(current) if current in ids else 0
-    chosen = st.sidebar.selectbox("Partner", ids, index=index, format_func=names.__getitem__, key="sidebar.partner")
+    linked = _linked_partner(ids)
+    if linked is not None:
+        st.session_state[_PICKER_KEY] = linked
+    elif st.session_state.get(_PICKER_KEY) not in ids:
+        current = st.session_state.get(PARTNER_KEY)
+        st.session_state[_PICKER_KEY] = current if current in ids else ids[0]
+    chosen = int(st.sidebar.selectbox("Partner", ids, format_func=names.__getitem__, key=_PICKER_KEY))
     st.session_state[PARTNER_KEY] = chosen
-    return int(chosen)
+    st.query_params[PARTNER_PARAM] = str(chosen)
+    st.session_state[_LINK_SEEN] = str(chosen)
+    return chosen
 
 
 @contextmanager
@@ -44,7 +73,7 @@ def shown_errors() -> Iterator[None]:
     try:
         yield
     except ConsoleError as exc:
-        st.error(exc.message)
+        st.error(escape_markdown(exc.message))
         st.stop()
 
 
@@ -67,4 +96,15 @@ def freshness(principal: Principal, partner_id: int) -> None:
     settings = resources.get_settings()
     line = partners.freshness_line(resources.get_engine(), principal, partner_id, now=settings.now(),
                                 schedule_interval=timedelta(seconds=settings.schedule_interval_s))
-    st.caption(line)
+    st.caption(escape_markdown(line))
+
+
+def text_input(where: DeltaGenerator | ModuleType, label: str, *, field: str, **kwargs: Any) -> str:
+    """st.text_input bounded by core.limits: Streamlit cuts anything longer than the field's limit (a paste too, and
+    a value sent by a crafted request), and a note under a full field says so; core refuses longer values from
+    everywhere else."""
+    limit = max_chars(field)
+    value = str(where.text_input(label, max_chars=limit, **kwargs) or "")
+    if len(value) >= limit:
+        where.caption(f"{label} takes at most {limit:,} characters; anything longer is cut off.")
+    return value

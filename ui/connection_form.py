@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import streamlit as st
 from sqlalchemy.engine import Engine
@@ -14,9 +15,10 @@ from streamlit.delta_generator import DeltaGenerator
 from core.access import Principal
 from core.actions import connect
 from core.console import connection as connection_screen
+from core.console.formatting import escape_markdown
 from core.errors import ConsoleError, PermissionMissing
 from core.settings import Settings
-from ui import resources
+from ui import components, resources
 
 LABELS = connection_screen.FIELD_LABELS
 LOADED_KEY = "connection.loaded"
@@ -37,16 +39,20 @@ def form(*, editing: bool, has_stored: bool) -> Slots | None:
     """Draw the form; once Continue was clicked, the error slots of its fields, else None."""
     slots: Slots = {}
 
-    def field(name: str, widget: Callable[..., object], *args: object, **kwargs: object) -> None:
-        """A form widget keyed by its ConnectionForm name, with a slot under it for that field's error."""
-        widget(LABELS[name], *args, key=f"connection.{name}", **kwargs)
+    def field(name: str, widget: Callable[..., object] | None = None, *args: object, **kwargs: Any) -> None:
+        """A form widget keyed by its ConnectionForm name (no widget: a text input bounded by core.limits), with a
+        slot under it for that field's error."""
+        if widget is None:
+            components.text_input(st, LABELS[name], field=name, key=f"connection.{name}", **kwargs)
+        else:
+            widget(LABELS[name], *args, key=f"connection.{name}", **kwargs)
         slots[name] = st.empty()
 
     with st.form("connection.form"):
-        field("partner_name", st.text_input, disabled=editing)
-        field("app_domain", st.text_input, placeholder="acme.halopsa.com", help="The address you open HaloPSA at.")
-        field("client_id", st.text_input)
-        field("client_secret", st.text_input, type="password",
+        field("partner_name", disabled=editing)
+        field("app_domain", placeholder="acme.halopsa.com", help="The address you open HaloPSA at.")
+        field("client_id")
+        field("client_secret", type="password",
               help=("Leave empty to keep the stored secret (for the same App Domain and tenant only)."
                     if has_stored else "Shown once when HaloPSA generates it."))
         field("invoices_created_since", st.date_input, value=None, min_value=date(2000, 1, 1),
@@ -58,7 +64,7 @@ def form(*, editing: bool, has_stored: bool) -> Slots | None:
               format_func=connection_screen.ROLE_LABELS.get,
               help="Primary: invoices come from HaloPSA. Secondary: another system owns invoices.")
         with st.expander("Advanced"):
-            field("tenant", st.text_input, help="Only if HaloPSA's API Details show a Tenant.")
+            field("tenant", help="Only if HaloPSA's API Details show a Tenant.")
         submitted = st.form_submit_button("Continue", type="primary", key="connection.continue")
     slots[None] = st.empty()
     return slots if submitted else None
@@ -81,13 +87,13 @@ def submit(engine: Engine, principal: Principal, settings: Settings, *, new_part
             connected = connect.connect_and_backfill(engine, principal, entered, now=resources.now(),
                                                      settings=settings)
     except ConsoleError as exc:
-        slots.get(connection_screen.error_field(exc), slots[None]).error(exc.message)
+        slots.get(connection_screen.error_field(exc), slots[None]).error(escape_markdown(exc.message))
         if isinstance(exc, PermissionMissing):
             st.markdown(connection_screen.checklist_markdown(connection_screen.from_missing(exc.missing)))
         return
     st.session_state[LOADED_KEY] = None  # the next run reloads the form without the typed secret
     st.markdown(connection_screen.checklist_markdown(connection_screen.from_verification(connected.verification)))
-    st.success(f"Saved the connection for {entered.partner_name}.")
+    st.success(f"Saved the connection for {escape_markdown(entered.partner_name)}.")
     if connected.renumber_job is not None:
         st.info(RENUMBER_QUEUED)
     if connected.backfill_job is not None:

@@ -10,8 +10,9 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.actions import fetches
 from core.console import syncs as syncs_screen
+from core.console.formatting import escape_markdown
 from core.errors import ConsoleError
-from ui import resources
+from ui import auth, resources
 
 REQUEST_KEY = "syncs.request"
 NO_WORKER = ("No sync worker is running, so queued syncs will not start. Start one with `python -m core worker` "
@@ -20,7 +21,9 @@ NO_WORKER = ("No sync worker is running, so queued syncs will not start. Start o
 
 @st.fragment(run_every="1s")
 def _ticking(engine: Engine, principal: Principal, partner_id: int) -> None:
-    """One timer for the buttons' countdowns and the live syncs (every open tab ticks)."""
+    """One timer for the buttons' countdowns and the live syncs (every open tab ticks); a tab whose session ended
+    meanwhile (signed out in another tab, idle, too old) is sent to the sign-in page at its next tick."""
+    auth.end_if_signed_out()
     _buttons(engine, principal, partner_id)
     _live(engine, principal, partner_id)
 
@@ -33,8 +36,8 @@ def _buttons(engine: Engine, principal: Principal, partner_id: int) -> None:
             if st.button(state.label, key=f"syncs.{state.kind}", type="primary", disabled=state.locked):
                 st.session_state[REQUEST_KEY] = state.kind
                 st.rerun(scope="app")
-            st.caption(state.availability)
-            st.caption(state.last_run)
+            st.caption(escape_markdown(state.availability))
+            st.caption(escape_markdown(state.last_run))
 
 
 def _live(engine: Engine, principal: Principal, partner_id: int) -> None:
@@ -44,13 +47,13 @@ def _live(engine: Engine, principal: Principal, partner_id: int) -> None:
         st.warning(NO_WORKER)
     for sync in syncs:
         text_at, cancel_at = st.columns([5, 1])
-        text_at.info(f"**{sync.label}** · {sync.text}")
+        text_at.info(f"**{escape_markdown(sync.label)}** · {escape_markdown(sync.text)}")
         if sync.cancellable and cancel_at.button("Cancel", key=f"syncs.cancel.{sync.job_id}"):
             try:
-                st.toast(fetches.cancel_sync(engine, principal, partner_id=partner_id, job_id=sync.job_id,
-                                             now=resources.now()))
+                st.toast(escape_markdown(fetches.cancel_sync(engine, principal, partner_id=partner_id,
+                                                             job_id=sync.job_id, now=resources.now())))
             except ConsoleError as exc:  # e.g. it finished meanwhile: say so, the next tick redraws the list
-                st.error(exc.message)
+                st.error(escape_markdown(exc.message))
             else:
                 st.rerun(scope="app")
 
@@ -60,7 +63,7 @@ def manual_fetches(engine: Engine, principal: Principal, partner_id: int) -> Non
     say why this partner has no manual fetches."""
     allowed, reason = fetches.manual_fetch_allowed(engine, partner_id)
     if not allowed:
-        st.info(reason)
+        st.info(escape_markdown(reason))
         return
     buttons, outcome = st.container(), st.container()
     if requested := st.session_state.pop(REQUEST_KEY, None):
@@ -70,6 +73,6 @@ def manual_fetches(engine: Engine, principal: Principal, partner_id: int) -> Non
                                          now=resources.now(), settings=resources.get_settings())
             outcome.success(f"{label} queued: its progress shows below, on any page or tab, until it finishes.")
         except ConsoleError as exc:
-            outcome.error(exc.message)
+            outcome.error(escape_markdown(exc.message))
     with buttons:  # drawn after the request, so the countdown it just started shows at once
         _ticking(engine, principal, partner_id)

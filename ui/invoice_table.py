@@ -4,12 +4,17 @@ paging controls under it. Filtering, sorting, paging and totals happen in core.c
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import streamlit as st
+from sqlalchemy.engine import Engine
 
-from core.console import agreements, formatting
+from core.access import Principal
+from core.console import agreements, exports, formatting
 from core.console import invoices as invoices_screen
+from core.console.formatting import escape_markdown
+from ui import components
 
 
 def _first_page() -> None:
@@ -25,8 +30,8 @@ def filters(options: invoices_screen.FilterOptions) -> invoices_screen.Filters:
     names = dict(options.customers)
     search_at, customer_at, subtype_at, aging_at, eligibility_at = st.columns([3, 2, 2, 1, 2])
     return invoices_screen.Filters(
-        search=search_at.text_input("Search", key="invoices.search", on_change=_first_page,
-                                    placeholder="Number, customer or agreement"),
+        search=components.text_input(search_at, "Search", field="search", key="invoices.search",
+                                     on_change=_first_page, placeholder="Number, customer or agreement"),
         customer_halo_id=customer_at.selectbox("Customer", [None, *names], key="invoices.customer",
                                                format_func=lambda c: "All customers" if c is None else names[c],
                                                on_change=_first_page),
@@ -72,8 +77,9 @@ def show(result: invoices_screen.InvoicePage) -> None:
     unit = f" ({result.currency or 'mixed currencies'})" if result.total_rows else ""
     count_at, total_at, due_at = st.columns(3)
     count_at.metric("Unpaid invoices", f"{result.total_rows:,}")
-    total_at.metric(f"Invoiced{unit}", formatting.money(result.total_cents))
-    due_at.metric(f"Amount due{unit}", formatting.money(result.due_cents))
+    # metric labels are Markdown, the currency code comes from HaloPSA; table headers are plain text
+    total_at.metric(escape_markdown(f"Invoiced{unit}"), formatting.money(result.total_cents))
+    due_at.metric(escape_markdown(f"Amount due{unit}"), formatting.money(result.due_cents))
     columns = _columns(unit)
     st.dataframe(result.rows, hide_index=True, key="invoices.table", column_order=list(columns),
                  column_config=columns)
@@ -86,3 +92,21 @@ def show(result: invoices_screen.InvoicePage) -> None:
     st.session_state["invoices.page"] = result.page  # the page core clamped to, so the selector never overshoots
     page_at.number_input(f"Page (of {result.pages})", min_value=1, max_value=result.pages, step=1,
                          key="invoices.page")
+
+
+def download(engine: Engine, principal: Principal, partner_id: int, filters: invoices_screen.Filters, rows: int, *,
+             clock: Callable[[], datetime]) -> None:
+    """The Download CSV button for every filtered row. Core builds the file, checks the limits again and writes the
+    "export" audit event only when it is clicked (not on every rerun), on Streamlit's download thread. Streamlit 1.67
+    takes the whole file as bytes (a callable returning a stream is read whole too), so a download is bounded by
+    core's row limit, not streamed. A refusal at click time only shows Streamlit's "Failed to generate file", so the
+    button is disabled beforehand, with the reason, when a download would be refused now."""
+    refusal = exports.download_refusal(engine, principal.user, rows=rows, now=clock())
+    st.download_button(
+        "Download CSV", key="invoices.download", mime="text/csv", on_click="ignore", file_name="unpaid-invoices.csv",
+        disabled=not rows or refusal is not None, help=exports.DOWNLOAD_LIMITS,
+        data=lambda: invoices_screen.export_csv(engine, principal, partner_id, filters, now=clock(),
+                                                throttled=True).data,
+    )
+    if refusal is not None:
+        st.caption(refusal)

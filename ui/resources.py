@@ -8,6 +8,7 @@ from datetime import datetime
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from core.actions.sign_in import SessionKeys
 from core.demo import seed as demo
 from core.settings import Settings, load_settings
 from core.store import database
@@ -29,6 +30,11 @@ def get_engine() -> Engine:
         demo.seed(engine, settings=settings, now=settings.now())
     return engine
 
+
+
+@st.cache_resource(show_spinner=False)
+def get_session_keys() -> SessionKeys:
+    return SessionKeys.load(get_engine(), get_settings())
 
 
 def now() -> datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.console import syncs as syncs_screen
+from core.console.formatting import escape_markdown
 
 COUNT_WIDTH = 82
 # the run table leads with what happened; who, why, requests and the error scroll in from the right
@@ -39,11 +40,11 @@ def runs_table(page: syncs_screen.RunPage) -> None:
 
 
 def run_detail(detail: syncs_screen.RunDetail) -> None:
-    st.caption(detail.headline)
+    st.caption(escape_markdown(detail.headline))
     for column, (name, value) in zip(st.columns(len(detail.counts)), detail.counts.items(), strict=True):
         column.metric(name, f"{value:,}")
     if detail.error:
-        st.error(detail.error)
+        st.error(escape_markdown(detail.error))
     if detail.errors_total:
         st.caption(f"{detail.errors_total:,} records could not be read; the first {len(detail.errors):,} with why:")
         st.dataframe(detail.errors, hide_index=True, key="syncs.record_errors")

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from core.access import Principal, require_partner_data
 from core.console.formatting import amount, money
 from core.errors import BadInput, NotFound
+from core.limits import check_length
 from core.store import audit
 from core.store.database import inserted_id
 from core.store.tables import AGREEMENT_TABLE, RULE_TABLE, AuditAction, AutoPayTrigger
@@ -81,6 +82,7 @@ def describe(rule: RuleInput) -> str:
 
 def parse_amount(text: str | None) -> Decimal | None:
     """The maximum amount as typed ("2500", "2,500.00"); empty means no maximum."""
+    check_length("max_amount", text)
     cleaned = (text or "").replace(",", "").strip()
     if not cleaned:
         return None

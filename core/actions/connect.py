@@ -17,6 +17,7 @@ from core.access import Principal, require_partner_access, require_role
 from core.errors import AccessDenied, BadInput, ConsoleError, PermissionMissing, SyncAlreadyQueued
 from core.halopsa.app_domain import normalize_app_domain
 from core.halopsa.config import REQUIRED_SCOPES
+from core.limits import check_length
 from core.settings import Settings
 from core.store import audit
 from core.store.database import inserted_id
@@ -125,12 +126,12 @@ def _refuse_control_characters(form: ConnectionForm) -> None:
 def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *, settings: Settings,
                   today: date) -> CleanForm:
     """Check every field; raises BadInput naming the field, or AccessDenied. Reads, never writes."""
+    for field in ("app_domain", *TEXT_FIELDS):  # as typed, before anything reads them
+        check_length(field, getattr(form, field))
     _refuse_control_characters(form)
     name = " ".join((form.partner_name or "").split())
     if not name:
         raise BadInput("Partner name is required.", field="partner_name")
-    if len(name) > 120:
-        raise BadInput("Partner name must be 120 characters or fewer.", field="partner_name")
     if principal.role == Role.PM:
         raise AccessDenied("Product managers cannot change connections.")
     existing = _existing(engine, name)
@@ -142,7 +143,7 @@ def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *,
     client_id = (form.client_id or "").strip()
     if not client_id:
         raise BadInput("Client ID is required: copy it from the API application in HaloPSA.", field="client_id")
-    if len(client_id) > 200 or any(ch.isspace() for ch in client_id):
+    if any(ch.isspace() for ch in client_id):
         raise BadInput("Client ID must be the value HaloPSA shows, without spaces.", field="client_id")
     secret = form.client_secret or ""
     if secret.strip() != secret:
@@ -150,8 +151,6 @@ def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *,
     tenant = (form.tenant or "").strip() or None
     if not secret:
         secret = _stored_secret(existing, domain, tenant, settings)
-    if len(secret) > 500:
-        raise BadInput("Client Secret is longer than any HaloPSA secret; paste it again.", field="client_secret")
     try:
         number_field = NumberField(form.invoice_number_field)
     except ValueError:
@@ -161,7 +160,7 @@ def validate_form(engine: Engine, principal: Principal, form: ConnectionForm, *,
         role = IntegrationRole(form.integration_role)
     except ValueError:
         raise BadInput("Integration must be primary or secondary.", field="integration_role") from None
-    if tenant and (len(tenant) > 100 or not all(ch.isalnum() or ch in "-_." for ch in tenant)):
+    if tenant and not all(ch.isalnum() or ch in "-_." for ch in tenant):
         raise BadInput("Tenant may hold only letters, digits, dots, dashes and underscores.", field="tenant")
     since = _parse_since(form.invoices_created_since, today) if role == IntegrationRole.PRIMARY else None
     return CleanForm(

@@ -14,13 +14,13 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
 from core.actions.connect import Verification
-from core.errors import BadInput, ConsoleError
-from core.halopsa.app_domain import SANDBOX_SUFFIX, is_sandbox_domain
+from core.errors import BadInput, ConsoleError, InvalidDomain
+from core.halopsa.app_domain import SANDBOX_SUFFIX, is_sandbox_domain, normalize_app_domain
 from core.halopsa.auth import check_scopes
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
@@ -127,20 +127,48 @@ def require_new_partner_name(engine: Engine, principal: Principal, name: str) ->
 
 @dataclass(frozen=True)
 class SandboxHint:
-    host: str
-    client_id: str
-    client_secret: str
+    """Demo credentials of a sandbox tenant, or (both None) word that the sandbox is connected already."""
+
+    host: str  # as normalize_app_domain writes it: letters, digits, dots and dashes
+    client_id: str | None
+    client_secret: str | None
+
+    @property
+    def markdown(self) -> str:
+        if self.client_secret is None:
+            return (f"The sandbox `{self.host}` is connected to a partner already, so its Client Secret is not shown. "
+                    "To try a sandbox, enter a new name ending in `.sandbox` as the App Domain, e.g. "
+                    "`yourname.sandbox`.")
+        return (f"No HaloPSA at hand? The sandbox App Domain `{self.host}` answers with Client ID "
+                f"`{self.client_id}` and Client Secret `{self.client_secret}`.")
 
 
-def sandbox_hint(app_domain: str | None, *, settings: Settings) -> SandboxHint | None:
-    """Demo credentials of a sandbox tenant (the one typed, else the trainee one); None when sandboxes are off."""
+def _sandbox_host(app_domain: str | None) -> str:
+    """The sandbox host typed (as it would be stored), else the trainee one."""
+    typed = (app_domain or "").strip()
+    url = typed if "://" in typed else f"https://{typed}"
+    try:
+        if typed and is_sandbox_domain(url.rstrip("./")):
+            host = urlsplit(normalize_app_domain(typed, sandbox_enabled=True, resolver=lambda _: [])).hostname
+            return host or TRAINEE_SANDBOX
+    except (InvalidDomain, ValueError):  # half-typed or not an address at all: offer the trainee sandbox
+        pass
+    return TRAINEE_SANDBOX
+
+
+def sandbox_hint(engine: Engine, app_domain: str | None, *, settings: Settings) -> SandboxHint | None:
+    """Demo credentials of the sandbox tenant typed (else the trainee one), only while no partner is connected to it:
+    a connected sandbox's secret is that partner's stored secret. None when sandboxes are off."""
     if not settings.sandbox_enabled:
         return None
     from core.demo import sandbox  # lazily: loads the emulator only when a sandbox is offered
 
-    typed = (app_domain or "").strip()
-    url = typed if "://" in typed else f"https://{typed}"
-    host = (urlsplit(url).hostname or "") if typed and is_sandbox_domain(url) else TRAINEE_SANDBOX
+    host = _sandbox_host(app_domain)
+    with engine.connect() as conn:
+        connected = conn.scalar(select(CONNECTION_TABLE.c.id).where(
+            func.lower(CONNECTION_TABLE.c.app_domain) == f"https://{host}").limit(1)) is not None
+    if connected:
+        return SandboxHint(host=host, client_id=None, client_secret=None)
     client_id, client_secret = sandbox.credentials(host)
     return SandboxHint(host=host, client_id=client_id, client_secret=client_secret)
 

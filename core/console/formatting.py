@@ -1,9 +1,19 @@
-"""How the console writes times, money, counts and ages: one helper each, used by every screen, export and the CLI."""
+"""How the console writes times, money, counts and ages: one helper each, used by every screen, export and the CLI;
+and how outside text (anything from HaloPSA or a form) is written where the page renders Markdown or chart HTML."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+# Where GFM finds a link in plain text once escapes are resolved ("http://", "www.", "x@y.z") and where Streamlit
+# finds an icon or its logo (":material/…:", ":streamlit:"): a word joiner after a colon that a slash or a letter
+# follows, after "@", and between "www" and its dot, leaves nothing to find (a time such as 12:05 is left alone).
+_AUTOLINK_POINTS = re.compile(r"(?<=\\:)(?=\\/|[a-z])|(?<=\\@)|(?<=www)(?=\\\.)", re.IGNORECASE)
+WORD_JOINER = "\u2060"  # invisible, and no line break at it
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -41,3 +51,21 @@ def ago(delta: timedelta) -> str:
     if hours < 48:
         return f"{hours} h ago"
     return f"{hours // 24} days ago"
+
+
+def escape_markdown(text: object) -> str:
+    """Outside text as Markdown that Streamlit draws as exactly that text, on one line: for st.markdown, captions,
+    alerts, toasts, titles, widget labels and help, radio options and metrics (all parse Markdown).
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark allows it for each), so the text builds no
+    link, image, autolink, HTML, emphasis, heading, list, table, directive (`:red[…]`) or formula (`$…$`). GFM's
+    bare-link finder runs after escapes are resolved, so it is broken with a word joiner instead."""
+    flat = " ".join(str(text).split())  # a line break could start a new block
+    return _AUTOLINK_POINTS.sub(WORD_JOINER, _MARKDOWN_PUNCTUATION.sub(r"\\\1", flat))
+
+
+def escape_plotly(text: object) -> str:
+    """Outside text for a Plotly title, label or hover template: no tag (Plotly draws <a href>, <b>, <br> …) and
+    no template field (`%{…}`). Plotly splits tags off first and then decodes &lt;, &gt;, &amp; and numeric
+    entities in the text between them (not &quot;, so quotes stay as they are: outside a tag they are harmless)."""
+    return html.escape(str(text), quote=False).replace("%", "&#37;")

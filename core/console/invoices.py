@@ -4,7 +4,6 @@ per row from the injected `now`, and a CSV export of every filtered row (audited
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -21,7 +20,8 @@ from core.access import Principal, require_partner_data
 from core.console import agreements, exports
 from core.console.formatting import amount, money
 from core.errors import BadInput, NotFound
-from core.store import audit, tables
+from core.limits import check_length
+from core.store import tables
 from core.store.sqldates import days_between
 from core.store.tables import (
     AGREEMENT_TABLE,
@@ -29,7 +29,6 @@ from core.store.tables import (
     INVOICE_TABLE,
     PARTNER_TABLE,
     UNPAID_STATUSES,
-    AuditAction,
 )
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -94,8 +93,12 @@ class InvoicePage:
 
 @dataclass(frozen=True)
 class CsvExport:
-    text: str
+    data: bytes  # UTF-8
     rows: int
+
+    @property
+    def text(self) -> str:
+        return self.data.decode()
 
 
 def _cutoff(today: date, days_late: int) -> date:
@@ -124,6 +127,7 @@ class _Scope:
     100,000 invoices, an unused LEFT JOIN still costs a lookup per row on SQLite."""
 
     def __init__(self, partner_id: int, filters: Filters, today: date) -> None:
+        check_length("search", filters.search)
         if filters.aging is not None and filters.aging not in AGING_BUCKETS:
             raise BadInput(f"Unknown aging bucket “{filters.aging}”.", field="aging")
         if filters.eligibility is not None and filters.eligibility not in agreements.ELIGIBILITY_CHOICES:
@@ -269,17 +273,18 @@ def _export_rows(engine: Engine, query: Select[Any]) -> Iterator[dict[str, Any]]
             }
 
 
-def export_csv(engine: Engine, principal: Principal, partner_id: int, filters: Filters, *,
-               now: datetime) -> CsvExport:
-    """Every filtered row (all pages) as formula-safe CSV, in the table's order; writes an "export" audit event."""
+def export_csv(engine: Engine, principal: Principal, partner_id: int, filters: Filters, *, now: datetime,
+               throttled: bool = False) -> CsvExport:
+    """Every filtered row (all pages) as formula-safe CSV, in the table's order, with its "export" audit event.
+    Refused with nothing written above exports.MAX_DOWNLOAD_ROWS rows and, when `throttled` (the page's download
+    button), past the person's download rate (core.console.exports)."""
     require_partner_data(principal, partner_id)
     with engine.connect() as conn:
         if conn.scalar(select(PARTNER_TABLE.c.id).where(PARTNER_TABLE.c.id == partner_id)) is None:
             raise NotFound("That partner no longer exists.")
-    query = _Scope(partner_id, filters, now.date()).rows()
-    buffer = io.StringIO()
-    count = exports.write_csv(_export_rows(engine, query), buffer)
-    with engine.begin() as conn:
-        audit.record(conn, actor=principal.user, action=AuditAction.EXPORT, partner_id=partner_id, now=now,
-                     detail=f"Unpaid invoices CSV: {count} rows; filters: {filters.describe()}")
-    return CsvExport(text=buffer.getvalue(), rows=count)
+        scope = _Scope(partner_id, filters, now.date())
+        count = sum(found.invoices for found in conn.execute(scope.buckets()))
+    exports.start_download(engine, principal.user, partner_id=partner_id, rows=count, now=now, throttled=throttled,
+                           detail=f"Unpaid invoices CSV: {count} rows; filters: {filters.describe()}")
+    data, rows = exports.csv_file(_export_rows(engine, scope.rows()))
+    return CsvExport(data=data, rows=rows)

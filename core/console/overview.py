@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from core.access import Principal, require_role
 from core.console.formatting import ago
 from core.errors import ErrorKind
+from core.limits import check_length
 from core.settings import Settings
 from core.store.tables import (
     AGREEMENT_TABLE,
@@ -222,6 +223,7 @@ def overview(engine: Engine, principal: Principal, *, now: datetime, settings: S
 def filter_overview(frame: pd.DataFrame, *, roles: Collection[str] = (), states: Collection[str] = (),
                     search: str = "") -> pd.DataFrame:
     """Rows matching every given filter; `search` is a case-insensitive substring of name, status or permissions."""
+    check_length("search", search)
     keep = pd.Series(True, index=frame.index)
     if roles:
         keep &= frame["role"].isin(list(roles))

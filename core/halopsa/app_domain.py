@@ -4,13 +4,16 @@
 paths, queries, user info, and hosts that are (or resolve to) private, loopback, link-local, metadata or otherwise
 non-public addresses (SSRF), unless HALO_ALLOW_LOCAL_DOMAINS=1, which also admits `http://127.0.0.1:PORT` and
 `http://localhost:PORT` for the sandbox and tests. Names under `.sandbox` are the built-in emulator tenants.
+
+`refuse_non_public` is the one address rule: the form applies it here, and `core.halopsa.network` applies it again to
+the addresses each new connection is about to use (a name can resolve differently a second later: DNS rebinding).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import idna  # httpx's own IDNA library (a dependency of httpx)
@@ -25,20 +28,44 @@ _EXAMPLE = "Enter the address you open HaloPSA at, e.g. acme.halopsa.com or http
 
 Resolver = Callable[[str], list[str]]
 
+# Global by `ipaddress`, refused all the same: they reach IPv4 hosts we cannot see (6to4, IPv4-compatible and
+# IPv4-translated IPv6, local-use NAT64) or are protocol assignments, never a web server (192.0.0.0/24, 6to4 relays).
+_RELAYS = tuple(
+    ipaddress.ip_network(network)
+    for network in ("192.0.0.0/24", "192.88.99.0/24", "::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48", "2002::/16")
+)
+# The well-known NAT64 prefix carries the IPv4 address in its last 32 bits; DNS64 networks answer every IPv4-only host
+# this way, so that embedded address is what gets judged.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
 
 def resolve_host(host: str) -> list[str]:
-    """Addresses a host name resolves to; [] when it does not resolve (checked again when we connect)."""
+    """Addresses a host name resolves to, in the system's order of preference; [] when it does not resolve."""
     try:
-        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
+        return list(dict.fromkeys(str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)))
     except (OSError, UnicodeError):
         return []
 
 
 def _is_public(address: str) -> bool:
+    """True when HaloPSA may live there: a global unicast address, judged by the IPv4 address it embeds if any."""
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    elif isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64:
+        ip = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return ip.is_global and not ip.is_multicast and not any(ip in network for network in _RELAYS)
+
+
+def refuse_non_public(host: str, addresses: Iterable[str]) -> None:
+    """Raise InvalidDomain when any address of `host` is not public (SSRF): one private answer is enough."""
+    blocked = next((address for address in addresses if not _is_public(address)), None)
+    if blocked is not None:
+        raise InvalidDomain(
+            f"App Domain {host} points to a private or local address ({blocked}), so the console will not connect "
+            "to it. Enter the public address of your HaloPSA instance; if that is what you entered, its DNS records "
+            "need correcting."
+        )
 
 
 def _literal_ip(host: str) -> str | None:
@@ -140,10 +167,5 @@ def normalize_app_domain(
         netloc_host = f"[{literal}]" if ":" in literal else literal
         host = netloc_host
     if not allow_local:
-        blocked = [a for a in addresses if not _is_public(a)]
-        if blocked:
-            raise InvalidDomain(
-                f"App Domain {host} points to a private or local address ({blocked[0]}). Enter the public address of "
-                "your HaloPSA instance."
-            )
+        refuse_non_public(host, addresses)
     return f"https://{host}" + (f":{port}" if port and port != 443 else "")

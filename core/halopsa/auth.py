@@ -100,6 +100,10 @@ def token_from_body(body: Any, *, requested_at: float) -> Token:
 
 def rejection(status: int, body_text: str, *, base_url: str, tenant: str | None) -> AuthError:
     """The AuthError for a non-transient token failure. Never quotes the body: it could echo what we sent."""
+    if 300 <= status < 400:
+        return AuthError(f"HaloPSA answered {base_url}/auth/token with a redirect (HTTP {status}), and the console "
+                         "never follows one. Check the App Domain: enter the address you open HaloPSA at.",
+                         field="app_domain")
     if status == 404:
         return AuthError(f"HaloPSA has no token endpoint at {base_url}/auth/token. Check the App Domain.",
                          field="app_domain")

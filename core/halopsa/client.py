@@ -21,6 +21,7 @@ from core.errors import AuthError, HaloError, HaloUnavailable, PermissionMissing
 from core.halopsa import auth, paging
 from core.halopsa.auth import ScopeCheck, Token, TokenCache
 from core.halopsa.config import HaloConfig
+from core.halopsa.network import PinnedBackend, PinnedTransport
 from core.halopsa.paging import Page
 from core.halopsa.ratelimit import Budget, shared_budget
 from core.halopsa.records import Agreement, Customer, Invoice, parse_agreement, parse_customer, parse_invoice
@@ -89,13 +90,16 @@ class HaloClient:
         self._client_secret = client_secret
         self._config = config
         self._clock = clock
+        if transport is None:  # each new connection re-checks the App Domain's addresses (no DNS rebinding)
+            backend = PinnedBackend(allow_local=config.allow_local_domains)
+            transport = PinnedTransport(ssl_context=_tls(), backend=backend)
         # Auth travels in headers only: a jar that accepts no cookies keeps server sessions out of the picture.
         self._http = httpx.Client(
             transport=transport,
             timeout=config.http_timeout_s,
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-            verify=_tls(),
             headers={"Accept": "application/json"},
+            follow_redirects=False,  # a redirect could point anywhere, loopback included: it is answered, not followed
         )
         self.stats = ClientStats()
         key = f"{self.base_url}|{self.tenant or ''}"

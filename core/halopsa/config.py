@@ -30,3 +30,4 @@ class HaloConfig:
     backoff_cap_s: float = 60.0
     unpaid_payment_statuses: str = "0,1"  # HaloPSA `paymentstatuses` filter for unpaid listings; "" = no filter
     subtype_lookup_id: int = 58  # the Lookup holding agreement subtype names (UNCONFIRMED, hence configurable)
+    allow_local_domains: bool = False  # HALO_ALLOW_LOCAL_DOMAINS: connect to loopback and private addresses too

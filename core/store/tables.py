@@ -125,6 +125,17 @@ class AuditAction(StrEnum):
     EXPORT = "export"
     CANCEL_SYNC = "cancel_sync"
     VERIFY_CONNECTION = "verify_connection"  # every credentials check with HaloPSA, failed ones included
+    SIGN_IN = "sign_in"  # a sign-in that worked
+    SIGN_IN_FAILED = "sign_in_failed"  # a wrong e-mail or password
+    SIGN_IN_LOCKED = "sign_in_locked"  # refused unchecked: too many recent failures for the account or the client
+    SIGN_OUT = "sign_out"
+
+
+class ThrottleScope(StrEnum):
+    """What a sign-in failure counter counts: one account (the e-mail typed) or one client (its address)."""
+
+    ACCOUNT = "account"
+    CLIENT = "client"
 
 
 class JobState(StrEnum):
@@ -419,6 +430,29 @@ class RateSlot(SQLModel, table=True):
     sent_at: datetime = utc_field(nullable=False)
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a copy of the database
+    cannot sign anyone in. Ended by sign-out (`revoked_at`), idleness (`last_seen_at`) or age (`expires_at`)."""
+
+    token_hash: str = Field(primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = utc_field(nullable=False)
+    last_seen_at: datetime = utc_field(nullable=False)
+    expires_at: datetime = utc_field(nullable=False)
+    revoked_at: datetime | None = utc_field()
+    client: str = ""  # the address it signed in from, for the audit log
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Recent sign-in failures of one account or client, and until when further attempts are refused unchecked."""
+
+    scope: ThrottleScope = Field(sa_column=Column(EnumText(ThrottleScope), primary_key=True))
+    key: str = Field(primary_key=True)
+    failures: int = 0
+    last_failure_at: datetime = utc_field(nullable=False)
+    locked_until: datetime | None = utc_field()
+
+
 class Setting(SQLModel, table=True):
     """Small facts the database keeps about itself, one text value per key (e.g. the sandbox epoch), so every
     console and worker sharing the database agrees on them."""
@@ -446,4 +480,6 @@ AUDIT_TABLE = _table(AuditEvent)
 USER_TABLE = _table(User)
 SETTING_TABLE = _table(Setting)
 RATE_SLOT_TABLE = _table(RateSlot)
+SESSION_TABLE = _table(ConsoleSession)
+THROTTLE_TABLE = _table(SignInThrottle)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)

@@ -8,16 +8,24 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
-from core.settings import PROJECT_ROOT
+from core.cli import main as cli_main
+from core.console import exports
+from core.settings import PROJECT_ROOT, Settings
+from core.store import database as db
+from core.store.tables import AUDIT_TABLE, NumberField
 from halo_emulator import HaloEmulator, serve
 from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
+from tests.support.factories import add_partner
 from tests.support.halo_state import cents, expected_invoices
+from tests.support.invoice_book import add_book, invoice
 
 ROOT = PROJECT_ROOT
 SECRET = "cli-test-secret-value"
@@ -30,14 +38,19 @@ def tenant():
         yield emu, server.url
 
 
-def cli(tmp_path: Path, *args: str, now=None, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
+def cli_env(tmp_path: Path, *, now=None, secret: str | None = SECRET) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HALO_")}
     env.update(DATABASE_URL=databases.database_url(tmp_path, "cli"), HALO_CONSOLE_SECRET_KEY=TEST_KEY,
                HALO_ALLOW_LOCAL_DOMAINS="1", HALO_CONSOLE_NOW=(now or NOW).isoformat(), PYTHONPATH=str(ROOT))
     if secret is not None:
         env["HALO_CLIENT_SECRET"] = secret
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    return env
+
+
+def cli(tmp_path: Path, *args: str, now=None, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT,
+                          env=cli_env(tmp_path, now=now, secret=secret), capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
 
 
 def invoices_json(tmp_path, *extra, now=None) -> dict[int, dict]:
@@ -150,3 +163,74 @@ def test_missing_permissions_are_named_and_nothing_is_saved(tmp_path):
     assert result.returncode == 4
     assert "admin:webhooks, edit:contracts, edit:invoices" in result.stderr
     assert cli(tmp_path, "status", "--partner", "Acme", "--json").returncode == 2
+
+
+# ---- exports (issue 13, findings 5 and 9) -------------------------------------------------------------------------
+
+def _book_database(tmp_path: Path, books: list) -> Engine:
+    """The CLI's database holding partner "Acme" with `books` (invoice_book invoices, numbered by their third-party
+    number), written directly: no emulator needed."""
+    settings = Settings(database_url=databases.database_url(tmp_path, "cli"), secret_key=TEST_KEY, fixed_now=NOW)
+    databases.prepare(settings)
+    engine = db.engine_for(settings)
+    partner_id = add_partner(engine, settings, name="Acme", now=NOW, number_field=NumberField.THIRD_PARTY)
+    add_book(engine, partner_id, books)
+    return engine
+
+
+def _export_events(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(select(AUDIT_TABLE.c.detail).where(AUDIT_TABLE.c.action == "export")))
+
+
+def test_the_csv_export_neutralises_formula_text_and_keeps_negative_amounts(tmp_path):
+    # (no carriage return here: the helper reads stdout as text, which turns it into a line feed; the table of
+    # payloads in tests/core/console/test_exports.py has it)
+    payloads = [" =1+1", "\n=2+3", "＝HYPERLINK(\"http://evil.example\")", ";=1+1", "\t=1+1", "-2+3"]
+    books = [invoice(i, due=date(2026, 10, 1), total=1_000, number=text) for i, text in enumerate(payloads, 1)]
+    engine = _book_database(tmp_path, [*books, invoice(99, due=date(2026, 10, 1), total=-250, number="CN-1")])
+
+    result = cli(tmp_path, "invoices", "--partner", "Acme", "--format", "csv")
+
+    assert result.returncode == 0, result.stderr
+    rows = {int(row["halo_id"]): row for row in csv.DictReader(io.StringIO(result.stdout, newline=""))}
+    assert {i: rows[i]["number"] for i in range(1, len(payloads) + 1)} == {
+        i: "'" + text for i, text in enumerate(payloads, 1)}
+    assert rows[99]["total"] == "-2.50" and rows[99]["amount_due"] == "-2.50"
+    assert rows[1]["customer"] == "Alpha Co"
+    assert _export_events(engine) == [f"Invoices CSV from the command line: {len(payloads) + 1} rows"]
+
+
+def test_the_export_streams_to_stdout_in_bounded_chunks(tmp_path, monkeypatch, capsys):
+    total = 2 * exports.CHUNK_ROWS + 5
+    engine = _book_database(tmp_path, [invoice(i, due=date(2026, 10, 1), total=1_000) for i in range(1, total + 1)])
+    for key, value in cli_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+    assert cli_main(["invoices", "--partner", "Acme", "--format", "csv"]) == 0
+
+    assert len(list(csv.reader(io.StringIO("".join(writes), newline="")))) == total + 1
+    assert len(writes) == 3  # one write per chunk of rows, never the whole export at once
+    assert max(map(len, writes)) < 200 * (exports.CHUNK_ROWS + 1)
+    assert len(_export_events(engine)) == 1
+
+
+def test_a_reader_that_stops_early_gets_a_message_not_a_traceback_and_the_export_is_audited(tmp_path):
+    engine = _book_database(tmp_path, [invoice(i, due=date(2026, 10, 1), total=1_000) for i in range(1, 5_001)])
+    export = subprocess.Popen([sys.executable, "-m", "core", "invoices", "--partner", "Acme", "--format", "csv"],
+                              cwd=ROOT, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert export.stdout is not None and export.stderr is not None
+    export.stdout.readline()  # the header, then the reader goes away (as `| head -1` does)
+    export.stdout.close()
+    stderr = export.stderr.read().decode()
+    assert export.wait(timeout=60) == 4
+    assert "Traceback" not in stderr and "output was closed" in stderr
+    [event] = _export_events(engine)
+    assert "stopped" in event

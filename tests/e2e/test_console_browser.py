@@ -1,10 +1,11 @@
-"""End to end in a real browser: `streamlit run app.py` on a freshly seeded demo database, driven by Debian's headless
-Chromium through Playwright's sync API, one test per journey (customer success, partner user, product manager).
+"""End to end in a real browser: `streamlit run ui/server.py` (the console and its sign-in page) on a freshly seeded
+demo database, driven by Debian's headless Chromium through Playwright's sync API, one test per journey (customer
+success, partner user, product manager).
 
 The demo is seeded once per test session (`python -m core demo`, about a minute and a half) into a template directory
 (on PostgreSQL, a template database) shared by the xdist workers; every test copies it and starts its own console on
-a free loopback port, so tests never see each other's clicks. Navigation goes through the sidebar links: a full page
-load would drop the local sign-in.
+a free loopback port, so tests never see each other's clicks. Navigation goes through the sidebar links, as people
+click; reloads, deep links and sign-out across tabs have a journey of their own.
 
 Every test fails on a console error or uncaught page error in the browser, on a Streamlit exception box, and on a
 traceback in the console's own log. `UPDATE_SCREENSHOTS=1` also writes `docs/screenshots/<page>.png` (light theme,
@@ -163,14 +164,14 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
 
 @pytest.fixture
 def console(demo_template: Path, tmp_path: Path) -> Iterator[Console]:
-    """`streamlit run app.py` and a sync worker (`python -m core worker`, as `make run` starts them) on a private copy
-    of the seeded demo, on a free loopback port."""
+    """`streamlit run ui/server.py` and a sync worker (`python -m core worker`, as `make run` starts them) on a private
+    copy of the seeded demo, on a free loopback port."""
     data = tmp_path / "data"
     shutil.copytree(demo_template, data)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    command = [sys.executable, "-m", "streamlit", "run", "ui/server.py", "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port),
                # a file saved by someone else during the run must not reload the app under the test
                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
@@ -227,10 +228,12 @@ class UI:
 
     # -- moves
 
-    def sign_in(self, email: str) -> None:
-        self.page.goto(self.console.url)
-        self.page.get_by_role("textbox", name="E-mail").fill(email)
-        self.page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORD)
+    def sign_in(self, email: str, path: str = "/") -> None:
+        """Open `path`; without a session the console sends the browser to its sign-in page, then back to `path`."""
+        self.page.goto(self.console.url + path)
+        expect(self.page).to_have_url(re.compile(r"/session/sign-in\?"))
+        self.page.get_by_label("E-mail").fill(email)
+        self.page.get_by_label("Password").fill(DEMO_PASSWORD)
         self.page.get_by_role("button", name="Sign in").click()
         expect(self.page.get_by_text(f"Signed in as {email}")).to_be_visible()
         self.settle()
@@ -294,6 +297,14 @@ def _offsite_failure(message: ConsoleMessage, console: Console) -> bool:
             and urlsplit(url).hostname in OFFSITE_HOSTS)
 
 
+def _base_path_probe(message: ConsoleMessage) -> bool:
+    """A full load of a page's own URL (a reload, a deep link) makes Streamlit's frontend first look for the server
+    under that page's path (`/syncs/_stcore/health`), then at the root: the first two answers are 404 by design."""
+    path = urlsplit(message.location.get("url", "")).path
+    return (message.text.startswith("Failed to load resource: the server responded with a status of 404")
+            and re.fullmatch(r"/[a-z_]+/_stcore/(health|host-config)", path) is not None)
+
+
 @pytest.fixture
 def ui(browser: Browser, console: Console) -> Iterator[UI]:
     context = browser.new_context(viewport=VIEWPORT, color_scheme="light", accept_downloads=True,
@@ -309,7 +320,8 @@ def ui(browser: Browser, console: Console) -> Iterator[UI]:
     context.route(lambda url: not url.startswith(console.url), offsite)
     page.on("console", lambda message: tab.errors.append(f"console {message.type}: {message.text} "
                                                          f"({message.location.get('url')})")
-            if message.type == "error" and not _offsite_failure(message, console) else None)
+            if message.type == "error" and not _offsite_failure(message, console) and not _base_path_probe(message)
+            else None)
     page.on("pageerror", lambda error: tab.errors.append(f"page error: {error}"))
     page.add_init_script(RECORD_STATUS_LABELS)
     try:
@@ -319,6 +331,12 @@ def ui(browser: Browser, console: Console) -> Iterator[UI]:
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _as_shown(text: str) -> str:
+    """A pattern for outside text as the console draws it: escaped, with an invisible word joiner after "@" (so an
+    e-mail address is never turned into a link)."""
+    return re.escape(text).replace("@", "@\u2060?")
 
 
 def _countdown_seconds(text: str) -> int:
@@ -442,7 +460,7 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     _fill_form(ui, form, {"Partner name": "Trainee Networks", "App Domain": "http://bad.example.com",
                           "Client ID": client_id, "Client Secret": client_secret})
     form.get_by_role("button", name="Continue").click()
-    expect(form.get_by_text("App Domain must use https://")).to_be_visible()  # inline, under the field
+    expect(form.get_by_text("App Domain must use https")).to_be_visible()  # inline, under the field
     ui.settle()
     expect(ui.main().get_by_text("Saved the connection")).to_have_count(0)
 
@@ -466,11 +484,13 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     ui.main().get_by_role("button", name="Fetch unpaid invoices", exact=True).click()
     expect(ui.main().get_by_text(re.compile(r"^Fetch unpaid invoices queued"))).to_be_visible(timeout=30_000)
     ui.open("Invoices", "Unpaid invoices")
-    ui.sign_in(CS.user)
+    ui.page.goto(ui.console.url)  # a new visit is a new Streamlit session, signed in by the session cookie
+    expect(ui.page.get_by_text(f"Signed in as {CS.user}")).to_be_visible()
+    ui.settle()
     ui.pick_partner("Trainee Networks")
     ui.open("Syncs", "Syncs")
     expect(_fetch_column(ui, "Fetch unpaid invoices").get_by_text(
-        re.compile(rf"^Last run by {re.escape(CS.user)} at .*, succeeded: "))).to_be_visible(timeout=60_000)
+        re.compile(rf"^Last run by {_as_shown(CS.user)} at .*, succeeded: "))).to_be_visible(timeout=60_000)
     expect(_availability(ui, "Fetch unpaid invoices")).to_contain_text("Available in ")
 
     ui.open("Agreements", "Agreements and auto-pay")
@@ -485,7 +505,7 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     ui.settle()
     ui.main().get_by_role("button", name="Save rule").click()
     expect(ui.main().get_by_text(f"Saved the auto-pay rule for {subtype}.")).to_be_visible()
-    expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: .*by {re.escape(CS.user)}"))).to_be_visible()
+    expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: .*by {_as_shown(CS.user)}"))).to_be_visible()
     ui.settle()
 
     # a fresh sandbox has few unpaid invoices: filter and export on Northwind's books
@@ -527,6 +547,46 @@ def test_partner_user_sees_only_its_own_partner_and_live_timers(ui: UI, tmp_path
     ui.open("Agreements", "Agreements and auto-pay")
     for subtype in ("Managed Services", "Backup"):  # the rules the demo saved for Northwind
         expect(ui.main().get_by_text(re.compile(rf"^{subtype}: "))).to_be_visible()
+    ui.assert_clean()
+
+
+def test_a_session_survives_reloads_opens_deep_links_and_ends_in_every_tab_at_sign_out(
+        ui: UI, browser: Browser) -> None:
+    """A page and partner shared as a link open after sign-in in another browser; a reload and a second tab stay
+    signed in; signing out in one tab ends the session in the other."""
+    ui.sign_in(CS.user)
+    ui.pick_partner("Northwind IT")
+    ui.open("Syncs", "Syncs")
+    expect(ui.page).to_have_url(re.compile(r"/syncs\?partner=\d+$"))
+    link = ui.page.url
+    ui.page.reload()
+    expect(ui.page.get_by_role("heading", level=1, name="Syncs")).to_be_visible()
+    expect(ui.page.get_by_text(f"Signed in as {CS.user}")).to_be_visible()
+    sidebar_partner = ui.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner")
+    expect(sidebar_partner).to_have_value("Northwind IT")
+
+    other_browser = browser.new_context(viewport=VIEWPORT, timezone_id="UTC", locale="en-US")
+    try:
+        colleague = UI(page=other_browser.new_page(), console=ui.console)
+        colleague.sign_in(CS.user, path=link.removeprefix(ui.console.url))
+        expect(colleague.page).to_have_url(link)
+        expect(colleague.page.get_by_role("heading", level=1, name="Syncs")).to_be_visible()
+        expect(colleague.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner")).to_have_value(
+            "Northwind IT")
+    finally:
+        other_browser.close()
+
+    second_tab = UI(page=ui.page.context.new_page(), console=ui.console)
+    second_tab.page.goto(link)  # the Syncs page: its timer ticks every second
+    expect(second_tab.page.get_by_text(f"Signed in as {CS.user}")).to_be_visible()
+    ui.page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+    expect(ui.page.get_by_text("You signed out")).to_be_visible()
+    expect(second_tab.page.get_by_text("You signed out")).to_be_visible(timeout=10_000)  # at its next tick
+    expect(second_tab.page.get_by_text("Fetch new data")).to_have_count(0)
+    second_tab.page.reload()
+    expect(second_tab.page).to_have_url(re.compile(r"/session/sign-in\?.*ended=signed_out"))
+    expect(second_tab.page.get_by_text("You signed out")).to_be_visible()
+    expect(second_tab.page.get_by_text("Partner overview")).to_have_count(0)
     ui.assert_clean()
 
 

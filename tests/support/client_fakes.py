@@ -140,14 +140,15 @@ def emulator_client(
     events: list[ClientEvent] | None = None,
     **config: Any,
 ) -> HaloClient:
-    """A client of a HaloEmulator: in process (its MockTransport) unless a base_url of a served one is given."""
+    """A client of a HaloEmulator: in process (its MockTransport) unless a base_url of a served one (on loopback, so
+    local domains allowed) is given."""
     clock = clock or FakeClock()
     return HaloClient(
         base_url=base_url or f"https://emulated{next(_hosts)}.sandbox",
         client_id=emulator.client_id,
         client_secret=emulator.client_secret if secret is None else secret,
         tenant=tenant,
-        config=HaloConfig(**config),
+        config=HaloConfig(**{"allow_local_domains": base_url is not None, **config}),
         transport=transport if transport is not None or base_url else emulator.transport(),
         sleep=clock.sleep,
         clock=clock,

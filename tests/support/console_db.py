@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from core.actions.sign_in import SessionKeys, sign_in
 from core.halopsa import records
 from core.settings import Settings
 from core.store import tables, upserts
@@ -18,6 +19,13 @@ from tests.support.clock import NOW
 APP = Path(__file__).resolve().parents[2] / "app.py"
 PASSWORD = "test-password"
 SUBTYPES = ["Managed Services", "Backup", "Break-fix"]
+
+
+def session_cookie(engine: Engine, settings: Settings, email: str, *, password: str = PASSWORD) -> str:
+    """Sign the account in as the sign-in page does, and return its session cookie (for AppTest, which cannot send
+    cookies, to put where ui.auth looks for one)."""
+    keys = SessionKeys.load(engine, settings)
+    return sign_in(engine, email=email, password=password, client="apptest", now=settings.now(), keys=keys).cookie
 
 
 def fill_partner(engine: Engine, settings: Settings, partner_id: int, prefix: str, invoices: int) -> None:

@@ -12,12 +12,13 @@ from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
 from core.access import Principal
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from core.store.tables import IntegrationRole, NumberField, Role
 from core.store.users import add_user, principal_for_email
 from tests.support.clock import NOW
-from tests.support.console_db import APP, PASSWORD, fill_partner
+from tests.support.console_db import APP, PASSWORD, fill_partner, session_cookie
 from tests.support.factories import add_partner
+from ui.auth import COOKIE_KEY
 
 
 @pytest.fixture
@@ -60,12 +61,23 @@ def clear_streamlit_caches() -> Iterator[None]:
 
 
 @pytest.fixture
-def app_as(console: dict[str, Principal]) -> Callable[..., AppTest]:
+def signed_in(console: dict[str, Principal], engine: Engine, settings: Settings) -> Callable[[AppTest, str], None]:
+    """`signed_in(at, "cs")` gives the AppTest that account's session, signed in through core as the sign-in page
+    does, at the console's clock (HALO_CONSOLE_NOW, which a test may have moved)."""
+
+    def sign(at: AppTest, account: str) -> None:
+        at.session_state[COOKIE_KEY] = session_cookie(engine, load_settings(), console[account].user)
+
+    return sign
+
+
+@pytest.fixture
+def app_as(console: dict[str, Principal], signed_in: Callable[[AppTest, str], None]) -> Callable[..., AppTest]:
     """`app_as("cs")` returns an AppTest signed in as that account, already run once."""
 
     def make(account: str, *, partner: str | None = None) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=30)
-        at.session_state["auth.principal"] = console[account]
+        signed_in(at, account)
         if partner:  # cs picks that account's partner, as the sidebar picker does (AppTest reruns skip the sidebar)
             at.session_state["partner_id"] = console[partner].partner_id
         at.run()
@@ -75,13 +87,13 @@ def app_as(console: dict[str, Principal]) -> Callable[..., AppTest]:
 
 
 @pytest.fixture
-def page_as(console: dict[str, Principal]) -> Callable[..., AppTest]:
+def page_as(signed_in: Callable[[AppTest, str], None]) -> Callable[..., AppTest]:
     """`page_as("pm", "pages/audit.py")` runs one page script alone (no navigation) as that account, already run once:
     how the page guard is tested behind the navigation."""
 
     def make(account: str, page: str) -> AppTest:
         at = AppTest.from_file(str(APP.parent / page), default_timeout=30)
-        at.session_state["auth.principal"] = console[account]
+        signed_in(at, account)
         at.run()
         return at
 

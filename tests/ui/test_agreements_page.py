@@ -7,6 +7,7 @@ from core.actions import autopay_rules
 from core.console import agreements
 from core.store.tables import AUDIT_TABLE
 from tests.support.clock import NOW
+from tests.support.markdown import plain_text
 
 PAGE = "pages/agreements.py"
 
@@ -47,7 +48,7 @@ def test_saving_a_rule_creates_it_and_writes_the_audit_event(app_as, console, en
     at.button(key="agreements.save").click().run()
 
     assert not at.exception
-    assert at.success[0].value == "Saved the auto-pay rule for Backup."
+    assert plain_text(at.success[0].value) == "Saved the auto-pay rule for Backup."
     [rule] = agreements.list_rules(engine, console["acme"], acme)
     assert (rule.subtype_name, rule.trigger, rule.days, rule.max_amount) == ("Backup", "days_after_due", 3,
                                                                               Decimal("2500.00"))
@@ -64,7 +65,7 @@ def test_a_bad_maximum_is_shown_inline_and_nothing_can_be_saved(app_as, console,
     at.text_input(key="agreements.max_amount").input("-5").run()
 
     assert not at.exception
-    assert "more than 0.00" in at.error[0].value
+    assert "more than 0.00" in plain_text(at.error[0].value)
     assert not [button for button in at.button if button.key == "agreements.save"]
     assert _mapping_events(engine) == []
 
@@ -82,7 +83,7 @@ def test_edit_loads_a_saved_rule_and_delete_removes_it(app_as, console, engine):
     at.button(key="agreements.delete.Break-fix").click().run()
 
     assert not at.exception
-    assert at.success[0].value == "Deleted the auto-pay rule for Break-fix."
+    assert plain_text(at.success[0].value) == "Deleted the auto-pay rule for Break-fix."
     assert agreements.list_rules(engine, console["acme"], acme) == []
     assert _mapping_events(engine)[-1].detail == ("Auto-pay rule for “Break-fix” deleted; was: charge 14 days after "
                                                   "the invoice date")

@@ -1,7 +1,9 @@
+import contextlib
 from datetime import timedelta
 
 import pytest
 
+from core.actions.sign_in import SessionKeys, SignInFailed, SignInLocked, sign_in
 from core.store import audit
 from tests.support.clock import NOW
 
@@ -24,15 +26,15 @@ def test_audit_log_lists_events_newest_first_for_customer_success(app_as, logged
     at = app_as("cs").switch_page(PAGE).run()
     assert not at.exception
     events = at.dataframe[0].value
-    assert events["action"].tolist() == ["Edit connection", "Manual fetch", "Connect"]
-    assert events["partner"].tolist() == ["Globex Partners", "Acme MSP", "Acme MSP"]
-    assert "3 matching events" in at.caption[0].value
+    assert events["action"].tolist() == ["Sign in", "Edit connection", "Manual fetch", "Connect"]  # this test's own
+    assert events["partner"].tolist() == ["—", "Globex Partners", "Acme MSP", "Acme MSP"]
+    assert "4 matching events" in at.caption[0].value
 
 
 def test_audit_filters_by_action_and_actor(app_as, logged):
     at = app_as("cs").switch_page(PAGE).run()
     at.selectbox(key="audit.actor").set_value("cs@example.com").run()
-    assert at.dataframe[0].value["action"].tolist() == ["Edit connection", "Connect"]
+    assert at.dataframe[0].value["action"].tolist() == ["Sign in", "Edit connection", "Connect"]
     at.selectbox(key="audit.action").set_value("connect").run()
     assert at.dataframe[0].value["detail"].tolist() == ["primary integration at https://acme.halopsa.com"]
 
@@ -46,7 +48,7 @@ def test_audit_pages_hold_fifty_events_each(app_as, engine, logged):
     assert len(at.dataframe[0].value) == 50 and "page 1 of 2" in at.caption[0].value
     at.number_input(key="audit.page").set_value(2).run()
     details = at.dataframe[0].value["detail"].tolist()
-    assert len(details) == 13 and details[0] == "export 50"
+    assert len(details) == 14 and details[0] == "export 49"  # page 1: this test's sign-in and exports 0-48
     assert details[-3:] == ["Client ID changed", "Fetch new data: run 9 succeeded",
                             "primary integration at https://acme.halopsa.com"]
 
@@ -58,3 +60,16 @@ def test_partner_and_pm_accounts_cannot_open_the_audit_log(app_as, page_as, logg
     guarded = page_as(account, PAGE)
     assert [error.value for error in guarded.error] == ["Your account cannot open this page."]
     assert not guarded.dataframe
+
+
+def test_sign_ins_that_failed_or_were_refused_are_on_the_audit_log(app_as, engine, settings, console):
+    keys = SessionKeys.load(engine, settings)
+    for _ in range(7):
+        with contextlib.suppress(SignInFailed, SignInLocked):
+            sign_in(engine, email="pm@example.com", password="wrong", client="203.0.113.5", now=NOW, keys=keys)
+    at = app_as("cs").switch_page(PAGE).run()
+    at.selectbox(key="audit.actor").set_value("pm@example.com").run()
+    events = at.dataframe[0].value
+    assert events["action"].tolist().count("Sign in failed") == 6
+    assert events["action"].tolist().count("Sign in locked") == 1
+    assert events["detail"].str.contains("from 203.0.113.5").sum() == 7

@@ -7,10 +7,14 @@ from core.console import connection as connection_screen
 from core.demo import sandbox
 from core.halopsa.auth import CREDENTIALS_REJECTED
 from core.halopsa.config import REQUIRED_SCOPES
-from core.store.tables import CONNECTION_TABLE, INVOICE_TABLE, PARTNER_TABLE, RUN_TABLE, RunKind, RunStatus
+from core.store.tables import CONNECTION_TABLE, INVOICE_TABLE, PARTNER_TABLE, RUN_TABLE, Role, RunKind, RunStatus
+from core.store.users import add_user, principal_for_email
 from core.sync import connector, worker
 from tests.support.clock import NOW
+from tests.support.console_db import PASSWORD
 from tests.support.factories import add_partner
+from tests.support.markdown import plain_text
+from tests.support.page_tree import rendered
 from ui import connection_form
 
 PAGE = "pages/connection.py"
@@ -60,11 +64,11 @@ def _error_after(at, key):
     elements = list(_form_elements(form))
     position = next(i for i, element in enumerate(elements) if getattr(element, "key", None) == key)
     below = elements[position + 1]
-    return below.value if below.type == "error" else None
+    return plain_text(below.value) if below.type == "error" else None
 
 
 def _markdown(at):
-    return "\n".join(element.value for element in at.markdown)
+    return "\n".join(element.value for element in at.markdown)  # raw: the facts carry escapes, the checklist not
 
 
 @pytest.mark.parametrize(("account", "partner"), [("cs", "acme"), ("acme", None)])
@@ -75,7 +79,7 @@ def test_the_stored_connection_shows_without_its_secret(open_connection, account
     assert secret.value == "" and secret.help.startswith("Leave empty to keep the stored secret (for the same App")
     assert at.text_input(key="connection.app_domain").value == "https://acme.halopsa.com"
     assert at.text_input(key="connection.partner_name").disabled
-    assert "**App Domain:** https://acme.halopsa.com" in _markdown(at)
+    assert "**App Domain:** https://acme.halopsa.com" in plain_text(_markdown(at))
     assert STORED_SECRET not in str(at) and STORED_SECRET not in repr(dict(at.session_state))
     assert "Before you start, in HaloPSA" in [e.label for e in at.expander]
     for step in ("Client ID and Secret (Services)", "Agent", "QuickBooks Online", *REQUIRED_SCOPES):
@@ -118,6 +122,7 @@ def test_a_sandbox_domain_shows_its_demo_credentials(open_connection):
     ({"partner_name": "New MSP"}, "app_domain", "App Domain is required"),
     ({"partner_name": "New MSP", "app_domain": "acme halopsa"}, "app_domain", "cannot contain spaces"),
     ({"partner_name": "New MSP", "app_domain": "http://new.halopsa.com"}, "app_domain", "must use https://"),
+    ({"partner_name": "New MSP", "app_domain": "https://[oops].sandbox"}, "app_domain", "App Domain"),
     ({"partner_name": "New MSP", "app_domain": "trainee.sandbox"}, "client_id", "Client ID is required"),
     ({"partner_name": "New MSP", "app_domain": "trainee.sandbox", "client_id": "abc"}, "client_secret",
      "Client Secret is required"),
@@ -149,7 +154,7 @@ def test_missing_permissions_are_crossed_with_a_fix_and_nothing_is_saved(open_co
     host = "limited-trainee.sandbox"
     client_id, client_secret = sandbox.credentials(host)
     _new_partner(at, partner_name="Limited MSP", app_domain=host, client_id=client_id, client_secret=client_secret)
-    assert "lacks: admin:webhooks, edit:invoices" in at.error[0].value
+    assert "lacks: admin:webhooks, edit:invoices" in plain_text(at.error[0].value)
     checklist = _markdown(at)
     for scope in REQUIRED_SCOPES:
         mark = "❌" if scope in ("admin:webhooks", "edit:invoices") else "✅"
@@ -168,7 +173,7 @@ def test_a_good_sandbox_connection_is_saved_verified_and_its_backfill_queued(ope
     assert not at.exception
     assert _counts(engine) == (partners + 1, connections_ + 1)
     assert all(f"✅ `{scope}`" in _markdown(at) for scope in REQUIRED_SCOPES)
-    assert "Saved the connection for Trainee MSP." in at.success[0].value
+    assert "Saved the connection for Trainee MSP." in plain_text(at.success[0].value)
     assert connection_form.BACKFILL_QUEUED in [info.value for info in at.info]
     with engine.connect() as conn:  # the console queued the backfill; it never runs a sync itself
         partner_id = conn.scalar(select(PARTNER_TABLE.c.id).where(PARTNER_TABLE.c.name == "Trainee MSP"))
@@ -199,7 +204,8 @@ def test_editing_with_an_empty_secret_keeps_the_stored_one(open_connection, cons
     at, partner_id = _editing(open_connection, engine, settings, "edit-me.sandbox")
     _fill(at, integration_role="secondary")
     assert not at.exception
-    assert "Saved the connection for Sandbox MSP." in at.success[0].value and not at.status  # secondary: no backfill
+    saved = plain_text(at.success[0].value)
+    assert "Saved the connection for Sandbox MSP." in saved and not at.status  # secondary: no backfill
     with engine.connect() as conn:
         role = conn.scalar(select(CONNECTION_TABLE.c.integration_role)
                            .where(CONNECTION_TABLE.c.partner_id == partner_id))
@@ -213,9 +219,47 @@ def test_changing_the_invoice_number_field_queues_a_renumbering_and_says_so(open
     _fill(at, invoice_number_field="third_party")
 
     assert not at.exception
-    assert "Saved the connection for Sandbox MSP." in at.success[0].value
+    assert "Saved the connection for Sandbox MSP." in plain_text(at.success[0].value)
     assert connection_form.RENUMBER_QUEUED in [info.value for info in at.info]
     with engine.connect() as conn:  # queued for a worker; the console renumbered nothing itself
         assert conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.partner_id == partner_id)).all() == []
     results = worker.drain(engine, settings, connector.stored_client_factory(settings), lease=timedelta(seconds=60))
     assert (RunKind.RENUMBER, RunStatus.SUCCEEDED) in [(result.kind, result.status) for result in results]
+
+
+SANDBOX_USER = "ap@sandbox.example"
+
+
+@pytest.fixture
+def sandbox_partner(console, engine, settings):
+    """A partner connected to the sandbox `connected.sandbox` with its real credentials, and its own account
+    ("sandbox"); returns its stored secret."""
+    client_id, client_secret = sandbox.credentials("connected.sandbox")
+    partner_id = add_partner(engine, settings, name="Sandbox MSP", now=NOW, app_domain="https://connected.sandbox",
+                             client_id=client_id, client_secret=client_secret)
+    add_user(engine, email=SANDBOX_USER, name="Sandbox", role=Role.PARTNER, password=PASSWORD, partner_id=partner_id)
+    console["sandbox"] = principal_for_email(engine, SANDBOX_USER)
+    return client_secret
+
+
+@pytest.mark.parametrize("account", ["cs", "sandbox"])
+def test_a_connected_sandbox_partners_page_holds_no_secret(open_connection, console, sandbox_partner, account):
+    at = open_connection(account)
+    if account == "cs":
+        at.session_state["partner_id"] = console["sandbox"].partner_id
+        at.run()
+    assert not at.exception
+    assert at.text_input(key="connection.app_domain").value == "https://connected.sandbox"
+    assert "connected to a partner already" in at.info[0].value
+    assert sandbox_partner not in rendered(at)
+
+
+@pytest.mark.parametrize(("account", "partner"), [("cs", "acme"), ("acme", None)])
+def test_typing_a_connected_sandboxs_name_shows_no_secret(open_connection, sandbox_partner, account, partner):
+    at = open_connection(account, partner)
+    _fill(at, app_domain="Connected.sandbox")  # the hint follows the App Domain sent with Continue
+    assert not at.exception
+    assert "connected to a partner already" in at.info[0].value
+    assert sandbox_partner not in rendered(at)
+    _fill(at, app_domain="unused-name.sandbox")  # a name nobody uses still shows its demo credentials
+    assert sandbox.credentials("unused-name.sandbox")[1] in at.info[0].value

@@ -1,9 +1,13 @@
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
+from core.console import exports
+from core.store import audit
 from core.store.tables import AUDIT_TABLE
+from tests.support.clock import NOW
 
 PAGE = "pages/invoices.py"
 
@@ -70,3 +74,22 @@ def test_pm_is_not_offered_the_invoices_page_and_the_page_refuses_it(app_as, pag
     direct = page_as("pm", PAGE)
     assert [e.value for e in direct.error] == ["Your account cannot open this page."]
     assert not direct.dataframe
+
+
+def test_a_download_past_the_limits_is_not_offered_and_the_page_says_why(app_as, console, engine, monkeypatch):
+    """Issue 13 finding 9: over the row limit, or after the downloads a minute allows, the button is disabled and the
+    reason (what to do, when to retry) is shown; a narrower filter offers it again."""
+    monkeypatch.setattr(exports, "MAX_DOWNLOAD_ROWS", 10)
+    at = _open(app_as, "acme", console)
+    assert at.download_button(key="invoices.download").disabled
+    assert any("60 rows" in c.value and "Narrow the filters" in c.value for c in at.caption)
+    at.text_input(key="invoices.search").input("acme-inv-0012").run()
+    assert not at.download_button(key="invoices.download").disabled
+
+    with engine.begin() as conn:
+        for _ in range(exports.DOWNLOADS_PER_WINDOW):
+            audit.record(conn, actor=console["acme"].user, action="export", partner_id=console["acme"].partner_id,
+                         now=NOW - timedelta(seconds=10), detail="earlier download")
+    at.run()
+    assert at.download_button(key="invoices.download").disabled
+    assert any("Try again in 50 s" in c.value for c in at.caption)

@@ -11,6 +11,7 @@ from core.demo import sandbox
 from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, RunKind, RunStatus
 from core.sync import connector, runs, worker
 from tests.support.clock import NOW
+from tests.support.markdown import plain_text
 from ui import fetch_buttons
 
 PAGE = "pages/syncs.py"
@@ -32,7 +33,7 @@ def _job_count(engine):
 
 
 def _texts(at):
-    return " ".join(str(element.value) for kind in ("caption", "markdown", "info", "error", "success", "warning")
+    return " ".join(plain_text(element.value) for kind in ("caption", "markdown", "info", "error", "success", "warning")
                     for element in getattr(at, kind))
 
 
@@ -57,7 +58,7 @@ def test_secondary_partner_has_no_fetch_buttons_and_is_told_why(open_syncs, acco
     at = open_syncs(account, partner)
     assert not at.exception
     assert not [b for b in at.button if b.key and b.key.startswith("syncs.fetch")]
-    assert "secondary integration" in at.info[0].value
+    assert "secondary integration" in plain_text(at.info[0].value)
     assert "Acme" not in str(at)
 
 
@@ -162,7 +163,7 @@ def test_a_fetch_request_the_core_refuses_starts_no_run_and_says_why(open_syncs,
     at.session_state["syncs.request"] = "fetch_new_data"  # what the button leaves for the page body
     at.run()
     assert not at.exception
-    assert message in at.error[0].value
+    assert message in plain_text(at.error[0].value)
     assert (_run_count(engine), _job_count(engine)) == before
 
 
@@ -194,7 +195,7 @@ def test_filters_narrow_the_table_and_run_detail_shows_the_failure_reason(open_s
     table = at.dataframe[0].value
     assert list(table["Status"]) == ["Failed"]
     assert at.selectbox(key="syncs.run").value == int(table["Run"][0])
-    assert "HTTP 503" in at.error[0].value and "Every record in this run was read." in _texts(at)
+    assert "HTTP 503" in plain_text(at.error[0].value) and "Every record in this run was read." in _texts(at)
 
 
 def test_a_fetch_runs_on_when_its_page_is_left_and_its_session_closed_and_every_session_sees_it(open_syncs, engine,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.console.formatting import money
+from core.console.formatting import escape_plotly, money
 from core.console.invoices import AGING_BUCKETS
 
 # From "not yet due" green to "over 90 days" red, one colour per bucket of AGING_BUCKETS.
@@ -14,7 +14,7 @@ BUCKET_COLOURS = dict(zip(AGING_BUCKETS, ("#2e9d5b", "#e0a100", "#e07b00", "#d64
 
 def aging_figure(aging: pd.DataFrame, *, currency: str | None) -> go.Figure:
     """Bars: unpaid amount per aging bucket (days past the due date), with the invoice count on hover."""
-    unit = currency or "mixed currencies"
+    unit = escape_plotly(currency) if currency else "mixed currencies"  # a code from HaloPSA: outside text
     cents = [int(value * 100) for value in aging["amount_due"]]
     fig = go.Figure(go.Bar(
         x=aging["bucket"],

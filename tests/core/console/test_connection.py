@@ -6,6 +6,7 @@ from sqlalchemy import update
 from core.access import Principal
 from core.actions.connect import Verification
 from core.console import connection as connection_screen
+from core.demo import sandbox
 from core.errors import AccessDenied, BadInput, HaloUnavailable, InvalidDomain, PermissionMissing
 from core.halopsa.auth import rejection
 from core.halopsa.config import REQUIRED_SCOPES
@@ -98,3 +99,37 @@ def test_a_new_partner_may_not_reuse_an_existing_name(engine, settings):
     with pytest.raises(AccessDenied):  # only customer success connects new partners
         connection_screen.require_new_partner_name(
             engine, Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=partner_id), "Brand New MSP")
+
+
+def _connected_sandbox(engine, settings, host, name="Sandbox MSP"):
+    """A partner connected to the sandbox `host` with its real credentials."""
+    client_id, client_secret = sandbox.credentials(host)
+    add_partner(engine, settings, name=name, now=NOW, app_domain=f"https://{host}", client_id=client_id,
+                client_secret=client_secret)
+    return client_secret
+
+
+def test_a_sandbox_no_partner_uses_shows_its_demo_credentials(engine, settings):
+    _connected_sandbox(engine, settings, "taken.sandbox")
+    for typed in ("fresh.sandbox", "https://Fresh.sandbox/", "fresh.sandbox."):
+        hint = connection_screen.sandbox_hint(engine, typed, settings=settings)
+        assert hint.host == "fresh.sandbox" and (hint.client_id, hint.client_secret) == sandbox.credentials(
+            "fresh.sandbox")
+        assert hint.client_secret in hint.markdown
+
+
+@pytest.mark.parametrize("typed", ["taken.sandbox", "TAKEN.sandbox", "https://taken.sandbox", "taken.sandbox.",
+                                   "https://taken.sandbox:443/"])
+def test_a_connected_sandbox_never_shows_its_secret(engine, settings, typed):
+    secret = _connected_sandbox(engine, settings, "taken.sandbox")
+    hint = connection_screen.sandbox_hint(engine, typed, settings=settings)
+    assert hint.client_id is None and hint.client_secret is None
+    assert secret not in repr(hint) + hint.markdown and "connected" in hint.markdown
+
+
+def test_with_the_trainee_sandbox_connected_nothing_typed_shows_no_secret(engine, settings):
+    secret = _connected_sandbox(engine, settings, connection_screen.TRAINEE_SANDBOX)
+    for typed in (None, "", "acme.halopsa.com", "![x](http://evil.test/[x].sandbox"):
+        hint = connection_screen.sandbox_hint(engine, typed, settings=settings)
+        assert hint.host == connection_screen.TRAINEE_SANDBOX and hint.client_secret is None
+        assert secret not in hint.markdown

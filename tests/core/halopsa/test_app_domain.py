@@ -18,6 +18,12 @@ def resolves_to(address: str):
     return lambda host: [address]
 
 
+# Forms of a non-public address that `ipaddress.is_global` alone lets through (Python 3.11).
+EMBEDDED_FORMS = ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::a00:1", "64:ff9b:1::808:808", "2002:7f00:1::1",
+                  "2002:808:808::1", "::7f00:1", "::808:808", "::ffff:0:7f00:1", "192.0.0.9", "192.0.0.10",
+                  "192.0.0.200", "192.88.99.1"]
+
+
 @pytest.mark.parametrize(
     "raw",
     ["acme", "acme.halopsa.com", "https://acme.halopsa.com/", "  ACME.HaloPSA.com  ", "https://acme.halopsa.com",
@@ -72,6 +78,15 @@ def test_refuses_names_that_resolve_to_private_addresses(address):
         normalize_app_domain("evil.example.com", resolver=resolves_to(address))
 
 
+@pytest.mark.parametrize("address", EMBEDDED_FORMS)
+def test_every_non_public_form_is_refused_as_an_app_domain(address: str) -> None:
+    literal = f"[{address}]" if ":" in address else address
+    with pytest.raises(InvalidDomain, match="private or local"):
+        normalize_app_domain(f"https://{literal}", resolver=no_dns)
+    with pytest.raises(InvalidDomain, match="private or local"):
+        normalize_app_domain("acme.halopsa.com", resolver=resolves_to(address))
+
+
 def test_localhost_is_refused_by_default_through_real_resolution():
     with pytest.raises(InvalidDomain):
         normalize_app_domain("https://localhost")
@@ -111,6 +126,8 @@ PRIVATE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/
                     "0.0.0.0/8", "224.0.0.0/4", "::1/128", "fe80::/10", "fc00::/7", "::ffff:127.0.0.0/104",
                     "::ffff:10.0.0.0/104", "fd00:ec2::254/128", "ff00::/8", "2001:db8::/32"]
 METADATA = ["169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2"]
+# Global by `ipaddress`, refused all the same: protocol assignments and the 6to4 relays that reach IPv4 through them.
+RELAY_NETWORKS = [ipaddress.ip_network(n) for n in ("192.0.0.0/24", "192.88.99.0/24", "2002::/16")]
 
 
 @st.composite
@@ -125,7 +142,7 @@ def public_addresses(draw) -> str:
     address = ipaddress.ip_address(draw(st.one_of(st.integers(1 << 24, (1 << 32) - 1),
                                                   st.integers(0x2000 << 112, (0x3000 << 112) - 1).map(
                                                       lambda n: ipaddress.IPv6Address(n)))))
-    if not address.is_global or address.is_multicast:
+    if not address.is_global or address.is_multicast or any(address in net for net in RELAY_NETWORKS):
         return "8.8.8.8"
     return str(address)
 

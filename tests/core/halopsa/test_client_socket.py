@@ -92,7 +92,7 @@ def test_wrong_secret_and_missing_permissions_over_http() -> None:
 
 def test_a_scaled_rate_limit_in_real_time_sees_no_429() -> None:
     emulator = HaloEmulator(EmulatorConfig(seed=5, invoices=3000, rate_limit=(10, 0.5), count_token_requests=True))
-    config = HaloConfig(page_size=100, rate_limit_requests=10, rate_limit_window_s=0.5)
+    config = HaloConfig(page_size=100, rate_limit_requests=10, rate_limit_window_s=0.5, allow_local_domains=True)
     with serve(emulator) as server:
         client = HaloClient(  # real clock and sleep on both sides
             base_url=server.url,

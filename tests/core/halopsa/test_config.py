@@ -69,6 +69,7 @@ def test_every_client_field_is_taken_from_the_settings() -> None:
         "backoff_cap_s": 9.0,
         "unpaid_payment_statuses": "0",
         "subtype_lookup_id": 71,
+        "allow_local_domains": True,
     }
     assert set(changed) == {f.name for f in fields(HaloConfig)}, "a HaloConfig field has no test value here"
     assert all(changed[name] != getattr(HaloConfig(), name) for name in changed)
