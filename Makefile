@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/python -m core demo
 	$(BIN)/python -m core scheduler & scheduler=$$!; $(BIN)/python -m core worker & worker=$$!; \
 	trap 'kill $$scheduler $$worker 2>/dev/null; wait' EXIT INT TERM; \
-	$(BIN)/streamlit run ui/server.py --server.port $(PORT) --server.address $(ADDRESS)
+	$(BIN)/python -m streamlit run ui/server.py --server.port $(PORT) --server.address $(ADDRESS)
 
 # Everything a fresh Debian machine needs (CI: `bash .ci/run`), in this order: Debian packages (python3-venv, chromium,
 # emoji font, postgresql; apt-get only when one is missing), the venv, ruff and mypy, then the suite on SQLite, then

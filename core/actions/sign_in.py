@@ -34,8 +34,7 @@ class SignInLocked(Refused):
     def __init__(self, until: datetime, now: datetime) -> None:
         self.until = until
         super().__init__(f"Too many failed sign-ins for this account or from this address. Sign-in is paused until "
-                         f"{until.strftime('%H:%M:%S')} UTC (in {format_duration(until - now)}); try again then, or "
-                         f"ask customer success to reset your password.")
+                         f"{until.strftime('%H:%M:%S')} UTC (in {format_duration(until - now)}); try again then.")
 
 
 @dataclass(frozen=True)
