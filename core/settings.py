@@ -19,6 +19,20 @@ def _flag(value: str | None, default: bool) -> bool:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
+
+def _megabytes(name: str, value: str | None) -> int | None:
+    """A size given in MB (HALO_MAX_PAGE_MB=64) as bytes; None when not given."""
+    if not value:
+        return None
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = float("nan")
+    if not 0 < megabytes < 2**20:  # also refuses nan and inf
+        raise ValueError(f"{name} must be a number of megabytes between 0 and 1048576, not {value!r}")
+    return max(1, int(megabytes * 2**20))
+
+
 _CLIENT = HaloConfig()
 
 
@@ -33,11 +47,14 @@ class Settings:
     demo_enabled: bool = True
     # the HaloPSA client's share (core.sync.connector.halo_config copies it), with the client's own defaults
     page_size: int = _CLIENT.page_size
+    max_page_bytes: int = _CLIENT.max_page_bytes  # HALO_MAX_PAGE_MB
     rate_limit_requests: int = _CLIENT.rate_limit_requests
     rate_limit_window_s: float = _CLIENT.rate_limit_window_s
     http_timeout_s: float = _CLIENT.http_timeout_s
     max_attempts: int = _CLIENT.max_attempts
     backoff_cap_s: float = _CLIENT.backoff_cap_s
+    request_deadline_s: float = _CLIENT.request_deadline_s
+    longest_wait_s: float = _CLIENT.longest_wait_s
     unpaid_payment_statuses: str = _CLIENT.unpaid_payment_statuses
     subtype_lookup_id: int = _CLIENT.subtype_lookup_id
     cooldown_new_data_s: int = 3600
@@ -80,11 +97,14 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         sandbox_enabled=_flag(env.get("HALO_SANDBOX"), True),
         demo_enabled=_flag(env.get("HALO_DEMO"), True),
         page_size=int(env.get("HALO_PAGE_SIZE", defaults.page_size)),
+        max_page_bytes=_megabytes("HALO_MAX_PAGE_MB", env.get("HALO_MAX_PAGE_MB")) or defaults.max_page_bytes,
         rate_limit_requests=int(env.get("HALO_RATE_LIMIT", defaults.rate_limit_requests)),
         rate_limit_window_s=float(env.get("HALO_RATE_WINDOW_S", defaults.rate_limit_window_s)),
         http_timeout_s=float(env.get("HALO_HTTP_TIMEOUT_S", defaults.http_timeout_s)),
         max_attempts=int(env.get("HALO_MAX_ATTEMPTS", defaults.max_attempts)),
         backoff_cap_s=float(env.get("HALO_BACKOFF_CAP_S", defaults.backoff_cap_s)),
+        request_deadline_s=float(env.get("HALO_REQUEST_DEADLINE_S", defaults.request_deadline_s)),
+        longest_wait_s=float(env.get("HALO_LONGEST_WAIT_S", defaults.longest_wait_s)),
         unpaid_payment_statuses=env.get("HALO_UNPAID_PAYMENT_STATUSES", defaults.unpaid_payment_statuses),
         subtype_lookup_id=int(env.get("HALO_SUBTYPE_LOOKUP_ID", defaults.subtype_lookup_id)),
         cooldown_new_data_s=int(env.get("HALO_COOLDOWN_NEW_DATA_S", defaults.cooldown_new_data_s)),

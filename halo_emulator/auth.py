@@ -90,3 +90,17 @@ class TokenStore:
 
     def revoke_all(self) -> None:
         self._grants.clear()
+
+
+def token_segments(auth_path: str) -> list[str]:
+    """The lower-cased path segments of the token endpoint of an authorisation server at `auth_path`."""
+    return [s.lower() for s in auth_path.split("/") if s] + ["token"]
+
+
+def token_refusal(status: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Body and headers refusing a bearer token (missing, unknown, expired): 401 as documented, with its
+    WWW-Authenticate; any other status (400) the bare OAuth error some tenants send instead."""
+    if status == 401:
+        body = {"error": "invalid_token", "error_description": "The access token is missing, unknown or expired"}
+        return body, {"WWW-Authenticate": "Bearer"}
+    return {"error": "invalid_token"}, {}

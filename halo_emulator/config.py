@@ -71,6 +71,33 @@ class EmulatorConfig:
     the lock, so concurrent requests overlap as they do against a hosted HaloPSA. Control routes are not delayed."""
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    expired_token_status: int = 401
+    """How a token the tenant no longer accepts (expired, revoked) is refused: 401 `invalid_token`, as documented, or
+    400 with a bare `{"error": "invalid_token"}`, as some tenants answer (n8n issue 16857)."""
+    auth_info: bool = True
+    """`GET /api/AuthInfo` names the authorisation server; False: the route is absent (404) on this tenant."""
+    auth_path: str = "/auth"
+    """Where the authorisation server lives on this host (AuthInfo's `auth_url`); its token endpoint is under it."""
+    record_count_is_page_length: bool = False
+    """`record_count` reports the length of the page served instead of the listing's (seen on one live tenant)."""
+    unsortable_order_status: int | None = None
+    """An `order` on a field outside `sortable_fields`: None ignores it (natural id order); 400 or 500 refuses it."""
+    datesearch: bool = False
+    """`datesearch=<field>&start_date=…[&end_date=…]` filters listings (newer builds); False: ignored, as older ones."""
+    ignore_paging: bool = False
+    """A paginated listing sends every matching row whatever `page_size` and `page_no` ask (pages longer than asked)."""
+    served_page_size: int | None = None
+    """A paginated listing pages by this many rows whatever `page_size` asks (`page_no` honoured)."""
+    credit_note_share: float = 0.0
+    """The share of posted invoices that get a credit note: an invoice row with a negative total and amount due,
+    posted, naming the invoice it credits in `creditlinkedtoinvoiceid`. Drawn after the books, so the rest of them
+    stay as they are."""
+    expired_stays_active: bool = False
+    """HaloPSA keeps `active` and `expired` apart: True, an agreement that expired still says `active: true` (a tenant
+    where nobody unticks Active); False, expiring clears `active` too."""
+    currency_code_name: bool = True
+    """Invoice rows carry `currency_code_name` (the ISO code); False: only `currency` (a symbol such as "$") and
+    `currency_code` (an id into `/api/Currency`), as on tenants whose rows lack the name."""
 
     def __post_init__(self) -> None:
         if not MIN_INVOICES <= self.invoices <= MAX_INVOICES:
@@ -85,6 +112,12 @@ class EmulatorConfig:
             raise ValueError("latency must not be negative")
         if self.page_size_cap < 1 or self.default_page_size < 1:
             raise ValueError("page sizes must be positive")
+        if self.unsortable_order_status is not None and not 400 <= self.unsortable_order_status <= 599:
+            raise ValueError("unsortable_order_status must be an HTTP error status (400-599) or None")
+        if self.served_page_size is not None and self.served_page_size < 1:
+            raise ValueError("served_page_size must be positive")
+        if not 0.0 <= self.credit_note_share <= 1.0:
+            raise ValueError("credit_note_share must be between 0 and 1")
 
     @property
     def customer_count(self) -> int:

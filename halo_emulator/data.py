@@ -30,6 +30,7 @@ from halo_emulator.rows import (
     Row,
     client_row,
     contract_row,
+    credit_note_row,
     invoice_row,
     payment_row,
     pick_payment_method,
@@ -86,8 +87,11 @@ def generate(config: EmulatorConfig) -> Books:
     start_s = to_seconds(config.start)
     horizon_s = month_start(start_s, HISTORY_MONTHS)
     clients = _clients(rng, config.customer_count, horizon_s, start_s)
-    contracts = _contracts(rng, config.agreement_count, list(clients.values()), horizon_s, start_s)
+    contracts = _contracts(rng, config.agreement_count, list(clients.values()), horizon_s, start_s,
+                           expired_stays_active=config.expired_stays_active)
     invoices, receipts = _invoices(rng, config, clients, contracts, horizon_s, start_s)
+    if config.credit_note_share:
+        _credit_notes(config, invoices, clients, contracts, start_s)
     return Books(clients, contracts, invoices, lambda: _payments(config.seed, receipts, invoices))
 
 
@@ -122,7 +126,7 @@ def _clients(rng: random.Random, count: int, horizon_s: int, start_s: int) -> di
 
 
 def _contracts(
-    rng: random.Random, count: int, clients: list[Row], horizon_s: int, start_s: int
+    rng: random.Random, count: int, clients: list[Row], horizon_s: int, start_s: int, *, expired_stays_active: bool
 ) -> dict[int, Row]:
     contracts: dict[int, Row] = {}
     sequences: Counter[tuple[str, int]] = Counter()
@@ -136,6 +140,7 @@ def _contracts(
         hi = max(lo + DAY_S, start_s - 20 * DAY_S)
         begin_s = (rng.randrange(lo, hi) // DAY_S) * DAY_S
         end_s, active, expired = _lifetime(rng, client["inactive"], begin_s, horizon_s, start_s)
+        active = active or (expired and expired_stays_active)  # HaloPSA keeps the two flags apart
         charge = 0 if not subtype.recurring else rng.randint(subtype.charge_min, subtype.charge_max) // 5 * 500
         prefix = CONTRACT_TYPES[subtype.contract_type].prefix
         year = from_seconds(begin_s).year
@@ -229,10 +234,34 @@ def _invoices(
             voided=voided,
             modified_s=last_s,
             recurring=recurring,
+            currency_code_name=config.currency_code_name,
         )
         invoices[invoice_id] = row
         receipts.extend((at_s, invoice_id, amount) for at_s, amount in installments)
     return invoices, receipts
+
+
+def _credit_notes(
+    config: EmulatorConfig, invoices: dict[int, Row], clients: dict[int, Row], contracts: dict[int, Row], start_s: int
+) -> None:
+    """Credit notes for `credit_note_share` of the posted invoices, added after the books with their own dice (the
+    rest of the books stay as they are), raised after the last invoice so ids still rise with creation time."""
+    rng = Dice(f"halo-emulator-credits:{config.seed}")
+    codes = PaymentCodes.of(config)
+    credited = [row for row in invoices.values() if row["posted"] and not row["voided"] and row["total"] > 0]
+    credit_id = max(invoices)
+    after_s = max(wire_seconds(row["date_created"]) for row in invoices.values()) + 1
+    for invoice in credited:
+        if rng.random() >= config.credit_note_share:
+            continue
+        credit_id += 1
+        client = clients[invoice["client_id"]]
+        invoices[credit_id] = credit_note_row(
+            credit_id, invoice, client, contracts.get(invoice["contract_id"]), share=0.1 + 0.9 * rng.random(),
+            issued_s=after_s + int(rng.random() * max(1, start_s - 1 - after_s)),
+            number_prefix=config.invoice_number_prefix, codes=codes,
+            currency=CURRENCY_BY_ISO[client["currencyisocode"]], currency_code_name=config.currency_code_name,
+        )
 
 
 def _payments(seed: int, receipts: list[tuple[int, int, int]], invoices: dict[int, Row]) -> dict[int, Row]:

@@ -23,13 +23,16 @@ from halo_emulator.config import EmulatorConfig
 from halo_emulator.data import generate
 from halo_emulator.evolution import Changes, Evolution
 from halo_emulator.faults import (
+    DEFAULT_OVERSIZE_BYTES,
     DEFAULT_TIMEOUT_HOLD_S,
+    DRIP,
     MALFORMED_PAGE,
     SHORT_CIRCUITS,
     Dropped,
     FaultRule,
     Stalled,
     corrupt_listing,
+    oversized,
 )
 from halo_emulator.ratelimit import RollingWindow
 from halo_emulator.reply import Reply, json_reply, text_reply
@@ -202,6 +205,10 @@ class HaloEmulator:
                 self.expire_tokens()
             elif rule.kind == "mutate" and rule.on_request is not None:
                 rule.on_request(self, request)
+            elif rule.kind == "drip":
+                response.extensions[DRIP] = rule.bytes_per_s or 1.0
+            elif rule.kind == "oversize":
+                response = oversized(response, rule.size_bytes or DEFAULT_OVERSIZE_BYTES)
         return response
 
     def _log(self, request: httpx.Request, path: str, query: Mapping[str, str]) -> None:
@@ -229,7 +236,7 @@ class HaloEmulator:
         return [rule for rule in self._faults if rule.matches(method, path, page_no) and rule.hit()]
 
     def _short_circuit(self, rule: FaultRule) -> Reply:
-        headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else None
+        headers = rule.retry_after_headers()
         if rule.kind == "rate_limit":
             self.stats.rate_limited += 1
             return text_reply(429, self.config.rate_limit_text, headers=headers)
@@ -313,6 +320,11 @@ class HaloEmulator:
     def void_invoice(self, invoice_id: int) -> dict[str, Any]:
         with self._lock:
             return self._state.void_invoice(invoice_id, self._now_s)
+
+    def delete_invoice(self, invoice_id: int) -> dict[str, Any]:
+        """Delete an invoice in HaloPSA: gone from listings, 404 on its single read; returns the row it had."""
+        with self._lock:
+            return self._state.delete_invoice(invoice_id)
 
     def pay_invoice(self, invoice_id: int, amount: float | None = None, **fields: Any) -> dict[str, Any]:
         """Record a payment (the whole amount due unless given); returns the payment row."""

@@ -142,11 +142,13 @@ class Evolution:
         when = from_seconds(at_s)
         active_clients = set(state.active_clients())
         for contract in list(state.contracts.rows.values()):
-            if not contract["active"]:
+            if not contract["active"] or contract["expired"]:
                 continue
             end = parse_moment(contract["end_date"])
             if end is not None and to_seconds(end) < at_s - RECURRING_RUN_HOUR * HOUR_S:
-                state.update_contract(contract["id"], {"active": False, "expired": True}, at_s)
+                # HaloPSA keeps the flags apart: on some tenants an expired agreement still says active
+                expiry = {"expired": True} if state.config.expired_stays_active else {"active": False, "expired": True}
+                state.update_contract(contract["id"], expiry, at_s)
                 changes.agreements_edited[contract["id"]] = when
                 continue
             started = parse_moment(contract["start_date"])

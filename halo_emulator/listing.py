@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from halo_emulator.config import EmulatorConfig
@@ -19,6 +20,16 @@ class BadParam(ValueError):
         self.name = name
 
 
+class Unsortable(ValueError):
+    """An `order` on a field this instance cannot sort by, on a tenant that refuses it (`unsortable_order_status`)."""
+
+    def __init__(self, field: str, status: int) -> None:
+        text = f"Invalid column name '{field}'." if status >= 500 else f"The field '{field}' cannot be sorted."
+        super().__init__(text)
+        self.field = field
+        self.status = status
+
+
 def truthy(value: str | None) -> bool:
     return value is not None and value.strip().lower() in {"true", "1", "yes"}
 
@@ -31,6 +42,21 @@ def _int(params: Mapping[str, str], name: str) -> int | None:
         return int(text)
     except ValueError:
         raise BadParam(name, text) from None
+
+
+_NO_DATE_YEARS = ("0001-", "1900-")
+
+
+def _moment(params: Mapping[str, str], name: str) -> datetime | None:
+    """A date or timestamp parameter as a zone-less UTC moment (an offset is converted, `Z` is UTC)."""
+    text = (params.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise BadParam(name, text) from None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 class Filters:
@@ -77,6 +103,27 @@ class Filters:
                 lambda row: any(text in str(row.get(f) or "").casefold() for f in fields)
             )
             self._signature.append(("search", text))
+        return self
+
+    def dated(self) -> Filters:
+        """`datesearch=<field>&start_date=…&end_date=…` (newer builds): the row's `field` within the bounds (either
+        may be absent; a date alone means its midnight); rows without that date are left out."""
+        field = (self._params.get("datesearch") or "").strip().lower()
+        if not field:
+            return self
+        start, end = _moment(self._params, "start_date"), _moment(self._params, "end_date")
+        if start is None and end is None:
+            return self
+
+        def within(row: Row) -> bool:
+            value = row.get(field)
+            if not isinstance(value, str) or value.startswith(_NO_DATE_YEARS):
+                return False
+            moment = datetime.fromisoformat(value)
+            return (start is None or moment >= start) and (end is None or moment <= end)
+
+        self._predicates.append(within)
+        self._signature.append(("datesearch", (field, start, end)))
         return self
 
     def build(self) -> tuple[tuple[tuple[str, Any], ...], Predicate | None]:
@@ -132,11 +179,15 @@ def list_payload(
     table: Table, key: str, filters: Filters, params: Mapping[str, str], config: EmulatorConfig
 ) -> dict[str, Any]:
     """The envelope for one listing request. Ordering by a field the instance cannot sort by is ignored altogether
-    (natural id order), as an instance might."""
+    (natural id order), as an instance might, or refused (`Unsortable`) where the tenant is configured so."""
     order = (params.get("order") or "").strip().lower() or None
     descending = truthy(params.get("orderdesc"))
     if order is not None and order not in config.sortable_fields:
+        if config.unsortable_order_status is not None:
+            raise Unsortable(order, config.unsortable_order_status)
         order, descending = None, False
+    if config.datesearch:
+        filters.dated()
     signature, predicate = filters.build()
     rows = table.rows
 
@@ -153,10 +204,14 @@ def list_payload(
     page_size = _int(params, "page_size") or config.default_page_size
     page_size = max(1, min(page_size, config.page_size_cap))
     page_no = max(1, _int(params, "page_no") or 1)
-    start = (page_no - 1) * page_size
+    if config.ignore_paging:
+        page = ids
+    else:
+        served = config.served_page_size or page_size
+        page = ids[(page_no - 1) * served : page_no * served]
     return {
         "page_no": page_no,
         "page_size": page_size,
-        "record_count": len(ids),
-        key: [rows[i] for i in ids[start : start + page_size]],
+        "record_count": len(page) if config.record_count_is_page_length else len(ids),
+        key: [rows[i] for i in page],
     }

@@ -102,16 +102,20 @@ SUBTYPES_BY_ID: dict[int, Subtype] = {s.id: s for s in SUBTYPES}
 
 @dataclass(frozen=True)
 class Currency:
+    """A currency as `/api/Currency` lists it: `code` is its id (an invoice's `currency_code`), `iso` its ISO code."""
+
     iso: str
     symbol: str
     code: int
     weight: float
+    name: str = ""
+    rate: float = 1.0
 
 
 CURRENCIES: tuple[Currency, ...] = (
-    Currency("USD", "$", 1, 0.92),
-    Currency("CAD", "CA$", 2, 0.06),
-    Currency("GBP", "£", 3, 0.02),
+    Currency("USD", "$", 1, 0.92, "US Dollar", 1.0),
+    Currency("CAD", "CA$", 2, 0.06, "Canadian Dollar", 1.36),
+    Currency("GBP", "£", 3, 0.02, "Pound Sterling", 0.79),
 )
 CURRENCY_BY_ISO: dict[str, Currency] = {c.iso: c for c in CURRENCIES}
 PAYMENT_METHODS: tuple[tuple[int, str, float], ...] = (

@@ -14,11 +14,20 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from halo_emulator.auth import IDENTITY_SCOPES, InvalidScope, TokenStore, allows, requested_scopes
+from halo_emulator.auth import (
+    IDENTITY_SCOPES,
+    InvalidScope,
+    TokenStore,
+    allows,
+    requested_scopes,
+    token_refusal,
+    token_segments,
+)
 from halo_emulator.config import EmulatorConfig
 from halo_emulator.listing import (
     BadParam,
     Filters,
+    Unsortable,
     client_filters,
     contract_filters,
     invoice_filters,
@@ -26,7 +35,7 @@ from halo_emulator.listing import (
     payment_filters,
     truthy,
 )
-from halo_emulator.names import SUBTYPES
+from halo_emulator.names import CURRENCIES, SUBTYPES
 from halo_emulator.reply import Reply, json_reply
 from halo_emulator.state import InvalidRecord, TenantState
 from halo_emulator.table import Row, Table
@@ -85,11 +94,11 @@ def unknown_tenant(config: EmulatorConfig, tenant: str | None) -> Reply:
     return _error(config.bad_credentials_status, "invalid_client", f"Unknown tenant '{tenant or ''}'")
 
 
-def invalid_token() -> Reply:
-    """An `/api` request without a token this tenant issued (or with an expired one)."""
-    return _error(
-        401, "invalid_token", "The access token is missing, unknown or expired", {"WWW-Authenticate": "Bearer"}
-    )
+def invalid_token(config: EmulatorConfig | None = None) -> Reply:
+    """An `/api` request without a token this tenant issued (or with an expired one): 401, or the configured status."""
+    status = config.expired_token_status if config is not None else 401
+    body, headers = token_refusal(status)
+    return json_reply(status, body, headers)
 
 
 def _not_found(what: str) -> Reply:
@@ -118,7 +127,7 @@ class Router:
 
     def route(self, request: httpx.Request) -> Reply:
         segments = [s.lower() for s in request.url.path.split("/") if s]
-        if segments == ["auth", "token"]:
+        if segments == token_segments(self.config.auth_path):
             return self._token(request) if request.method == "POST" else json_reply(405, None)
         if not segments or segments[0] != "api" or len(segments) < 2:
             return _not_found("Resource")
@@ -127,6 +136,10 @@ class Router:
             return self._api(request, segments[1], segments[2:], params)
         except BadParam as exc:
             return json_reply(400, {exc.name: str(exc)})
+        except Unsortable as exc:  # as model binding (400) or the database (500) of a tenant that refuses the order
+            if exc.status >= 500:
+                return json_reply(exc.status, {"ClassName": "System.Data.SqlClient.SqlException", "Message": str(exc)})
+            return json_reply(exc.status, {"order": str(exc)})
 
     # ---- /auth/token -----------------------------------------------------------------------------------------------
 
@@ -162,12 +175,17 @@ class Router:
 
     def _api(self, request: httpx.Request, name: str, rest: list[str], params: dict[str, str]) -> Reply:
         if name == "authinfo" and not rest:
-            return json_reply(200, {"auth_url": f"{_base_url(request)}/auth", "tenant_id": self.config.tenant})
+            if not self.config.auth_info:
+                return _not_found("Resource")
+            auth_url = _base_url(request) + "/" + "/".join(token_segments(self.config.auth_path)[:-1])
+            return json_reply(200, {"auth_url": auth_url, "tenant_id": self.config.tenant})
         scopes = self._scopes(request)
         if scopes is None:
-            return invalid_token()
+            return invalid_token(self.config)
         if name == "lookup" and not rest:
             return self._lookup(params) if request.method == "GET" else json_reply(405, None)
+        if name == "currency" and not rest:
+            return self._currencies() if request.method == "GET" else json_reply(405, None)
         if name == "webhook":
             return self._guarded(scopes, "admin:webhooks") or self._webhook(request, rest)
         resource = self._resources.get(name)
@@ -276,6 +294,13 @@ class Router:
         return json_reply(
             200, [{"id": s.id, "name": s.name, "lookupid": self.config.subtype_lookup_id} for s in SUBTYPES]
         )
+
+
+    @staticmethod
+    def _currencies() -> Reply:
+        """The tenant's currencies (a bare array, SPEC `Currency`): an invoice's `currency_code` is one's `id`."""
+        return json_reply(200, [{"id": c.code, "name": c.name, "symbol": c.symbol, "code": c.iso,
+                                 "conversion_rate": c.rate} for c in CURRENCIES])
 
 
 def _int_id(text: str) -> int:

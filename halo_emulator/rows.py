@@ -153,9 +153,11 @@ def invoice_row(
     voided: bool = False,
     modified_s: int | None = None,
     recurring: bool = False,
+    currency_code_name: bool = True,
 ) -> Row:
     """An invoice with its derived amounts already consistent (see ledger.py for the rules); `recurring` marks one
-    raised by the agreement's recurring-invoice schedule."""
+    raised by the agreement's recurring-invoice schedule; without `currency_code_name` the row names its currency only
+    by symbol and by id (`currency`, `currency_code`), as some tenants' rows do."""
     total = net_cents + tax_cents
     fully_paid = paid_cents >= total and paid_cents > 0
     terms = client["paymentterms"]
@@ -166,7 +168,7 @@ def invoice_row(
         modified = created
     else:
         modified = paid if modified_s == paid_s and fully_paid else stamp(modified_s)
-    return wire(
+    row = wire(
         InvoiceWire(
             id=invoice_id,
             invoicenumber=f"{number_prefix}{invoice_id}",
@@ -198,6 +200,24 @@ def invoice_row(
             sent_status=1 if posted_s is not None else 0,
         )
     )
+    if not currency_code_name:
+        del row["currency_code_name"]
+    return row
+
+
+def credit_note_row(credit_id: int, invoice: Row, client: Row, contract: Row | None, *, share: float, issued_s: int,
+                    number_prefix: str, codes: PaymentCodes, currency: Currency, currency_code_name: bool) -> Row:
+    """A posted credit note for `share` of `invoice`'s total: an invoice row with a negative total and amount due,
+    naming the invoice it credits (`creditlinkedtoinvoiceid`), unapplied (nothing paid)."""
+    total = -max(1, round(round(invoice["total"] * 100) * share))
+    tax = -max(0, round(round(invoice["tax_total"] * 100) * share))
+    row = invoice_row(
+        credit_id, client, contract, number_prefix=number_prefix, third_party_number=f"CN-{credit_id:06d}",
+        issued_s=issued_s, net_cents=total - tax, tax_cents=tax, posted_s=issued_s, codes=codes, currency=currency,
+        currency_code_name=currency_code_name,
+    )
+    row["creditlinkedtoinvoiceid"] = invoice["id"]
+    return row
 
 
 def payment_row(payment_id: int, invoice: Row, *, amount_cents: int, at_s: int, method: int, thirdpartyid: str) -> Row:

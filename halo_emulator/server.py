@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from halo_emulator.emulator import HaloEmulator
-from halo_emulator.faults import Dropped, FaultRule, Stalled
+from halo_emulator.faults import DRIP, OVERSIZE, Dropped, FaultRule, Stalled
 from halo_emulator.tenants import Tenants
 from halo_emulator.wire import parse_moment
 
@@ -104,6 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(response)
 
     def _write(self, response: httpx.Response) -> None:
+        if response.extensions.get(OVERSIZE):
+            self._stream(response)
+            return
         content = response.content
         self.send_response(response.status_code)
         for name, value in response.headers.items():
@@ -111,7 +114,44 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
-        self.wfile.write(content)
+        rate = response.extensions.get(DRIP)
+        if rate:
+            self._drip(content, float(rate))
+        else:
+            self.wfile.write(content)
+
+    def _stream(self, response: httpx.Response) -> None:
+        """Send a streaming answer chunked, piece by piece as it is produced, until it ends or the client hangs up."""
+        self.send_response(response.status_code)
+        for name, value in response.headers.items():
+            if name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for piece in response.iter_raw():
+                self.wfile.write(b"%x\r\n" % len(piece))
+                self.wfile.write(piece)
+                self.wfile.write(b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client gave up on the answer
+            self.close_connection = True
+
+    def _drip(self, content: bytes, bytes_per_s: float) -> None:
+        """Send the body a few bytes at a time (ten writes a second, or one byte per write when slower), until it is
+        all out, the client hangs up or the server closes."""
+        step = max(1, int(bytes_per_s / 10))
+        pause = step / bytes_per_s
+        self.wfile.flush()
+        for start in range(0, len(content), step):
+            if start and self.server.closing.wait(pause):
+                break
+            try:
+                self.wfile.write(content[start : start + step])
+                self.wfile.flush()
+            except OSError:  # the client gave up on the answer
+                break
+        self.close_connection = True
 
 
 def _control(emulator: Served, request: httpx.Request) -> httpx.Response:

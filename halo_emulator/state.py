@@ -148,12 +148,12 @@ class TenantState:
         return self.clients.select("names", lambda: {c["name"] for c in self.clients.rows.values()})
 
     def agreements_by_client(self) -> dict[int, list[int]]:
-        """Active agreements per customer."""
+        """Running agreements per customer (active and not expired: HaloPSA keeps the two flags apart)."""
 
         def build() -> dict[int, list[int]]:
             index: dict[int, list[int]] = {}
             for contract in self.contracts.rows.values():
-                if contract["active"]:
+                if contract["active"] and not contract["expired"]:
                     index.setdefault(contract["client_id"], []).append(contract["id"])
             return index
 
@@ -277,6 +277,7 @@ class TenantState:
             codes=self.codes,
             currency=CURRENCY_BY_ISO.get(client["currencyisocode"], CURRENCIES[0]),
             modified_s=at_s,
+            currency_code_name=self.config.currency_code_name,
         )
         row.update(values, date_created=stamp(at_s), last_modified=stamp(at_s))
         return self._store_invoice(self._invoice_links(row, at_s))
@@ -291,6 +292,15 @@ class TenantState:
 
     def void_invoice(self, invoice_id: int, at_s: int) -> Row:
         return self.update_invoice(invoice_id, {"voided": True}, at_s)
+
+    def delete_invoice(self, invoice_id: int) -> Row:
+        """Deleted in HaloPSA: gone from every listing and its single read answers 404; nothing else changes."""
+        row = self._existing(self.invoices, invoice_id, "invoice")
+        _ = self.payments.rows  # payments are drawn from the books on first use: while every invoice is still there
+        self.invoices.delete(invoice_id)
+        if self._payable is not None:
+            self._payable.discard(invoice_id)
+        return row
 
     def _invoice_links(self, row: Row, at_s: int) -> Row:
         """Re-derive what HaloPSA computes: names from links, amounts and status from the ledger."""

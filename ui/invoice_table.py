@@ -28,8 +28,12 @@ def _all(label: str) -> Callable[[object], str]:
 def filters(options: invoices_screen.FilterOptions) -> invoices_screen.Filters:
     """The filter row; sort and order come from the controls under the table (drawn later, read from their keys)."""
     names = dict(options.customers)
-    search_at, customer_at, subtype_at, aging_at, eligibility_at = st.columns([3, 2, 2, 1, 2])
+    view_at, search_at, customer_at, subtype_at, aging_at, eligibility_at = st.columns([2, 3, 2, 2, 1, 2])
     return invoices_screen.Filters(
+        view=view_at.selectbox("Show", list(invoices_screen.VIEWS), key="invoices.view", on_change=_first_page,
+                               format_func=invoices_screen.VIEWS.__getitem__,
+                               help="Drafts, invoices awaiting approval and credit notes are never unpaid and never "
+                                    "auto-paid; the Auto-pay column says why."),
         search=components.text_input(search_at, "Search", field="search", key="invoices.search",
                                      on_change=_first_page, placeholder="Number, customer or agreement"),
         customer_halo_id=customer_at.selectbox("Customer", [None, *names], key="invoices.customer",
@@ -72,11 +76,15 @@ def _columns(unit: str) -> dict[str, Any]:
     }
 
 
+_COUNT_LABELS = {"unpaid": "Unpaid invoices", "not_posted": "Not posted", "credits": "Credit notes"}
+_FILE_NAMES = {"unpaid": "unpaid-invoices.csv", "not_posted": "not-posted-invoices.csv", "credits": "credit-notes.csv"}
+
+
 def show(result: invoices_screen.InvoicePage) -> None:
     """The totals over every filtered row, this page of rows, then the sort, order, page-size and page controls."""
     unit = f" ({result.currency or 'mixed currencies'})" if result.total_rows else ""
     count_at, total_at, due_at = st.columns(3)
-    count_at.metric("Unpaid invoices", f"{result.total_rows:,}")
+    count_at.metric(_COUNT_LABELS.get(result.view, "Invoices"), f"{result.total_rows:,}")
     # metric labels are Markdown, the currency code comes from HaloPSA; table headers are plain text
     total_at.metric(escape_markdown(f"Invoiced{unit}"), formatting.money(result.total_cents))
     due_at.metric(escape_markdown(f"Amount due{unit}"), formatting.money(result.due_cents))
@@ -103,7 +111,8 @@ def download(engine: Engine, principal: Principal, partner_id: int, filters: inv
     button is disabled beforehand, with the reason, when a download would be refused now."""
     refusal = exports.download_refusal(engine, principal.user, rows=rows, now=clock())
     st.download_button(
-        "Download CSV", key="invoices.download", mime="text/csv", on_click="ignore", file_name="unpaid-invoices.csv",
+        "Download CSV", key="invoices.download", mime="text/csv", on_click="ignore",
+        file_name=_FILE_NAMES.get(filters.view, "invoices.csv"),
         disabled=not rows or refusal is not None, help=exports.DOWNLOAD_LIMITS,
         data=lambda: invoices_screen.export_csv(engine, principal, partner_id, filters, now=clock(),
                                                 throttled=True).data,

@@ -28,18 +28,24 @@ from core.store.tables import (
     RULE_TABLE,
     UNPAID_STATUSES,
     AutoPayTrigger,
+    InvoiceStatus,
 )
 
 NOT_MAPPED = "not mapped"
 
 
 class Reason(StrEnum):
-    """Why an invoice is not charged by auto-pay, in the order the checks run."""
+    """Why an invoice is not charged by auto-pay, in the order the checks run. Only posted, non-credit invoices with
+    money due (UNPAID_STATUSES) on an active agreement can be charged."""
 
+    DELETED = "deleted in HaloPSA"
     VOIDED = "voided"
+    CREDIT = "credit note"
+    NOT_POSTED = "not posted in HaloPSA (draft or awaiting approval)"
     PAID = "already paid"
     NO_AGREEMENT = "no agreement"
     AGREEMENT_INACTIVE = "agreement inactive"
+    AGREEMENT_ENDED = "agreement ended"
     NOT_MAPPED = "subtype not mapped"
     RULE_DISABLED = "rule disabled"
     NO_DUE_DATE = "no due date"
@@ -48,7 +54,10 @@ class Reason(StrEnum):
 
 
 ELIGIBLE = "eligible"
-ELIGIBILITY_CHOICES = (ELIGIBLE, *(reason.value for reason in Reason if reason not in (Reason.VOIDED, Reason.PAID)))
+# What the invoice itself is (not owed at all): the invoice table's view says these, not its auto-pay filter; listed
+# last in a preview.
+SETTLED = (Reason.DELETED, Reason.VOIDED, Reason.CREDIT, Reason.NOT_POSTED, Reason.PAID)
+ELIGIBILITY_CHOICES = (ELIGIBLE, *(reason.value for reason in Reason if reason not in SETTLED))
 
 
 @dataclass(frozen=True)
@@ -103,11 +112,16 @@ def classify(inv: Any, agr: Any, terms: RuleTerms, *, today: date) -> tuple[Colu
         else_=add_days(inv.invoice_date, terms.days),
     )
     by_invoice_date = terms.trigger == AutoPayTrigger.DAYS_AFTER_INVOICE
+    today_sql = literal(today, Date)
     reason = case(
+        (inv.status == InvoiceStatus.DELETED.value, Reason.DELETED.value),
         (inv.voided == true(), Reason.VOIDED.value),
+        (inv.status == InvoiceStatus.CREDIT.value, Reason.CREDIT.value),
+        (inv.status == InvoiceStatus.DRAFT.value, Reason.NOT_POSTED.value),
         (inv.status.not_in(UNPAID_STATUSES), Reason.PAID.value),
         (agr.id.is_(None), Reason.NO_AGREEMENT.value),
-        (agr.active == false(), Reason.AGREEMENT_INACTIVE.value),
+        (agr.active == false(), Reason.AGREEMENT_INACTIVE.value),  # stored as HaloPSA's active and not expired
+        (agr.end_date < today_sql, Reason.AGREEMENT_ENDED.value),  # an agreement ending today still charges today
         (terms.unmapped, Reason.NOT_MAPPED.value),
         (terms.disabled, Reason.RULE_DISABLED.value),
         (~by_invoice_date & inv.due_date.is_(None), Reason.NO_DUE_DATE.value),
@@ -115,7 +129,6 @@ def classify(inv: Any, agr: Any, terms: RuleTerms, *, today: date) -> tuple[Colu
         (terms.max_cents.is_not(None) & (inv.amount_due_cents > terms.max_cents), Reason.OVER_MAXIMUM.value),
         else_=null(),
     )
-    today_sql = literal(today, Date)
     return reason, case((planned < today_sql, today_sql), else_=planned)
 
 
@@ -209,7 +222,7 @@ def preview(engine: Engine, principal: Principal, partner_id: int, rule: RuleInp
         covered = _listed(conn, partner_id, scoped, row.reason.is_(None), limit=limit, last="charge_on",
                           order=lambda c: [c.charge_on, c.halo_id])
         excluded = _listed(conn, partner_id, scoped, row.reason.is_not(None), limit=limit, last="reason",
-                           order=lambda c: [c.reason.in_([Reason.PAID.value, Reason.VOIDED.value]),  # settled last
+                           order=lambda c: [c.reason.in_([reason.value for reason in SETTLED]),  # settled last
                                             c.reason, c.due_date.desc(), c.halo_id])
         totals = conn.execute(totals_query).all()
     by_reason = [(t.reason, int(t.invoices), int(t.cents)) for t in totals if t.reason is not None]

@@ -1,6 +1,8 @@
 """The unpaid invoices of one partner as a paged read model: filtered, sorted, paged and totalled in SQL (a partner
 with 100,000 invoices never reaches pandas whole), with days overdue, aging bucket and auto-pay eligibility computed
-per row from the injected `now`, and a CSV export of every filtered row (audited)."""
+per row from the injected `now`, and a CSV export of every filtered row (audited). Two other views list what is not
+owed, each row saying why it is never charged: invoices not posted in HaloPSA (drafts, awaiting approval) and credit
+notes."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from core.store.tables import (
     INVOICE_TABLE,
     PARTNER_TABLE,
     UNPAID_STATUSES,
+    InvoiceStatus,
 )
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -37,6 +40,10 @@ SORTS = {
     "due_date": "Due date", "days_overdue": "Days overdue", "amount_due": "Amount due", "total": "Total",
     "invoice_date": "Invoice date", "customer": "Customer", "number": "Number",
 }
+VIEWS = {"unpaid": "Unpaid", "not_posted": "Not posted (drafts, awaiting approval)", "credits": "Credit notes"}
+"""What the table lists: the invoices owed (the default), or those never charged because of what they are."""
+_VIEW_STATUSES = {"unpaid": UNPAID_STATUSES, "not_posted": (InvoiceStatus.DRAFT.value,),
+                  "credits": (InvoiceStatus.CREDIT.value,)}
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 COLUMNS = ["number", "number_is_fallback", "customer", "agreement", "subtype", "invoice_date", "due_date",
@@ -56,6 +63,7 @@ class Filters:
     eligibility: str | None = None
     sort: str = "due_date"
     descending: bool = False
+    view: str = "unpaid"
 
     @property
     def term(self) -> str:
@@ -65,8 +73,9 @@ class Filters:
     def describe(self) -> str:
         """The filters in plain words, for the audit log."""
         parts = [f"{name} “{_without_nul(str(value))}”" for name, value in (
-            ("search", self.term), ("customer", self.customer_halo_id), ("subtype", self.subtype),
-            ("aging", self.aging), ("auto-pay", self.eligibility)) if value not in (None, "")]
+            ("show", VIEWS.get(self.view) if self.view != "unpaid" else None), ("search", self.term),
+            ("customer", self.customer_halo_id), ("subtype", self.subtype), ("aging", self.aging),
+            ("auto-pay", self.eligibility)) if value not in (None, "")]
         return ", ".join(parts) or "none"
 
 
@@ -89,6 +98,7 @@ class InvoicePage:
     due_cents: int
     aging: pd.DataFrame  # bucket, invoices, amount_due: over every filtered row, all five buckets
     currency: str | None  # the one currency of the filtered rows; None when they mix currencies (or none match)
+    view: str = "unpaid"  # which invoices the rows are (VIEWS)
 
 
 @dataclass(frozen=True)
@@ -123,11 +133,13 @@ def _in_bucket(due: ColumnElement[date], bucket: str, today: date) -> ColumnElem
 
 
 class _Scope:
-    """The filtered unpaid invoices of one partner as SQL pieces. Each query joins only the tables it reads: with
-    100,000 invoices, an unused LEFT JOIN still costs a lookup per row on SQLite."""
+    """The filtered invoices of one partner's view (unpaid by default) as SQL pieces. Each query joins only the tables
+    it reads: with 100,000 invoices, an unused LEFT JOIN still costs a lookup per row on SQLite."""
 
     def __init__(self, partner_id: int, filters: Filters, today: date) -> None:
         check_length("search", filters.search)
+        if filters.view not in VIEWS:
+            raise BadInput(f"Unknown view “{filters.view}”.", field="view")
         if filters.aging is not None and filters.aging not in AGING_BUCKETS:
             raise BadInput(f"Unknown aging bucket “{filters.aging}”.", field="aging")
         if filters.eligibility is not None and filters.eligibility not in agreements.ELIGIBILITY_CHOICES:
@@ -147,7 +159,8 @@ class _Scope:
             "total_cents": inv.total_cents, "amount_due_cents": inv.amount_due_cents, "currency": inv.currency,
             "eligibility": eligibility,
         }
-        self.terms: list[ColumnElement[bool]] = [inv.partner_id == partner_id, inv.status.in_(UNPAID_STATUSES)]
+        self.terms: list[ColumnElement[bool]] = [inv.partner_id == partner_id,
+                                                 inv.status.in_(_VIEW_STATUSES[filters.view])]
         self.needs: set[str] = set()
         if text := filters.term:
             self._where({"customer", "agreement"}, inv.display_number.icontains(text, autoescape=True)
@@ -237,7 +250,7 @@ def page(engine: Engine, principal: Principal, partner_id: int, filters: Filters
         total_cents=sum(found.total_cents for found in buckets), due_cents=sum(found.due_cents for found in buckets),
         aging=pd.DataFrame([(bucket, n, amount(cents)) for bucket, (n, cents) in per_bucket.items()],
                            columns=["bucket", "invoices", "amount_due"]),
-        currency=currencies.pop() if len(currencies) == 1 else None,
+        currency=currencies.pop() if len(currencies) == 1 else None, view=filters.view,
     )
 
 

@@ -1,15 +1,25 @@
-"""HaloPSA tokens and permissions: what the token response means, when to renew it, which scope guards a path.
+"""HaloPSA tokens and permissions: what the token response means, when to renew it, which scope guards a path, where
+the authorisation server is, and which refusals mean "this token is no longer good".
 
 No HTTP here: `TokenCache` calls the fetch function the client gives it (which goes through the rate budget and
 retries like every other request).
+
+Two things real tenants do that the documentation does not say (reference 11): some answer an expired token with an
+OAuth-style HTTP 400 instead of 401 (n8n issue 16857), so such a 400 renews the token once like a 401; and the
+authorisation server is found from `GET /api/AuthInfo` (`auth_url`, `tenant_id`, as HaloAPI reads them), falling
+back to `{host}/auth/token` when that route is absent or its answer unusable.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
+import orjson
 
 from core.errors import AuthError, ProtocolError
 from core.halopsa.config import REQUIRED_SCOPES
@@ -23,6 +33,11 @@ CREDENTIALS_REJECTED = (
     "HaloPSA rejected the client ID or secret. Check both in HaloPSA (Configuration > Integrations > HaloPSA API > "
     "View Applications) and enter them again."
 )
+
+# OAuth `error` codes that say the bearer token itself is bad (RFC 6750 `invalid_token`; `invalid_grant` and
+# `expired_token` as other servers word it), as opposed to a bad parameter or record.
+TOKEN_ERRORS = frozenset({"invalid_token", "invalid_grant", "expired_token"})
+_EXPIRED_WORDS = re.compile(r"\btoken\b[^.]{0,40}\bexpired\b|\bexpired\b[^.]{0,40}\btoken\b", re.IGNORECASE)
 
 _PATH_SCOPES = {
     "client": "read:customers",
@@ -98,14 +113,71 @@ def token_from_body(body: Any, *, requested_at: float) -> Token:
     )
 
 
-def rejection(status: int, body_text: str, *, base_url: str, tenant: str | None) -> AuthError:
+def is_token_refusal(status: int, body_text: str, headers: Mapping[str, str]) -> bool:
+    """Whether an HTTP 400 to an API call refuses the bearer token (expired or invalid) rather than the request: an
+    OAuth `error` code about the token, a `WWW-Authenticate` challenge naming `invalid_token`, or words saying the
+    token expired. A validation error (`{"[0].id": ...}`, a bad parameter) is not one."""
+    if status != 400:
+        return False
+    if "invalid_token" in headers.get("WWW-Authenticate", "").lower():
+        return True
+    text = body_text[:4000]
+    try:
+        body = orjson.loads(text)
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str) and error.strip().lower() in TOKEN_ERRORS:
+        return True
+    return bool(_EXPIRED_WORDS.search(text))
+
+
+def refused_again(what: str) -> AuthError:
+    """A token HaloPSA issued a moment ago refused again with an OAuth-style 400."""
+    return AuthError(
+        f"HaloPSA refused a token it had just issued for {what} (HTTP 400: invalid or expired token). In HaloPSA open "
+        "Configuration > Integrations > HaloPSA API > View Applications, check the API application is active and "
+        "its login type is Client ID and Secret (Services), then try again.",
+        field="client_secret",
+    )
+
+
+def fallback_token_url(base_url: str) -> str:
+    """The token endpoint most tenants have: `{host}/auth/token`."""
+    return f"{base_url}/auth/token"
+
+
+def discovered_endpoint(body: Any, *, base_url: str) -> tuple[str, str | None] | None:
+    """The token URL and tenant named by an `/api/AuthInfo` answer, or None when it names no usable server.
+
+    `auth_url` must be an absolute http(s) address, and https whenever the App Domain is: the client secret goes
+    there. Another host is allowed (the authorisation server can live apart from the API, reference 1.1); every
+    connection to it passes the same address checks as the App Domain's.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("auth_url"), str):
+        return None
+    try:
+        url = httpx.URL(body["auth_url"].strip())
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    secure = httpx.URL(base_url).scheme == "https"
+    if url.scheme not in ("http", "https") or not url.host or (secure and url.scheme != "https"):
+        return None
+    path = url.path.rstrip("/")
+    token_url = str(url.copy_with(path=path if path.lower().endswith("/token") else f"{path}/token", query=None,
+                                  fragment=None))
+    tenant = body.get("tenant_id")
+    return token_url, tenant.strip() if isinstance(tenant, str) and tenant.strip() else None
+
+
+def rejection(status: int, body_text: str, *, token_url: str, tenant: str | None) -> AuthError:
     """The AuthError for a non-transient token failure. Never quotes the body: it could echo what we sent."""
     if 300 <= status < 400:
-        return AuthError(f"HaloPSA answered {base_url}/auth/token with a redirect (HTTP {status}), and the console "
+        return AuthError(f"HaloPSA answered {token_url} with a redirect (HTTP {status}), and the console "
                          "never follows one. Check the App Domain: enter the address you open HaloPSA at.",
                          field="app_domain")
     if status == 404:
-        return AuthError(f"HaloPSA has no token endpoint at {base_url}/auth/token. Check the App Domain.",
+        return AuthError(f"HaloPSA has no token endpoint at {token_url}. Check the App Domain.",
                          field="app_domain")
     if "tenant" not in body_text.lower():
         return AuthError(CREDENTIALS_REJECTED, field="client_secret")

@@ -22,7 +22,7 @@ REQUIRED_SCOPES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class HaloConfig:
-    page_size: int = 1000
+    page_size: int = 100  # real tenants cap pages at 100 rows whatever is asked (reference 11)
     rate_limit_requests: int = 300
     rate_limit_window_s: float = 300.0
     http_timeout_s: float = 30.0
@@ -31,3 +31,6 @@ class HaloConfig:
     unpaid_payment_statuses: str = "0,1"  # HaloPSA `paymentstatuses` filter for unpaid listings; "" = no filter
     subtype_lookup_id: int = 58  # the Lookup holding agreement subtype names (UNCONFIRMED, hence configurable)
     allow_local_domains: bool = False  # HALO_ALLOW_LOCAL_DOMAINS: connect to loopback and private addresses too
+    max_page_bytes: int = 32 * 2**20  # HALO_MAX_PAGE_MB: the largest answer read (bounded memory)
+    request_deadline_s: float = 120.0  # one HTTP exchange (connect, send, the whole answer) ends within this
+    longest_wait_s: float = 60.0  # a rate limit asking for longer hands the sync back to the queue instead of waiting

@@ -1,18 +1,29 @@
-"""Paged HaloPSA listings as streams of typed pages (reference 3.1-3.3). No HTTP here: `fetch` does that.
+"""Paged HaloPSA listings as streams of typed pages (reference 3.1-3.3 and 11). No HTTP here: `fetch` does that.
 
-Termination follows what real clients do: stop on a short page, or once `page_no * page_size >= record_count`.
-Records can shift between pages while we read (new or edited rows), so ids already seen in the listing are dropped.
+Termination trusts what a page holds, never `record_count` alone (one tenant reports the page's length there): a
+page shorter than asked ends the listing, a full one means "ask for the next". A page longer than asked is the
+server paging its own way: read once, and followed only when `record_count` says there is more. Records can shift
+between pages while we read (new or edited rows), so ids already seen in the listing are dropped, and a full page of
+nothing new ends the listing (a server that ignores `page_no`).
+
+Incremental listings have three methods (`Method`), tried in order from the one a caller starts at: a sorted window
+(newest first, stop below the window start), the server's date filter, and a full scan filtered here. A method that
+the server refuses (an HTTP error on its first page) or does not honour (rows out of order, rows outside the date
+filter) gives way to the next, within the same run; `ListingReport` says which method served the listing, which gave
+way and why, and what the listing cost in requests.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from itertools import pairwise
 from typing import Any, Generic, Protocol, TypeVar
 
-from core.errors import ProtocolError
+from core.errors import HaloError, HaloUnavailable, ProtocolError
 from core.halopsa.records import RecordError
 
 log = logging.getLogger(__name__)
@@ -110,12 +121,14 @@ def paginate(
 ) -> Iterator[Page[T]]:
     """Stream the pages of one listing; `fetch(page_no, page_size)` returns a decoded body.
 
-    A malformed record goes into `page.errors` and the listing carries on. When the first page is shorter than
-    asked while `record_count` says there is more, the server caps the page size: adopt its size and carry on.
+    A malformed record goes into `page.errors` and the listing carries on. The first page shorter than asked while
+    `record_count` says there is more is a server cap: adopt its size. A page longer than asked ends the listing
+    unless `record_count` says there is more (then the server pages by its own size: adopt it).
     """
     size = page_size
     seen = IdSet()
     failed = IdSet()
+    listed = 0
     page_no = 1
     while True:
         rows, count = rows_of(fetch(page_no, size), key)
@@ -136,13 +149,19 @@ def paginate(
             if seen.add_new(record.halo_id):
                 page.records.append(record)
                 fresh += 1
-        short = len(rows) < size
+        listed += fresh
+        served = len(rows)
         del rows  # the raw page is garbage once parsed: keep only one copy of a page alive while the caller works
         yield page
-        if short or (count is not None and page_no * size >= count):
+        if served < size:
             return
-        if count is None and fresh == 0:
-            # A full page of nothing new with no count to bound us: the server ignores page_no. Stop, don't spin.
+        if served > size:
+            if count is None or count <= listed:
+                return  # the server sent the listing whole (it ignores page_size): never ask for it again
+            log.info("HaloPSA sent %d %s for a page of %d; paging by its size", served, key, size)
+            size = served
+        if fresh == 0:
+            # A full page of nothing new: the server ignores page_no. Stop, don't spin (record_count is no bound).
             log.warning("HaloPSA repeated a full page of %s (page %d); stopping the listing", key, page_no)
             return
         page_no += 1
@@ -154,13 +173,40 @@ def keep(pages: Iterator[Page[T]], predicate: Callable[[T], bool]) -> Iterator[P
         yield replace(page, records=[record for record in page.records if predicate(record)])
 
 
-def newest_first(pages: Iterator[Page[T]], *, key: Callable[[T], K | None], since: K) -> Iterator[Page[T]]:
+class Method(StrEnum):
+    """How an incremental listing is read (reference 11): the cheapest the tenant honours, in this order."""
+
+    SORTED = "sorted"  # ordered newest first by the modification time; stop below the window start
+    DATESEARCH = "datesearch"  # the server's date filter from the window start (newer builds), checked here
+    SCAN = "scan"  # every record, filtered here
+
+
+@dataclass
+class ListingReport:
+    """How one listing was served: by which method, which methods gave way before it and why (in words a person
+    can act on), and how many HTTP requests the listing cost (retries, fallbacks and token renewals included)."""
+
+    method: Method | None = None
+    dropped: list[tuple[Method, str]] = field(default_factory=list)
+    requests: int = 0
+
+    def gave_way(self, method: Method, reason: str) -> None:
+        log.warning("listing by %s gave way: %s", method, reason)
+        self.dropped.append((method, reason))
+
+
+class NotHonoured(Exception):
+    """The server answered, but not as asked (rows out of order, rows outside the filter): try the next method."""
+
+
+def newest_first(pages: Iterator[Page[T]], *, key: Callable[[T], K | None], since: K,
+                 report: ListingReport | None = None, give_way: bool = False) -> Iterator[Page[T]]:
     """Records with `key >= since` from a listing the server was asked to sort by `key`, newest first.
 
     While the order holds, stop after the first page that reaches below `since`. Records without a key are
     dropped and do not count for the order. If a page breaks the order (within itself or against the page
-    before), the instance ignored `order`: read on to the end and filter client-side (a full scan bounded by
-    the listing's own end), still page by page.
+    before), the instance ignored `order`: with `give_way`, raise `NotHonoured` so the caller tries another method;
+    otherwise read on to the end and filter client-side (a full scan bounded by the listing's own end).
     """
     ordered = True
     previous: K | None = None
@@ -169,9 +215,83 @@ def newest_first(pages: Iterator[Page[T]], *, key: Callable[[T], K | None], sinc
         if ordered:
             ordered = all(not (a < b) for a, b in pairwise(([previous] if previous is not None else []) + keys))
             if not ordered:
-                log.warning("HaloPSA did not sort page %d as asked; scanning the whole listing", page.page_no)
+                reason = f"HaloPSA did not sort the listing as asked (page {page.page_no})"
+                if give_way:
+                    raise NotHonoured(reason)
+                if report is not None:
+                    report.gave_way(Method.SORTED, reason)
+                    report.method = Method.SCAN
         if keys:
             previous = keys[-1]
         yield replace(page, records=[r for r in page.records if (k := key(r)) is not None and not (k < since)])
         if ordered and keys and min(keys) < since:
             return
+
+
+def date_filtered(pages: Iterator[Page[T]], *, key: Callable[[T], K | None], since: K, outside: K,
+                  report: ListingReport) -> Iterator[Page[T]]:
+    """Records with `key >= since` from a listing the server was asked to filter by date. A record with a key
+    before `outside` shows the filter was ignored: the listing is then read to its end as a full scan (it is one)."""
+    honoured = True
+    for page in pages:
+        if honoured and any((k := key(r)) is not None and k < outside for r in page.records):
+            honoured = False
+            report.gave_way(Method.DATESEARCH, f"HaloPSA ignored the date filter (page {page.page_no})")
+            report.method = Method.SCAN
+        yield replace(page, records=[r for r in page.records if (k := key(r)) is not None and not (k < since)])
+
+
+def not_before(pages: Iterator[Page[T]], *, key: Callable[[T], K | None], start: K) -> Iterator[Page[T]]:
+    """A full scan's records with `key >= start`, filtered here."""
+    for page in pages:
+        yield replace(page, records=[r for r in page.records if (k := key(r)) is not None and not (k < start)])
+
+
+def refused(error: HaloError) -> bool:
+    """An answer that refuses the query itself (a 4xx, or a 5xx or no answer after retries), not the credentials,
+    the permissions, the rate limit or an unreadable page: another method may get through."""
+    return type(error) in (HaloError, HaloUnavailable)
+
+
+def _cause(error: HaloError) -> str:
+    """Why a method gave way, short: the HTTP status when the error names one, else its first sentence."""
+    status = re.search(r"\(HTTP (\d{3})\)", error.message)
+    return f"HaloPSA answered HTTP {status.group(1)}" if status else error.message.split(". ")[0].rstrip(".")
+
+
+def with_fallback(
+    methods: Sequence[Method],
+    attempt: Callable[[Method, bool], Iterator[Page[T]]],
+    report: ListingReport,
+    *,
+    requests: Callable[[], int],
+) -> Iterator[Page[T]]:
+    """Pages from the first of `methods` the server honours. `attempt(method, last)` opens a listing by that method
+    (`last`: no method follows, so it must not give way). A method gives way when it raises `NotHonoured`, or when
+    its first page is refused (`refused`); a failure after its first page stops the listing. Records and errors
+    already passed on by a method that gave way are not passed on again."""
+    first_request = requests()
+    passed, failed = IdSet(), IdSet()
+    try:
+        for index, method in enumerate(methods):
+            last = index == len(methods) - 1
+            report.method = method
+            started = False
+            try:
+                for page in attempt(method, last):
+                    started = True
+                    records = [r for r in page.records if passed.add_new(r.halo_id)]
+                    errors = [e for e in page.errors if e.halo_id is None or failed.add_new(e.halo_id)]
+                    yield replace(page, records=records, errors=errors)
+                return
+            except NotHonoured as not_honoured:
+                if last:
+                    raise ProtocolError(f"{not_honoured}; the listing cannot be read.") from None
+                report.gave_way(method, str(not_honoured))
+            except HaloError as error:
+                if last or started or not refused(error):
+                    report.method = None
+                    raise
+                report.gave_way(method, _cause(error))
+    finally:
+        report.requests = requests() - first_request

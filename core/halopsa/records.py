@@ -1,12 +1,19 @@
 """HaloPSA wire JSON -> typed records. HaloPSA's field names stop here and never reach our tables.
 
 Tolerant by design (reference section 5.3): zone-less timestamps are UTC, `0001-01-01`/`1900-01-01` mean "no date",
-money is exact (integer cents, rounded half-up from the JSON double), unknown fields are ignored. A record we cannot
-read raises `RecordError` with a reason; the listing reports it and carries on.
+date-only fields are the date as written (never shifted by an offset), money is exact (integer cents, rounded half-up
+from the JSON double), unknown fields are ignored. Bounded (reference section 11): ids and cents fit 64 bits and every
+amount is a finite number. A record we cannot read, or that is out of bounds, raises `RecordError` with a reason; the
+listing reports it and carries on, so one poison record never fails a page or a run.
+
+What HaloPSA's flags mean is decided here too: an invoice with a negative total is a credit note; an invoice is posted
+only when HaloPSA says so; an agreement is active only when `active` and not `expired`. The currency is an ISO 4217
+code, from `currency_code_name` or, by `currency_code`, from `/api/Currency` (never the symbol in `currency`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -15,14 +22,21 @@ from typing import Any, TypeVar
 
 _NULL_YEARS = (1, 1900)
 _CENT = Decimal(1)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""What our BIGINT columns hold: ids and cents beyond this are rejected records, never an overflow at upsert."""
+_MAX_AMOUNT_DIGITS = 17  # 10**17 and above is beyond 64-bit cents: refused before any arithmetic on a huge exponent
 # Fast paths (a backfill parses ~100,000 invoices): these bound where float arithmetic provably gives the same cents
 # as the exact Decimal route, and how many distinct day strings are remembered.
 _FAST_AMOUNT_LIMIT = 1e9
 _NEAR_WHOLE_CENT = 1e-3
 _DATE_CACHE_SIZE = 20_000
 _date_cache: dict[str, date | None] = {}
+_ISO_CACHE_SIZE = 1_000
+_iso_cache: dict[str, str | None] = {}
 
 R = TypeVar("R")
+CurrencyLookup = Callable[[int], str | None]
+"""HaloPSA's currency id (an invoice's `currency_code`) -> ISO 4217 code, from `/api/Currency`; None when unknown."""
 
 
 class RecordError(ValueError):
@@ -61,20 +75,35 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def parse_date(value: Any) -> date | None:
+    """A date-only field (invoice, due, start and end dates) is the calendar date as written: HaloPSA may send it as
+    midnight with an offset (`2025-01-31T00:00:00+10:00`), which names 31 January, not a moment to convert to UTC.
+    The whole text must still be a valid ISO-8601 date or timestamp; the null sentinels become None."""
     if isinstance(value, str):  # invoice and due dates repeat across a listing: remember the day of each text
         try:
             return _date_cache[value]
         except KeyError:
             pass
-    moment = parse_time(value)
-    day = moment.date() if moment else None
+    day = _literal_date(value)
     if isinstance(value, str) and len(_date_cache) < _DATE_CACHE_SIZE:
         _date_cache[value] = day
     return day
 
 
+def _literal_date(value: Any) -> date | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected a date, got {value!r}")
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    written = datetime.fromisoformat(text)  # validates the whole text; the date is taken as written, offset or not
+    return None if written.year in _NULL_YEARS else written.date()
+
+
 def to_cents(value: Any, *, required: bool = False) -> int | None:
-    """JSON number (a double on the wire) -> exact integer cents, rounded half-up at 2 decimals."""
+    """JSON number (a double on the wire) -> exact integer cents, rounded half-up at 2 decimals. An amount that is not
+    a finite number (NaN, Infinity, also as the strings .NET writes for them) or beyond 64-bit cents is refused."""
     if type(value) is float and -_FAST_AMOUNT_LIMIT < value < _FAST_AMOUNT_LIMIT:  # false for nan and infinities
         # Within the limit the double times 100 differs from the exact decimal times 100 by far less than the
         # tolerance, so an amount within it of a whole cent (any amount with at most two decimals) is that cent
@@ -88,29 +117,55 @@ def to_cents(value: Any, *, required: bool = False) -> int | None:
             raise ValueError("amount is missing")
         return None
     if type(value) is int:
-        return value * 100
+        return _bounded_cents(value * 100, value)
     if isinstance(value, bool):
         raise ValueError(f"expected an amount, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"amount {value!r} is not a finite number")
     try:
-        return int((Decimal(str(value)) * 100).quantize(_CENT, rounding=ROUND_HALF_UP))
+        exact = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
         raise ValueError(f"expected an amount, got {value!r}") from exc
+    if not exact.is_finite():
+        raise ValueError(f"amount {value!r} is not a finite number")
+    if exact and exact.adjusted() >= _MAX_AMOUNT_DIGITS:
+        raise _too_large(value)
+    return _bounded_cents(int((exact * 100).quantize(_CENT, rounding=ROUND_HALF_UP)), value)
+
+
+def _too_large(value: Any) -> ValueError:
+    return ValueError(f"amount {value!r} is too large: amounts must fit in 64-bit cents")
+
+
+def _bounded_cents(cents: int, value: Any) -> int:
+    if INT64_MIN <= cents <= INT64_MAX:
+        return cents
+    raise _too_large(value)
 
 
 def _int(value: Any, *, required: bool = False) -> int | None:
+    """A whole number within 64 bits (ids, foreign ids, lookup ids)."""
     if type(value) is int:
-        return value
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+        raise _beyond_64_bits(value)
     if value is None or value == "":
         if required:
             raise ValueError("id is missing")
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):  # NaN and Infinity too
         raise ValueError(f"expected a whole number, got {value!r}")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"expected a whole number, got {value!r}")
-        return int(value)
-    return int(value)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if INT64_MIN <= number <= INT64_MAX:
+        return number
+    raise _beyond_64_bits(value)
+
+
+def _beyond_64_bits(value: Any) -> ValueError:
+    return ValueError(f"{value!r} is not a whole number that fits in 64 bits")
 
 
 def _ref_id(value: Any) -> int | None:
@@ -132,6 +187,20 @@ def _bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "1", "yes"}
     return bool(value)
+
+
+def _iso_currency(value: Any) -> str | None:
+    """An ISO 4217 code ("USD"), or None for anything else: a symbol ("$", "CA$"), a name ("US Dollar"), nothing."""
+    if type(value) is str:  # a listing repeats a handful of currencies: remember what each text is
+        try:
+            return _iso_cache[value]
+        except KeyError:
+            pass
+    text = _text(value)
+    code = text.upper() if text is not None and len(text) == 3 and text.isascii() and text.isalpha() else None
+    if type(value) is str and len(_iso_cache) < _ISO_CACHE_SIZE:
+        _iso_cache[value] = code
+    return code
 
 
 @dataclass(slots=True)
@@ -172,10 +241,12 @@ class Invoice:
     total_cents: int
     amount_paid_cents: int
     amount_due_cents: int
-    currency: str | None
-    posted: bool
+    currency: str | None  # ISO 4217, or None when HaloPSA names none
+    posted: bool  # False: a draft or awaiting approval, never payable
     voided: bool
     last_modified: datetime | None
+    credit: bool = False  # a credit note (negative total): never paid, never unpaid, never auto-paid
+    currency_id: int | None = None  # HaloPSA's id of the currency (its `/api/Currency` row), to name it when needed
 
 
 def _guard(entity: str, raw: Any, build: Callable[[dict[str, Any], int], R]) -> R:
@@ -183,13 +254,13 @@ def _guard(entity: str, raw: Any, build: Callable[[dict[str, Any], int], R]) -> 
         raise RecordError(entity, None, f"expected a JSON object, got {type(raw).__name__}", raw)
     try:
         halo_id = _int(raw.get("id"), required=True)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:
         raise RecordError(entity, None, f"unreadable id: {exc}", raw) from None
     if halo_id is None or halo_id <= 0:
         raise RecordError(entity, halo_id, "id must be a positive number", raw)
     try:
         return build(raw, halo_id)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:  # ArithmeticError: whatever arithmetic a value defeats
         raise RecordError(entity, halo_id, str(exc), raw) from None
 
 
@@ -203,7 +274,7 @@ def parse_customer(raw: Any) -> Customer:
             name=name,
             inactive=_bool(r.get("inactive")),
             billing_email=_text(r.get("accountsemailaddress")),
-            currency=_text(r.get("currencyisocode")) or _text(r.get("clientcurrency")),
+            currency=_iso_currency(r.get("currencyisocode")) or _iso_currency(r.get("clientcurrency")),
             last_modified=parse_time(r.get("alastupdate")) or parse_time(r.get("datecreated")),
         )
 
@@ -228,7 +299,9 @@ def parse_agreement(raw: Any, subtype_names: dict[int, str] | None = None) -> Ag
             type_name=_text(r.get("contracttype_name")) or _text(r.get("billing_description_string")),
             start_date=parse_date(r.get("start_date")),
             end_date=end,
-            active=_bool(r["active"]) if "active" in r else not _bool(r.get("expired")),
+            # HaloPSA keeps `active` and `expired` apart (an expired agreement may still say active); the end date
+            # is checked where "today" is known (core.console.agreements)
+            active=_bool(r.get("active", True)) and not _bool(r.get("expired")),
             last_modified=parse_time(r.get("last_modified")),
         )
 
@@ -244,6 +317,13 @@ def _build_invoice(r: dict[str, Any], halo_id: int) -> Invoice:
     due = to_cents(get("amountdue"))
     if due is None:
         due = total - paid
+        if not INT64_MIN <= due <= INT64_MAX:
+            raise ValueError(f"amount due ({total} less {paid} paid, in cents) is too large: amounts must fit in "
+                             "64-bit cents")
+    # without `posted`, a real posting date says posted; without either, the invoice is not known to be posted
+    posted = _bool(get("posted")) if "posted" in r else parse_time(get("dateposted")) is not None
+    code = get("currency_code")
+    currency_id = code if type(code) is int and 0 < code <= INT64_MAX else _ref_id(code)
     return Invoice(
         halo_id,
         _text(get("invoicenumber")),
@@ -257,12 +337,25 @@ def _build_invoice(r: dict[str, Any], halo_id: int) -> Invoice:
         total,
         paid,
         due,
-        _text(get("currency_code_name")) or _text(get("currency")),
-        _bool(get("posted")),
+        _iso_currency(get("currency_code_name")),  # the symbol in `currency` never names a currency
+        posted,
         _bool(get("voided")),
         parse_time(get("last_modified")) or parse_time(get("date_created")),
+        total < 0,
+        currency_id,
     )
 
 
-def parse_invoice(raw: Any) -> Invoice:
-    return _guard("invoice", raw, _build_invoice)
+def parse_invoice(raw: Any, currency_of: CurrencyLookup | None = None) -> Invoice:
+    """An invoice row; `currency_of` names the currency of a row without an ISO `currency_code_name` (see
+    `name_currency`)."""
+    invoice = _guard("invoice", raw, _build_invoice)
+    return invoice if currency_of is None else name_currency(invoice, currency_of)
+
+
+def name_currency(invoice: Invoice, currency_of: CurrencyLookup) -> Invoice:
+    """The invoice, its currency named by its currency id when its row carried no ISO code (only then is
+    `currency_of` called, so a tenant whose rows carry the code never pays for the look-up)."""
+    if invoice.currency is None and invoice.currency_id is not None:
+        invoice.currency = _iso_currency(currency_of(invoice.currency_id))
+    return invoice

@@ -95,10 +95,17 @@ class RunStatus(StrEnum):
 
 
 class InvoiceStatus(StrEnum):
+    """An invoice as HaloPSA has it. Stored as text (EnumText over a plain string column), so a new word needs no
+    migration. Only unpaid and partially paid invoices are owed (UNPAID_STATUSES): a credit note, a draft, a voided
+    invoice or one deleted in HaloPSA never is, nor is it ever auto-paid."""
+
     PAID = "paid"
     UNPAID = "unpaid"
     PARTIALLY_PAID = "partially_paid"
     VOIDED = "voided"
+    CREDIT = "credit"  # a credit note (negative total)
+    DRAFT = "draft"  # not posted in HaloPSA: a draft or awaiting approval
+    DELETED = "deleted"  # not found by id and absent from HaloPSA's listings; kept for history
 
 
 class Role(StrEnum):
@@ -461,6 +468,34 @@ class Setting(SQLModel, table=True):
     value: str
 
 
+class Listing(StrEnum):
+    """A listing whose method depends on the tenant (reference 11), remembered per partner between runs."""
+
+    INVOICE_CHANGES = "invoice_changes"
+    CUSTOMER_CHANGES = "customer_changes"
+    UNPAID_INVOICES = "unpaid_invoices"
+
+
+class ListingMethod(StrEnum):
+    SORTED = "sorted"  # newest first by modification time, stopping at the window start
+    DATESEARCH = "datesearch"  # HaloPSA's date filter, checked here
+    FILTERED = "filtered"  # HaloPSA's unpaid status filter, checked here, then what it missed one by one
+    SCAN = "scan"  # the whole listing, filtered here
+
+
+class ListingChoice(SQLModel, table=True):
+    """How one of a partner's listings is read from its HaloPSA: learnt by its runs (a method the tenant refuses or
+    does not honour gives way to the next, and later runs start there) or set by a probe. It holds only for the tenant
+    it was learnt on (`tenant_key`): a connection moved to another App Domain or tenant starts afresh."""
+
+    partner_id: int = Field(foreign_key="partner.id", primary_key=True)
+    listing: Listing = Field(sa_column=Column(EnumText(Listing), primary_key=True))
+    tenant_key: str
+    method: ListingMethod = enum_field(ListingMethod)
+    reason: str = ""
+    decided_at: datetime = utc_field(nullable=False)
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -482,4 +517,5 @@ SETTING_TABLE = _table(Setting)
 RATE_SLOT_TABLE = _table(RateSlot)
 SESSION_TABLE = _table(ConsoleSession)
 THROTTLE_TABLE = _table(SignInThrottle)
+LISTING_TABLE = _table(ListingChoice)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)

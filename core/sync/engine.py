@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Engine
 
@@ -31,7 +31,7 @@ from core.errors import (
     SecretKeyError,
 )
 from core.halopsa.auth import ScopeCheck
-from core.halopsa.client import HaloClient
+from core.halopsa.client import HaloClient, ListingReport
 from core.halopsa.records import RecordError
 from core.halopsa.transport import ClientEvent
 from core.settings import Settings
@@ -42,7 +42,8 @@ from core.store.tables import (
     PARTNER_TABLE,
     UNPAID_STATUSES,
     IntegrationRole,
-    InvoiceStatus,
+    Listing,
+    ListingMethod,
     NumberField,
     PartnerStatus,
     RunCounters,
@@ -50,11 +51,21 @@ from core.store.tables import (
     RunStatus,
     RunTrigger,
 )
-from core.sync import cooldowns, jobs, runs, window
+from core.sync import cooldowns, jobs, listings, runs, window
 from core.sync.connector import ClientFactory
 from core.sync.jobs import ClaimedJob, JobCancelled
 from core.sync.runs import ProgressFn, RunResult
-from core.sync.streams import AGREEMENTS, CUSTOMERS, INVOICES, NUMBER_FIELD_LABELS, Entity, Stream, renumbered
+from core.sync.streams import (
+    AGREEMENTS,
+    CUSTOMERS,
+    DELETED_INVOICE,
+    DELETED_NOTE,
+    INVOICES,
+    NUMBER_FIELD_LABELS,
+    Entity,
+    Stream,
+    renumbered,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +127,7 @@ class RunContext:
     client: HaloClient | None = None
     tally: RunCounters = field(default_factory=RunCounters)
     seen_invoice_ids: set[int] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # how each listing was read and what it cost: the run's message
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -232,14 +244,68 @@ def _sync_pages(ctx: RunContext, stream: Stream, pages: Iterable[Any]) -> None:
         ctx.check_stop()
 
 
-def _refresh_missing_unpaid(ctx: RunContext, client: HaloClient) -> None:
-    """Invoices unpaid here but absent from HaloPSA's unpaid list were paid, voided or deleted there: refetch each."""
+def _local_unpaid(ctx: RunContext) -> set[int]:
     invoice = INVOICE_TABLE.c
     with ctx.engine.connect() as conn:
-        local_unpaid = set(conn.scalars(
+        return set(conn.scalars(
             select(invoice.halo_id).where(invoice.partner_id == ctx.partner_id, invoice.status.in_(UNPAID_STATUSES))
         ))
-    missing = sorted(local_unpaid - ctx.seen_invoice_ids)
+
+
+def _sync_changes(ctx: RunContext, client: HaloClient, stream: Stream, since: datetime,
+                  methods: dict[Listing, ListingMethod]) -> None:
+    """What changed since the window start, by the method this tenant honours (remembered, revised when one gives
+    way); the run's message says which served and what it cost."""
+    assert stream.list_changed is not None
+    report = ListingReport()
+    start = listings.start_method(methods, stream.entity)
+    _sync_pages(ctx, stream, stream.list_changed(client, since, start, report))
+    listings.learn_changes(ctx.engine, ctx.partner_id, ctx.connection, methods, stream.entity, report, now=ctx.now)
+    ctx.notes.append(listings.describe_changes(stream.entity, report))
+
+
+def _refresh_unpaid(ctx: RunContext, client: HaloClient, methods: dict[Listing, ListingMethod]) -> None:
+    """Fetch unpaid invoices for no more requests than one full invoice listing: HaloPSA's status filter, then what it
+    missed one by one; or the whole listing where the filter does not fit the tenant's status codes (remembered from
+    the last whole listing), or where it missed more than a whole listing costs."""
+    page_size = ctx.settings.page_size
+    with ctx.engine.connect() as conn:
+        stored = conn.scalar(select(func.count()).select_from(INVOICE_TABLE)
+                             .where(INVOICE_TABLE.c.partner_id == ctx.partner_id)) or 0
+    budget = listings.full_listing_requests(stored, page_size)
+    first_request = client.stats.requests
+    if methods.get(Listing.UNPAID_INVOICES) == ListingMethod.SCAN:
+        how = "the whole invoice listing, as HaloPSA's unpaid status filter does not fit this tenant"
+        _scan_unpaid(ctx, client, _local_unpaid(ctx))
+    else:
+        ctx.say("Reading unpaid invoices")
+        _sync_pages(ctx, INVOICES, client.iter_unpaid_invoices())
+        missing = _local_unpaid(ctx) - ctx.seen_invoice_ids
+        if len(missing) > budget:  # re-reading them one by one would cost more than the whole listing
+            how = (f"HaloPSA's unpaid status filter left out {len(missing):,} invoices unpaid here, more than reading "
+                   "the whole listing costs, so the whole listing was read instead")
+            _scan_unpaid(ctx, client, missing)
+        else:
+            how = (f"HaloPSA's unpaid status filter, then {len(missing):,} invoices it no longer lists re-read one "
+                   "by one")
+            _refresh_missing_unpaid(ctx, client)
+    listings.learn_unpaid(ctx.engine, ctx.partner_id, ctx.connection, methods, client.unpaid_check, page_size,
+                          now=ctx.now)
+    spent = client.stats.requests - first_request
+    ctx.notes.append(f"Unpaid invoices: {how} ({spent:,} request{'' if spent == 1 else 's'}).")
+
+
+def _scan_unpaid(ctx: RunContext, client: HaloClient, known: set[int]) -> None:
+    """Every invoice, keeping those unpaid there and those unpaid here (`known`); an invoice unpaid here that the
+    whole listing lacks is then re-read by its id (deleted in HaloPSA when that finds nothing)."""
+    ctx.say("Reading every invoice for the unpaid ones")
+    _sync_pages(ctx, INVOICES, client.iter_unpaid_invoices(filtered=False, known=known))
+    _refresh_missing_unpaid(ctx, client)
+
+
+def _refresh_missing_unpaid(ctx: RunContext, client: HaloClient) -> None:
+    """Invoices unpaid here but absent from HaloPSA's unpaid list were paid, voided or deleted there: refetch each."""
+    missing = sorted(_local_unpaid(ctx) - ctx.seen_invoice_ids)
     if missing:
         ctx.say(f"Checking {len(missing):,} invoices that are no longer unpaid in HaloPSA")
     for first in range(0, len(missing), REFETCH_BATCH):
@@ -248,8 +314,7 @@ def _refresh_missing_unpaid(ctx: RunContext, client: HaloClient) -> None:
         for halo_id in missing[first:first + REFETCH_BATCH]:
             record = client.get_invoice(halo_id)
             if record is None:
-                gone.append(RecordError(Entity.INVOICE, halo_id, "no longer exists in HaloPSA; marked voided",
-                                        {"id": halo_id}))
+                gone.append(RecordError(Entity.INVOICE, halo_id, DELETED_NOTE, {"id": halo_id}))
             else:
                 found.append(record)
         _store_page(ctx, INVOICES, found, [])
@@ -263,8 +328,7 @@ def _mark_deleted(ctx: RunContext, halo_ids: list[int], notes: list[RecordError]
         changed = conn.execute(
             update(INVOICE_TABLE)
             .where(invoice.partner_id == ctx.partner_id, invoice.halo_id.in_(halo_ids))
-            .values(status=InvoiceStatus.VOIDED, voided=True, amount_due_cents=0, last_changed_run_id=ctx.run_id,
-                    synced_at=ctx.now)
+            .values(**DELETED_INVOICE, last_changed_run_id=ctx.run_id, synced_at=ctx.now)
         ).rowcount
         ctx.tally.updated += changed
         runs.add_record_errors(conn, ctx.run_id, ctx.partner_id, notes)
@@ -294,6 +358,7 @@ def _renumber(ctx: RunContext) -> None:
 def work(ctx: RunContext, client: HaloClient) -> None:
     """Read HaloPSA for the run's kind and window, storing page by page."""
     ctx.client = client
+    methods = listings.remembered(ctx.engine, ctx.partner_id, ctx.connection)
     if ctx.kind == RunKind.BACKFILL:
         if ctx.connection.integration_role == IntegrationRole.SECONDARY:
             client.require_scopes()
@@ -301,18 +366,20 @@ def work(ctx: RunContext, client: HaloClient) -> None:
         for stream in (CUSTOMERS, AGREEMENTS, INVOICES):
             ctx.say(f"Reading {stream.entity}s")
             _sync_pages(ctx, stream, stream.list_all(client, ctx.connection))
+        choice = listings.learn_unpaid(ctx.engine, ctx.partner_id, ctx.connection, methods, client.unpaid_check,
+                                       ctx.settings.page_size, now=ctx.now)
+        if choice is not None and choice.method == ListingMethod.SCAN:
+            ctx.notes.append(f"Fetch unpaid invoices will read every invoice of this tenant: {choice.reason}.")
     elif ctx.kind in (RunKind.SCHEDULED, RunKind.FETCH_NEW_DATA):
         since = ctx.window.start
         assert since is not None, "an incremental run always has a window start"
         for stream in (CUSTOMERS, AGREEMENTS, INVOICES):
             if stream.list_changed is not None:
-                _sync_pages(ctx, stream, stream.list_changed(client, since))
+                _sync_changes(ctx, client, stream, since, methods)
             elif ctx.kind == RunKind.SCHEDULED:
                 _sync_pages(ctx, stream, stream.list_all(client, ctx.connection))
     elif ctx.kind == RunKind.FETCH_UNPAID:
-        ctx.say("Reading unpaid invoices")
-        _sync_pages(ctx, INVOICES, client.iter_unpaid_invoices())
-        _refresh_missing_unpaid(ctx, client)
+        _refresh_unpaid(ctx, client, methods)
     ctx.tally.requests = client.stats.requests
 
 
@@ -360,7 +427,8 @@ def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) 
             if refunded:
                 cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id,
                                  job_id=ctx.job.id if ctx.job else None)
-            runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), **ctx.tally.model_dump())
+            notes = {"message": " ".join(ctx.notes)} if ctx.notes else {}  # how it read HaloPSA, at what cost
+            runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), **ctx.tally.model_dump(), **notes)
             if ctx.kind != RunKind.RENUMBER and (
                     failure is None or failure.kind not in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED)):
                 # a renumbering, a cancel or a stopping worker says nothing about the partner's HaloPSA

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import SyncAlreadyQueued
-from core.store.tables import JOB_TABLE, JobState, Lane, RunKind, RunStatus, RunTrigger
+from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, RunKind, RunStatus, RunTrigger
 
 LONG_KINDS = (RunKind.BACKFILL, RunKind.FETCH_UNPAID)
 MAX_ATTEMPTS = 3  # claims whose worker died; hand-backs (a busy partner, a stopping worker) do not count
@@ -157,17 +157,36 @@ def attach_run(conn: Connection, job: ClaimedJob, run_id: int) -> None:
 
 def close(conn: Connection, job: ClaimedJob, *, outcome: str, status: RunStatus) -> bool:
     """End a job the caller still holds with its run's status, in the caller's transaction: a run interrupted by its
-    worker stopping goes back to the queue (a hand-back, not an attempt), a cancelled one is cancelled, any other is
-    done. False: lease lost."""
+    worker stopping goes back to the queue (a hand-back, not an attempt), and so does one that ended rate limited
+    inside a wait HaloPSA asked for, to start when that wait is over; a cancelled one is cancelled, any other is done.
+    False: lease lost."""
     now = lease_now(conn)
-    if status == RunStatus.INTERRUPTED:
-        values: dict[str, object] = {"state": JobState.QUEUED, "not_before": now, "run_id": None,
-                                     "attempts": JOB.attempts - 1}
+    resume = _rate_limit_left(conn, job) if status == RunStatus.RATE_LIMITED else None
+    if status == RunStatus.INTERRUPTED or resume is not None:
+        values: dict[str, object] = {"state": JobState.QUEUED, "not_before": now + (resume or timedelta()),
+                                     "run_id": None, "attempts": JOB.attempts - 1}
     else:
         values = {"state": JobState.CANCELLED if status == RunStatus.CANCELLED else JobState.DONE,
                   "active_key": None, "finished_at": now}
     return conn.execute(update(JOB_TABLE).where(_held(job)).values(
         lease_owner=None, lease_expires_at=None, outcome=outcome, **values)).rowcount == 1
+
+
+def _rate_limit_left(conn: Connection, job: ClaimedJob) -> timedelta | None:
+    """How much of the wait HaloPSA asked for is left when the job's run ended rate limited: the run keeps the end of
+    that wait (`waiting_until`) and the moment it closed (`heartbeat_at`), both on the run's clock, so the difference
+    holds on the queue's clock too. None when the run ended after its wait (retries ran out): the job is done."""
+    run = RUN_TABLE.c
+    row = conn.execute(select(run.waiting_until, run.heartbeat_at)
+                       .select_from(JOB_TABLE.join(RUN_TABLE, run.id == JOB.run_id)).where(JOB.id == job.id)).first()
+    if row is None or row.waiting_until is None or row.heartbeat_at is None:
+        return None
+    left = _aware(row.waiting_until) - _aware(row.heartbeat_at)
+    return left if left > timedelta() else None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def requeue(engine: Engine, job: ClaimedJob, *, after: timedelta, outcome: str) -> bool:

@@ -244,12 +244,13 @@ def say(engine: Engine, run_id: int, message: str) -> None:
 def close_run(conn: Connection, run_id: int, partner_id: int, *, status: RunStatus, now: datetime,
               error_kind: ErrorKind | None = None, error: str | None = None) -> bool:
     """Close a still-open run and release the partner's lock, in the caller's transaction. A run already closed
-    (interrupted by recovery, say) keeps what it says: False, nothing written."""
+    (interrupted by recovery, say) keeps what it says: False, nothing written. A run ending rate limited keeps the
+    end of the wait HaloPSA asked for (`waiting_until`): its job is handed back until then (`jobs.close`)."""
+    waited = {} if status == RunStatus.RATE_LIMITED else {"waiting_until": None}
     closed = conn.execute(
         update(RUN_TABLE)
         .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status.in_(OPEN_STATUSES))
-        .values(status=status, finished_at=now, heartbeat_at=now, error_kind=error_kind, error=error,
-                waiting_until=None)
+        .values(status=status, finished_at=now, heartbeat_at=now, error_kind=error_kind, error=error, **waited)
     ).rowcount == 1
     conn.execute(
         update(PARTNER_TABLE)

@@ -15,7 +15,7 @@ from sqlalchemy import Table, case
 
 from core.halopsa import records
 from core.halopsa.client import HaloClient
-from core.halopsa.paging import Page
+from core.halopsa.paging import ListingReport, Method, Page
 from core.store.tables import AGREEMENT_TABLE, CUSTOMER_TABLE, INVOICE_TABLE, InvoiceStatus, NumberField
 
 RowBuilder = Callable[[Any], dict[str, Any]]
@@ -39,23 +39,39 @@ INVOICE_FIELDS = (
 )
 
 
-def invoice_status(*, voided: bool, amount_due_cents: int, amount_paid_cents: int) -> InvoiceStatus:
-    """Paid, partially paid, unpaid or voided, from HaloPSA's amounts (reference 4.3: paid means nothing due)."""
-    return InvoiceStatus(_status_value(voided, amount_due_cents, amount_paid_cents))
+def invoice_status(*, voided: bool, amount_due_cents: int, amount_paid_cents: int, credit: bool = False,
+                   posted: bool = True) -> InvoiceStatus:
+    """An invoice's status as HaloPSA has it, in this order: voided; a credit note; not posted (a draft or awaiting
+    approval); then from the amounts (reference 4.3: paid means nothing due), paid, partially paid or unpaid. Only the
+    last two are owed (UNPAID_STATUSES), so a credit note or a draft is never unpaid and never auto-paid."""
+    return InvoiceStatus(_status_value(voided, credit, posted, amount_due_cents, amount_paid_cents))
 
 
-_VOIDED, _PAID, _PARTIALLY_PAID, _UNPAID = (status.value for status in (
-    InvoiceStatus.VOIDED, InvoiceStatus.PAID, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.UNPAID))
+_VOIDED, _CREDIT, _DRAFT, _PAID, _PARTIALLY_PAID, _UNPAID = (status.value for status in (
+    InvoiceStatus.VOIDED, InvoiceStatus.CREDIT, InvoiceStatus.DRAFT, InvoiceStatus.PAID, InvoiceStatus.PARTIALLY_PAID,
+    InvoiceStatus.UNPAID))
 
 
-def _status_value(voided: bool, amount_due_cents: int, amount_paid_cents: int) -> str:
+def _status_value(voided: bool, credit: bool, posted: bool, amount_due_cents: int, amount_paid_cents: int) -> str:
     if voided:
         return _VOIDED
+    if credit:
+        return _CREDIT
+    if not posted:
+        return _DRAFT
     if amount_due_cents <= 0:
         return _PAID
     if amount_paid_cents > 0:
         return _PARTIALLY_PAID
     return _UNPAID
+
+
+DELETED_INVOICE: dict[str, Any] = {"status": InvoiceStatus.DELETED.value}
+"""What a stored invoice becomes once HaloPSA answers 404 for it by id after it was absent from the listing read:
+deleted, neither unpaid nor voided; its amounts, dates and flags stay as last read, for history. A later listing that
+shows it again brings it back to its status there."""
+DELETED_NOTE = "not found in HaloPSA by its id and absent from its listings: kept here as deleted"
+"""The record note a run keeps for each invoice it marks deleted."""
 
 
 NUMBER_FIELD_LABELS = {NumberField.HALO_ID: "HaloPSA ID", NumberField.THIRD_PARTY: "Third Party Invoice Number"}
@@ -112,7 +128,8 @@ def invoice_row_factory(number_field: str) -> Callable[[records.Invoice], dict[s
             "total_cents": record.total_cents, "amount_paid_cents": record.amount_paid_cents,
             "amount_due_cents": record.amount_due_cents, "currency": record.currency, "posted": record.posted,
             "voided": record.voided,
-            "status": _status_value(record.voided, record.amount_due_cents, record.amount_paid_cents),
+            "status": _status_value(record.voided, record.credit, record.posted, record.amount_due_cents,
+                                    record.amount_paid_cents),
             "halo_last_modified": record.last_modified,
         }
 
@@ -134,7 +151,8 @@ class Stream:
     seen_counter: str
     row_builder: Callable[[NumberField], RowBuilder]  # given the field the stored invoices are numbered by
     list_all: Callable[[HaloClient, Any], Iterable[Page[Any]]]
-    list_changed: Callable[[HaloClient, datetime], Iterable[Page[Any]]] | None
+    list_changed: Callable[[HaloClient, datetime, Method, ListingReport], Iterable[Page[Any]]] | None
+    """What changed since a moment, read by a method (or the next the tenant honours) that the report then names."""
 
     def keep(self, connection: Any, found: list[Any]) -> list[Any]:
         """The records of a page this partner syncs (Invoices Created Since drops older invoices)."""
@@ -145,7 +163,7 @@ class Stream:
 CUSTOMERS = Stream(
     Entity.CUSTOMER, CUSTOMER_TABLE, CUSTOMER_FIELDS, "customers_seen", lambda _numbered_by: customer_row,
     lambda client, _connection: client.iter_customers(),
-    lambda client, since: client.iter_changed_customers(since=since),
+    lambda client, since, method, report: client.iter_changed_customers(since=since, method=method, report=report),
 )
 # HaloPSA's contract listing has no change order we rely on: agreements are always read whole (they are few)
 AGREEMENTS = Stream(
@@ -156,5 +174,5 @@ INVOICES = Stream(
     Entity.INVOICE, INVOICE_TABLE, INVOICE_FIELDS, "invoices_seen",
     invoice_row_factory,
     lambda client, connection: client.iter_invoices(created_since=connection.invoices_created_since),
-    lambda client, since: client.iter_changed_invoices(since=since),
+    lambda client, since, method, report: client.iter_changed_invoices(since=since, method=method, report=report),
 )

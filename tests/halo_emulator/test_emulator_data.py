@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -162,3 +162,55 @@ def test_a_hundred_thousand_invoices_generate_consistently() -> None:
     assert open_total == sum(
         cents(i["total"]) - cents(i["amountpaid"]) for i in emu.invoices.values() if not i["voided"]
     )
+
+
+# ---- issue 12: credit notes, expired agreements that still say active, rows without the currency's code -----------
+
+
+def test_credit_notes_are_negative_posted_invoices_naming_what_they_credit() -> None:
+    plain = HaloEmulator(invoices=300, seed=11)
+    emu = HaloEmulator(invoices=300, seed=11, credit_note_share=0.1)
+    credits = {i: row for i, row in emu.invoices.items() if i not in plain.invoices}
+
+    assert {i: row for i, row in emu.invoices.items() if i in plain.invoices} == dict(plain.invoices)
+    assert 10 <= len(credits) <= 60 and min(credits) > max(plain.invoices)
+    for row in credits.values():
+        credited = emu.invoices[row["creditlinkedtoinvoiceid"]]
+        assert credited["posted"] and row["posted"] and not row["voided"]
+        assert cents(row["total"]) < 0 and cents(row["amountdue"]) == cents(row["total"])
+        assert -cents(row["total"]) <= cents(credited["total"]) and cents(row["amountpaid"]) == 0
+        assert (row["client_id"], row["contract_id"]) == (credited["client_id"], credited["contract_id"])
+        assert row["invoice_date"] >= credited["invoice_date"] and row["last_modified"] < emu.now.isoformat()
+        assert parse_invoice(row).credit
+
+
+def test_expired_agreements_can_stay_active_as_halopsa_keeps_the_flags_apart() -> None:
+    plain = HaloEmulator(invoices=1000, seed=11)
+    emu = HaloEmulator(invoices=1000, seed=11, expired_stays_active=True)
+
+    expired = [c for c in emu.contracts.values() if c["expired"]]
+    assert expired and all(c["active"] for c in expired)
+    assert [c["id"] for c in plain.contracts.values() if c["expired"]] == [c["id"] for c in expired]
+    assert all(not c["active"] for c in plain.contracts.values() if c["expired"])
+    assert not any(parse_agreement(c).active for c in expired)
+    assert dict(emu.invoices) == dict(plain.invoices)
+
+
+def test_the_clock_expiring_an_agreement_follows_the_same_knob() -> None:
+    emu = HaloEmulator(invoices=300, seed=11, expired_stays_active=True)
+    fixed_term = [c for c in emu.contracts.values() if c["end_date"] != OPEN_END and not c["expired"]]
+    assert fixed_term, "the books should hold a running fixed-term agreement"
+    last_end = max(datetime.fromisoformat(c["end_date"]).replace(tzinfo=UTC) for c in fixed_term)
+
+    emu.advance(last_end + timedelta(days=2))
+
+    assert all(emu.contracts[c["id"]]["expired"] and emu.contracts[c["id"]]["active"] for c in fixed_term)
+
+
+def test_rows_can_lack_the_currency_code_name() -> None:
+    emu = HaloEmulator(invoices=100, seed=11, currency_code_name=False)
+    added = emu.add_invoice(total=10.0)
+
+    for row in [*emu.invoices.values(), added]:
+        assert "currency_code_name" not in row and row["currency"] in ("$", "CA$", "£") and row["currency_code"]
+    assert all("currency_code_name" in row for row in HaloEmulator(invoices=100, seed=11).invoices.values())

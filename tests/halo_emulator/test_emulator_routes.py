@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from halo_emulator import NO_DATE, HaloEmulator
+from halo_emulator import NO_DATE, HaloEmulator, InvalidRecord
 from tests.support.clock import FakeClock
 from tests.support.emulator_api import BASE_URL, token_form
 
@@ -421,3 +422,31 @@ def test_listings_show_changes_made_after_a_page_was_served(api: Api) -> None:
     emu.edit_invoice(first["id"], total=first["total"] + 1)
     again = client.get("/api/Invoice", params={"pageinate": "true", "page_size": 10}).json()["invoices"][0]
     assert again == emu.invoices[first["id"]] and again["total"] == round(first["total"] + 1, 2)
+
+
+# ---- issue 12: currencies, deleted invoices --------------------------------------------------------------------------
+
+
+def test_currency_lists_each_currencys_iso_code_by_id(api: Api) -> None:
+    client = api(HaloEmulator(invoices=10))
+    currencies = client.get("/api/Currency").json()
+    assert [(row["id"], row["code"], row["symbol"]) for row in currencies] == [
+        (1, "USD", "$"), (2, "CAD", "CA$"), (3, "GBP", "£")]
+    assert all(row["name"] and row["conversion_rate"] for row in currencies)
+    assert api(HaloEmulator(invoices=10), token=False).get("/api/Currency").status_code == 401
+
+
+def test_a_deleted_invoice_is_gone_from_listings_and_its_single_read(api: Api) -> None:
+    emu = HaloEmulator(invoices=100)
+    client = api(emu)
+    invoice_id = next(i for i, row in emu.invoices.items() if row["amountdue"] > 0)
+
+    deleted = emu.delete_invoice(invoice_id)
+
+    assert deleted["id"] == invoice_id and invoice_id not in emu.invoices
+    assert client.get(f"/api/Invoice/{invoice_id}").status_code == 404
+    assert invoice_id not in ids(client, "/api/Invoice", "invoices")
+    with pytest.raises(InvalidRecord, match="No invoice"):
+        emu.delete_invoice(invoice_id)
+    emu.advance(emu.now + timedelta(hours=30))  # the clock never touches it again
+    assert invoice_id not in emu.invoices

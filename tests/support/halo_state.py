@@ -22,6 +22,10 @@ def cents(value: Any) -> int:
 def expected_status(row: dict[str, Any]) -> str:
     if row.get("voided"):
         return "voided"
+    if cents(row["total"]) < 0:
+        return "credit"
+    if not row.get("posted"):
+        return "draft"
     if cents(row["amountdue"]) <= 0:
         return "paid"
     return "partially_paid" if cents(row.get("amountpaid") or 0) > 0 else "unpaid"
@@ -46,10 +50,11 @@ def expected_invoices(emu: HaloEmulator, number_field: str = "halo_id") -> dict[
 
 
 def expected_unpaid_invoices(emu: HaloEmulator) -> dict[int, dict[str, Any]]:
-    """What Fetch unpaid invoices stores for a partner never synced before: every unpaid or partly paid invoice, with
-    no agreement subtype (it reads no agreements)."""
+    """What Fetch unpaid invoices stores for a partner never synced before: every invoice with money due that is not
+    voided (unpaid, partly paid, and drafts stored as such), with no agreement subtype (it reads no agreements)."""
     expected = expected_invoices(emu)
-    return {i: {**row, "agreement_subtype": None} for i, row in expected.items() if row["status"] in UNPAID}
+    return {i: {**row, "agreement_subtype": None} for i, row in expected.items()
+            if row["amount_due"] > 0 and row["status"] != "voided"}
 
 
 def stored_invoices(engine: Engine, partner_id: int) -> dict[int, dict[str, Any]]:

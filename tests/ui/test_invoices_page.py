@@ -93,3 +93,16 @@ def test_a_download_past_the_limits_is_not_offered_and_the_page_says_why(app_as,
     at.run()
     assert at.download_button(key="invoices.download").disabled
     assert any("Try again in 50 s" in c.value for c in at.caption)
+
+
+def test_the_show_filter_lists_credit_notes_and_drafts_apart(app_as, console):
+    """Issue 12: credit notes and drafts are never unpaid; the table lists them on their own, each saying why."""
+    at = _open(app_as, "acme", console)
+    assert at.selectbox(key="invoices.view").value == "unpaid"
+
+    at.selectbox(key="invoices.view").set_value("credits").run()
+
+    assert not at.exception
+    assert (at.metric[0].label, at.metric[0].value) == ("Credit notes", "0")
+    at.selectbox(key="invoices.view").set_value("not_posted").run()
+    assert at.metric[0].label == "Not posted"

@@ -56,9 +56,9 @@ def test_stored_scopes_give_ticks_crosses_or_unknown(granted, missing, expected)
 @pytest.mark.parametrize(("error", "field"), [
     (InvalidDomain("bad"), "app_domain"),
     (BadInput("x", field="client_id"), "client_id"),
-    (rejection(401, "invalid_client", base_url="https://x.halopsa.com", tenant=None), "client_secret"),
-    (rejection(404, "", base_url="https://tenant-x.halopsa.com", tenant=None), "app_domain"),
-    (rejection(400, "unknown tenant", base_url="https://x.halopsa.com", tenant="t1"), "tenant"),
+    (rejection(401, "invalid_client", token_url="https://x.halopsa.com/auth/token", tenant=None), "client_secret"),
+    (rejection(404, "", token_url="https://tenant-x.halopsa.com/auth/token", tenant=None), "app_domain"),
+    (rejection(400, "unknown tenant", token_url="https://x.halopsa.com/auth/token", tenant="t1"), "tenant"),
     (PermissionMissing(["edit:invoices"]), None),
     (HaloUnavailable("down"), None),
 ])

@@ -1,11 +1,12 @@
 import csv
 import io
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.access import Principal
 from core.actions import autopay_rules
@@ -13,10 +14,11 @@ from core.console import agreements
 from core.console import invoices as invoices_screen
 from core.console.invoices import Filters
 from core.errors import AccessDenied, BadInput, NotFound
-from core.store.tables import AUDIT_TABLE, Role
+from core.store.tables import AUDIT_TABLE, INVOICE_TABLE, Role
+from core.sync import streams
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
-from tests.support.invoice_book import add_book, invoice
+from tests.support.invoice_book import BOOK, add_book, invoice
 
 CS = Principal(Role.CS, "cs@example.com")
 UNPAID = ["INV-101", "INV-102", "INV-103", "INV-106", "INV-107", "INV-108", "INV-109", "110"]
@@ -236,3 +238,62 @@ def test_csv_export_of_a_partner_that_does_not_exist_is_refused_with_nothing_wri
         invoices_screen.export_csv(engine, CS, 9999, Filters(), now=NOW)
     with engine.connect() as conn:
         assert conn.execute(select(AUDIT_TABLE)).all() == []
+
+
+# ---- issue 12: credit notes, drafts and deleted invoices are never unpaid ------------------------------------------
+
+def _with_statuses(engine, partner_id):
+    """The book, plus a credit note, a draft, a draft that was voided and an invoice deleted in HaloPSA, each on the
+    Managed Services agreement (an "on the due date" rule charges its unpaid invoices)."""
+    extra = [
+        replace(invoice(201, due=date(2026, 10, 25), total=-4_000), credit=True),
+        replace(invoice(202, due=date(2026, 10, 26), total=6_000), posted=False),
+        replace(invoice(203, due=date(2026, 10, 27), total=6_000, voided=True), posted=False),
+        invoice(204, due=date(2026, 10, 28), total=9_000),
+    ]
+    add_book(engine, partner_id, [*BOOK, *extra])
+    with engine.begin() as conn:
+        conn.execute(update(INVOICE_TABLE).where(INVOICE_TABLE.c.partner_id == partner_id,
+                                                 INVOICE_TABLE.c.halo_id == 204).values(**streams.DELETED_INVOICE))
+    autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput("Managed Services"), now=NOW)
+
+
+def test_credit_notes_drafts_and_deleted_invoices_are_not_unpaid(engine, settings):
+    """Issue 12: a credit note was stored as paid and a draft showed as unpaid and eligible for auto-pay."""
+    partner_id = add_partner(engine, settings, now=NOW)
+    _with_statuses(engine, partner_id)
+
+    result = _page(engine, partner_id)
+
+    assert _numbers(result) == sorted(UNPAID)
+    assert result.total_rows == 8
+
+
+def test_the_credits_filter_lists_credit_notes_never_eligible(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    _with_statuses(engine, partner_id)
+
+    credits = _page(engine, partner_id, Filters(view="credits"))
+
+    assert _numbers(credits) == ["INV-201"]
+    assert (credits.total_rows, credits.due_cents, credits.view) == (1, -4_000, "credits")
+    assert _by_number(credits, "eligibility") == {"INV-201": "credit note"}
+    assert _page(engine, partner_id, Filters(view="credits", eligibility="eligible")).total_rows == 0
+
+
+def test_a_draft_is_not_payable_and_the_table_says_why(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    _with_statuses(engine, partner_id)
+
+    drafts = _page(engine, partner_id, Filters(view="not_posted"))
+
+    assert _numbers(drafts) == ["INV-202"]  # the voided draft is voided
+    assert _by_number(drafts, "eligibility") == {"INV-202": "not posted in HaloPSA (draft or awaiting approval)"}
+    assert "INV-202" not in set(_page(engine, partner_id, Filters(eligibility="eligible")).rows["number"])
+
+
+def test_an_unknown_view_is_refused_by_field(engine, acme):
+    with pytest.raises(BadInput) as caught:
+        _page(engine, acme, Filters(view="everything"))
+    assert caught.value.field == "view"
+    assert Filters(view="credits").describe() == "show “Credit notes”"

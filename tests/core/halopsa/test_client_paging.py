@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from core.errors import ProtocolError
-from core.halopsa.paging import rows_of
+from core.halopsa.paging import ListingReport, Method, rows_of
 from tests.support.client_fakes import FakeHalo, invoice_row, make_client
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -30,23 +30,24 @@ def _pages_asked(fake: FakeHalo, path: str = "/api/invoice") -> list[tuple[str, 
     return [(r.url.params["page_no"], r.url.params["page_size"]) for r in fake.api_requests(path)]
 
 
-def test_listing_asks_for_big_pages_one_based_and_reads_them_all() -> None:
-    fake = _fake(2500)
+def test_listing_asks_for_pages_of_100_one_based_and_reads_them_all() -> None:
+    fake = _fake(250)
     client = make_client(fake)
     pages = list(client.iter_invoices())
-    assert _ids(pages) == list(range(1, 2501))
-    assert [(p.page_no, len(p.records), p.record_count) for p in pages] == [(1, 1000, 2500), (2, 1000, 2500),
-                                                                            (3, 500, 2500)]  # fmt: skip
+    assert _ids(pages) == list(range(1, 251))
+    assert [(p.page_no, len(p.records), p.record_count) for p in pages] == [(1, 100, 250), (2, 100, 250),
+                                                                            (3, 50, 250)]  # fmt: skip
     first = fake.api_requests("/api/invoice")[0]
     assert first.url.params["pageinate"] == "true"
-    assert _pages_asked(fake) == [("1", "1000"), ("2", "1000"), ("3", "1000")]
+    assert _pages_asked(fake) == [("1", "100"), ("2", "100"), ("3", "100")]
     assert client.stats.pages == 3
 
 
-def test_an_exact_multiple_stops_on_the_record_count_without_an_empty_page() -> None:
+def test_an_exact_multiple_ends_on_the_empty_page_after_the_last_full_one() -> None:
+    # record_count cannot end a listing: one tenant reports the page's length there (reference 11)
     fake = _fake(200)
     assert len(_ids(make_client(fake, page_size=100).iter_invoices())) == 200
-    assert _pages_asked(fake) == [("1", "100"), ("2", "100")]
+    assert _pages_asked(fake) == [("1", "100"), ("2", "100"), ("3", "100")]
 
 
 def test_without_record_count_a_short_page_ends_the_listing() -> None:
@@ -69,7 +70,7 @@ def test_without_record_count_a_server_that_ignores_page_no_does_not_loop_foreve
 def test_a_server_page_size_cap_is_adopted() -> None:
     fake = _fake(950)
     fake.page_size_cap = 100
-    client = make_client(fake)
+    client = make_client(fake, page_size=1000)
     assert _ids(client.iter_invoices()) == list(range(1, 951))
     assert _pages_asked(fake)[:2] == [("1", "1000"), ("2", "100")]
     assert len(fake.api_requests("/api/invoice")) == 10
@@ -188,24 +189,28 @@ def test_a_naive_since_means_utc() -> None:
     assert sorted(_ids(make_client(fake).iter_changed_invoices(since=naive))) == [8, 9, 10]
 
 
-def test_an_instance_that_ignores_order_gets_a_full_scan_filtered_here() -> None:
+def test_an_instance_that_ignores_order_and_the_date_filter_gets_a_full_scan_filtered_here() -> None:
     fake = _modified_fake(1000)
     fake.honour_order = False
     since = T0 + timedelta(hours=990)
-    pages = list(make_client(fake, page_size=100).iter_changed_invoices(since=since))
+    report = ListingReport()
+    pages = list(make_client(fake, page_size=100).iter_changed_invoices(since=since, report=report))
     assert sorted(_ids(pages)) == list(range(990, 1001))
-    assert len(fake.api_requests("/api/invoice")) == 10
+    assert len(fake.api_requests("/api/invoice")) == 12  # the unsorted page, then the ten pages and the empty one
+    assert report.method == Method.SCAN
 
 
-def test_order_broken_only_across_pages_also_falls_back_to_a_full_scan() -> None:
+def test_order_broken_only_across_pages_also_gives_way_to_the_next_method() -> None:
     # Each page is sorted on its own, but page 2 starts newer than page 1 ended: the server is not sorting.
     hours = [50, 40, 30, 45, 35, 25, 5, 4, 3, 60]
     rows = [invoice_row(i + 1, last_modified=_stamp(T0 + timedelta(hours=h))) for i, h in enumerate(hours)]
     fake = FakeHalo(lists={"invoice": ("invoices", rows)}, honour_order=False)
     since = T0 + timedelta(hours=28)
-    ids = _ids(make_client(fake, page_size=3).iter_changed_invoices(since=since))
+    report = ListingReport()
+    ids = _ids(make_client(fake, page_size=3).iter_changed_invoices(since=since, report=report))
     assert sorted(ids) == [1, 2, 3, 4, 5, 10]
-    assert len(fake.api_requests("/api/invoice")) == 4
+    assert len(fake.api_requests("/api/invoice")) == 6  # two sorted pages, then the date filter's four
+    assert report.dropped[0][0] == Method.SORTED and report.method == Method.DATESEARCH  # too recent to tell
 
 
 def test_invoices_created_since_a_date_stop_at_that_date() -> None:

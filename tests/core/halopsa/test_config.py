@@ -70,6 +70,9 @@ def test_every_client_field_is_taken_from_the_settings() -> None:
         "unpaid_payment_statuses": "0",
         "subtype_lookup_id": 71,
         "allow_local_domains": True,
+        "max_page_bytes": 8 * 2**20,
+        "request_deadline_s": 45.0,
+        "longest_wait_s": 20.0,
     }
     assert set(changed) == {f.name for f in fields(HaloConfig)}, "a HaloConfig field has no test value here"
     assert all(changed[name] != getattr(HaloConfig(), name) for name in changed)

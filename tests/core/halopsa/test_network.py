@@ -168,7 +168,7 @@ def pinned_client(resolver: Answers, inner: RecordingBackend, *, base_url: str =
     backend = PinnedBackend(resolver=resolver, inner=inner)
     return HaloClient(base_url=base_url, client_id="id", client_secret="secret", config=HaloConfig(**config),
                       transport=PinnedTransport(ssl_context=ssl.create_default_context(), backend=backend),
-                      sleep=lambda s: None)
+                      sleep=lambda s: None, token_url=f"{base_url}/auth/token")  # no AuthInfo: one request a verify
 
 
 def test_connects_to_the_checked_address_and_keeps_the_name_for_host_header_and_tls() -> None:

@@ -99,16 +99,16 @@ def test_one_budget_per_tenant_and_clock() -> None:
 
 def test_clients_of_one_tenant_share_the_budget_and_announce_their_waits() -> None:
     clock, events = FakeClock(), []
-    fake = FakeHalo(lists={"invoice": ("invoices", [invoice_row(i) for i in range(1, 41)])}, clock=clock)
+    fake = FakeHalo(lists={"invoice": ("invoices", [invoice_row(i) for i in range(1, 36)])}, clock=clock)
     shared = {"base_url": "https://shared.halopsa.test", "rate_limit_requests": 5, "rate_limit_window_s": 10}
     first = make_client(fake, clock, events=events, page_size=10, **shared)
     second = make_client(fake, clock, events=events, page_size=10, **shared)
-    for client in (first, second):
-        assert len([i for p in client.iter_invoices() for i in p.records]) == 40
-    # 2 token requests + 2 x 4 pages = 10 requests at 5 per 10 s (+0.2 s margin): two bursts, tokens included
+    for client in (first, second):  # four pages each: three full, then a short one
+        assert len([i for p in client.iter_invoices() for i in p.records]) == 35
+    # 2 AuthInfo + 2 token requests + 2 x 4 pages = 12 requests at 5 per 10 s (+0.2 s margin): three bursts
     start = fake.times[0]
-    assert [t - start for t in fake.times] == pytest.approx([0] * 5 + [10.2] * 5)
-    assert [e.kind for e in events] == ["rate_budget"]
-    assert events[0].kind == "rate_budget" and events[0].seconds == pytest.approx(10.2)
+    assert [t - start for t in fake.times] == pytest.approx([0] * 5 + [10.2] * 5 + [20.4] * 2)
+    assert [e.kind for e in events] == ["rate_budget", "rate_budget"]
+    assert events[0].seconds == pytest.approx(10.2)
     assert events[0].reason == "Pacing requests to stay within HaloPSA's limit of 5 requests per 10 s; waiting 10 s"
-    assert first.stats.waited_s + second.stats.waited_s == sum(clock.sleeps) == pytest.approx(10.2)
+    assert first.stats.waited_s + second.stats.waited_s == sum(clock.sleeps) == pytest.approx(20.4)

@@ -45,8 +45,14 @@ def test_null_date_sentinels_become_none(sentinel) -> None:
     assert parse_date(sentinel) is None
 
 
-def test_a_date_is_the_utc_day() -> None:
-    assert parse_date("2025-01-31T23:30:00-02:00") == date(2025, 2, 1)
+@pytest.mark.parametrize("text", ["2025-01-31T00:00:00+10:00", "2025-01-31T23:30:00-02:00", "2025-01-31T00:00:00Z",
+                                  "2025-01-31T00:00:00", "2025-01-31"])
+def test_a_date_only_field_is_the_literal_date_whatever_its_offset(text) -> None:
+    """Issue 12: `2025-01-31T00:00:00+10:00` was stored as 2025-01-30 (converted to UTC first)."""
+    assert parse_date(text) == date(2025, 1, 31)
+    assert parse_invoice(_invoice(invoice_date=text, duedate=text)).due_date == date(2025, 1, 31)
+    raw = {"id": 3, "start_date": text, "end_date": text}
+    assert parse_agreement(raw).start_date == parse_agreement(raw).end_date == date(2025, 1, 31)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +102,7 @@ def test_an_invoice_row_becomes_a_typed_record() -> None:
     assert (invoice.agreement_halo_id, invoice.agreement_ref) == (12, "MSA-2025-001")
     assert (invoice.invoice_date, invoice.due_date) == (date(2025, 1, 1), date(2025, 1, 31))
     assert (invoice.total_cents, invoice.amount_paid_cents, invoice.amount_due_cents) == (120000, 20000, 100000)
-    assert (invoice.posted, invoice.voided, invoice.currency) == (True, False, "$")
+    assert (invoice.posted, invoice.voided, invoice.currency) == (True, False, None)  # a symbol is no currency code
     assert invoice.last_modified == datetime(2025, 1, 2, 10, tzinfo=UTC)
 
 
@@ -182,3 +188,142 @@ def test_offsets_other_than_utc_are_converted() -> None:
     moment = parse_time("2025-06-01T09:00:00+05:30")
     assert moment == datetime(2025, 6, 1, 3, 30, tzinfo=UTC)
     assert moment.tzinfo == UTC
+
+
+# ---- issue 12: bounded records, statuses as HaloPSA has them, agreements, dates and money ---------------------------
+
+INT64_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"total": 1e20}, "too large"),
+        ({"total": -1e20, "amountdue": -1e20}, "too large"),
+        ({"amountdue": 10**17}, "too large"),
+        ({"amountpaid": "1e999999"}, "too large"),
+        ({"total": float("nan")}, "not a finite number"),
+        ({"total": "NaN"}, "not a finite number"),
+        ({"total": float("inf")}, "not a finite number"),
+        ({"amountdue": "-Infinity"}, "not a finite number"),
+        ({"id": 2**63}, "64 bits"),
+        ({"id": "9223372036854775808"}, "64 bits"),
+        ({"id": 1e20}, "64 bits"),
+        ({"id": float("nan")}, "whole number"),
+        ({"id": "INV-7"}, "whole number"),
+        ({"client_id": 2**63}, "64 bits"),
+        ({"contract_id": -(2**64)}, "64 bits"),
+        ({"total": 92233720368547758.07, "amountpaid": -92233720368547758.07, "amountdue": None}, "too large"),
+    ],
+)
+def test_a_value_beyond_64_bits_or_not_finite_rejects_that_record_with_its_reason(fields, reason) -> None:
+    """Issue 12: a total of 1e20 (or an id of 2^63) overflowed the 64-bit column at upsert and rolled back the page,
+    for ever; 1e999999 escaped as decimal.Overflow and crashed the run."""
+    with pytest.raises(RecordError) as caught:
+        parse_invoice(_invoice(**fields))
+    assert reason in caught.value.reason
+
+
+def test_the_64_bit_edges_themselves_are_kept() -> None:
+    invoice = parse_invoice(_invoice(id=INT64_MAX, total=9e16, amountpaid=0, amountdue=None, client_id=INT64_MAX))
+    assert (invoice.halo_id, invoice.customer_halo_id, invoice.amount_due_cents) == (INT64_MAX, INT64_MAX, 9 * 10**18)
+    assert to_cents(INT64_MAX // 100) == INT64_MAX // 100 * 100
+    assert to_cents(-(INT64_MAX // 100)) == -(INT64_MAX // 100) * 100
+    with pytest.raises(ValueError, match="too large"):
+        to_cents(INT64_MAX // 100 + 1)
+
+
+@pytest.mark.parametrize("parse", [parse_customer, parse_agreement])
+def test_customers_and_agreements_are_bounded_too(parse) -> None:
+    with pytest.raises(RecordError, match="64 bits"):
+        parse({"id": 2**63, "name": "Acme"})
+
+
+def test_a_credit_note_is_a_credit_neither_paid_nor_unpaid() -> None:
+    credit = parse_invoice(_invoice(total=-120.0, amountpaid=0.0, amountdue=-120.0, posted=True))
+    assert credit.credit and (credit.total_cents, credit.amount_due_cents) == (-12000, -12000)
+    assert not parse_invoice(_invoice(posted=True)).credit
+    assert not parse_invoice(_invoice(total=100.0, amountpaid=150.0, amountdue=-50.0)).credit  # overpaid: paid
+
+
+@pytest.mark.parametrize(
+    ("fields", "posted"),
+    [({"posted": True}, True), ({"posted": False}, False), ({"posted": False, "dateposted": "2025-01-02T09:00:00"},
+                                                             False),
+     ({"dateposted": "2025-01-02T09:00:00"}, True), ({"dateposted": "1900-01-01T00:00:00"}, False), ({}, False)],
+)
+def test_an_invoice_is_posted_only_when_halopsa_says_so(fields, posted) -> None:
+    """Not posted (a draft, or awaiting approval) is never payable; without `posted` the posting date decides, and
+    without either the invoice is not known to be posted."""
+    assert parse_invoice(_invoice(**fields)).posted is posted
+
+
+@pytest.mark.parametrize(
+    ("flags", "active"),
+    [({"active": True, "expired": False}, True), ({"active": True, "expired": True}, False),
+     ({"active": False, "expired": False}, False), ({"expired": True}, False), ({"expired": False}, True),
+     ({"active": "true", "expired": "true"}, False)],
+)
+def test_an_agreement_is_active_only_when_active_and_not_expired(flags, active) -> None:
+    """Issue 12: `active` was read without `expired`, so expired agreements counted as active for auto-pay."""
+    assert parse_agreement({"id": 12, **flags}).active is active
+
+
+def test_the_currency_is_the_iso_code_never_the_symbol() -> None:
+    """Issue 12: without `currency_code_name` the currency fell back to the symbol "$"."""
+    codes = {1: "USD", 3: "GBP"}
+    assert parse_invoice(_invoice(currency="$", currency_code=1, currency_code_name="USD")).currency == "USD"
+    assert parse_invoice(_invoice(currency="£", currency_code=3), currency_of=codes.get).currency == "GBP"
+    assert parse_invoice(_invoice(currency="$", currency_code=1, currency_code_name="US Dollar"),
+                         currency_of=codes.get).currency == "USD"
+    assert parse_invoice(_invoice(currency="$", currency_code=9), currency_of=codes.get).currency is None
+    assert parse_invoice(_invoice(currency="$", currency_code=1)).currency is None
+    assert parse_invoice(_invoice(currency_code_name="usd")).currency == "USD"
+    assert parse_customer({"id": 4, "name": "Acme", "clientcurrency": "$"}).currency is None
+    customer = parse_customer({"id": 4, "name": "Acme", "currencyisocode": "CAD", "clientcurrency": "CA$"})
+    assert customer.currency == "CAD"
+
+
+def test_a_currency_is_looked_up_only_when_the_row_has_no_iso_code() -> None:
+    asked: list[int] = []
+
+    def currency_of(code: int) -> str | None:
+        asked.append(code)
+        return "USD"
+
+    parse_invoice(_invoice(currency_code=1, currency_code_name="USD"), currency_of=currency_of)
+    parse_invoice(_invoice(currency_code=0), currency_of=currency_of)
+    assert asked == []
+    assert parse_invoice(_invoice(currency_code=2), currency_of=currency_of).currency == "USD" and asked == [2]
+
+
+# Rows shaped as the public evidence has them: field names and types from HaloPSA's own specification (SPEC-old
+# `ContractHeader_List`: separate `active`, `expired`, `started`, `end_date`; SPEC-new `InvoiceHeader`), values as a
+# tenant that never unticks Active on an expired agreement, and a credit note, would send them.
+EXPIRED_BUT_ACTIVE_CONTRACT = {
+    "id": 318, "ref": "MSA-2023-0007", "refextra": "", "client_id": 42, "client_name": "Acme Ltd", "site_id": 1043,
+    "site_name": "Main Office", "start_date": "2023-02-01T00:00:00", "end_date": "2025-01-31T00:00:00",
+    "started": True, "expired": True, "active": True, "status": 0, "contract_status": "Expired", "contracttype": 1,
+    "contracttype_name": "Managed Services", "subtype": 3, "billingdescription": 3, "billingperiod": 1,
+    "billing_period_string": "Monthly", "periodchargeamount": 1450.0, "rollingcontract": False,
+    "dontinvoice": False, "last_modified": "2025-02-01T03:10:44.97",
+}
+CREDIT_NOTE = {
+    "id": 2208, "invoicenumber": "CN-2208", "thirdpartyinvoicenumber": "CN-0042", "client_id": 42,
+    "client_name": "Acme Ltd", "sitenumber": 1043, "site_name": "Main Office",
+    "invoice_date": "2025-01-31T00:00:00+10:00", "duedate": "2025-01-31T00:00:00+10:00", "posted": True,
+    "dateposted": "2025-01-31T01:02:03", "datepaid": "1900-01-01T00:00:00", "paymentstatus": 2, "total": -240.0,
+    "tax_total": -21.82, "amountpaid": 0.0, "amountdue": -240.0, "credit_used": 0.0, "credit_outstanding": 240.0,
+    "currency": "$", "currency_code": 4, "currency_conversion_rate": 1.0, "contract_id": 318,
+    "contract_ref": "MSA-2023-0007", "creditlinkedtoinvoiceid": 2101, "voided": False,
+    "last_modified": "2025-01-31T01:02:03", "date_created": "2025-01-31T01:00:00",
+}
+
+
+def test_payloads_shaped_as_the_public_evidence_has_them() -> None:
+    agreement = parse_agreement(EXPIRED_BUT_ACTIVE_CONTRACT)
+    assert (agreement.active, agreement.end_date) == (False, date(2025, 1, 31))
+    credit = parse_invoice(CREDIT_NOTE, currency_of={4: "AUD"}.get)
+    assert credit.credit and credit.posted and not credit.voided
+    assert (credit.total_cents, credit.amount_due_cents, credit.currency) == (-24000, -24000, "AUD")
+    assert (credit.invoice_date, credit.due_date) == (date(2025, 1, 31), date(2025, 1, 31))

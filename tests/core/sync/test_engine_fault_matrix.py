@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -23,12 +23,12 @@ from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.errors import CooldownActive
 from core.halopsa.config import REQUIRED_SCOPES
-from core.store.tables import Partner, PartnerStatus, Role, RunKind, RunStatus
-from core.sync import connector
+from core.store.tables import JOB_TABLE, JobState, Partner, PartnerStatus, Role, RunKind, RunStatus, SyncRecordError
+from core.sync import connector, jobs, worker
 from core.sync import engine as sync_engine
 from core.sync.runs import RunResult
 from core.sync.window import NEW_DATA_SPAN
-from halo_emulator import FaultRule, HaloEmulator, serve
+from halo_emulator import DEFAULT_SORTABLE_FIELDS, FaultRule, HaloEmulator, LogEntry, serve
 from tests.support.clock import NOW
 from tests.support.halo_state import differences, expected_invoices, stored_invoices
 
@@ -54,8 +54,8 @@ class RecordingEmulator(HaloEmulator):
         if request.url.path.lower() == "/api/invoice" and "page_no" in params and response.status_code == 200:
             try:
                 ids = [row["id"] for row in json.loads(response.content)["invoices"]]
-            except (ValueError, KeyError, TypeError):
-                return response  # a truncated or malformed page
+            except (ValueError, KeyError, TypeError, httpx.ResponseNotRead):
+                return response  # a truncated, malformed or streamed (oversize) page
             listing = tuple(sorted((k, v) for k, v in params.items() if k != "page_no"))
             self.served[listing][int(params["page_no"])] = ids
         return response
@@ -125,6 +125,16 @@ class Scenario:
     duplicates: bool = False
     timeout_s: float = 10.0
     """The client's read timeout: short only where the fault is a timeout, so a busy machine never adds one."""
+    rejected: str | None = None
+    """Part of the rejected record's reason (a partial run)."""
+    quirks: dict[str, Any] = field(default_factory=dict)
+    """How this tenant differs from the documentation (emulator knobs, reference 11): they stay for the rerun."""
+    met: Callable[[RecordingEmulator, list[LogEntry], str], bool] | None = None
+    """Whether the run really met the quirk (the emulator, the requests it logged during the run, the run kind)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Console settings of this scenario (a short request deadline)."""
+    requeued: bool = False
+    """A manual fetch's job goes back to the queue to continue after the wait; the rerun is that job."""
 
 
 def on_invoices(kind: str, *, times: int | None, after: int = 1, **fields: Any) -> Callable[[], list[FaultRule]]:
@@ -145,6 +155,19 @@ def _drop_permission(emu: HaloEmulator, _request: Any = None) -> None:
 
 
 UNAVAILABLE = "did not answer"
+FAR_FUTURE = "Fri, 31 Dec 2100 23:59:59 GMT"
+DRIP_DEADLINE = {"request_deadline_s": 1.0}
+UNSORTABLE = {"sortable_fields": DEFAULT_SORTABLE_FIELDS - {"last_modified", "alastupdate"}}
+
+
+def _listed_beyond_page_one(log: list[LogEntry]) -> bool:
+    return any(e.path.lower() == "/api/invoice" and int(e.query.get("page_no", "1")) > 1 for e in log)
+
+
+def _gave_way_to(log: list[LogEntry], param: str) -> bool:
+    """The invoice listing asked for an order first, then by another method (`param`)."""
+    asked = [e.query for e in log if e.path.lower() == "/api/invoice"]
+    return bool(asked) and "order" in asked[0] and any(param in q for q in asked)
 SCENARIOS = [
     Scenario("429 burst with Retry-After", on_invoices("rate_limit", times=2, retry_after=0.01)),
     Scenario("429 burst without Retry-After", on_invoices("rate_limit", times=2)),
@@ -168,7 +191,27 @@ SCENARIOS = [
     Scenario("malformed JSON page persistent", on_invoices("malformed_json", times=None), status=RunStatus.FAILED,
              words="not valid JSON", transient=True),
     Scenario("malformed record in a good page", on_invoices("malformed_record", times=1), status=RunStatus.PARTIAL),
+    # issue 12: poison records are rejected with their reason, the rest of their page is stored, the run is partial
+    Scenario("poison record: total 1e20", on_invoices("malformed_record", times=1, field="total", value=1e20),
+             status=RunStatus.PARTIAL, rejected="too large"),
+    Scenario("poison record: id 2^63", on_invoices("malformed_record", times=1, field="id", value=2**63),
+             status=RunStatus.PARTIAL, rejected="64 bits"),
+    Scenario("poison record: NaN amount due", on_invoices("malformed_record", times=1, field="amountdue",
+                                                          value="NaN"), status=RunStatus.PARTIAL,
+             rejected="not a finite number"),
+    Scenario("poison record: string id", on_invoices("malformed_record", times=1, field="id", value="INV-1042"),
+             status=RunStatus.PARTIAL, rejected="whole number"),
     Scenario("token expiry mid-sync", on_invoices("token_expiry", times=1)),
+    # issue 12: an expired token answered with 400, a rate limit asking for a day, an answer sent a byte a second
+    Scenario("token expiry answered with HTTP 400", on_invoices("token_expiry", times=1),
+             quirks={"expired_token_status": 400}),
+    Scenario("429 asking for a day", on_invoices("rate_limit", times=1, retry_after=86400),
+             status=RunStatus.RATE_LIMITED, words="5 min", transient=True, requeued=True),
+    Scenario("429 until a far-future date", on_invoices("rate_limit", times=1, retry_after=FAR_FUTURE),
+             status=RunStatus.RATE_LIMITED, words="5 min", transient=True, requeued=True),
+    Scenario("answer dripped once", on_invoices("drip", times=1, bytes_per_s=1), settings=DRIP_DEADLINE),
+    Scenario("answer dripped persistently", on_invoices("drip", times=None, bytes_per_s=1), status=RunStatus.FAILED,
+             words="too slowly: it was not complete within 1 s", transient=True, settings=DRIP_DEADLINE),
     Scenario("secret revoked after connect", before=_revoke_secret, status=RunStatus.FAILED,
              words="rejected the client ID or secret", repair="reconnect"),
     Scenario("secret revoked mid-sync", mutate(_revoke_secret), status=RunStatus.FAILED,
@@ -179,6 +222,18 @@ SCENARIOS = [
              words="lacks: read:invoices", repair="scopes"),
     Scenario("records edited and added while paging", mutate(churn)),
     Scenario("duplicates across pages", mutate(shift_pages, after=0), since=date(2000, 1, 1), duplicates=True),
+    # issue 12: tenants that page, count and sort unlike the documentation, and a runaway page
+    Scenario("record_count is the page length", quirks={"record_count_is_page_length": True},
+             met=lambda _emu, log, _kind: _listed_beyond_page_one(log)),
+    Scenario("order on an unsortable field answered 500", quirks={**UNSORTABLE, "unsortable_order_status": 500,
+                                                                  "datesearch": True},
+             met=lambda _emu, log, kind: kind != RunKind.FETCH_NEW_DATA or _gave_way_to(log, "datesearch")),
+    Scenario("order on an unsortable field ignored", quirks=UNSORTABLE,
+             met=lambda _emu, log, kind: kind != RunKind.FETCH_NEW_DATA or _gave_way_to(log, "datesearch")),
+    Scenario("a page longer than asked", quirks={"ignore_paging": True},
+             met=lambda emu, _log, _kind: bool(emu.served) and all(list(p) == [1] for p in emu.served.values())),
+    Scenario("a 300 MB page", on_invoices("oversize", times=1, size_bytes=300 * 2**20), status=RunStatus.FAILED,
+             words="larger than 32 MB", transient=True),
 ]
 
 
@@ -199,6 +254,12 @@ class Tenant:
                                         actor="t", now=self.emu.now, settings=self.settings, client_factory=factory)
         return actions.start_manual_fetch(self.engine, CS, partner_id=self.partner_id, kind=kind, now=self.emu.now,
                                           settings=self.settings, client_factory=factory)
+
+    def resume(self, job_id: int) -> RunResult:
+        """Run the job a rate limit handed back, as a worker does once its wait is over."""
+        factory = connector.stored_client_factory(self.settings)
+        return worker.run_job_now(self.engine, self.settings, factory, job_id,
+                                  lease=timedelta(seconds=self.settings.lease_s), now=self.emu.now)
 
     def rerun(self, kind: str) -> tuple[RunResult, bool]:
         """Run again; a manual fetch refused by its cooldown is pressed again once the cooldown ends. Returns the
@@ -251,6 +312,26 @@ def _converged(tenant: Tenant, kind: str, window_start: datetime | None) -> list
     return problems + differences({i: expected[i] for i in unpaid}, {i: stored[i] for i in unpaid if i in stored})
 
 
+def _rejected_alone(tenant: Tenant, result: RunResult, rule: FaultRule, reason: str | None, kind: str) -> None:
+    """The rejected record is on the run with its reason; everything else the backfill was served is stored."""
+    with tenant.engine.connect() as conn:
+        [rejected] = conn.execute(select(SyncRecordError).where(SyncRecordError.run_id == result.run_id)).all()
+    assert reason is None or reason in rejected.reason, rejected.reason
+    if kind == RunKind.BACKFILL:
+        served = {i for pages in tenant.emu.served.values() for ids in pages.values() for i in ids
+                  if type(i) is int and i in tenant.emu.invoices}
+        assert served - set(rule.corrupted_ids) <= set(stored_invoices(tenant.engine, tenant.partner_id))
+
+
+def _handed_back(engine, settings) -> int:
+    """The job a long rate limit handed back: queued again, to start within the rate window, never later."""
+    with engine.connect() as conn:
+        queue_now = jobs.lease_now(conn)
+        [job] = conn.execute(select(JOB_TABLE).where(JOB_TABLE.c.state == JobState.QUEUED)).all()
+    assert queue_now < job.not_before <= queue_now + timedelta(seconds=settings.rate_limit_window_s)
+    return int(job.id)
+
+
 @pytest.fixture
 def fault_settings(settings):
     return replace(settings, max_attempts=3, backoff_cap_s=0.01, rate_limit_requests=10**6,
@@ -262,8 +343,9 @@ def fault_settings(settings):
 def test_every_fault_ends_the_run_readably_and_a_rerun_converges(engine, fault_settings, scenario, kind,
                                                                 record_property):
     record_property("reliability", ("fault matrix", "scenarios"))
-    settings = replace(fault_settings, page_size=PAGE_SIZES[kind], http_timeout_s=scenario.timeout_s)
-    emu = RecordingEmulator(seed=11, invoices=300, start=NOW, rate_limit=None, activity=25)
+    settings = replace(fault_settings, page_size=PAGE_SIZES[kind], http_timeout_s=scenario.timeout_s,
+                       **scenario.settings)
+    emu = RecordingEmulator(seed=11, invoices=300, start=NOW, rate_limit=None, activity=25, **scenario.quirks)
     with serve(emu) as server:
         since = scenario.since if kind == RunKind.BACKFILL else None
         tenant = Tenant(engine, settings, emu, _connect(engine, settings, emu, server.url, since=since))
@@ -277,10 +359,12 @@ def test_every_fault_ends_the_run_readably_and_a_rerun_converges(engine, fault_s
             scenario.before(emu)
         rules = [emu.add_fault(rule) for rule in scenario.rules()]
         emu.served.clear()
+        logged = len(emu.stats.log)
 
         result = tenant.run(kind)
 
         assert all(rule.fired for rule in rules), "the fault never happened"
+        assert scenario.met is None or scenario.met(emu, emu.stats.log[logged:], kind), "the quirk never showed"
         assert result.status == scenario.status, result.error
         if scenario.words is None:
             assert result.error is None
@@ -289,18 +373,21 @@ def test_every_fault_ends_the_run_readably_and_a_rerun_converges(engine, fault_s
             assert emu.client_secret not in result.error and NEW_SECRET not in result.error
         if scenario.status == RunStatus.PARTIAL:
             assert result.tally.rejected == 1
+            _rejected_alone(tenant, result, rules[0], scenario.rejected, kind)
         if kind != RunKind.BACKFILL:
             assert result.cooldown_refunded == scenario.transient
             assert ("run this fetch again now" in (result.error or "")) == scenario.transient
         if scenario.duplicates:
             assert emu.duplicates_served() > 0, "the listing never repeated a row"
 
+        handed_back = _handed_back(engine, settings) if scenario.requeued and kind != RunKind.BACKFILL else None
+
         emu.clear_faults()
         if scenario.repair == "scopes":
             emu.set_scopes(REQUIRED_SCOPES)
         elif scenario.repair == "reconnect":
             _connect(engine, settings, emu, server.url, since=since, secret=NEW_SECRET)
-        rerun, waited = tenant.rerun(kind)
+        rerun, waited = (tenant.resume(handed_back), False) if handed_back else tenant.rerun(kind)
 
     assert rerun.status == RunStatus.SUCCEEDED, rerun.error
     if kind != RunKind.BACKFILL:  # an immediate rerun is refused only when the cooldown was rightly kept

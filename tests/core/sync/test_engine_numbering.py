@@ -73,7 +73,7 @@ def test_switching_the_field_mid_backfill_never_mixes_the_numbering_and_a_renumb
                                   _backfill_job(engine, partner_id, emu.now), lease=LEASE, progress=after_each_page,
                                   now=emu.now)
 
-    assert backfill.status == RunStatus.SUCCEEDED and len(seen) == 7
+    assert backfill.status == RunStatus.SUCCEEDED and len(seen) == 8  # seven full pages, then the empty one
     assert all(numbering == {"halo_id"} for numbering in seen)  # one numbering at every page, the stored one
     [renumbering] = worker.drain(engine, sync_settings, _factory(sync_settings, emu), lease=LEASE)
     assert (renumbering.kind, renumbering.status) == (RunKind.RENUMBER, RunStatus.SUCCEEDED)

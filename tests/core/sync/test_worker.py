@@ -17,7 +17,7 @@ from core.errors import CooldownActive
 from core.store.tables import JOB_TABLE, PARTNER_TABLE, RUN_TABLE, JobState, Lane, Role, RunKind, RunStatus, RunTrigger
 from core.sync import connector, jobs, runs, scheduler, worker
 from core.sync.worker import Worker, WorkerConfig
-from halo_emulator import HaloEmulator
+from halo_emulator import FaultRule, HaloEmulator
 from tests.support.clock import NOW
 from tests.support.halo_state import differences, expected_invoices, stored_invoices
 
@@ -259,4 +259,52 @@ def test_a_job_recovered_before_its_run_starts_leaves_no_run_and_no_lock_behind(
         assert conn.execute(select(RUN_TABLE)).all() == []
         assert conn.scalar(select(PARTNER_TABLE.c.lock_run_id).where(PARTNER_TABLE.c.id == partner_id)) is None
     _worker(engine, sync_settings, emu).run_until_idle()  # the job's next claim runs it
+    assert _mismatch(engine, emu, partner_id) == []
+
+
+def test_a_long_rate_limit_ends_the_run_rate_limited_and_hands_the_job_back_until_the_wait_is_over(engine,
+                                                                                                   sync_settings, emu):
+    """HaloPSA asks for a day (Retry-After: 86400): the run stops at once with the pages it read kept, and the job
+    waits in the queue for the rate window (5 min, the most an honest wait can be) instead of a worker sleeping."""
+    partner_id = _connect(engine, sync_settings, emu)
+    scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)
+    rule = emu.add_fault(FaultRule(kind="rate_limit", path="/api/invoice", after=2, times=1, retry_after=86400))
+    _worker(engine, sync_settings, emu).run_until_idle()
+
+    [job] = _jobs(engine)
+    with engine.connect() as conn:
+        queue_now = jobs.lease_now(conn)
+        [run] = conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.job_id == job.id)).all()
+    assert rule.fired == 1 and emu.stats.entries("/api/Invoice")[-1].query["page_no"] == "3"  # asked once, no retry
+    assert (job.state, job.active_key is not None, job.run_id, job.attempts) == (JobState.QUEUED, True, None, 0)
+    assert queue_now < job.not_before <= queue_now + timedelta(seconds=sync_settings.rate_limit_window_s)
+    assert "starts after" in job.outcome or "5 min" in job.outcome
+    assert run.status == RunStatus.RATE_LIMITED and run.finished_at is not None and "5 min" in run.error
+    assert run.invoices_seen == 200 and len(stored_invoices(engine, partner_id)) == 200  # progress kept
+
+    with engine.begin() as conn:  # the wait is over
+        conn.execute(update(JOB_TABLE).values(not_before=queue_now))
+    _worker(engine, sync_settings, emu).run_until_idle()
+    [job] = _jobs(engine)
+    assert job.state == JobState.DONE and job.attempts == 1
+    assert _mismatch(engine, emu, partner_id) == []
+
+
+def test_a_rate_limit_that_outlasts_the_retries_ends_the_job(engine, sync_settings, emu):
+    """Persistent 429s with short waits: the run ends rate limited after its attempts, and the job is done (the next
+    scheduled sync or press runs again); only a wait longer than the client will sleep hands the job back."""
+    partner_id = _connect(engine, sync_settings, emu)
+    scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)
+    emu.add_fault(FaultRule(kind="rate_limit", path="/api/invoice", times=None, retry_after=0))
+    _worker(engine, sync_settings, emu).run_until_idle()
+    [job] = _jobs(engine)
+    assert job.state == JobState.DONE and job.active_key is None
+    with engine.connect() as conn:
+        status = conn.scalar(select(RUN_TABLE.c.status).where(RUN_TABLE.c.job_id == job.id))
+    assert status == RunStatus.RATE_LIMITED
+    emu.clear_faults()
+    with engine.begin() as conn:  # nothing stands in the way of the next sync
+        jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.BACKFILL, trigger=RunTrigger.CONNECT,
+                     requested_by="cs", now=emu.now)
+    _worker(engine, sync_settings, emu).run_until_idle()
     assert _mismatch(engine, emu, partner_id) == []
