@@ -131,11 +131,11 @@ class UnpaidCheck:
 
     def filtered_cost(self, page_size: int) -> int:
         """Requests of a filtered refresh: the filtered listing, then one per unpaid invoice it misses."""
-        return self.inside // page_size + 1 + self.missed
+        return paging.listing_requests(self.inside, page_size) + self.missed
 
     def scan_cost(self, page_size: int) -> int:
         """Requests of reading the whole listing (a full page always asks for the next)."""
-        return self.rows // page_size + 1
+        return paging.listing_requests(self.rows, page_size)
 
     def prefer_scan(self, page_size: int) -> bool:
         return self.filtered_cost(page_size) > self.scan_cost(page_size)

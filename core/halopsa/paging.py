@@ -167,6 +167,12 @@ def paginate(
         page_no += 1
 
 
+def listing_requests(rows: int, page_size: int) -> int:
+    """What reading `rows` rows costs: a full page always asks for the next, so a listing ends on a short or empty
+    page."""
+    return rows // max(1, page_size) + 1
+
+
 def keep(pages: Iterator[Page[T]], predicate: Callable[[T], bool]) -> Iterator[Page[T]]:
     """The same pages with only the records that pass `predicate` (errors kept)."""
     for page in pages:

@@ -30,6 +30,7 @@ from core.errors import (
     PermissionMissing,
     SecretKeyError,
 )
+from core.halopsa import paging
 from core.halopsa.auth import ScopeCheck
 from core.halopsa.client import HaloClient, ListingReport
 from core.halopsa.records import RecordError
@@ -272,7 +273,7 @@ def _refresh_unpaid(ctx: RunContext, client: HaloClient, methods: dict[Listing, 
     with ctx.engine.connect() as conn:
         stored = conn.scalar(select(func.count()).select_from(INVOICE_TABLE)
                              .where(INVOICE_TABLE.c.partner_id == ctx.partner_id)) or 0
-    budget = listings.full_listing_requests(stored, page_size)
+    budget = paging.listing_requests(stored, page_size)  # a full listing, as far as the stored invoices tell
     first_request = client.stats.requests
     if methods.get(Listing.UNPAID_INVOICES) == ListingMethod.SCAN:
         how = "the whole invoice listing, as HaloPSA's unpaid status filter does not fit this tenant"
@@ -288,11 +289,11 @@ def _refresh_unpaid(ctx: RunContext, client: HaloClient, methods: dict[Listing, 
         else:
             how = (f"HaloPSA's unpaid status filter, then {len(missing):,} invoices it no longer lists re-read one "
                    "by one")
-            _refresh_missing_unpaid(ctx, client)
+            _refresh_missing_unpaid(ctx, client, missing)
     listings.learn_unpaid(ctx.engine, ctx.partner_id, ctx.connection, methods, client.unpaid_check, page_size,
                           now=ctx.now)
     spent = client.stats.requests - first_request
-    ctx.notes.append(f"Unpaid invoices: {how} ({spent:,} request{'' if spent == 1 else 's'}).")
+    ctx.notes.append(f"Unpaid invoices: {how} ({listings.requests_text(spent)}).")
 
 
 def _scan_unpaid(ctx: RunContext, client: HaloClient, known: set[int]) -> None:
@@ -300,12 +301,12 @@ def _scan_unpaid(ctx: RunContext, client: HaloClient, known: set[int]) -> None:
     whole listing lacks is then re-read by its id (deleted in HaloPSA when that finds nothing)."""
     ctx.say("Reading every invoice for the unpaid ones")
     _sync_pages(ctx, INVOICES, client.iter_unpaid_invoices(filtered=False, known=known))
-    _refresh_missing_unpaid(ctx, client)
+    _refresh_missing_unpaid(ctx, client, _local_unpaid(ctx) - ctx.seen_invoice_ids)
 
 
-def _refresh_missing_unpaid(ctx: RunContext, client: HaloClient) -> None:
+def _refresh_missing_unpaid(ctx: RunContext, client: HaloClient, absent: set[int]) -> None:
     """Invoices unpaid here but absent from HaloPSA's unpaid list were paid, voided or deleted there: refetch each."""
-    missing = sorted(_local_unpaid(ctx) - ctx.seen_invoice_ids)
+    missing = sorted(absent)
     if missing:
         ctx.say(f"Checking {len(missing):,} invoices that are no longer unpaid in HaloPSA")
     for first in range(0, len(missing), REFETCH_BATCH):

@@ -84,7 +84,7 @@ def learn_changes(engine: Engine, partner_id: int, connection: Any, methods: dic
 def describe_changes(entity: Entity, report: ListingReport) -> str:
     """One sentence for the run's message: the method that served the listing, its cost, and what gave way."""
     assert report.method is not None
-    text = f"Changed {entity}s: {_WORDS[report.method]} ({_requests(report.requests)})"
+    text = f"Changed {entity}s: {_WORDS[report.method]} ({requests_text(report.requests)})"
     if report.dropped:
         text += ", after " + " and ".join(f"{_NAMES[method]} gave way ({reason})" for method, reason in report.dropped)
     return text + "."
@@ -102,10 +102,10 @@ def unpaid_choice(check: UnpaidCheck, page_size: int) -> UnpaidChoice:
     missed = (f"HaloPSA's unpaid status filter misses {check.missed:,} of {check.open:,} unpaid invoices and lists "
               f"{check.inside:,} invoices")
     if check.prefer_scan(page_size):
-        return UnpaidChoice(ListingMethod.SCAN, f"{missed}: a full listing ({_requests(scan)}) costs less than the "
-                                                f"filter and re-reading what it misses ({_requests(filtered)})")
-    return UnpaidChoice(ListingMethod.FILTERED, f"{missed}: the filter ({_requests(filtered)} with what it misses) "
-                                                f"costs no more than a full listing ({_requests(scan)})")
+        return UnpaidChoice(ListingMethod.SCAN, f"{missed}: a full listing ({requests_text(scan)}) costs less than the "
+                                                f"filter and re-reading what it misses ({requests_text(filtered)})")
+    return UnpaidChoice(ListingMethod.FILTERED, f"{missed}: the filter ({requests_text(filtered)} with what it misses) "
+                                                f"costs no more than a full listing ({requests_text(scan)})")
 
 
 def learn_unpaid(engine: Engine, partner_id: int, connection: Any, methods: dict[Listing, ListingMethod],
@@ -120,11 +120,5 @@ def learn_unpaid(engine: Engine, partner_id: int, connection: Any, methods: dict
     return choice
 
 
-def full_listing_requests(stored_invoices: int, page_size: int) -> int:
-    """What reading every invoice costs, as far as this partner's stored invoices tell (a full page asks for the
-    next, so the listing ends on a short or empty page)."""
-    return stored_invoices // max(1, page_size) + 1
-
-
-def _requests(count: int) -> str:
+def requests_text(count: int) -> str:
     return f"{count:,} request" + ("" if count == 1 else "s")
