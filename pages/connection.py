@@ -6,7 +6,7 @@ import streamlit as st
 from core.console import connection as connection_screen
 from core.console import partners
 from core.console.formatting import escape_markdown
-from ui import auth, components, connection_form, resources
+from ui import auth, components, connection_form, resources, tenant_check
 
 principal = auth.require_page("connection")
 engine, settings = resources.get_engine(), resources.get_settings()
@@ -32,6 +32,7 @@ if stored:  # outside text (names, ids, errors from HaloPSA) is escaped: drawn a
     st.markdown(connection_screen.checklist_markdown(stored.permissions))
     if stored.last_error:
         st.error(f"Last error: {escape_markdown(stored.last_error)}")
+    tenant_check.show(engine, principal, stored.partner_id)
 
 slots = connection_form.form(editing=mode == "edit", has_stored=stored is not None)
 if slots is not None:

@@ -14,9 +14,10 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
-from core.errors import AccessDenied, BadInput, ConsoleError, PermissionMissing, SyncAlreadyQueued
+from core.errors import AccessDenied, BadInput, ConsoleError, HaloError, PermissionMissing, SyncAlreadyQueued
 from core.halopsa.app_domain import normalize_app_domain
 from core.halopsa.config import REQUIRED_SCOPES
+from core.halopsa.probe import ProbeResult, probe
 from core.limits import check_length
 from core.settings import Settings
 from core.store import audit
@@ -33,8 +34,9 @@ from core.store.tables import (
     RunKind,
     RunTrigger,
 )
-from core.sync import cooldowns, jobs, worker
+from core.sync import cooldowns, jobs, probes, worker
 from core.sync.connector import ClientFactory, build_client
+from core.sync.listings import requests_text
 from core.sync.runs import ProgressFn, RunResult
 
 
@@ -67,9 +69,14 @@ class CleanForm:
 
 @dataclass(frozen=True)
 class Verification:
+    """What HaloPSA said to the form's credentials: the permissions, and what the tenant supports (probed once the
+    permissions are all there; None with `probe_error` when the probe could not finish: the first sync probes)."""
+
     app_domain: str
     granted: tuple[str, ...]
     missing: tuple[str, ...]
+    probe: ProbeResult | None = None
+    probe_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -189,7 +196,14 @@ def verify(clean: CleanForm, *, settings: Settings, transport: Any = None) -> Ve
         tenant=clean.tenant, settings=settings, transport=transport,
     ) as client:
         check = client.verify()
-    return Verification(app_domain=clean.app_domain, granted=tuple(check.granted), missing=tuple(check.missing))
+        verification = Verification(app_domain=clean.app_domain, granted=tuple(check.granted),
+                                    missing=tuple(check.missing))
+        if not verification.ok:
+            return verification
+        try:
+            return replace(verification, probe=probe(client))
+        except HaloError as error:  # the credentials work: saving goes ahead, and the first sync probes again
+            return replace(verification, probe_error=error.message)
 
 
 def save(engine: Engine, principal: Principal, clean: CleanForm, verification: Verification, *, now: datetime,
@@ -233,6 +247,8 @@ def save(engine: Engine, principal: Principal, clean: CleanForm, verification: V
                      .values(status=PartnerStatus.CONNECTED))
         cooldowns.ensure_rows(conn, partner_id)
         audit.record(conn, actor=principal.user, action=action, partner_id=partner_id, now=now, detail=detail)
+    if verification.probe is not None:
+        probes.record(engine, int(partner_id), clean, verification.probe, {}, now=now)
     return int(partner_id)
 
 
@@ -267,6 +283,10 @@ def _audited_verify(engine: Engine, principal: Principal, clean: CleanForm, *, n
         raise
     outcome = ("all permissions granted" if verification.ok
                else f"permissions missing: {', '.join(verification.missing)}")
+    if verification.probe is not None:
+        outcome += f"; checked what it supports ({requests_text(verification.probe.requests)})"
+    elif verification.probe_error:
+        outcome += f"; could not check what it supports: {verification.probe_error}"
     _audit_verification(engine, principal, clean, now, f"{tried}: {outcome}")
     return verification
 

@@ -127,3 +127,21 @@ def cancel_sync(engine: Engine, principal: Principal, *, partner_id: int, job_id
         audit.record(conn, actor=principal.user, action=AuditAction.CANCEL_SYNC, partner_id=partner_id, now=now,
                      detail=f"{label} (job {job_id}): {said}")
     return said
+
+
+def request_tenant_check(engine: Engine, principal: Principal, *, partner_id: int, now: datetime) -> int:
+    """Queue a check of what the partner's HaloPSA supports (a probe job; about eight requests, no cooldown), audited.
+    Refused (SyncAlreadyQueued) while one is queued or running. Returns the job's id."""
+    require_role(principal, Role.CS, Role.PARTNER)
+    require_partner_access(principal, partner_id)
+    with engine.begin() as conn:
+        partner_name = conn.scalar(
+            select(PARTNER_TABLE.c.name).join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id)
+            .where(PARTNER_TABLE.c.id == partner_id))
+        if partner_name is None:
+            raise NotFound("This partner has no HaloPSA connection yet. Connect it first.")
+        job_id = jobs.enqueue(conn, partner_id=partner_id, partner_name=partner_name, kind=RunKind.PROBE,
+                              trigger=RunTrigger.REQUEST, requested_by=principal.user, now=now)
+        audit.record(conn, actor=principal.user, action=AuditAction.TENANT_CHECK, partner_id=partner_id, now=now,
+                     detail=f"Check of what HaloPSA supports: requested (job {job_id})")
+    return job_id

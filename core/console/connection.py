@@ -24,7 +24,9 @@ from core.halopsa.app_domain import SANDBOX_SUFFIX, is_sandbox_domain, normalize
 from core.halopsa.auth import check_scopes
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
-from core.store.tables import CONNECTION_TABLE, PARTNER_TABLE, IntegrationRole, NumberField, Role
+from core.store.tables import CONNECTION_TABLE, JOB_TABLE, PARTNER_TABLE, IntegrationRole, NumberField, Role, RunKind
+from core.sync import jobs, probes
+from core.sync.listings import requests_text
 from core.sync.streams import NUMBER_FIELD_LABELS
 
 APPLICATIONS_PATH = "Configuration > Integrations > HaloPSA API > View Applications"
@@ -177,6 +179,7 @@ def sandbox_hint(engine: Engine, app_domain: str | None, *, settings: Settings) 
 class StoredConnection:
     """A partner's saved connection without its secret."""
 
+    partner_id: int
     partner_name: str
     app_domain: str
     client_id: str
@@ -231,8 +234,45 @@ def stored_connection(engine: Engine, principal: Principal, partner_id: int) -> 
     if row is None:
         return None
     return StoredConnection(
-        partner_name=row.name, app_domain=row.app_domain, client_id=row.client_id, tenant=row.tenant,
+        partner_id=partner_id, partner_name=row.name, app_domain=row.app_domain, client_id=row.client_id,
+        tenant=row.tenant,
         integration_role=row.integration_role, invoice_number_field=row.invoice_number_field,
         invoices_created_since=row.invoices_created_since, last_verified_at=row.last_verified_at,
         last_error=row.last_error, permissions=from_stored(row.granted_scopes, row.missing_scopes),
     )
+
+
+@dataclass(frozen=True)
+class TenantCheck:
+    """What the last check of the partner's HaloPSA found (core.halopsa.probe), for the Connection page."""
+
+    ran_at: datetime | None  # None: never checked on the tenant the connection reads now
+    requests: int
+    findings: list[str]
+    stale_reason: str | None
+    queued: bool  # a check is queued or running
+
+    @property
+    def headline(self) -> str:
+        if self.ran_at is None:
+            return "Not checked yet: the next sync checks what this HaloPSA supports first."
+        text = f"Checked {self.ran_at:%Y-%m-%d %H:%M} UTC with {requests_text(self.requests)}."
+        if self.stale_reason:
+            text += f" The next sync checks again: {self.stale_reason}."
+        return text
+
+
+def tenant_check(engine: Engine, principal: Principal, partner_id: int) -> TenantCheck | None:
+    """The partner's last tenant check (None without a connection); cs or the partner itself only."""
+    require_role(principal, Role.CS, Role.PARTNER)
+    require_partner_access(principal, partner_id)
+    with engine.connect() as conn:
+        connection = conn.execute(select(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id)).first()
+        queued = conn.scalar(select(JOB_TABLE.c.id).where(
+            JOB_TABLE.c.active_key == jobs.active_key(partner_id, RunKind.PROBE))) is not None
+    if connection is None:
+        return None
+    found = probes.stored(engine, partner_id, connection)
+    if found is None:
+        return TenantCheck(None, 0, [], None, queued)
+    return TenantCheck(found.ran_at, found.result.requests, found.result.describe(), found.stale_reason, queued)

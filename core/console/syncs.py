@@ -26,6 +26,7 @@ KIND_LABELS: dict[str, str] = {
     RunKind.BACKFILL.value: "Backfill",
     RunKind.SCHEDULED.value: "Scheduled",
     RunKind.RENUMBER.value: "Renumber invoices",
+    RunKind.PROBE.value: "Check HaloPSA",
     **{kind.value: label for kind, label in cooldowns.LABELS.items()},
 }
 STATUS_LABELS: dict[str, str] = {status.value: status.value.replace("_", " ").capitalize() for status in RunStatus}

@@ -21,7 +21,7 @@ import httpx
 from core.errors import AuthError, HaloError, HaloUnavailable, PermissionMissing, ProtocolError, RateLimited
 from core.halopsa import auth, paging
 from core.halopsa.auth import ScopeCheck, Token, TokenCache
-from core.halopsa.config import HaloConfig
+from core.halopsa.config import HaloConfig, TenantProfile
 from core.halopsa.deadline import DeadlineBackend
 from core.halopsa.network import PinnedBackend, PinnedTransport
 from core.halopsa.paging import ListingReport, Method, Page
@@ -84,7 +84,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _wire_time(moment: datetime) -> str:
+def wire_time(moment: datetime) -> str:
     """A moment as HaloPSA writes one: UTC without a zone designator."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
@@ -191,8 +191,11 @@ class HaloClient:
             http=self._http, budget=budget, config=config, sleep=sleep, on_event=on_event, stats=self.stats
         )
         self._tokens = TokenCache(fetch=self._fetch_token, clock=clock)
+        self._page_size = config.page_size
+        self._unpaid_statuses = config.unpaid_payment_statuses
         # where tokens come from, and the tenant AuthInfo named: given, or discovered by the first token request
         self._token_endpoint: tuple[str, str | None] | None = (token_url, None) if token_url else None
+        self._token_discovered = False
         self._subtypes: dict[int, str] | None = None
         self._currencies: dict[int, str] | None = None
         self._unpaid_check: UnpaidCheck | None = None
@@ -208,6 +211,21 @@ class HaloClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def config(self) -> HaloConfig:
+        return self._config
+
+    def adopt(self, profile: TenantProfile) -> None:
+        """Use what a probe found on this tenant (token endpoint, page size, unpaid codes); before the first request."""
+        self._token_endpoint = (profile.token_url, None)
+        self._page_size = profile.page_size
+        self._unpaid_statuses = profile.unpaid_payment_statuses
+
+    @property
+    def page_size(self) -> int:
+        """The rows a listing asks for per page."""
+        return self._page_size
 
     # -- permissions -------------------------------------------------------------------------------------------
 
@@ -266,7 +284,7 @@ class HaloClient:
         """Amount due > 0 and not voided, decided here, and the invoices of `known` (unpaid when last read) as they
         are now. `filtered`: the server's `paymentstatuses` filter narrows the listing first; otherwise the whole
         listing is read (a tenant whose status codes differ, see `unpaid_check`)."""
-        statuses = self._config.unpaid_payment_statuses.strip()
+        statuses = self._unpaid_statuses.strip()
         if filtered and statuses:
             pages = self._pages("Invoice", "invoices", parse_invoice, {"paymentstatuses": statuses})
         else:
@@ -282,7 +300,7 @@ class HaloClient:
         """Every invoice, noting per row whether the unpaid filter would list it; the note is kept once the listing
         has been read to its end."""
         check = UnpaidCheck()
-        codes = _codes(self._config.unpaid_payment_statuses)
+        codes = _codes(self._unpaid_statuses)
 
         def parse(raw: Any) -> Invoice:
             invoice = parse_invoice(raw)
@@ -309,7 +327,7 @@ class HaloClient:
                 scan_next = methods[methods.index(method) + 1] == Method.SCAN
                 return paging.newest_first(pages, key=modified, since=since, report=report, give_way=not scan_next)
             if method == Method.DATESEARCH and datesearch and isinstance(since, datetime):
-                query = {**params, "datesearch": datesearch, "start_date": _wire_time(since - DATESEARCH_MARGIN)}
+                query = {**params, "datesearch": datesearch, "start_date": wire_time(since - DATESEARCH_MARGIN)}
                 pages = self._pages(path, key, parse, query)
                 return paging.date_filtered(pages, key=modified, since=since, outside=since - DATESEARCH_IGNORED,
                                             report=report)
@@ -363,17 +381,38 @@ class HaloClient:
         self, path: str, key: str, parse: Callable[[Any], T], params: Mapping[str, str | int]
     ) -> Iterator[Page[T]]:
         def fetch(page_no: int, page_size: int) -> Any:
-            query = {**params, "pageinate": "true", "page_size": page_size, "page_no": page_no}
-            body = self._get(path, query)
-            if body is None:
-                raise ProtocolError(
-                    f"HaloPSA has no /api/{path} listing at {self.base_url} (HTTP 404). Check the App Domain."
-                )
-            self.stats.pages += 1
-            return body
+            return self._page(path, params, page_size=page_size, page_no=page_no)
 
-        pages = paging.paginate(fetch, key=key, parse=parse, page_size=self._config.page_size)
+        pages = paging.paginate(fetch, key=key, parse=parse, page_size=self._page_size)
         return self._named_currencies(pages) if path == "Invoice" else pages
+
+    def _page(self, path: str, params: Mapping[str, str | int], *, page_size: int, page_no: int) -> Any:
+        """One decoded page of a listing (always `pageinate=true`: without it HaloPSA ignores the paging asked)."""
+        body = self._get(path, {**params, "pageinate": "true", "page_size": page_size, "page_no": page_no})
+        if body is None:
+            raise ProtocolError(
+                f"HaloPSA has no /api/{path} listing at {self.base_url} (HTTP 404). Check the App Domain."
+            )
+        self.stats.pages += 1
+        return body
+
+    def sample(self, path: str, key: str, params: Mapping[str, str | int], *, page_size: int,
+               page_no: int = 1) -> list[Any]:
+        """The raw rows of one page of a listing, unparsed (a probe looks at what rows carry)."""
+        rows, _ = paging.rows_of(self._page(path, params, page_size=page_size, page_no=page_no), key)
+        return rows
+
+    def token_endpoint(self) -> tuple[str, bool]:
+        """The token URL, and whether `/api/AuthInfo` named it (asked now when not known yet)."""
+        self._tokens.get()  # finds the endpoint first, under the token cache's lock
+        assert self._token_endpoint is not None
+        return self._token_endpoint[0], self._token_discovered
+
+    def currency_codes(self) -> tuple[str, ...]:
+        """The ISO codes of the tenant's currencies (`/api/Currency`), sorted; () when unavailable."""
+        if self._currencies is None:
+            self._currencies = self._read_currencies()
+        return tuple(sorted(set(self._currencies.values())))
 
     def _named_currencies(self, pages: Iterator[Page[T]]) -> Iterator[Page[T]]:
         """Invoice pages, each invoice whose row had no ISO code named by its currency id (see `currency_code`)."""
@@ -430,6 +469,7 @@ class HaloClient:
             except HaloError:  # not there, rate limited, down, not JSON: the token request says what is wrong
                 found = None
             self._token_endpoint = found or (auth.fallback_token_url(self.base_url), None)
+            self._token_discovered = found is not None
         return self._token_endpoint
 
     def _fetch_token(self) -> Token:

@@ -34,3 +34,12 @@ class HaloConfig:
     max_page_bytes: int = 32 * 2**20  # HALO_MAX_PAGE_MB: the largest answer read (bounded memory)
     request_deadline_s: float = 120.0  # one HTTP exchange (connect, send, the whole answer) ends within this
     longest_wait_s: float = 60.0  # a rate limit asking for longer hands the sync back to the queue instead of waiting
+
+
+@dataclass(frozen=True)
+class TenantProfile:
+    """What a probe of the tenant found that a client should use instead of the defaults (core.halopsa.probe)."""
+
+    token_url: str
+    page_size: int
+    unpaid_payment_statuses: str

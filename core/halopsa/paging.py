@@ -248,9 +248,10 @@ def date_filtered(pages: Iterator[Page[T]], *, key: Callable[[T], K | None], sin
 
 
 def not_before(pages: Iterator[Page[T]], *, key: Callable[[T], K | None], start: K) -> Iterator[Page[T]]:
-    """A full scan's records with `key >= start`, filtered here."""
+    """A full scan's records with `key >= start`, filtered here; a record without a key is kept (a tenant whose list
+    rows lack the modification time is scanned whole, and nothing it lists may be lost)."""
     for page in pages:
-        yield replace(page, records=[r for r in page.records if (k := key(r)) is not None and not (k < start)])
+        yield replace(page, records=[r for r in page.records if (k := key(r)) is None or not (k < start)])
 
 
 def refused(error: HaloError) -> bool:
@@ -259,7 +260,7 @@ def refused(error: HaloError) -> bool:
     return type(error) in (HaloError, HaloUnavailable)
 
 
-def _cause(error: HaloError) -> str:
+def cause(error: HaloError) -> str:
     """Why a method gave way, short: the HTTP status when the error names one, else its first sentence."""
     status = re.search(r"\(HTTP (\d{3})\)", error.message)
     return f"HaloPSA answered HTTP {status.group(1)}" if status else error.message.split(". ")[0].rstrip(".")
@@ -298,6 +299,6 @@ def with_fallback(
                 if last or started or not refused(error):
                     report.method = None
                     raise
-                report.gave_way(method, _cause(error))
+                report.gave_way(method, cause(error))
     finally:
         report.requests = requests() - first_request

@@ -82,6 +82,7 @@ class RunKind(StrEnum):
     FETCH_NEW_DATA = "fetch_new_data"
     FETCH_UNPAID = "fetch_unpaid"
     RENUMBER = "renumber"  # stored invoices renumbered after an Invoice Number Field change; reads no HaloPSA
+    PROBE = "probe"  # checks what the partner's HaloPSA supports (core.halopsa.probe); stores no records
 
 
 class RunStatus(StrEnum):
@@ -115,13 +116,14 @@ class Role(StrEnum):
 
 
 class RunTrigger(StrEnum):
-    """Who asked for a run: a person pressing a fetch, the scheduler, connecting a partner (its backfill), or editing
-    its connection (a renumbering)."""
+    """Who asked for a run: a person pressing a fetch, the scheduler, connecting a partner (its backfill), editing
+    its connection (a renumbering), or a person asking for a check of its HaloPSA."""
 
     MANUAL = "manual"
     SCHEDULE = "schedule"
     CONNECT = "connect"
     EDIT = "edit"
+    REQUEST = "request"  # asked for from the console without a cooldown (a check of what the HaloPSA supports)
 
 
 class AuditAction(StrEnum):
@@ -136,6 +138,7 @@ class AuditAction(StrEnum):
     SIGN_IN_FAILED = "sign_in_failed"  # a wrong e-mail or password
     SIGN_IN_LOCKED = "sign_in_locked"  # refused unchecked: too many recent failures for the account or the client
     SIGN_OUT = "sign_out"
+    TENANT_CHECK = "tenant_check"  # asked for a check of what the partner's HaloPSA supports
 
 
 class ThrottleScope(StrEnum):
@@ -496,6 +499,19 @@ class ListingChoice(SQLModel, table=True):
     decided_at: datetime = utc_field(nullable=False)
 
 
+class TenantProbe(SQLModel, table=True):
+    """What a probe found a partner's HaloPSA supports (core.halopsa.probe), as JSON, with when it ran and its cost in
+    requests. Like a remembered listing method it holds only for the tenant it ran on; `stale_reason` says why the
+    next run checks again (a run met an answer the probe did not foresee, or someone asked)."""
+
+    partner_id: int = Field(foreign_key="partner.id", primary_key=True)
+    tenant_key: str
+    ran_at: datetime = utc_field(nullable=False)
+    requests: int = 0
+    result: str
+    stale_reason: str | None = None
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -518,4 +534,5 @@ RATE_SLOT_TABLE = _table(RateSlot)
 SESSION_TABLE = _table(ConsoleSession)
 THROTTLE_TABLE = _table(SignInThrottle)
 LISTING_TABLE = _table(ListingChoice)
+PROBE_TABLE = _table(TenantProbe)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)

@@ -52,7 +52,7 @@ from core.store.tables import (
     RunStatus,
     RunTrigger,
 )
-from core.sync import cooldowns, jobs, listings, runs, window
+from core.sync import cooldowns, jobs, listings, probes, runs, window
 from core.sync.connector import ClientFactory
 from core.sync.jobs import ClaimedJob, JobCancelled
 from core.sync.runs import ProgressFn, RunResult
@@ -263,13 +263,16 @@ def _sync_changes(ctx: RunContext, client: HaloClient, stream: Stream, since: da
     _sync_pages(ctx, stream, stream.list_changed(client, since, start, report))
     listings.learn_changes(ctx.engine, ctx.partner_id, ctx.connection, methods, stream.entity, report, now=ctx.now)
     ctx.notes.append(listings.describe_changes(stream.entity, report))
+    if report.dropped:  # an answer the probe did not foresee: the next run checks the tenant again
+        probes.mark_stale(ctx.engine, ctx.partner_id, f"run {ctx.run_id} met an answer the last check did not "
+                                                      f"foresee ({report.dropped[0][1]})")
 
 
 def _refresh_unpaid(ctx: RunContext, client: HaloClient, methods: dict[Listing, ListingMethod]) -> None:
     """Fetch unpaid invoices for no more requests than one full invoice listing: HaloPSA's status filter, then what it
     missed one by one; or the whole listing where the filter does not fit the tenant's status codes (remembered from
     the last whole listing), or where it missed more than a whole listing costs."""
-    page_size = ctx.settings.page_size
+    page_size = client.page_size
     with ctx.engine.connect() as conn:
         stored = conn.scalar(select(func.count()).select_from(INVOICE_TABLE)
                              .where(INVOICE_TABLE.c.partner_id == ctx.partner_id)) or 0
@@ -356,19 +359,37 @@ def _renumber(ctx: RunContext) -> None:
     ctx.say(message, stored=False)
 
 
+def _know_the_tenant(ctx: RunContext, client: HaloClient, methods: dict[Listing, ListingMethod]) -> None:
+    """Use what the last probe found on this tenant, probing first when none ran on it, one was asked for, or a run
+    met an answer it did not foresee."""
+    found = probes.stored(ctx.engine, ctx.partner_id, ctx.connection)
+    reason = "it was asked for" if ctx.kind == RunKind.PROBE else probes.due(found)
+    if reason is None:
+        assert found is not None
+        client.adopt(found.result.profile(client.config))
+        return
+    ctx.say("Checking what this HaloPSA supports")
+    result = probes.run(ctx.engine, ctx.partner_id, ctx.connection, client, methods, now=ctx.now)
+    client.adopt(result.profile(client.config))
+    ctx.notes.append(f"Checked what this HaloPSA supports ({listings.requests_text(result.requests)}) because "
+                     f"{reason}.")
+
+
 def work(ctx: RunContext, client: HaloClient) -> None:
     """Read HaloPSA for the run's kind and window, storing page by page."""
     ctx.client = client
     methods = listings.remembered(ctx.engine, ctx.partner_id, ctx.connection)
+    secondary = ctx.connection.integration_role == IntegrationRole.SECONDARY
+    if ctx.kind == RunKind.BACKFILL and secondary:
+        client.require_scopes()
+        return
+    _know_the_tenant(ctx, client, methods)
     if ctx.kind == RunKind.BACKFILL:
-        if ctx.connection.integration_role == IntegrationRole.SECONDARY:
-            client.require_scopes()
-            return
         for stream in (CUSTOMERS, AGREEMENTS, INVOICES):
             ctx.say(f"Reading {stream.entity}s")
             _sync_pages(ctx, stream, stream.list_all(client, ctx.connection))
         choice = listings.learn_unpaid(ctx.engine, ctx.partner_id, ctx.connection, methods, client.unpaid_check,
-                                       ctx.settings.page_size, now=ctx.now)
+                                       client.page_size, now=ctx.now)
         if choice is not None and choice.method == ListingMethod.SCAN:
             ctx.notes.append(f"Fetch unpaid invoices will read every invoice of this tenant: {choice.reason}.")
     elif ctx.kind in (RunKind.SCHEDULED, RunKind.FETCH_NEW_DATA):

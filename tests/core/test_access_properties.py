@@ -261,6 +261,10 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
         lambda w, p, pid, d: fetches.request_manual_fetch(
             w.engine, p, partner_id=pid, kind=d.draw(st.sampled_from([RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID]),
                                                      label="kind"), now=NOW, settings=w.settings)),
+    "core.actions.fetches.request_tenant_check": ((Role.CS, Role.PARTNER), True,
+        lambda w, p, pid, d: fetches.request_tenant_check(w.engine, p, partner_id=pid, now=NOW)),
+    "core.console.connection.tenant_check": ((Role.CS, Role.PARTNER), True,
+                                             lambda w, p, pid, d: connection_screen.tenant_check(w.engine, p, pid)),
     "core.actions.fetches.cancel_sync": ((Role.CS,), True, lambda w, p, pid, d: fetches.cancel_sync(
         w.engine, p, partner_id=pid, job_id=d.draw(st.integers(1, 3), label="job"), now=NOW)),
     "core.actions.fetches.start_manual_fetch": ((Role.CS, Role.PARTNER), True,

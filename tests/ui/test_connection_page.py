@@ -3,11 +3,22 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from core.access import Principal
+from core.actions import fetches
 from core.console import connection as connection_screen
 from core.demo import sandbox
 from core.halopsa.auth import CREDENTIALS_REJECTED
 from core.halopsa.config import REQUIRED_SCOPES
-from core.store.tables import CONNECTION_TABLE, INVOICE_TABLE, PARTNER_TABLE, RUN_TABLE, Role, RunKind, RunStatus
+from core.store.tables import (
+    CONNECTION_TABLE,
+    INVOICE_TABLE,
+    JOB_TABLE,
+    PARTNER_TABLE,
+    RUN_TABLE,
+    Role,
+    RunKind,
+    RunStatus,
+)
 from core.store.users import add_user, principal_for_email
 from core.sync import connector, worker
 from tests.support.clock import NOW
@@ -15,7 +26,7 @@ from tests.support.console_db import PASSWORD
 from tests.support.factories import add_partner
 from tests.support.markdown import plain_text
 from tests.support.page_tree import rendered
-from ui import connection_form
+from ui import connection_form, tenant_check
 
 PAGE = "pages/connection.py"
 STORED_SECRET = "s3cret-value"  # what tests.support.factories.add_partner stores for Acme and Globex
@@ -263,3 +274,28 @@ def test_typing_a_connected_sandboxs_name_shows_no_secret(open_connection, sandb
     assert sandbox_partner not in rendered(at)
     _fill(at, app_domain="unused-name.sandbox")  # a name nobody uses still shows its demo credentials
     assert sandbox.credentials("unused-name.sandbox")[1] in at.info[0].value
+
+
+def test_what_the_halopsa_supports_shows_in_plain_words_and_a_check_can_be_asked_for(open_connection, engine):
+    at = open_connection("cs", "acme")  # a partner saved without a check (as before probes existed)
+    assert "What this HaloPSA supports" in [e.label for e in at.expander]
+    assert "Not checked yet" in "\n".join(c.value for c in at.caption)
+    at.button(key="connection.check_tenant").click().run()
+    assert not at.exception
+    assert tenant_check.QUEUED in [info.value for info in at.info]
+    assert not [b for b in at.button if b.key == "connection.check_tenant"]  # one check at a time
+    with engine.connect() as conn:
+        assert conn.scalar(select(JOB_TABLE.c.kind)) == RunKind.PROBE
+
+
+def test_a_checked_sandbox_partner_shows_the_findings(open_connection, engine, settings):
+    at, partner_id = _editing(open_connection, engine, settings, "checked.sandbox")
+    cs = Principal(role=Role.CS, user="cs@example.com")
+    job_id = fetches.request_tenant_check(engine, cs, partner_id=partner_id, now=NOW)
+    worker.run_job_now(engine, settings, connector.stored_client_factory(settings), job_id,
+                       lease=timedelta(seconds=60), now=NOW)
+    at.run()
+    text = plain_text(_markdown(at))
+    assert "Pages: pages of 100 rows, as asked." in text
+    assert "Sign-in: tokens come from https://checked.sandbox/auth/token" in text
+    assert "Checked 2026-11-02 12:00 UTC with" in plain_text("\n".join(c.value for c in at.caption))

@@ -290,3 +290,15 @@ def test_unpaid_invoices_from_a_full_scan_are_checked_here() -> None:
     assert sorted(unpaid) == sorted(i.halo_id for i in found if i.amount_due_cents > 0 and not i.voided)
     assert not any("paymentstatuses" in q for q in _listing_requests(emulator))
     assert client.unpaid_check is not None and client.unpaid_check.rows == 900
+
+
+def test_a_scan_of_rows_without_a_change_time_keeps_them_all() -> None:
+    """A tenant whose list rows lack the modification time (reference 11) is scanned whole: nothing it lists may be
+    dropped for want of a time (before, every such customer was left out of every incremental run)."""
+    customers = [{"id": i, "name": f"Customer {i}"} for i in range(1, 8)]
+    fake = FakeHalo(lists={"client": ("clients", customers)})
+    since = datetime(2025, 1, 1, tzinfo=UTC)
+    report = ListingReport()
+    pages = make_client(fake).iter_changed_customers(since=since, method=Method.SCAN, report=report)
+    assert [c.halo_id for page in pages for c in page.records] == list(range(1, 8))
+    assert report.method == Method.SCAN

@@ -63,7 +63,7 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
         ("Export", "cli:ops", at + timedelta(minutes=5), "Acme MSP"),
     ]
     details = [e.detail for e in logged]
-    assert details[0] == details[2] == f"Acme MSP at {server.url}: all permissions granted"
+    assert details[0] == details[2] and details[0].startswith(f"Acme MSP at {server.url}: all permissions granted; ")
     assert "Invoice Number Field" in details[3] and "Fetch unpaid invoices: requested" in details[4]
     assert "created" in details[5] and "deleted" in details[6] and "rows" in details[7] and "command line" in details[8]
     assert emu.client_secret not in " ".join(details)

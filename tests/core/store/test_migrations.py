@@ -29,7 +29,7 @@ from tests.support import databases
 from tests.support.clock import NOW
 from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_database
 
-NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice"}
+NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice", "tenantprobe"}
 NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"},
                "connection": {"numbered_by"}}
 BIGINT_COLUMNS = {"customer": {"halo_id"}, "agreement": {"halo_id", "customer_halo_id", "subtype_id"},
@@ -136,7 +136,8 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
         with engine.begin() as conn:
             SQLModel.metadata.create_all(conn, tables=[table for name, table in SQLModel.metadata.tables.items()
                                                        if name not in ("setting", "rateslot", "consolesession",
-                                                                        "signinthrottle", "listingchoice")])
+                                                                        "signinthrottle", "listingchoice",
+                                                                        "tenantprobe")])
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
             conn.exec_driver_sql("DROP INDEX ix_syncrun_started")
     engine.dispose()

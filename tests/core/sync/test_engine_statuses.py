@@ -154,15 +154,16 @@ def test_the_currency_comes_from_the_currency_list_when_rows_lack_its_code(engin
         stored = dict(conn.execute(select(INVOICE_TABLE.c.halo_id, INVOICE_TABLE.c.currency)).all())
     expected = {i: emu.clients[row["client_id"]]["currencyisocode"] for i, row in emu.invoices.items()}
     assert stored == expected and {"USD", "CAD"} <= set(stored.values())
-    assert emu.stats.by_path["/api/currency"] == 1  # one look-up per run, not per invoice
+    assert emu.stats.by_path["/api/currency"] == 2  # the probe's at connect, then one per run, not per invoice
 
 
 def test_a_date_only_field_sent_with_an_offset_is_stored_as_written(engine, sync_settings):
     """Issue 12: `2025-01-31T00:00:00+10:00` was stored as 2025-01-30."""
     emu = HaloEmulator(seed=11, invoices=100, start=NOW, rate_limit=None)
+    partner_id = _connect(engine, sync_settings, emu)
     rule = emu.add_fault(FaultRule(kind="malformed_record", path="/api/invoice", times=1, field="duedate",
                                    value="2025-01-31T00:00:00+10:00"))
-    _backfilled(engine, sync_settings, emu)
+    assert _run(engine, sync_settings, emu, partner_id, RunKind.BACKFILL).status == RunStatus.SUCCEEDED
 
     [halo_id] = rule.corrupted_ids
     with engine.connect() as conn:

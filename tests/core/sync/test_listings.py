@@ -10,12 +10,13 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches
-from core.store.tables import LISTING_TABLE, RUN_TABLE, Listing, ListingMethod, Role, RunKind, RunStatus
+from core.halopsa.probe import Finding, ProbeResult, Verdict
+from core.store.tables import LISTING_TABLE, PROBE_TABLE, RUN_TABLE, Listing, ListingMethod, Role, RunKind, RunStatus
 from core.sync import connector, listings
 from core.sync import engine as sync_engine
 from halo_emulator import FaultRule, HaloEmulator
@@ -38,10 +39,20 @@ def tenant(invoices: int = 900, **quirks) -> HaloEmulator:
                         **quirks)
 
 
-def connect(engine, settings, emu) -> int:
+def connect(engine, settings, emu, *, probed: bool = True) -> int:
+    """Connect (which probes the tenant). `probed=False`: as if the probe had found the documented behaviour (the
+    tenant changed since, say by an upgrade), so the runs meet the quirk themselves and must find their way."""
     form = connections.ConnectionForm(partner_name="Acme MSP", app_domain=DOMAIN, client_id=emu.client_id,
                                       client_secret=emu.client_secret, invoice_number_field="third_party")
     partner_id, _ = connections.connect(engine, CS, form, now=emu.now, settings=settings, transport=emu.transport())
+    if not probed:
+        documented = Finding(Verdict.WORKS, "works.")
+        with engine.begin() as conn:
+            found = ProbeResult.from_json(conn.scalar(select(PROBE_TABLE.c.result)))
+            result = replace(found, page_cap=None, sorted_listing=documented, date_filter=documented,
+                             unpaid_codes=(0, 1), paid_codes=(2,))
+            conn.execute(update(PROBE_TABLE).values(result=result.to_json()))
+            conn.execute(delete(LISTING_TABLE))
     return partner_id
 
 
@@ -103,12 +114,13 @@ def busy_hour(emu: HaloEmulator) -> None:
 def test_a_900_invoice_backfill_on_a_tenant_counting_the_page_stores_900(engine, sync_settings) -> None:
     emu = tenant(900, record_count_is_page_length=True)
     partner_id = connect(engine, sync_settings, emu)
+    before = len(emu.stats.log)
     result = backfill(engine, sync_settings, emu, partner_id)
     assert result.status == RunStatus.SUCCEEDED, result.error
     stored = stored_invoices(engine, partner_id)
     assert len(stored) == 900 and result.tally.invoices_seen == 900
     assert differences(expected_invoices(emu, "third_party"), stored) == []
-    assert len(invoice_requests(emu)) == 10  # nine full pages of 100, then the empty page
+    assert len(invoice_requests(emu, before)) == 10  # nine full pages of 100, then the empty page
 
 
 # -- incremental listings -----------------------------------------------------------------------------------------
@@ -117,7 +129,7 @@ def test_a_900_invoice_backfill_on_a_tenant_counting_the_page_stores_900(engine,
 def test_fetch_new_data_with_order_answered_500_succeeds_by_datesearch_says_so_and_starts_there_next(
         engine, sync_settings) -> None:
     emu = tenant(sortable_fields=NOT_SORTABLE, unsortable_order_status=500, datesearch=True)
-    partner_id = connect(engine, sync_settings, emu)
+    partner_id = connect(engine, sync_settings, emu, probed=False)
     assert backfill(engine, sync_settings, emu, partner_id).status == RunStatus.SUCCEEDED
     busy_hour(emu)
     before = len(emu.stats.log)
@@ -139,15 +151,19 @@ def test_fetch_new_data_with_order_answered_500_succeeds_by_datesearch_says_so_a
     again = press(engine, sync_settings, emu, partner_id, RunKind.FETCH_NEW_DATA)
     assert again.status == RunStatus.SUCCEEDED
     assert window_converged(engine, emu, partner_id) == []
-    assert not any("order" in q for q in invoice_requests(emu, before)), "the remembered method is where it starts"
     said = message(engine, again.run_id)
-    assert "Changed invoices: HaloPSA's date filter (" in said and "gave way" not in said
+    [changed] = [sentence for sentence in said.split(". ") if sentence.startswith("Changed invoices")]
+    assert "HaloPSA's date filter (" in changed and "gave way" not in changed
+    assert "Checked what this HaloPSA supports" in said and f"because run {result.run_id} met" in said
+    listed = [q for q in invoice_requests(emu, before) if "datesearch" in q]
+    assert listed and not any("order" in q for q in listed), "the listing starts at the method found"
+    assert memory(engine, partner_id)[Listing.INVOICE_CHANGES] == ListingMethod.DATESEARCH
 
 
 def test_fetch_new_data_without_sorting_or_datesearch_succeeds_by_a_full_scan_and_says_so(
         engine, sync_settings) -> None:
     emu = tenant(sortable_fields=NOT_SORTABLE, unsortable_order_status=500)
-    partner_id = connect(engine, sync_settings, emu)
+    partner_id = connect(engine, sync_settings, emu, probed=False)
     backfill(engine, sync_settings, emu, partner_id)
     busy_hour(emu)
     result = press(engine, sync_settings, emu, partner_id, RunKind.FETCH_NEW_DATA)
@@ -160,7 +176,7 @@ def test_fetch_new_data_without_sorting_or_datesearch_succeeds_by_a_full_scan_an
 
 def test_an_order_that_is_ignored_gives_way_and_is_remembered(engine, sync_settings) -> None:
     emu = tenant(sortable_fields=NOT_SORTABLE, datesearch=True)
-    partner_id = connect(engine, sync_settings, emu)
+    partner_id = connect(engine, sync_settings, emu, probed=False)
     backfill(engine, sync_settings, emu, partner_id)
     busy_hour(emu)
     result = scheduled(engine, sync_settings, emu, partner_id)
@@ -227,10 +243,11 @@ OTHER_CODES = {"status_unpaid": 5, "status_partial": 6, "status_paid": 7}
 
 def test_unpaid_refresh_costs_no_more_than_a_full_listing_when_the_status_codes_differ(engine, sync_settings) -> None:
     emu = tenant(2600, **OTHER_CODES)
-    partner_id = connect(engine, sync_settings, emu)
+    partner_id = connect(engine, sync_settings, emu, probed=False)
+    before = len(emu.stats.log)
     first = backfill(engine, sync_settings, emu, partner_id)
     assert first.status == RunStatus.SUCCEEDED
-    full_listing = len(invoice_requests(emu))
+    full_listing = len(invoice_requests(emu, before))
     assert memory(engine, partner_id) == {Listing.UNPAID_INVOICES: ListingMethod.SCAN}
     assert "Fetch unpaid invoices will read every invoice of this tenant: HaloPSA's unpaid status filter misses" in (
         message(engine, first.run_id))
@@ -249,9 +266,10 @@ def test_unpaid_refresh_costs_no_more_than_a_full_listing_when_the_status_codes_
 def test_an_unpaid_refresh_without_a_remembered_method_reads_the_whole_listing_once_and_remembers(
         engine, sync_settings) -> None:
     emu = tenant(2600, **OTHER_CODES)
-    partner_id = connect(engine, sync_settings, emu)
+    partner_id = connect(engine, sync_settings, emu, probed=False)
+    before = len(emu.stats.log)
     backfill(engine, sync_settings, emu, partner_id)
-    full_listing = len(invoice_requests(emu))
+    full_listing = len(invoice_requests(emu, before))
     with engine.begin() as conn:  # a partner backfilled before methods were remembered
         conn.execute(delete(LISTING_TABLE))
     before = len(emu.stats.log)
@@ -289,8 +307,9 @@ def test_an_unpaid_refresh_whose_filter_left_out_more_than_a_listing_costs_reads
         engine, sync_settings) -> None:
     emu = tenant(2600)
     partner_id = connect(engine, sync_settings, emu)
+    before = len(emu.stats.log)
     backfill(engine, sync_settings, emu, partner_id)
-    full_listing = len(invoice_requests(emu))
+    full_listing = len(invoice_requests(emu, before))
     emu.advance(emu.now + timedelta(days=3))  # more invoices paid since than a full listing has pages
     before = len(emu.stats.log)
     result = press(engine, sync_settings, emu, partner_id, RunKind.FETCH_UNPAID)
@@ -300,3 +319,21 @@ def test_an_unpaid_refresh_whose_filter_left_out_more_than_a_listing_costs_reads
     listed = [q for q in invoice_requests(emu, before) if "paymentstatuses" in q]
     assert len(invoice_requests(emu, before)) - len(listed) <= full_listing + len(emu.invoices) // 100 - 26
     assert memory(engine, partner_id) == {}, "the codes fit: the next refresh uses the filter again"
+
+
+def test_the_probe_at_connect_finds_the_tenants_unpaid_codes_so_the_filter_fits(engine, sync_settings) -> None:
+    emu = tenant(2600, **OTHER_CODES)
+    partner_id = connect(engine, sync_settings, emu)
+    before = len(emu.stats.log)
+    backfill(engine, sync_settings, emu, partner_id)
+    full_listing = len(invoice_requests(emu, before))
+    assert Listing.UNPAID_INVOICES not in memory(engine, partner_id)  # the filter fits: no scan needed
+    emu.advance(emu.now + timedelta(hours=3))
+    before = len(emu.stats.log)
+    result = press(engine, sync_settings, emu, partner_id, RunKind.FETCH_UNPAID)
+    assert result.status == RunStatus.SUCCEEDED
+    assert _unpaid_converged(engine, emu, partner_id) == []
+    listed = [q for q in invoice_requests(emu, before) if "paymentstatuses" in q]
+    assert listed and all(set(q["paymentstatuses"].split(",")) >= {"5", "6"} for q in listed)
+    assert "7" not in listed[0]["paymentstatuses"].split(",")  # the paid code stays out
+    assert len(invoice_requests(emu, before)) < full_listing
