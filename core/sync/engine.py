@@ -440,17 +440,20 @@ def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) 
     refunded = failure is not None and ctx.manual and failure.transient and failure.kind != ErrorKind.INTERRUPTED and (
         failure.kind != ErrorKind.CANCELLED or stored_nothing)
     message = failure.message if failure else None
-    if refunded:
-        message = f"{message} {REFUNDED_NOTE}"
     try:
         with ctx.engine.begin() as conn:
             if ctx.job is not None:
                 jobs.fence(conn, ctx.job, allow_cancelled=True)
-            if refunded:
-                cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id,
-                                 job_id=ctx.job.id if ctx.job else None)
             notes = {"message": " ".join(ctx.notes)} if ctx.notes else {}  # how it read HaloPSA, at what cost
             runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), **ctx.tally.model_dump(), **notes)
+            resume = jobs.resumes_after(conn, ctx.job, status) if ctx.job is not None else None
+            if resume is not None:  # handed back until HaloPSA's wait is over: that rerun serves the press
+                refunded = False
+                message = f"{message} {_resumes_note(ctx, resume)}"
+            if refunded:
+                message = f"{message} {REFUNDED_NOTE}"
+                cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id,
+                                 job_id=ctx.job.id if ctx.job else None)
             if ctx.kind != RunKind.RENUMBER and (
                     failure is None or failure.kind not in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED)):
                 # a renumbering, a cancel or a stopping worker says nothing about the partner's HaloPSA
@@ -464,6 +467,12 @@ def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) 
         status, message, refunded = RunStatus.INTERRUPTED, LEASE_LOST_MESSAGE, False
     return RunResult(run_id=ctx.run_id, kind=ctx.kind, status=status, tally=ctx.tally, error=message,
                      cooldown_refunded=refunded)
+
+
+def _resumes_note(ctx: RunContext, after: timedelta) -> str:
+    at = ctx.moment() + after
+    return (f"The sync continues by itself after {at:%H:%M:%S} UTC, from where it stopped; the fetch's cooldown "
+            "stays with it.")
 
 
 def run_sync(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrigger, actor: str, now: datetime,

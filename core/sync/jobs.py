@@ -161,7 +161,7 @@ def close(conn: Connection, job: ClaimedJob, *, outcome: str, status: RunStatus)
     inside a wait HaloPSA asked for, to start when that wait is over; a cancelled one is cancelled, any other is done.
     False: lease lost."""
     now = lease_now(conn)
-    resume = _rate_limit_left(conn, job) if status == RunStatus.RATE_LIMITED else None
+    resume = resumes_after(conn, job, status)
     if status == RunStatus.INTERRUPTED or resume is not None:
         values: dict[str, object] = {"state": JobState.QUEUED, "not_before": now + (resume or timedelta()),
                                      "run_id": None, "attempts": JOB.attempts - 1}
@@ -172,10 +172,13 @@ def close(conn: Connection, job: ClaimedJob, *, outcome: str, status: RunStatus)
         lease_owner=None, lease_expires_at=None, outcome=outcome, **values)).rowcount == 1
 
 
-def _rate_limit_left(conn: Connection, job: ClaimedJob) -> timedelta | None:
-    """How much of the wait HaloPSA asked for is left when the job's run ended rate limited: the run keeps the end of
-    that wait (`waiting_until`) and the moment it closed (`heartbeat_at`), both on the run's clock, so the difference
-    holds on the queue's clock too. None when the run ended after its wait (retries ran out): the job is done."""
+def resumes_after(conn: Connection, job: ClaimedJob, status: RunStatus) -> timedelta | None:
+    """How much of the wait HaloPSA asked for is left when the job's run ended rate limited (the job goes back to the
+    queue until then): the run keeps the end of that wait (`waiting_until`) and the moment it closed (`heartbeat_at`),
+    both on the run's clock, so the difference holds on the queue's clock too. None when the run ended otherwise, or
+    after its wait (retries ran out): the job is done."""
+    if status != RunStatus.RATE_LIMITED:
+        return None
     run = RUN_TABLE.c
     row = conn.execute(select(run.waiting_until, run.heartbeat_at)
                        .select_from(JOB_TABLE.join(RUN_TABLE, run.id == JOB.run_id)).where(JOB.id == job.id)).first()
