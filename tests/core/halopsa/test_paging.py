@@ -4,6 +4,7 @@ incremental listing's methods (sorted window, `datesearch`, full scan) with thei
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
@@ -302,3 +303,19 @@ def test_a_scan_of_rows_without_a_change_time_keeps_them_all() -> None:
     pages = make_client(fake).iter_changed_customers(since=since, method=Method.SCAN, report=report)
     assert [c.halo_id for page in pages for c in page.records] == list(range(1, 8))
     assert report.method == Method.SCAN
+
+
+def test_a_bare_nan_in_a_page_rejects_that_record_and_keeps_the_rest() -> None:
+    """JavaScript-style `NaN` and `Infinity` tokens are not JSON; a strict decoder failed the whole page, so every
+    run of the partner failed at it, forever. The page is read leniently and the record is rejected."""
+    rows = [invoice_row(1), invoice_row(2), invoice_row(3)]
+    body = json.dumps({"invoices": rows, "record_count": 3}).replace('"amountdue": 100.0', '"amountdue": NaN', 1)
+    body = body.replace('"total": 100.0', '"total": Infinity', 2)
+    assert "NaN" in body and "Infinity" in body
+    fake = FakeHalo(lists={"invoice": ("invoices", rows)})
+    page = httpx.Response(200, content=body.encode(), headers={"content-type": "application/json"})
+    fake.queue("/api/invoice", *[page] * 3)  # the tenant sends it every time it is asked
+    pages = list(make_client(fake, max_attempts=3, backoff_cap_s=0.01).iter_invoices())
+    assert [invoice.halo_id for page in pages for invoice in page.records] == [3]
+    assert sorted(error.halo_id for page in pages for error in page.errors) == [1, 2]
+    assert all("finite" in error.reason for page in pages for error in page.errors)
