@@ -1,5 +1,5 @@
-"""Invoices: the partner's unpaid invoices, filtered, paged and totalled in core; the browser gets one page of rows
-(the filters, table and controls are ui.invoice_table)."""
+"""Invoices: the partner's unpaid invoices (or its drafts, or its credit notes), filtered, paged and totalled in
+core; the browser gets one page of rows (the filters, table and controls are ui.invoice_table)."""
 
 import streamlit as st
 
@@ -10,7 +10,7 @@ from ui import auth, components, invoice_table, resources
 principal = auth.require_page("invoices")
 partner_id = components.require_partner(principal)
 engine = resources.get_engine()
-st.title("Unpaid invoices")
+st.title("Invoices")
 components.freshness(principal, partner_id)
 with components.shown_errors():
     filters = invoice_table.filters(invoices.filter_options(engine, principal, partner_id))

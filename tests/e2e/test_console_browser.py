@@ -51,7 +51,7 @@ START_TIMEOUT_S = 60
 
 # sidebar link -> the page's title (h1) and its screenshot name (the page's url_path)
 CS_PAGES = {"Overview": ("Partner overview", "overview"), "Connection": ("HaloPSA connection", "connection"),
-            "Syncs": ("Syncs", "syncs"), "Invoices": ("Unpaid invoices", "invoices"),
+            "Syncs": ("Syncs", "syncs"), "Invoices": ("Invoices", "invoices"),
             "Agreements": ("Agreements and auto-pay", "agreements"), "Adoption": ("Adoption", "adoption"),
             "Audit log": ("Audit log", "audit")}
 PARTNER_PAGES = ["Connection", "Syncs", "Invoices", "Agreements"]
@@ -483,7 +483,7 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     # regardless, and the new session sees how it ended.
     ui.main().get_by_role("button", name="Fetch unpaid invoices", exact=True).click()
     expect(ui.main().get_by_text(re.compile(r"^Fetch unpaid invoices queued"))).to_be_visible(timeout=30_000)
-    ui.open("Invoices", "Unpaid invoices")
+    ui.open("Invoices", "Invoices")
     ui.page.goto(ui.console.url)  # a new visit is a new Streamlit session, signed in by the session cookie
     expect(ui.page.get_by_text(f"Signed in as {CS.user}")).to_be_visible()
     ui.settle()
@@ -510,7 +510,7 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
 
     # a fresh sandbox has few unpaid invoices: filter and export on Northwind's books
     ui.pick_partner("Northwind IT")
-    ui.open("Invoices", "Unpaid invoices")
+    ui.open("Invoices", "Invoices")
     everything = _unpaid_count(ui)
     subtypes = ui.options("Agreement subtype")[1:]  # after "All subtypes"
     assert subtypes, "no agreement subtypes to filter by"
@@ -542,7 +542,7 @@ def test_partner_user_sees_only_its_own_partner_and_live_timers(ui: UI, tmp_path
         _press_fetch(ui, "Fetch new data")
     _assert_countdown_ticks(ui, "Fetch new data", tmp_path)
 
-    ui.open("Invoices", "Unpaid invoices")
+    ui.open("Invoices", "Invoices")
     assert _unpaid_count(ui) > 0
     ui.open("Agreements", "Agreements and auto-pay")
     for subtype in ("Managed Services", "Backup"):  # the rules the demo saved for Northwind

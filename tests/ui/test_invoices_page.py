@@ -23,7 +23,7 @@ def test_cs_sees_acmes_first_page_totals_chart_and_download(app_as, console):
     at = _open(app_as, "cs", console)
 
     assert not at.exception
-    assert at.title[0].value == "Unpaid invoices"
+    assert at.title[0].value == "Invoices"
     assert [m.value for m in at.metric][0] == "60"
     table = at.dataframe[0].value
     assert len(table) == 50  # one page, not all 60 rows
