@@ -18,6 +18,8 @@ Sections:
      to 5,000; --fleet-due small partners becoming due while a --invoices first backfill runs under the real rate
      budget; 4 workers vs 1 on a throwaway PostgreSQL (--fleet-pg-partners); the scheduler's CPU per scheduled sync;
      press to run start of a manual fetch with idle workers.
+  7. Real-tenant costs (issue 12): requests per 1,000 invoices of a whole listing at HaloPSA's page cap of 100 with
+     `record_count` reporting the page's length, and the capability probe's requests.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from bench import harness
+from bench import harness, tenant_costs
 from bench.console_scale import PAGES
 
 FLEET_INVOICES = 20  # a small partner's books: 20 invoices, 3 customers, 2 agreements
@@ -419,19 +421,36 @@ class Bench:
         ]
         self.details["fleet_postgres"] = found
 
+    # -- 7 ----------------------------------------------------------------------------------------------------------
+
+    def tenant_costs(self) -> None:
+        self.say(f"requests on a tenant capped at {tenant_costs.PAGE_CAP} rows a page ({self.o.invoices:,} invoices)")
+        found = tenant_costs.measure(self.o.invoices)
+        least = found["invoices"] / tenant_costs.PAGE_CAP
+        self.rows += [
+            Row("7", f"Whole invoice listing at a page cap of {tenant_costs.PAGE_CAP}, record_count = page length",
+                f"{found['per_thousand']:.2f} requests per 1,000 invoices ({found['listing_requests']:,} for "
+                f"{found['listed']:,} of {found['invoices']:,})", "every invoice; <= 1 request per 100 + 1",
+                found["listed"] == found["invoices"] and found["listing_requests"] <= least + 1),
+            Row("7", "Capability probe", f"{found['probe_requests']} requests ({found['probe_cpu_s'] * 1000:.0f} ms "
+                "in process)", "about 8, <= 10", found["probe_requests"] <= 10),
+        ]
+        self.details["tenant_costs"] = found
+
     def run(self) -> None:
         started = time.monotonic()
         load = os.getloadavg()
         self.say(f"machine: {harness.machine()}; load {load[0]:.2f}; work in {self.work}")
         try:
-            if self.o.only != "fleet":
+            self.tenant_costs()
+            if self.o.only is None:
                 with harness.emulator(self.o.invoices) as big:
                     big_db = self.backfill(big)
                     now = self.incremental(big, big_db)
                     self.console(big_db, now)
                 if not self.o.skip_rate_limit:
                     self.rate_limited()
-            if not self.o.skip_fleet:
+            if not self.o.skip_fleet and self.o.only != "tenant":
                 self.fleet()
         finally:
             if not self.o.keep:
@@ -463,7 +482,8 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=200)
     parser.add_argument("--skip-rate-limit", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true", help="leave out the worker fleet section (6)")
-    parser.add_argument("--only", choices=["fleet"], help="only the worker fleet section (6)")
+    parser.add_argument("--only", choices=["fleet", "tenant"],
+                        help="only the worker fleet section (6), or only the real-tenant costs (7)")
     parser.add_argument("--fleet-partners", type=int, default=1_000, help="small partners due at once, one worker")
     parser.add_argument("--fleet-threads", type=int, default=16, help="that worker's threads (also the backfill mix)")
     parser.add_argument("--fleet-latency-ms", type=float, default=300.0, help="emulator latency per request")
