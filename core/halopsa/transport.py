@@ -205,8 +205,7 @@ class Sender:
         asked = f"longer than its {window} rate window" if asked_s > self._window_s else _duration(asked_s)
         message = (
             f"HaloPSA is rate limiting this tenant and asked to wait {asked} (Retry-After: {header}). Rather than wait "
-            f"inside the sync, it stopped here and kept everything read so far; it can continue in {_duration(wait)} "
-            "(a queued sync then continues by itself)."
+            f"inside the sync, it stopped here and kept everything read so far; it can continue in {_duration(wait)}."
         )
         self._emit(ClientEvent(kind="resume_later", seconds=wait, reason=message, status_code=429))
         return RateLimited(wait, message)

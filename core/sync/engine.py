@@ -77,6 +77,8 @@ CRASHED_MESSAGE = (
 REFUNDED_NOTE = "The cooldown was not used: you can run this fetch again now."
 STOPPING_MESSAGE = ("The worker running this sync was stopped; the sync was queued again and continues on the next "
                     "worker. Nothing is lost.")
+GAVE_UP_WAITING = (f"HaloPSA kept asking to wait through {jobs.MAX_RATE_LIMIT_HANDBACKS} rate windows in a row, so "
+                   "this sync stopped with what it read kept; the next scheduled sync starts again.")
 LEASE_LOST_MESSAGE = ("This sync lost its lease (its worker was too slow to renew it) and stopped writing; another "
                       "worker runs it again.")
 
@@ -450,6 +452,8 @@ def finish(ctx: RunContext, failure: Failure | None, scopes: ScopeCheck | None) 
             if resume is not None:  # handed back until HaloPSA's wait is over: that rerun serves the press
                 refunded = False
                 message = f"{message} {_resumes_note(ctx, resume)}"
+            elif ctx.job is not None and status == RunStatus.RATE_LIMITED and jobs.out_of_handbacks(conn, ctx.job):
+                message = f"{message} {GAVE_UP_WAITING}"
             if refunded:
                 message = f"{message} {REFUNDED_NOTE}"
                 cooldowns.refund(conn, partner_id=ctx.partner_id, kind=ctx.kind, run_id=ctx.run_id,

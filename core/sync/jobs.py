@@ -21,6 +21,7 @@ from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, RunKind, Run
 
 LONG_KINDS = (RunKind.BACKFILL, RunKind.FETCH_UNPAID)
 MAX_ATTEMPTS = 3  # claims whose worker died; hand-backs (a busy partner, a stopping worker) do not count
+MAX_RATE_LIMIT_HANDBACKS = 12  # a job waits out at most this many rate windows (an hour at hosted HaloPSA's 5 min)
 JOB = JOB_TABLE.c
 
 
@@ -175,9 +176,10 @@ def close(conn: Connection, job: ClaimedJob, *, outcome: str, status: RunStatus)
 def resumes_after(conn: Connection, job: ClaimedJob, status: RunStatus) -> timedelta | None:
     """How much of the wait HaloPSA asked for is left when the job's run ended rate limited (the job goes back to the
     queue until then): the run keeps the end of that wait (`waiting_until`) and the moment it closed (`heartbeat_at`),
-    both on the run's clock, so the difference holds on the queue's clock too. None when the run ended otherwise, or
-    after its wait (retries ran out): the job is done."""
-    if status != RunStatus.RATE_LIMITED:
+    both on the run's clock, so the difference holds on the queue's clock too. None when the run ended otherwise,
+    after its wait (retries ran out), or once the job has waited out MAX_RATE_LIMIT_HANDBACKS windows
+    (`out_of_handbacks`): the job is done."""
+    if status != RunStatus.RATE_LIMITED or out_of_handbacks(conn, job):
         return None
     run = RUN_TABLE.c
     row = conn.execute(select(run.waiting_until, run.heartbeat_at)
@@ -186,6 +188,16 @@ def resumes_after(conn: Connection, job: ClaimedJob, status: RunStatus) -> timed
         return None
     left = _aware(row.waiting_until) - _aware(row.heartbeat_at)
     return left if left > timedelta() else None
+
+
+def out_of_handbacks(conn: Connection, job: ClaimedJob) -> bool:
+    """Whether the job's earlier runs already ended rate limited MAX_RATE_LIMIT_HANDBACKS times (a tenant that never
+    lets up must not keep a job cycling through the queue)."""
+    run = RUN_TABLE.c
+    current = select(JOB.run_id).where(JOB.id == job.id).scalar_subquery()
+    earlier = conn.scalar(select(func.count()).select_from(RUN_TABLE).where(
+        run.job_id == job.id, run.status == RunStatus.RATE_LIMITED, run.id != current)) or 0
+    return earlier >= MAX_RATE_LIMIT_HANDBACKS
 
 
 def _aware(moment: datetime) -> datetime:

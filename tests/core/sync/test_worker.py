@@ -290,6 +290,25 @@ def test_a_long_rate_limit_ends_the_run_rate_limited_and_hands_the_job_back_unti
     assert _mismatch(engine, emu, partner_id) == []
 
 
+def test_a_tenant_that_always_asks_for_a_day_is_handed_back_a_bounded_number_of_times(engine, sync_settings, emu):
+    """Every hand-back is honest (one rate window), but a tenant that never lets up must not keep a job cycling
+    through the queue forever: after MAX_RATE_LIMIT_HANDBACKS the job ends, saying so; the next sync starts afresh."""
+    partner_id = _connect(engine, sync_settings, emu)
+    scheduler.enqueue_due(engine, now=emu.now, settings=sync_settings)
+    emu.add_fault(FaultRule(kind="rate_limit", path="/api/invoice", times=None, retry_after=86400))
+    for _ in range(jobs.MAX_RATE_LIMIT_HANDBACKS + 2):
+        _worker(engine, sync_settings, emu).run_until_idle()
+        with engine.begin() as conn:  # the wait is over
+            conn.execute(update(JOB_TABLE).values(not_before=jobs.lease_now(conn)))
+    [job] = _jobs(engine)
+    with engine.connect() as conn:
+        statuses = list(conn.scalars(select(RUN_TABLE.c.status).where(RUN_TABLE.c.job_id == job.id)))
+    assert job.state == JobState.DONE and job.active_key is None
+    assert statuses == [RunStatus.RATE_LIMITED] * (jobs.MAX_RATE_LIMIT_HANDBACKS + 1)
+    assert "kept asking" in job.outcome and "continues by itself" not in job.outcome
+    assert partner_id
+
+
 def test_a_rate_limit_that_outlasts_the_retries_ends_the_job(engine, sync_settings, emu):
     """Persistent 429s with short waits: the run ends rate limited after its attempts, and the job is done (the next
     scheduled sync or press runs again); only a wait longer than the client will sleep hands the job back."""
