@@ -256,7 +256,8 @@ class Evolution:
         if cents(invoice["amountpaid"]):
             return
         state.delete_invoice(invoice["id"])
-        for group in (changes.invoices_created, changes.invoices_paid, changes.invoices_edited, changes.invoices_voided):
+        for group in (changes.invoices_created, changes.invoices_paid, changes.invoices_edited,
+                      changes.invoices_voided):
             group.pop(invoice["id"], None)
         changes.invoices_deleted[invoice["id"]] = from_seconds(event.at_s)
 

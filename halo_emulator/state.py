@@ -33,7 +33,8 @@ _DERIVED = {
     "contract": {"id", "client_name", "site_name", "last_modified", "contract_status", "contracttype_name"},
     "invoice": {
         "id", "invoicenumber", "client_name", "site_name", "sitenumber", "contract_ref", "amountdue",
-        "paymentstatus", "datepaid", "last_modified", "date_created", "currency", "currency_code_name",
+        "paymentstatus", "datepaid", "last_modified", "date_created", "currency", "currency_code_name", "credit_used",
+        "credit_outstanding",
     },
     "payment": {"id", "client_id", "client_name", "invoice_invoicenumber"},
 }  # fmt: skip
