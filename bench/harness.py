@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
 CLIENT_ID = "bench-client"
 SECRET = "bench-secret"
+PAGE_ROWS = 100
+"""The most rows the emulator serves a page (its default cap, as real tenants'): raw listings page by it."""
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,9 @@ def warm(url: str, path: str = "Invoice", **params: str) -> None:
         page = 1
         while True:
             body = http.get(f"/api/{path}", headers=headers,
-                            params={**params, "pageinate": "true", "page_size": 1000, "page_no": page}).json()
+                            params={**params, "pageinate": "true", "page_size": PAGE_ROWS, "page_no": page}).json()
             rows = next(v for v in body.values() if isinstance(v, list))
-            if len(rows) < 1000:
+            if len(rows) < PAGE_ROWS:
                 return
             page += 1
 
@@ -118,7 +120,7 @@ def change_invoices(url: str, count: int, *, tag: str) -> list[int]:
     with httpx.Client(base_url=url, timeout=120) as http:
         headers = {"Authorization": f"Bearer {token(http)}"}
         unpaid = http.get("/api/Invoice", headers=headers,
-                          params={"paymentstatuses": "0,1", "pageinate": "true", "page_size": 1000,
+                          params={"paymentstatuses": "0,1", "pageinate": "true", "page_size": PAGE_ROWS,
                                   "page_no": 1}).json()["invoices"]
         unpaid = [row for row in unpaid if not row["voided"] and row["amountdue"] > 0]
         paid, edited = unpaid[: count // 2], unpaid[count // 2 : count]

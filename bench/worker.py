@@ -76,12 +76,12 @@ def raw_pipeline(args: dict[str, Any]) -> dict[str, Any]:
         page = 1
         while True:
             response = http.get("/api/Invoice", headers=headers,
-                                params={"pageinate": "true", "page_size": 1000, "page_no": page})
+                                params={"pageinate": "true", "page_size": harness.PAGE_ROWS, "page_no": page})
             requests += 1
             rows = json.loads(response.content)["invoices"]
             db.executemany(insert, [(1, *pick(row), False, 1, 1, synced) for row in rows])
             count += len(rows)
-            if len(rows) < 1000:
+            if len(rows) < harness.PAGE_ROWS:
                 break
             page += 1
     db.commit()

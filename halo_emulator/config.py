@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from halo_emulator.dice import coin
+
 DEFAULT_START = datetime(2026, 11, 1, tzinfo=UTC)
 # An API application with every permission the console asks for ticked. Spelled out here because the emulator
 # imports nothing from core; tests check it still matches core.halopsa.config.REQUIRED_SCOPES.
@@ -29,6 +31,11 @@ DEFAULT_SORTABLE_FIELDS: frozenset[str] = frozenset(
 )  # fmt: skip
 MIN_INVOICES = 10
 MAX_INVOICES = 300_000
+TIMESTAMP_FORMS = ("mixed", "zoneless", "z")
+"""How rows write their timestamps: `mixed` draws zone-less or `...Z` per record from the seed (both occur on real
+tenants, reference section 11), or every record in the one form."""
+EXPIRED_ACTIVE_SHARE = 0.5
+"""With `expired_stays_active` None: the share of expired agreements that still say `active: true`."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class EmulatorConfig:
 
     seed: int = 7
     invoices: int = 1000
+    """The rows `/api/Invoice` lists at `start`, credit notes included."""
     customers: int | None = None
     agreements: int | None = None
     start: datetime = DEFAULT_START
@@ -51,9 +59,12 @@ class EmulatorConfig:
     granted_scopes: tuple[str, ...] = DEFAULT_GRANTED_SCOPES
     token_ttl_s: float = 3600.0
     rate_limit: tuple[int, float] | None = (300, 300.0)
-    retry_after_header: bool = True
+    retry_after_header: bool = False
+    """A 429 from the rate limiter carries `Retry-After` (seconds until a slot frees); by default it does not: no
+    evidence shows HaloPSA sending one, only a bare-text body (reference section 11)."""
     count_token_requests: bool = False
-    page_size_cap: int = 1000
+    page_size_cap: int = 100
+    """The largest `page_size` honoured; a larger one is served pages of this many rows (a tenant in HAPI issue 90)."""
     default_page_size: int = 50
     bad_credentials_status: int = 401
     status_unpaid: int = 0
@@ -88,13 +99,21 @@ class EmulatorConfig:
     """A paginated listing sends every matching row whatever `page_size` and `page_no` ask (pages longer than asked)."""
     served_page_size: int | None = None
     """A paginated listing pages by this many rows whatever `page_size` asks (`page_no` honoured)."""
-    credit_note_share: float = 0.0
-    """The share of posted invoices that get a credit note: an invoice row with a negative total and amount due,
-    posted, naming the invoice it credits in `creditlinkedtoinvoiceid`. Drawn after the books, so the rest of them
-    stay as they are."""
-    expired_stays_active: bool = False
-    """HaloPSA keeps `active` and `expired` apart: True, an agreement that expired still says `active: true` (a tenant
-    where nobody unticks Active); False, expiring clears `active` too."""
+    credit_note_share: float = 0.02
+    """The share of the `invoices` rows that are credit notes (at most half): an invoice row with a negative total and
+    amount due, posted, naming the invoice it credits in `creditlinkedtoinvoiceid`; 0 leaves them out."""
+    expired_stays_active: bool | None = None
+    """HaloPSA keeps `active` and `expired` apart. None: drawn per agreement (`EXPIRED_ACTIVE_SHARE` of expired
+    agreements still say `active: true`, where nobody unticked Active); True: every expired agreement does; False:
+    expiring clears `active` too."""
+    draft_share: float = 0.4
+    """The share of invoices raised in the three days before `start` still awaiting approval (not posted, a draft);
+    0 posts them all."""
+    invoice_deletions: bool = True
+    """The clock deletes the odd open invoice nobody has paid (gone from listings, 404 on its single read), at about
+    the rate it voids one; False: nothing is ever deleted."""
+    timestamp_form: str = "mixed"
+    """One of `TIMESTAMP_FORMS`: how records write their timestamps on the wire."""
     currency_code_name: bool = True
     """Invoice rows carry `currency_code_name` (the ISO code); False: only `currency` (a symbol such as "$") and
     `currency_code` (an id into `/api/Currency`), as on tenants whose rows lack the name."""
@@ -116,8 +135,12 @@ class EmulatorConfig:
             raise ValueError("unsortable_order_status must be an HTTP error status (400-599) or None")
         if self.served_page_size is not None and self.served_page_size < 1:
             raise ValueError("served_page_size must be positive")
-        if not 0.0 <= self.credit_note_share <= 1.0:
-            raise ValueError("credit_note_share must be between 0 and 1")
+        if not 0.0 <= self.credit_note_share <= 0.5:
+            raise ValueError("credit_note_share must be between 0 and 0.5")
+        if not 0.0 <= self.draft_share <= 1.0:
+            raise ValueError("draft_share must be between 0 and 1")
+        if self.timestamp_form not in TIMESTAMP_FORMS:
+            raise ValueError(f"timestamp_form must be one of {', '.join(TIMESTAMP_FORMS)}, got {self.timestamp_form!r}")
 
     @property
     def customer_count(self) -> int:
@@ -142,6 +165,18 @@ class EmulatorConfig:
             return self.client_secret
         digest = hashlib.sha256(f"halo-emulator-client-secret:{self.seed}".encode()).digest()
         return f"{uuid.UUID(bytes=digest[:16], version=4)}-{uuid.UUID(bytes=digest[16:], version=4)}"
+
+    def stays_active_when_expired(self, contract_id: int) -> bool:
+        """Whether this agreement still says `active: true` once it has expired (the books and the clock agree)."""
+        if self.expired_stays_active is not None:
+            return self.expired_stays_active
+        return coin("halo-emulator-expired-active", self.seed, contract_id) < EXPIRED_ACTIVE_SHARE
+
+    def zulu(self, entity: str, record_id: object) -> bool:
+        """Whether this record writes its timestamps as `...Z` rather than zone-less (fixed per record and seed)."""
+        if self.timestamp_form != "mixed":
+            return self.timestamp_form == "z"
+        return coin("halo-emulator-zulu", self.seed, entity, record_id) < 0.5
 
     @property
     def rate_limit_text(self) -> str:

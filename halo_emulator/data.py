@@ -87,11 +87,11 @@ def generate(config: EmulatorConfig) -> Books:
     start_s = to_seconds(config.start)
     horizon_s = month_start(start_s, HISTORY_MONTHS)
     clients = _clients(rng, config.customer_count, horizon_s, start_s)
-    contracts = _contracts(rng, config.agreement_count, list(clients.values()), horizon_s, start_s,
-                           expired_stays_active=config.expired_stays_active)
-    invoices, receipts = _invoices(rng, config, clients, contracts, horizon_s, start_s)
-    if config.credit_note_share:
-        _credit_notes(config, invoices, clients, contracts, start_s)
+    contracts = _contracts(rng, config, list(clients.values()), horizon_s, start_s)
+    credit_notes = round(config.invoices * config.credit_note_share)
+    invoices, receipts = _invoices(rng, config, config.invoices - credit_notes, clients, contracts, horizon_s, start_s)
+    if credit_notes:
+        _credit_notes(config, credit_notes, invoices, clients, contracts, start_s)
     return Books(clients, contracts, invoices, lambda: _payments(config.seed, receipts, invoices))
 
 
@@ -126,13 +126,13 @@ def _clients(rng: random.Random, count: int, horizon_s: int, start_s: int) -> di
 
 
 def _contracts(
-    rng: random.Random, count: int, clients: list[Row], horizon_s: int, start_s: int, *, expired_stays_active: bool
+    rng: random.Random, config: EmulatorConfig, clients: list[Row], horizon_s: int, start_s: int
 ) -> dict[int, Row]:
     contracts: dict[int, Row] = {}
     sequences: Counter[tuple[str, int]] = Counter()
     earliest_start = month_start(start_s, 2 * HISTORY_MONTHS)
     contract_id = 20
-    for _ in range(count):
+    for _ in range(config.agreement_count):
         contract_id = _next_id(rng, contract_id, 0.05)
         client = rng.choice(clients)
         subtype: Subtype = rng.choices(SUBTYPES, weights=_SUBTYPE_WEIGHTS)[0]
@@ -140,7 +140,7 @@ def _contracts(
         hi = max(lo + DAY_S, start_s - 20 * DAY_S)
         begin_s = (rng.randrange(lo, hi) // DAY_S) * DAY_S
         end_s, active, expired = _lifetime(rng, client["inactive"], begin_s, horizon_s, start_s)
-        active = active or (expired and expired_stays_active)  # HaloPSA keeps the two flags apart
+        active = active or (expired and config.stays_active_when_expired(contract_id))  # HaloPSA keeps them apart
         charge = 0 if not subtype.recurring else rng.randint(subtype.charge_min, subtype.charge_max) // 5 * 500
         prefix = CONTRACT_TYPES[subtype.contract_type].prefix
         year = from_seconds(begin_s).year
@@ -182,12 +182,13 @@ def _lifetime(
 def _invoices(
     rng: random.Random,
     config: EmulatorConfig,
+    count: int,
     clients: dict[int, Row],
     contracts: dict[int, Row],
     horizon_s: int,
     start_s: int,
 ) -> tuple[dict[int, Row], list[tuple[int, int, int]]]:
-    specs = _invoice_specs(rng, config.invoices, clients, contracts, horizon_s, start_s)
+    specs = _invoice_specs(rng, count, clients, contracts, horizon_s, start_s)
     specs.sort(key=lambda spec: spec[0])
     codes = PaymentCodes.of(config)
     chance = rng.random
@@ -200,7 +201,7 @@ def _invoices(
         tax = tax_on(net, client["id"])
         terms = client["paymentterms"]
         posted_s: int | None = min(issued_s + int(chance() * 6 * HOUR_S), start_s - 1)
-        if start_s - issued_s < 3 * DAY_S and chance() < 0.4:
+        if start_s - issued_s < 3 * DAY_S and chance() < config.draft_share:
             posted_s = None
         if posted_s is None:
             third_party: str | None = ""
@@ -242,23 +243,31 @@ def _invoices(
 
 
 def _credit_notes(
-    config: EmulatorConfig, invoices: dict[int, Row], clients: dict[int, Row], contracts: dict[int, Row], start_s: int
+    config: EmulatorConfig,
+    count: int,
+    invoices: dict[int, Row],
+    clients: dict[int, Row],
+    contracts: dict[int, Row],
+    start_s: int,
 ) -> None:
-    """Credit notes for `credit_note_share` of the posted invoices, added after the books with their own dice (the
-    rest of the books stay as they are), raised after the last invoice so ids still rise with creation time."""
+    """`count` credit notes, each for part of a posted invoice (one may be credited twice), drawn with their own dice
+    and raised after the last invoice so ids still rise with creation time."""
     rng = Dice(f"halo-emulator-credits:{config.seed}")
     codes = PaymentCodes.of(config)
-    credited = [row for row in invoices.values() if row["posted"] and not row["voided"] and row["total"] > 0]
-    credit_id = max(invoices)
+    creditable = [row["id"] for row in invoices.values() if row["posted"] and not row["voided"] and row["total"] > 0]
+    if not creditable:
+        return
+    credited = rng.choices(creditable, k=count)
     after_s = max(wire_seconds(row["date_created"]) for row in invoices.values()) + 1
-    for invoice in credited:
-        if rng.random() >= config.credit_note_share:
-            continue
-        credit_id += 1
+    drawn = [
+        (after_s + int(rng.random() * max(1, start_s - 1 - after_s)), invoice_id, 0.1 + 0.9 * rng.random())
+        for invoice_id in credited
+    ]
+    for credit_id, (issued_s, invoice_id, share) in enumerate(sorted(drawn), start=max(invoices) + 1):
+        invoice = invoices[invoice_id]
         client = clients[invoice["client_id"]]
         invoices[credit_id] = credit_note_row(
-            credit_id, invoice, client, contracts.get(invoice["contract_id"]), share=0.1 + 0.9 * rng.random(),
-            issued_s=after_s + int(rng.random() * max(1, start_s - 1 - after_s)),
+            credit_id, invoice, client, contracts.get(invoice["contract_id"]), share=share, issued_s=issued_s,
             number_prefix=config.invoice_number_prefix, codes=codes,
             currency=CURRENCY_BY_ISO[client["currencyisocode"]], currency_code_name=config.currency_code_name,
         )

@@ -7,6 +7,7 @@ enough for test data (ranges stay far below 2**53) and is just as deterministic 
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from typing import TypeVar
@@ -27,3 +28,10 @@ class Dice(random.Random):
 
     def choice(self, seq: Sequence[T]) -> T:  # type: ignore[override]
         return seq[int(self.random() * len(seq))]
+
+
+def coin(*key: object) -> float:
+    """A uniform draw in [0, 1) fixed by `key` alone (a seed, a kind, a record's id): a record gets the same answer
+    whenever it is asked, in the books or on the clock, and asking moves no other draw."""
+    digest = hashlib.blake2b(":".join(map(str, key)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64

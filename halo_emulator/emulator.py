@@ -129,6 +129,13 @@ class HaloEmulator:
     def webhooks(self) -> Mapping[str, dict[str, Any]]:
         return self._view(self._state.webhooks)
 
+    def as_sent(self, table: str, row_id: Any) -> dict[str, Any]:
+        """A record as the API sends it (`table` is "clients", "contracts", "invoices" or "payments"): the stored row
+        with its timestamps in the record's wire form (`timestamp_form`)."""
+        with self._lock:
+            stored: Table = getattr(self._state, table)
+            return stored.present(stored.rows[row_id])
+
     def _view(self, table: Table) -> Mapping[Any, dict[str, Any]]:
         with self._lock:  # the first look at payments builds them
             return MappingProxyType(table.rows)

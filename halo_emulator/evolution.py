@@ -1,4 +1,4 @@
-"""The tenant's clock: advancing it hour by hour raises invoices, records payments, edits and voids.
+"""The tenant's clock: advancing it hour by hour raises invoices, records payments, edits, voids and deletes.
 
 Hour `h` (hours since the epoch) gets its events from a generator seeded with (seed, h), so the books after
 `advance(t)` are the same however the advance is split. Each event picks its target from the state at that moment
@@ -34,18 +34,20 @@ class Changes:
     """Invoices that received a payment (full or partial)."""
     invoices_edited: dict[int, datetime] = field(default_factory=dict)
     invoices_voided: dict[int, datetime] = field(default_factory=dict)
+    invoices_deleted: dict[int, datetime] = field(default_factory=dict)
+    """Invoices deleted in HaloPSA; they leave the other invoice groups (nothing can read them any more)."""
     payments_created: dict[int, datetime] = field(default_factory=dict)
     customers_created: dict[int, datetime] = field(default_factory=dict)
     customers_edited: dict[int, datetime] = field(default_factory=dict)
     agreements_edited: dict[int, datetime] = field(default_factory=dict)
 
     _GROUPS = (
-        "invoices_created", "invoices_paid", "invoices_edited", "invoices_voided", "payments_created",
-        "customers_created", "customers_edited", "agreements_edited",
+        "invoices_created", "invoices_paid", "invoices_edited", "invoices_voided", "invoices_deleted",
+        "payments_created", "customers_created", "customers_edited", "agreements_edited",
     )  # fmt: skip
 
     def invoice_ids(self) -> set[int]:
-        """Every invoice created or changed."""
+        """Every invoice created or changed that HaloPSA still has."""
         return {*self.invoices_created, *self.invoices_paid, *self.invoices_edited, *self.invoices_voided}
 
     def customer_ids(self) -> set[int]:
@@ -81,6 +83,7 @@ _RATES: dict[str, Callable[[int, int], float]] = {
     "payment": lambda invoices, customers: max(0.2, invoices / 7_500),
     "edit": lambda invoices, customers: max(0.04, invoices / 30_000),
     "void": lambda invoices, customers: max(0.004, invoices / 1_000_000),
+    "delete": lambda invoices, customers: max(0.004, invoices / 1_000_000),
 }
 _KIND_ORDER = {kind: index for index, kind in enumerate(["recurring", *_RATES])}
 _DRAWS = 5
@@ -125,6 +128,7 @@ class Evolution:
             "payment": self._payment,
             "edit": self._edit,
             "void": self._void,
+            "delete": self._delete,
         }
 
     def advance(self, from_s: int, to_s: int) -> Changes:
@@ -146,8 +150,9 @@ class Evolution:
                 continue
             end = parse_moment(contract["end_date"])
             if end is not None and to_seconds(end) < at_s - RECURRING_RUN_HOUR * HOUR_S:
-                # HaloPSA keeps the flags apart: on some tenants an expired agreement still says active
-                expiry = {"expired": True} if state.config.expired_stays_active else {"active": False, "expired": True}
+                # HaloPSA keeps the flags apart: an expired agreement may still say active
+                stays = state.config.stays_active_when_expired(contract["id"])
+                expiry = {"expired": True} if stays else {"active": False, "expired": True}
                 state.update_contract(contract["id"], expiry, at_s)
                 changes.agreements_edited[contract["id"]] = when
                 continue
@@ -240,6 +245,21 @@ class Evolution:
             return
         state.void_invoice(invoice["id"], event.at_s)
         changes.invoices_voided[invoice["id"]] = from_seconds(event.at_s)
+
+    def _delete(self, event: Event, changes: Changes) -> None:
+        """Delete an open invoice nobody has paid anything on (raised in error) in HaloPSA, unless the tenant is
+        configured never to; planned either way, so the knob changes nothing else."""
+        state = self.state
+        if not state.config.invoice_deletions or not len(state.payable):
+            return
+        invoice = state.invoices.rows[state.payable.pick(event.draws[0])]
+        if cents(invoice["amountpaid"]):
+            return
+        state.delete_invoice(invoice["id"])
+        for group in (changes.invoices_created, changes.invoices_paid, changes.invoices_edited,
+                      changes.invoices_voided):
+            group.pop(invoice["id"], None)
+        changes.invoices_deleted[invoice["id"]] = from_seconds(event.at_s)
 
     def _new_customer(self, event: Event, changes: Changes) -> None:
         state = self.state

@@ -224,9 +224,11 @@ class Router:
         row = table.get(_int_id(rest[0]))
         if row is None:
             return _not_found(f"{resource.key.rstrip('s').title()} {rest[0]}")
+        wire_row = table.present(row)
         if resource.key == "invoices" and truthy(params.get("includedetails")):
-            row = {**row, "payments": self._payments_of(row["id"])}
-        return json_reply(200, row)
+            payments = self.state.payments
+            wire_row = {**wire_row, "payments": [payments.present(p) for p in self._payments_of(row["id"])]}
+        return json_reply(200, wire_row)
 
     def _payments_of(self, invoice_id: int) -> list[Row]:
         payments = self.state.payments
@@ -256,7 +258,7 @@ class Router:
                     saved.append(resource.update(_int_id(str(row_id)), item, now_s))
             except InvalidRecord as exc:
                 return json_reply(400, {f"[{index}].{exc.field}": str(exc)})
-        return self._saved(saved, created)
+        return self._saved([resource.table.present(row) for row in saved], created)
 
     def _saved(self, saved: list[Row], created: bool) -> Reply:
         single = len(saved) == 1 and self.config.single_object_post_reply

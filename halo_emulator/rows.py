@@ -187,6 +187,8 @@ def invoice_row(
             tax_total=tax_cents / 100,
             amountpaid=paid_cents / 100,
             amountdue=0.0 if voided else (total - paid_cents) / 100,
+            credit_used=0.0,
+            credit_outstanding=0.0,
             currency=currency.symbol,
             currency_code=currency.code,
             currency_code_name=currency.iso,
@@ -217,6 +219,7 @@ def credit_note_row(credit_id: int, invoice: Row, client: Row, contract: Row | N
         currency_code_name=currency_code_name,
     )
     row["creditlinkedtoinvoiceid"] = invoice["id"]
+    row["credit_outstanding"] = -total / 100  # none of it applied yet
     return row
 
 

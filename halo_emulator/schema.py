@@ -93,6 +93,8 @@ class InvoiceWire:
     tax_total: float
     amountpaid: float
     amountdue: float
+    credit_used: float
+    credit_outstanding: float
     currency: str
     currency_code: int
     currency_code_name: str

@@ -7,7 +7,7 @@ Not thread-safe on its own; the emulator holds its lock around every call. Each 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -19,7 +19,7 @@ from halo_emulator.names import CONTRACT_TYPES, CURRENCIES, CURRENCY_BY_ISO, SUB
 from halo_emulator.rows import client_row, contract_row, invoice_row, payment_row
 from halo_emulator.schema import ClientWire, ContractWire, InvoiceWire, PaymentWire
 from halo_emulator.table import Row, Table
-from halo_emulator.wire import NO_DATE, OPEN_END, cents, day_stamp, money, parse_moment, stamp, to_seconds
+from halo_emulator.wire import NO_DATE, OPEN_END, cents, day_stamp, money, parse_moment, stamp, to_seconds, zulu
 
 _KNOWN = {
     "client": {f.name for f in fields(ClientWire)},
@@ -33,7 +33,8 @@ _DERIVED = {
     "contract": {"id", "client_name", "site_name", "last_modified", "contract_status", "contracttype_name"},
     "invoice": {
         "id", "invoicenumber", "client_name", "site_name", "sitenumber", "contract_ref", "amountdue",
-        "paymentstatus", "datepaid", "last_modified", "date_created", "currency", "currency_code_name",
+        "paymentstatus", "datepaid", "last_modified", "date_created", "currency", "currency_code_name", "credit_used",
+        "credit_outstanding",
     },
     "payment": {"id", "client_id", "client_name", "invoice_invoicenumber"},
 }  # fmt: skip
@@ -123,14 +124,23 @@ class TenantState:
     def __init__(self, config: EmulatorConfig, books: Books) -> None:
         self.config = config
         self.codes = PaymentCodes.of(config)
-        self.clients = Table(books.clients)
-        self.contracts = Table(books.contracts)
-        self.invoices = Table(books.invoices)
-        self.payments = Table(loader=books.payments)
+        self.clients = Table(books.clients, present=self._wire_form("client"))
+        self.contracts = Table(books.contracts, present=self._wire_form("contract"))
+        self.invoices = Table(books.invoices, present=self._wire_form("invoice"))
+        self.payments = Table(loader=books.payments, present=self._wire_form("payment"))
         self.webhooks = Table({})
         self._payable: IdPool | None = None
         self._third_party_seq: int | None = None
         self._dice = Dice(f"halo-emulator-created:{config.seed}")
+
+    def _wire_form(self, entity: str) -> Callable[[Row], Row]:
+        """How a record of `entity` goes on the wire: rows are stored zone-less; a record drawn `...Z` is sent so."""
+        config = self.config
+
+        def present(row: Row) -> Row:
+            return zulu(row) if config.zulu(entity, row.get("id")) else row
+
+        return present
 
     # ---- indexes -------------------------------------------------------------------------------------------------
 

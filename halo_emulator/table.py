@@ -30,10 +30,18 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 class Table:
-    def __init__(self, rows: dict[Any, Row] | None = None, *, loader: Callable[[], dict[Any, Row]] | None = None):
-        """`loader` builds the rows on first use instead (see data.Books)."""
+    def __init__(
+        self,
+        rows: dict[Any, Row] | None = None,
+        *,
+        loader: Callable[[], dict[Any, Row]] | None = None,
+        present: Callable[[Row], Row] | None = None,
+    ):
+        """`loader` builds the rows on first use instead (see data.Books); `present` turns a stored row into what the
+        wire carries (its timestamps' form), the stored row itself when None."""
         self._rows = rows
         self._loader = loader
+        self._present = present
         self._orders: dict[tuple[str | None, bool], list[Any]] = {}
         self._max_id: int | None = None
         self._texts: dict[Any, tuple[Row, str]] = {}
@@ -91,15 +99,19 @@ class Table:
             self._orders[key] = order
         return order
 
+    def present(self, row: Row) -> Row:
+        """The record as the wire carries it (the stored row, or a copy with its timestamps in the record's form)."""
+        return row if self._present is None else self._present(row)
+
     def row_text(self, row: Row) -> str:
-        """A record's JSON, encoded once per version of the row: a repeated sync of a large tenant re-sends the
+        """A record's wire JSON, encoded once per version of the row: a repeated sync of a large tenant re-sends the
         same rows, and encoding is most of the cost of a listing page. A row that is not the stored one (a
         corrupted copy) is encoded and not kept."""
         row_id = row.get("id")
         hit = self._texts.get(row_id)
         if hit is not None and hit[0] is row:
             return hit[1]
-        text = dumps(row)
+        text = dumps(self.present(row))
         if self.rows.get(row_id) is row:
             self._texts[row_id] = (row, text)
         return text

@@ -1,4 +1,4 @@
-"""HaloPSA's wire conventions: zone-less UTC timestamps, null-date sentinels, money as JSON doubles.
+"""HaloPSA's wire conventions: UTC timestamps zone-less or `...Z`, null-date sentinels, money as JSON doubles.
 
 The emulator keeps moments as integer seconds since the Unix epoch while it works and formats them only when a row
 is written; formatting goes through a per-day cache because generating 300,000 invoices formats about a million
@@ -35,6 +35,16 @@ def stamp(seconds: int) -> str:
     """Epoch seconds -> `2025-01-31T10:22:13` (UTC, no zone designator, as HaloPSA emits)."""
     day_number, second_of_day = divmod(seconds, DAY_S)
     return _day_text(day_number) + _CLOCK_TEXT[second_of_day]
+
+
+def zulu(row: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a record with every timestamp written `2025-01-31T10:22:13Z`: the same moments, UTC said out loud, as
+    some HaloPSA fields and tenants write them (reference section 11). Sentinels too: `1900-01-01T00:00:00Z`."""
+    return {name: value + "Z" if _is_stamp(value) else value for name, value in row.items()}
+
+
+def _is_stamp(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 19 and value[10] == "T" and value[4] == "-"
 
 
 def day_stamp(seconds: int) -> str:

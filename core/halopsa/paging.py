@@ -1,8 +1,10 @@
 """Paged HaloPSA listings as streams of typed pages (reference 3.1-3.3 and 11). No HTTP here: `fetch` does that.
 
 Termination trusts what a page holds, never `record_count` alone (one tenant reports the page's length there): a
-page shorter than asked ends the listing, a full one means "ask for the next". A page longer than asked is the
-server paging its own way: read once, and followed only when `record_count` says there is more. Records can shift
+page shorter than asked ends the listing, a full one means "ask for the next". The first page is the exception: a
+short one may be the tenant's own cap, which a page-length `record_count` hides, so the next page is asked for once
+at that size (an empty answer ends the listing). A page longer than asked is the server paging its own way: read
+once, and followed only when `record_count` says there is more. Records can shift
 between pages while we read (new or edited rows), so ids already seen in the listing are dropped, and a full page of
 nothing new ends the listing (a server that ignores `page_no`).
 
@@ -121,9 +123,10 @@ def paginate(
 ) -> Iterator[Page[T]]:
     """Stream the pages of one listing; `fetch(page_no, page_size)` returns a decoded body.
 
-    A malformed record goes into `page.errors` and the listing carries on. The first page shorter than asked while
-    `record_count` says there is more is a server cap: adopt its size. A page longer than asked ends the listing
-    unless `record_count` says there is more (then the server pages by its own size: adopt it).
+    A malformed record goes into `page.errors` and the listing carries on. A first page shorter than asked (but not
+    empty) may be a server cap, whatever `record_count` says: its size is adopted and the next page asked for; an
+    empty or short one then ends the listing. A page longer than asked ends the listing unless `record_count` says
+    there is more (then the server pages by its own size: adopt it).
     """
     size = page_size
     seen = IdSet()
@@ -132,8 +135,8 @@ def paginate(
     page_no = 1
     while True:
         rows, count = rows_of(fetch(page_no, size), key)
-        if page_no == 1 and rows and len(rows) < size and count is not None and count > len(rows):
-            size = len(rows)
+        if page_no == 1 and rows and len(rows) < size:
+            size = len(rows)  # a cap, or the whole listing: the next page tells (record_count may be the page's length)
         page: Page[T] = Page(records=[], page_no=page_no, record_count=count)
         fresh = 0
         for raw in rows:
@@ -169,8 +172,9 @@ def paginate(
 
 def listing_requests(rows: int, page_size: int) -> int:
     """What reading `rows` rows costs: a full page always asks for the next, so a listing ends on a short or empty
-    page."""
-    return rows // max(1, page_size) + 1
+    page; a short first page is taken for a possible cap and asks for one more."""
+    size = max(1, page_size)
+    return rows // size + 1 + (0 < rows < size)
 
 
 def keep(pages: Iterator[Page[T]], predicate: Callable[[T], bool]) -> Iterator[Page[T]]:

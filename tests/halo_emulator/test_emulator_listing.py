@@ -5,7 +5,7 @@ asked, and an oversized answer streamed over a socket."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -48,7 +48,9 @@ def test_an_unsortable_order_status_must_be_an_error() -> None:
 
 
 def _modified(row: dict) -> datetime:
-    return datetime.fromisoformat(row["last_modified"])
+    """A row's `last_modified`, zone-less or `...Z` on the wire, as a UTC moment."""
+    moment = datetime.fromisoformat(row["last_modified"])
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def test_datesearch_filters_by_the_named_field_when_the_build_has_it(api: Api) -> None:
@@ -63,7 +65,7 @@ def test_datesearch_filters_by_the_named_field_when_the_build_has_it(api: Api) -
     assert all(start <= _modified(row) <= end for row in bounded["invoices"])
     assert bounded["record_count"] == len(bounded["invoices"]) < len(rows)
     day = api(emu).get("/api/Invoice", params={**params, "start_date": (start + timedelta(days=1)).date().isoformat()})
-    assert all(_modified(row) >= datetime.combine(start.date() + timedelta(days=1), datetime.min.time())
+    assert all(_modified(row) >= datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), UTC)
                for row in day.json()["invoices"])
     bad = api(emu).get("/api/Invoice", params={**params, "start_date": "yesterday"})
     assert bad.status_code == 400

@@ -81,7 +81,8 @@ def test_control_routes_drive_the_tenant(served: tuple[HaloEmulator, EmulatorSer
     changes = client.post("/_emulator/advance", json={"to": "2026-11-02T00:00:00Z"}).json()
     assert changes["end"] == "2026-11-02T00:00:00+00:00"
     assert {int(i) for i in changes["invoices_created"]} <= set(emu.invoices)
-    assert client.get("/_emulator/state").json()["invoices"] == 1000 + len(changes["invoices_created"])
+    created, deleted = len(changes["invoices_created"]), len(changes["invoices_deleted"])
+    assert client.get("/_emulator/state").json()["invoices"] == 1000 + created - deleted
     assert client.post("/_emulator/advance", json={"to": "2026-10-01T00:00:00Z"}).status_code == 400
     added = client.post("/_emulator/faults", json={"kind": "status", "status": 502, "path": "/api/client"})
     assert added.status_code == 201

@@ -50,7 +50,7 @@ def test_transient_failures_are_retried_until_the_listing_completes(failure) -> 
     client = make_client(fake, clock, events=events)
     assert _ids(client) == [1, 2]
     assert client.stats.retries == 2
-    assert len(fake.api_requests("/api/invoice")) == 3
+    assert len(fake.api_requests("/api/invoice")) == 4  # two failures, the short first page, once more to end it
     assert [e.kind for e in events] == ["retry", "retry"]
     # capped exponential backoff with up to 1 s jitter: 1-2 s, then 2-3 s
     assert 1 <= clock.sleeps[0] <= 2 and 2 <= clock.sleeps[1] <= 3

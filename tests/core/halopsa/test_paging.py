@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from core.errors import HaloUnavailable, PermissionMissing
+from core.halopsa import paging
 from core.halopsa.config import HaloConfig
 from core.halopsa.paging import ListingReport, Method
 from core.halopsa.records import parse_customer, parse_invoice
@@ -25,8 +26,8 @@ NOT_SORTABLE = frozenset({"id", "name", "invoice_date"})  # no last_modified, no
 
 def _emulator(invoices: int = 900, **config) -> HaloEmulator:
     clock = FakeClock()
-    return HaloEmulator(EmulatorConfig(seed=5, invoices=invoices, clock=clock, sleep=clock.sleep, rate_limit=None,
-                                       page_size_cap=100, **config))
+    return HaloEmulator(EmulatorConfig(**{"seed": 5, "invoices": invoices, "clock": clock, "sleep": clock.sleep,
+                                          "rate_limit": None, "page_size_cap": 100, **config}))
 
 
 def _ids(pages) -> list[int]:
@@ -65,6 +66,23 @@ def test_record_count_reporting_the_page_length_still_reads_every_page() -> None
     listed = _ids(emulator_client(emulator).iter_invoices())
     assert sorted(listed) == sorted(emulator.invoices) and len(listed) == 900
     assert len(_listing_requests(emulator)) == 10  # nine full pages, then the empty one that ends the listing
+
+
+@pytest.mark.parametrize("paging", [{"page_size_cap": 50}, {"served_page_size": 50}])
+def test_a_tenant_serving_fewer_rows_than_asked_with_record_count_the_pages_length_is_read_whole(paging) -> None:
+    """Issue 12 (SOP addendum): `record_count` is the page's length (50) whatever page_size asks. A first page of 50
+    when 100 were asked, saying 50 in all, ended the listing: 50 of 900 invoices read and the run a success."""
+    emulator = _emulator(900, record_count_is_page_length=True, **paging)
+    listed = _ids(emulator_client(emulator).iter_invoices())
+    assert sorted(listed) == sorted(emulator.invoices) and len(listed) == 900
+    assert len(_listing_requests(emulator)) == 19  # eighteen pages of 50, then the empty one that ends the listing
+
+
+def test_a_short_first_page_costs_one_more_request_to_tell_a_small_listing_from_a_cap() -> None:
+    emulator = _emulator(40)
+    assert sorted(_ids(emulator_client(emulator).iter_invoices())) == sorted(emulator.invoices)
+    assert [(q["page_no"], q["page_size"]) for q in _listing_requests(emulator)] == [("1", "100"), ("2", "40")]
+    assert [paging.listing_requests(rows, 100) for rows in (0, 40, 99, 100, 250)] == [1, 2, 2, 2, 3]
 
 
 def test_a_full_page_asks_for_the_next_whatever_record_count_says() -> None:
@@ -200,7 +218,7 @@ def test_a_datesearch_refused_with_an_error_falls_back_to_a_full_scan() -> None:
     assert report.method == Method.SCAN and [m for m, _ in report.dropped] == [Method.SORTED, Method.DATESEARCH]
     asked = fake.api_requests("/api/invoice")
     assert [("order" in r.url.params, "datesearch" in r.url.params) for r in asked] == [
-        (True, False), (False, True), (False, False)]
+        (True, False), (False, True), (False, False), (False, False)]  # the scan's short first page asks once more
 
 
 def test_a_remembered_method_is_where_the_listing_starts() -> None:

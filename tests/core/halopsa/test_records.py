@@ -18,6 +18,7 @@ from core.halopsa.records import (
     parse_time,
     to_cents,
 )
+from tests.support.evidence import CREDIT_NOTE, EXPIRED_BUT_ACTIVE_CONTRACT
 
 
 @pytest.mark.parametrize(
@@ -295,29 +296,6 @@ def test_a_currency_is_looked_up_only_when_the_row_has_no_iso_code() -> None:
     parse_invoice(_invoice(currency_code=0), currency_of=currency_of)
     assert asked == []
     assert parse_invoice(_invoice(currency_code=2), currency_of=currency_of).currency == "USD" and asked == [2]
-
-
-# Rows shaped as the public evidence has them: field names and types from HaloPSA's own specification (SPEC-old
-# `ContractHeader_List`: separate `active`, `expired`, `started`, `end_date`; SPEC-new `InvoiceHeader`), values as a
-# tenant that never unticks Active on an expired agreement, and a credit note, would send them.
-EXPIRED_BUT_ACTIVE_CONTRACT = {
-    "id": 318, "ref": "MSA-2023-0007", "refextra": "", "client_id": 42, "client_name": "Acme Ltd", "site_id": 1043,
-    "site_name": "Main Office", "start_date": "2023-02-01T00:00:00", "end_date": "2025-01-31T00:00:00",
-    "started": True, "expired": True, "active": True, "status": 0, "contract_status": "Expired", "contracttype": 1,
-    "contracttype_name": "Managed Services", "subtype": 3, "billingdescription": 3, "billingperiod": 1,
-    "billing_period_string": "Monthly", "periodchargeamount": 1450.0, "rollingcontract": False,
-    "dontinvoice": False, "last_modified": "2025-02-01T03:10:44.97",
-}
-CREDIT_NOTE = {
-    "id": 2208, "invoicenumber": "CN-2208", "thirdpartyinvoicenumber": "CN-0042", "client_id": 42,
-    "client_name": "Acme Ltd", "sitenumber": 1043, "site_name": "Main Office",
-    "invoice_date": "2025-01-31T00:00:00+10:00", "duedate": "2025-01-31T00:00:00+10:00", "posted": True,
-    "dateposted": "2025-01-31T01:02:03", "datepaid": "1900-01-01T00:00:00", "paymentstatus": 2, "total": -240.0,
-    "tax_total": -21.82, "amountpaid": 0.0, "amountdue": -240.0, "credit_used": 0.0, "credit_outstanding": 240.0,
-    "currency": "$", "currency_code": 4, "currency_conversion_rate": 1.0, "contract_id": 318,
-    "contract_ref": "MSA-2023-0007", "creditlinkedtoinvoiceid": 2101, "voided": False,
-    "last_modified": "2025-01-31T01:02:03", "date_created": "2025-01-31T01:00:00",
-}
 
 
 def test_payloads_shaped_as_the_public_evidence_has_them() -> None:

@@ -235,6 +235,9 @@ SCENARIOS = [
     # issue 12: tenants that page, count and sort unlike the documentation, and a runaway page
     Scenario("record_count is the page length", quirks={"record_count_is_page_length": True},
              met=lambda _emu, log, _kind: _listed_beyond_page_one(log)),
+    Scenario("record_count is the page length of pages capped below the size asked",
+             quirks={"record_count_is_page_length": True, "page_size_cap": 4},
+             met=lambda _emu, log, _kind: _listed_beyond_page_one(log)),
     Scenario("order on an unsortable field answered 500", quirks={**UNSORTABLE, "unsortable_order_status": 500,
                                                                   "datesearch": True},
              met=lambda _emu, log, kind: kind != RunKind.FETCH_NEW_DATA or _read_by_datesearch(log)),
