@@ -192,6 +192,7 @@ class HaloClient:
         )
         self._tokens = TokenCache(fetch=self._fetch_token, clock=clock)
         self._page_size = config.page_size
+        self._page_size_proven = False
         self._unpaid_statuses = config.unpaid_payment_statuses
         # where tokens come from, and the tenant AuthInfo named: given, or discovered by the first token request
         self._token_endpoint: tuple[str, str | None] | None = (token_url, None) if token_url else None
@@ -220,6 +221,7 @@ class HaloClient:
         """Use what a probe found on this tenant (token endpoint, page size, unpaid codes); before the first request."""
         self._token_endpoint = (profile.token_url, None)
         self._page_size = profile.page_size
+        self._page_size_proven = profile.page_size_proven
         self._unpaid_statuses = profile.unpaid_payment_statuses
 
     @property
@@ -383,7 +385,8 @@ class HaloClient:
         def fetch(page_no: int, page_size: int) -> Any:
             return self._page(path, params, page_size=page_size, page_no=page_no)
 
-        pages = paging.paginate(fetch, key=key, parse=parse, page_size=self._page_size)
+        pages = paging.paginate(fetch, key=key, parse=parse, page_size=self._page_size,
+                                size_proven=self._page_size_proven)
         return self._named_currencies(pages) if path == "Invoice" else pages
 
     def _page(self, path: str, params: Mapping[str, str | int], *, page_size: int, page_no: int) -> Any:

@@ -43,3 +43,4 @@ class TenantProfile:
     token_url: str
     page_size: int
     unpaid_payment_statuses: str
+    page_size_proven: bool = False  # the tenant was seen serving pages of this size (or capping at it)

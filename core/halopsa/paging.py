@@ -120,13 +120,16 @@ def paginate(
     key: str,
     parse: Callable[[Any], T],
     page_size: int,
+    size_proven: bool = False,
 ) -> Iterator[Page[T]]:
     """Stream the pages of one listing; `fetch(page_no, page_size)` returns a decoded body.
 
     A malformed record goes into `page.errors` and the listing carries on. A first page shorter than asked (but not
     empty) may be a server cap, whatever `record_count` says: its size is adopted and the next page asked for; an
-    empty or short one then ends the listing. A page longer than asked ends the listing unless `record_count` says
-    there is more (then the server pages by its own size: adopt it).
+    empty or short one then ends the listing. With `size_proven` (a probe saw the tenant serve pages of this size) a
+    short first page is the whole listing unless `record_count` says there is more, which saves that request on every
+    small listing. A page longer than asked ends the listing unless `record_count` says there is more (then the server
+    pages by its own size: adopt it).
     """
     size = page_size
     seen = IdSet()
@@ -135,7 +138,7 @@ def paginate(
     page_no = 1
     while True:
         rows, count = rows_of(fetch(page_no, size), key)
-        if page_no == 1 and rows and len(rows) < size:
+        if page_no == 1 and rows and len(rows) < size and not (size_proven and (count is None or count <= len(rows))):
             size = len(rows)  # a cap, or the whole listing: the next page tells (record_count may be the page's length)
         page: Page[T] = Page(records=[], page_no=page_no, record_count=count)
         fresh = 0

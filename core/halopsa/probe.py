@@ -113,7 +113,8 @@ class ProbeResult:
         only_paid = set(self.paid_codes) - set(self.unpaid_codes)
         codes = (configured | set(self.unpaid_codes)) - only_paid if configured else set()
         statuses = ",".join(str(code) for code in sorted(codes))
-        return TenantProfile(token_url=self.token_url, page_size=page_size, unpaid_payment_statuses=statuses)
+        return TenantProfile(token_url=self.token_url, page_size=page_size, unpaid_payment_statuses=statuses,
+                             page_size_proven=self.paging.verdict == Verdict.WORKS and page_size <= ASKED)
 
     def changes_method(self, row_field: RowField) -> Method | None:
         """How changed records of this kind are best listed, where the probe can tell: a full scan when rows carry no

@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import HaloUnavailable, PermissionMissing
 from core.halopsa import paging
-from core.halopsa.config import HaloConfig
+from core.halopsa.config import HaloConfig, TenantProfile
 from core.halopsa.paging import ListingReport, Method
 from core.halopsa.records import parse_customer, parse_invoice
 from core.halopsa.sizecap import PageTooLarge
@@ -337,3 +337,23 @@ def test_a_bare_nan_in_a_page_rejects_that_record_and_keeps_the_rest() -> None:
     assert [invoice.halo_id for page in pages for invoice in page.records] == [3]
     assert sorted(error.halo_id for page in pages for error in page.errors) == [1, 2]
     assert all("finite" in error.reason for page in pages for error in page.errors)
+
+
+@pytest.mark.parametrize(("proven", "requests"), [(False, 2), (True, 1)])
+def test_a_short_first_page_costs_one_request_once_a_probe_proved_the_page_size(proven, requests) -> None:
+    """A probe that saw the tenant serve full pages of the size asked makes a short first page the whole listing:
+    every small listing (an hour's changes) saves the request that looks for a hidden cap."""
+    fake = FakeHalo(lists={"invoice": ("invoices", [invoice_row(i) for i in range(1, 31)])})
+    client = make_client(fake)
+    client.adopt(TenantProfile(token_url=f"{client.base_url}/auth/token", page_size=100,
+                               unpaid_payment_statuses="0,1", page_size_proven=proven))
+    assert len([i for page in client.iter_invoices() for i in page.records]) == 30
+    assert client.stats.pages == requests
+
+
+def test_a_proven_page_size_still_follows_a_record_count_that_says_there_is_more() -> None:
+    fake = FakeHalo(lists={"invoice": ("invoices", [invoice_row(i) for i in range(1, 131)])}, page_size_cap=50)
+    client = make_client(fake)
+    client.adopt(TenantProfile(token_url=f"{client.base_url}/auth/token", page_size=100,
+                               unpaid_payment_statuses="0,1", page_size_proven=True))
+    assert len([i for page in client.iter_invoices() for i in page.records]) == 130

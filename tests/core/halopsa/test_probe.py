@@ -120,3 +120,13 @@ def test_a_result_survives_its_json_and_says_every_finding() -> None:
     said = again.describe()
     assert len(said) == 4 + len(RowField) + 2 and all(sentence.endswith(".") for sentence in said)
     assert isinstance(again.sorted_listing, Finding)
+
+
+def test_a_page_size_seen_served_is_proven_and_an_unseen_one_is_not() -> None:
+    documented, _ = _probe()
+    assert documented.profile(HaloConfig()).page_size_proven
+    assert not documented.profile(HaloConfig(page_size=200)).page_size_proven  # never seen above 100
+    capped, _ = _probe(page_size_cap=50, record_count_is_page_length=True)
+    assert capped.profile(HaloConfig()).page_size_proven
+    small, _ = _probe(invoices=40)
+    assert not small.profile(HaloConfig()).page_size_proven
