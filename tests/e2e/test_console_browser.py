@@ -545,8 +545,8 @@ def test_partner_user_sees_only_its_own_partner_and_live_timers(ui: UI, tmp_path
     ui.open("Invoices", "Unpaid invoices")
     assert _unpaid_count(ui) > 0
     ui.open("Agreements", "Agreements and auto-pay")
-    for subtype in ("Managed Services", "Backup"):  # the rules the demo saved for Northwind
-        expect(ui.main().get_by_text(re.compile(rf"^{subtype}: "))).to_be_visible()
+    for subtype in ("Managed Services (id 1)", "Backup (id 2)"):  # the rules the demo saved for Northwind
+        expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: "))).to_be_visible()
     ui.assert_clean()
 
 
