@@ -56,6 +56,8 @@ def _lookup(engine: Engine, principal: Principal, partner_id: int, names: Subtyp
 def section(engine: Engine, principal: Principal, partner_id: int, names: SubtypeNames) -> None:
     st.subheader("Subtype names")
     st.caption(escape_markdown(EXPLAINED))
+    if names.sandbox_lookup is not None:
+        st.caption(f"This sandbox keeps its agreement subtype names at lookup {names.sandbox_lookup}.")
     _lookup(engine, principal, partner_id, names)
     if names.subtypes.empty:
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 from sqlalchemy import func, select, true, union
@@ -20,7 +21,14 @@ from sqlalchemy.sql.expression import FromClause, Join
 
 from core.access import Principal, require_partner_data
 from core.console.formatting import subtype_label
-from core.store.tables import AGREEMENT_TABLE, SUBTYPE_LOOKUP_TABLE, SUBTYPE_NAME_TABLE, SubtypeLookupState
+from core.halopsa.app_domain import is_sandbox_domain
+from core.store.tables import (
+    AGREEMENT_TABLE,
+    CONNECTION_TABLE,
+    SUBTYPE_LOOKUP_TABLE,
+    SUBTYPE_NAME_TABLE,
+    SubtypeLookupState,
+)
 
 _NAMES = SUBTYPE_NAME_TABLE.c
 NAME: ColumnElement[str] = func.coalesce(_NAMES.override_name, _NAMES.lookup_name)
@@ -105,6 +113,17 @@ class SubtypeNames:
     subtypes: pd.DataFrame
     """One row per subtype on the agreements or named here: its id, how it is shown, the name from the lookup (and
     whether verified), the name set here and who set it."""
+    sandbox_lookup: int | None = None
+    """For a partner on a sandbox tenant: the lookup holding its subtype names (a real tenant's administrator knows
+    its own)."""
+
+
+def _sandbox_lookup(app_domain: str | None) -> int | None:
+    if not app_domain or not is_sandbox_domain(app_domain):
+        return None
+    from core.demo import sandbox  # lazily: loads the emulator only for a sandbox partner
+
+    return sandbox.lookup_ids(urlsplit(app_domain).hostname or "")[0]
 
 
 def subtype_names(engine: Engine, principal: Principal, partner_id: int) -> SubtypeNames:
@@ -122,6 +141,8 @@ def subtype_names(engine: Engine, principal: Principal, partner_id: int) -> Subt
         found = conn.execute(select(SUBTYPE_LOOKUP_TABLE)
                              .where(SUBTYPE_LOOKUP_TABLE.c.partner_id == partner_id)).first()
         rows = conn.execute(query).all()
+        app_domain = conn.scalar(select(CONNECTION_TABLE.c.app_domain)
+                                 .where(CONNECTION_TABLE.c.partner_id == partner_id))
     lookup = LookupStatus() if found is None else LookupStatus(found.lookup_id, found.state, found.finding,
                                                                found.checked_at, found.set_by)
     frame = pd.DataFrame([{
@@ -130,7 +151,7 @@ def subtype_names(engine: Engine, principal: Principal, partner_id: int) -> Subt
         "named_here": row.override_name,
         "named_by": f"{row.override_by}, {row.override_at:%Y-%m-%d %H:%M} UTC" if row.override_name else None,
     } for row in rows], columns=["subtype_id", "subtype", "from_lookup", "named_here", "named_by"])
-    return SubtypeNames(lookup=lookup, subtypes=frame)
+    return SubtypeNames(lookup=lookup, subtypes=frame, sandbox_lookup=_sandbox_lookup(app_domain))
 
 
 def _lookup_text(name: str | None, verified: bool) -> str | None:

@@ -21,7 +21,8 @@ SHOWN_IDS = 8
 
 @dataclass(frozen=True)
 class SubtypeLookup:
-    """What one lookup says about agreement subtype names: `names` is empty unless `verified`."""
+    """What one lookup says about agreement subtype names: `names` (of the subtype ids checked) is empty unless
+    `verified`."""
 
     lookup_id: int
     verified: bool
@@ -55,8 +56,8 @@ def unreadable(lookup_id: int, why: str) -> SubtypeLookup:
 
 
 def verify(rows: list[Any], *, lookup_id: int, subtype_ids: Collection[int]) -> SubtypeLookup:
-    """The names of lookup `lookup_id` when its rows are that lookup's and name every id of `subtype_ids` (those found
-    on the agreements); otherwise not verified, with why."""
+    """The names lookup `lookup_id` gives the ids of `subtype_ids` (those found on the agreements), when its rows are
+    that lookup's and name every one of them; otherwise not verified, with why."""
     objects = [row for row in rows if isinstance(row, dict)]
     own = [row for row in objects if _whole(row.get("lookupid")) == lookup_id]
     if not objects:
@@ -80,4 +81,5 @@ def verify(rows: list[Any], *, lookup_id: int, subtype_ids: Collection[int]) -> 
                                                "were taken.")
     found = len(set(subtype_ids))
     return SubtypeLookup(lookup_id, True, f"Lookup {lookup_id} names all {found:,} subtype "
-                                          f"{'id' if found == 1 else 'ids'} found on the synced agreements.", names)
+                                          f"{'id' if found == 1 else 'ids'} found on the synced agreements.",
+                         {number: names[number] for number in sorted(set(subtype_ids))})

@@ -40,21 +40,25 @@ def unverify_names(conn: Connection, partner_id: int) -> None:
 
 
 def _take_names(conn: Connection, partner_id: int, found: dict[int, str]) -> None:
-    """The verified lookup's names replace those taken before; a subtype it does not name loses its lookup name."""
+    """The verified lookup's names replace those taken before (only what differs is written, so a sync that finds
+    them unchanged writes nothing); a subtype it does not name loses its lookup name."""
     names = SUBTYPE_NAME_TABLE.c
     of_partner = names.partner_id == partner_id
-    known = set(conn.scalars(select(names.subtype_id).where(of_partner)))
-    conn.execute(update(SUBTYPE_NAME_TABLE).where(of_partner, names.subtype_id.not_in(found))
-                 .values(lookup_name=None, lookup_verified=False))
+    rows = conn.execute(select(names.subtype_id, names.lookup_name, names.lookup_verified).where(of_partner))
+    known = {row.subtype_id: (row.lookup_name, bool(row.lookup_verified)) for row in rows}
+    gone = [subtype_id for subtype_id, (name, _) in known.items() if subtype_id not in found and name is not None]
+    if gone:
+        conn.execute(update(SUBTYPE_NAME_TABLE).where(of_partner, names.subtype_id.in_(gone))
+                     .values(lookup_name=None, lookup_verified=False))
+        conn.execute(delete(SUBTYPE_NAME_TABLE).where(of_partner, names.subtype_id.in_(gone),
+                                                      names.override_name.is_(None)))
     for subtype_id, name in found.items():
-        if subtype_id in known:
-            conn.execute(update(SUBTYPE_NAME_TABLE).where(of_partner, names.subtype_id == subtype_id)
-                         .values(lookup_name=name, lookup_verified=True))
-        else:
+        if subtype_id not in known:
             conn.execute(SUBTYPE_NAME_TABLE.insert().values(partner_id=partner_id, subtype_id=subtype_id,
                                                             lookup_name=name, lookup_verified=True))
-    conn.execute(delete(SUBTYPE_NAME_TABLE).where(of_partner, names.lookup_name.is_(None),
-                                                  names.override_name.is_(None)))
+        elif known[subtype_id] != (name, True):
+            conn.execute(update(SUBTYPE_NAME_TABLE).where(of_partner, names.subtype_id == subtype_id)
+                         .values(lookup_name=name, lookup_verified=True))
 
 
 def record_check(conn: Connection, partner_id: int, result: SubtypeLookup, *, now: datetime) -> bool:

@@ -34,9 +34,10 @@ def test_the_demo_seeds_rules_mapped_by_subtype_id_and_each_lookup_story(engine,
     mapped = dict(zip(summary["subtype"], summary["rule"], strict=True))
     assert mapped["Managed Services (id 1)"] == "on the due date"
     assert mapped["Backup (id 2)"] == "3 days after the due date"
-    northwind_lookup = subtypes.subtype_names(engine, seed.CS, northwind).lookup
-    assert northwind_lookup.state == SubtypeLookupState.VERIFIED
-    assert northwind_lookup.lookup_id == sandbox.lookup_ids("northwind.sandbox")[0] != 58
+    northwind_names = subtypes.subtype_names(engine, seed.CS, northwind)
+    assert northwind_names.lookup.state == SubtypeLookupState.VERIFIED
+    assert northwind_names.lookup.lookup_id == northwind_names.sandbox_lookup == \
+        sandbox.lookup_ids("northwind.sandbox")[0] != 58
 
     tailspin_lookup = subtypes.subtype_names(engine, seed.CS, tailspin).lookup
     assert tailspin_lookup.state == SubtypeLookupState.UNVERIFIED and "no name for subtype" in tailspin_lookup.finding
