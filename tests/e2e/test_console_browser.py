@@ -429,7 +429,8 @@ def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
         "Connection": lambda: expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible(),
         "Syncs": lambda: expect(_availability(ui, "Fetch unpaid invoices")).to_be_visible(),
         "Invoices": lambda: expect(ui.metric("Unpaid invoices")).not_to_have_text("0"),
-        "Agreements": lambda: expect(ui.main().get_by_text("Managed Services:", exact=False).first).to_be_visible(),
+        "Agreements": lambda: expect(
+            ui.main().get_by_text("Managed Services (id 1):", exact=False).first).to_be_visible(),
         "Adoption": lambda: expect(ui.main().get_by_role("heading", name="Activation funnel")).to_be_visible(),
         "Audit log": lambda: expect(ui.main().get_by_text(re.compile(r"^\d[\d,]* matching events"))).to_be_visible(),
     }
