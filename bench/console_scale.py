@@ -29,6 +29,7 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
     from core.store.secrets import secret_box
     from core.store.tables import Connection, NumberField, Partner, PartnerStatus, RunKind, RunStatus
     from core.sync import cooldowns, runs, streams
+    from tests.support.subtype_names import name_subtypes
 
     partner_table, connection_table = Partner.__table__, Connection.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
@@ -47,8 +48,8 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
             cooldowns.ensure_rows(conn, partner_id)
             customers = [records.Customer(i, f"{name} Customer {i}", False, f"ap{i}@fleet{n}.example", "USD", now)
                          for i in range(1, 9)]
-            agreements = [records.Agreement(i, f"F{n}-AGR-{i}", i, i % 4 + 1, SUBTYPES[i % 4], "Recurring",
-                                            date(2026, 1, 1), None, True, now) for i in range(1, 9)]
+            agreements = [records.Agreement(i, f"F{n}-AGR-{i}", i, i % 4 + 1, "Recurring", date(2026, 1, 1), None,
+                                            True, now) for i in range(1, 9)]
             invoices = [build(records.Invoice(
                 1000 + i, str(1000 + i), None, i % 8 + 1, f"{name} Customer {i % 8 + 1}", i % 8 + 1,
                 f"F{n}-AGR-{i % 8 + 1}",
@@ -61,6 +62,7 @@ def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> 
                                 [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
             upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoices,
                                 partner_id=partner_id, now=now)
+        name_subtypes(engine, partner_id, {i + 1: subtype for i, subtype in enumerate(SUBTYPES)}, now=now)
         for hours_ago in range(24 * 7, 0, -6):  # a week of scheduled runs, one in ten failing
             at = now - timedelta(hours=hours_ago)
             run_id = runs.start_run(engine, partner_id=partner_id, partner_name=name, kind=RunKind.SCHEDULED,

@@ -7,6 +7,7 @@ Keys are the field names a BadInput carries, so a page shows the refusal under t
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from core.errors import BadInput
@@ -28,6 +29,7 @@ TEXT_LIMITS: dict[str, TextLimit] = {
     "search": TextLimit("Search", 200),  # SQLite refuses LIKE patterns over 50,000 bytes with an error
     "email": TextLimit("E-mail", 254),  # RFC 5321's longest address
     "password": TextLimit("Password", 1024),
+    "subtype_name": TextLimit("Subtype name", 100),
 }
 
 
@@ -41,3 +43,10 @@ def check_length(field: str, value: str | None) -> None:
     if value is not None and len(value) > limit.max_chars:
         raise BadInput(f"{limit.label} must be {limit.max_chars:,} characters or fewer; this one has "
                        f"{len(value):,}. Shorten it and try again.", field=field)
+
+
+def check_one_line(field: str, value: str) -> None:
+    """Refuse a control character (a line break, a tab, a NUL…) in a one-line text, with the field's label."""
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise BadInput(f"{TEXT_LIMITS[field].label} contains a control character (a line break, a tab or an "
+                       "invisible one); type it again on one line.", field=field)

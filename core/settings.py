@@ -56,7 +56,6 @@ class Settings:
     request_deadline_s: float = _CLIENT.request_deadline_s
     longest_wait_s: float = _CLIENT.longest_wait_s
     unpaid_payment_statuses: str = _CLIENT.unpaid_payment_statuses
-    subtype_lookup_id: int = _CLIENT.subtype_lookup_id
     cooldown_new_data_s: int = 3600
     cooldown_unpaid_s: int = 43200
     schedule_interval_s: int = 3600
@@ -106,7 +105,6 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         request_deadline_s=float(env.get("HALO_REQUEST_DEADLINE_S", defaults.request_deadline_s)),
         longest_wait_s=float(env.get("HALO_LONGEST_WAIT_S", defaults.longest_wait_s)),
         unpaid_payment_statuses=env.get("HALO_UNPAID_PAYMENT_STATUSES", defaults.unpaid_payment_statuses),
-        subtype_lookup_id=int(env.get("HALO_SUBTYPE_LOOKUP_ID", defaults.subtype_lookup_id)),
         cooldown_new_data_s=int(env.get("HALO_COOLDOWN_NEW_DATA_S", defaults.cooldown_new_data_s)),
         cooldown_unpaid_s=int(env.get("HALO_COOLDOWN_UNPAID_S", defaults.cooldown_unpaid_s)),
         schedule_interval_s=int(env.get("HALO_SCHEDULE_INTERVAL_S", defaults.schedule_interval_s)),

@@ -170,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                   "books below)")
         elif config.tenant:
             print(f"  Tenant:        {config.tenant}")
+        if not isinstance(served, Tenants):  # each tenant of a fleet has its own
+            print(f"  Subtype names: lookup {config.lookup_ids[0]}")
         print(f"  {config.customer_count} customers, {config.agreement_count} agreements, {config.invoices} invoices"
               + (f"; every answer after {config.latency_s * 1000:g} ms" if config.latency_s else ""))
         print("Ctrl-C to stop.", flush=True)

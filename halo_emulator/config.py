@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from halo_emulator.dice import coin
+from halo_emulator.names import OTHER_LOOKUPS
 
 DEFAULT_START = datetime(2026, 11, 1, tzinfo=UTC)
 # An API application with every permission the console asks for ticked. Spelled out here because the emulator
@@ -29,6 +31,9 @@ DEFAULT_SORTABLE_FIELDS: frozenset[str] = frozenset(
         "client_name", "invoicenumber", "total", "amountdue", "ref", "start_date", "end_date", "date",
     }
 )  # fmt: skip
+LOOKUP_IDS = range(20, 200)
+"""Where a tenant's lookup tables get their ids (reference 11 saw 33, 76, 82 and 147), 58 left out: nothing maps it to
+agreement subtypes, and a client must not find them there by chance."""
 MIN_INVOICES = 10
 MAX_INVOICES = 300_000
 TIMESTAMP_FORMS = ("mixed", "zoneless", "z")
@@ -70,7 +75,12 @@ class EmulatorConfig:
     status_unpaid: int = 0
     status_partial: int = 1
     status_paid: int = 2
-    subtype_lookup_id: int = 58
+    subtype_lookup_id: int | None = None
+    """The lookup id of the agreement subtype names; None: one derived from the seed and the tenant name, as lookup ids
+    differ per tenant (never 58). The other lookup tables get ids of their own beside it (`lookup_ids`)."""
+    lookup_ignores_id: bool = False
+    """`GET /api/Lookup` ignores `lookupid` and answers with another table whatever is asked (rows whose `lookupid` is
+    not the one asked), as a tenant that does not select lookups by id would."""
     sortable_fields: frozenset[str] = DEFAULT_SORTABLE_FIELDS
     payments_key: str = "payments"
     single_object_post_reply: bool = True
@@ -135,6 +145,8 @@ class EmulatorConfig:
             raise ValueError("unsortable_order_status must be an HTTP error status (400-599) or None")
         if self.served_page_size is not None and self.served_page_size < 1:
             raise ValueError("served_page_size must be positive")
+        if self.subtype_lookup_id is not None and self.subtype_lookup_id < 1:
+            raise ValueError("subtype_lookup_id must be a positive lookup id, or None to derive one")
         if not 0.0 <= self.credit_note_share <= 0.5:
             raise ValueError("credit_note_share must be between 0 and 0.5")
         if not 0.0 <= self.draft_share <= 1.0:
@@ -149,6 +161,16 @@ class EmulatorConfig:
     @property
     def agreement_count(self) -> int:
         return self.agreements if self.agreements is not None else max(2, self.invoices // 20)
+
+    @property
+    def lookup_ids(self) -> tuple[int, ...]:
+        """The subtype lookup's id, then one per other lookup table: distinct, fixed by the seed and tenant name."""
+        digest = hashlib.sha256(f"halo-emulator-lookups:{self.seed}:{self.tenant or ''}".encode()).digest()
+        free = [number for number in LOOKUP_IDS if number not in (58, self.subtype_lookup_id)]
+        drawn = random.Random(digest).sample(free, len(OTHER_LOOKUPS) + 1)
+        if self.subtype_lookup_id is not None:
+            drawn[0] = self.subtype_lookup_id
+        return tuple(drawn)
 
     @property
     def resolved_client_id(self) -> str:

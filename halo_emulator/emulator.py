@@ -105,6 +105,11 @@ class HaloEmulator:
         return self._credentials.scopes
 
     @property
+    def subtype_lookup_id(self) -> int:
+        """The lookup id holding this tenant's agreement subtype names (`GET /api/Lookup?lookupid=…`)."""
+        return self.config.lookup_ids[0]
+
+    @property
     def now(self) -> datetime:
         return from_seconds(self._now_s)
 
@@ -150,6 +155,7 @@ class HaloEmulator:
                 "invoices": len(state.invoices),
                 "payments": len(state.payments),
                 "webhooks": len(state.webhooks),
+                "subtype_lookup_id": self.subtype_lookup_id,
                 "requests": self.stats.requests,
                 "rate_limited": self.stats.rate_limited,
             }

@@ -101,6 +101,22 @@ SUBTYPES_BY_ID: dict[int, Subtype] = {s.id: s for s in SUBTYPES}
 
 
 @dataclass(frozen=True)
+class LookupTable:
+    """One of the tenant's lookup tables besides the agreement subtypes: `values` are (row id, name)."""
+
+    name: str
+    values: tuple[tuple[int, str], ...]
+
+
+OTHER_LOOKUPS: tuple[LookupTable, ...] = (
+    # row ids overlapping the subtypes' (1-4): only the `lookupid` of each row, or the ids it lacks, tells them apart
+    LookupTable("Ticket priority", ((1, "Critical"), (2, "High"), (3, "Medium"), (4, "Low"))),
+    LookupTable("Site type", ((11, "Head office"), (12, "Branch"), (13, "Data centre"))),
+    LookupTable("Contact title", ((21, "Owner"), (22, "IT manager"), (23, "Accounts"), (24, "Office manager"))),
+)
+
+
+@dataclass(frozen=True)
 class Currency:
     """A currency as `/api/Currency` lists it: `code` is its id (an invoice's `currency_code`), `iso` its ISO code."""
 

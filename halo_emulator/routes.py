@@ -35,7 +35,7 @@ from halo_emulator.listing import (
     payment_filters,
     truthy,
 )
-from halo_emulator.names import CURRENCIES, SUBTYPES
+from halo_emulator.names import CURRENCIES, OTHER_LOOKUPS, SUBTYPES
 from halo_emulator.reply import Reply, json_reply
 from halo_emulator.state import InvalidRecord, TenantState
 from halo_emulator.table import Row, Table
@@ -290,12 +290,16 @@ class Router:
         return json_reply(405, None)
 
     def _lookup(self, params: Mapping[str, str]) -> Reply:
-        lookup_id = params.get("lookupid", "")
-        if lookup_id.strip() != str(self.config.subtype_lookup_id):
-            return json_reply(200, [])
-        return json_reply(
-            200, [{"id": s.id, "name": s.name, "lookupid": self.config.subtype_lookup_id} for s in SUBTYPES]
-        )
+        """The rows of lookup `lookupid` (none for an id the tenant does not have), each naming its `lookupid`: the
+        agreement subtypes at the first of the tenant's lookup ids, its other tables at the rest. A tenant that ignores
+        `lookupid` answers its first other table whatever is asked."""
+        subtype_id, *other_ids = self.config.lookup_ids
+        tables = {subtype_id: [(s.id, s.name) for s in SUBTYPES]}
+        tables.update((number, list(table.values)) for number, table in zip(other_ids, OTHER_LOOKUPS, strict=True))
+        asked = params.get("lookupid", "").strip()
+        served = other_ids[0] if self.config.lookup_ignores_id else _int_id(asked)
+        return json_reply(200, [{"id": row_id, "name": name, "lookupid": served}
+                                for row_id, name in tables.get(served, [])])
 
 
     @staticmethod

@@ -1,9 +1,10 @@
 """The auto-pay rule editor of the Agreements page: the form for one subtype's rule, the preview (read from
-core.console.agreements) of what it would charge before it is saved, and the saved rules with Edit and Delete."""
+core.console.agreements) of what it would charge before it is saved, and the saved rules with Edit and Delete (and,
+for a rule waiting for its subtype since rules moved to ids, a picker for it). Subtypes are their HaloPSA ids, shown
+as core.console.subtypes names them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -15,6 +16,7 @@ from core.console import agreements, formatting
 from core.console.formatting import escape_markdown
 from core.errors import ConsoleError
 from ui import components, resources
+from ui.components import act
 
 PREVIEW_COLUMNS: dict[str, Any] = {"number": "Number", "customer": "Customer", "agreement": "Agreement",
                                    "invoice_date": st.column_config.DateColumn("Invoice date"),
@@ -24,11 +26,11 @@ PREVIEW_COLUMNS: dict[str, Any] = {"number": "Number", "customer": "Customer", "
                                    "invoices": "Invoices"}
 
 
-def _fill_form(rule: autopay_rules.Rule | None, subtype: str) -> None:
-    """Load the form from the saved rule of `subtype` (or the defaults) when another subtype is picked or edited."""
-    values = rule.as_input() if rule else autopay_rules.RuleInput(subtype)
+def _fill_form(rule: autopay_rules.Rule | None, subtype_id: int) -> None:
+    """Load the form from the saved rule of the subtype (or the defaults) when another subtype is picked or edited."""
+    values = rule.as_input(subtype_id) if rule else autopay_rules.RuleInput(subtype_id)
     st.session_state.update({"agreements.enabled": values.enabled, "agreements.trigger": values.trigger,
-                             "agreements.days": values.days, "agreements.form_for": subtype,
+                             "agreements.days": values.days, "agreements.form_for": subtype_id,
                              "agreements.max_amount": "" if values.max_amount is None else str(values.max_amount)})
 
 
@@ -37,18 +39,8 @@ def _trigger_changed() -> None:
         st.session_state["agreements.days"] = 0  # that trigger takes no number of days
 
 
-def _edit(subtype: str) -> None:
-    st.session_state.update({"agreements.subtype": subtype, "agreements.form_for": None})
-
-
-def _act(done: str, action: Callable[[], object]) -> None:
-    """A button callback: run the core action; its outcome shows at the top of the rerun that follows."""
-    try:
-        action()
-    except ConsoleError as exc:
-        st.error(escape_markdown(exc.message))
-    else:
-        st.success(escape_markdown(done))
+def _edit(subtype_id: int) -> None:
+    st.session_state.update({"agreements.subtype": subtype_id, "agreements.form_for": None})
 
 
 def _show_preview(rule: autopay_rules.RuleInput, preview: agreements.Preview) -> None:
@@ -62,13 +54,14 @@ def _show_preview(rule: autopay_rules.RuleInput, preview: agreements.Preview) ->
         excluded_tab.dataframe(frame, hide_index=True, key=f"agreements.{name}", column_config=PREVIEW_COLUMNS)
 
 
-def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: list[str],
-              rules: dict[str, autopay_rules.Rule]) -> None:
-    """Pick a subtype, edit its rule; a valid rule shows its preview and the Save button, an invalid one the error
-    under the field it names (BadInput.field), else above the preview."""
-    subtype = st.selectbox("Agreement subtype", subtypes, key="agreements.subtype")
-    if st.session_state.get("agreements.form_for") != subtype:
-        _fill_form(rules.get(subtype), subtype)
+def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: dict[int, str],
+              rules: dict[int, autopay_rules.Rule]) -> None:
+    """Pick a subtype (by id, shown with its name), edit its rule; a valid rule shows its preview and the Save
+    button, an invalid one the error under the field it names (BadInput.field), else above the preview."""
+    subtype_id = st.selectbox("Agreement subtype", list(subtypes), format_func=subtypes.__getitem__,
+                              key="agreements.subtype")
+    if st.session_state.get("agreements.form_for") != subtype_id:
+        _fill_form(rules.get(subtype_id), subtype_id)
     enabled_at, trigger_at, days_at, max_at = st.columns([1, 2, 1, 1])
     enabled = enabled_at.toggle("Enabled", key="agreements.enabled")
     trigger = trigger_at.selectbox("Charge", autopay_rules.TRIGGERS,
@@ -80,27 +73,47 @@ def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: l
                                      key="agreements.max_amount", placeholder="e.g. 2500.00")
     slots = {"days": days_at.empty(), "max_amount": max_at.empty(), "trigger": trigger_at.empty()}
     try:
-        rule = autopay_rules.RuleInput(subtype, enabled, trigger, int(days), autopay_rules.parse_amount(max_text))
+        rule = autopay_rules.RuleInput(subtype_id, enabled, trigger, int(days), autopay_rules.parse_amount(max_text))
         preview = agreements.preview(engine, principal, partner_id, rule, now=resources.now())
     except ConsoleError as exc:
         slots.get(getattr(exc, "field", None) or "", st).error(escape_markdown(exc.message))
         return
     _show_preview(rule, preview)
-    st.button("Save rule", type="primary", key="agreements.save", on_click=_act, args=(
-        f"Saved the auto-pay rule for {subtype}.",
+    st.button("Save rule", type="primary", key="agreements.save", on_click=act, args=(
+        f"Saved the auto-pay rule for {subtypes[subtype_id]}.",
         lambda: autopay_rules.save_rule(engine, principal, partner_id, rule, now=resources.now())))
 
 
-def saved_rules(engine: Engine, principal: Principal, partner_id: int, rules: dict[str, autopay_rules.Rule]) -> None:
+def _repick(engine: Engine, principal: Principal, partner_id: int, saved: autopay_rules.Rule,
+            free: dict[int, str]) -> None:
+    """For a rule waiting for its subtype: why it charges nothing, and a picker for the subtypes without a rule."""
+    st.caption("This rule's subtype name matched no single subtype id when rules moved to ids, so it charges nothing "
+               "until you pick its subtype (or delete it).")
+    pick_at, use_at = st.columns([4, 1], vertical_alignment="bottom")
+    picked = pick_at.selectbox("Its subtype", list(free), format_func=free.__getitem__, index=None,
+                               key=f"agreements.repick.{saved.id}", placeholder="Pick the subtype it was for")
+    use_at.button("Use this subtype", key=f"agreements.use.{saved.id}", disabled=picked is None, on_click=act, args=(
+        f"The auto-pay rule now applies to {free[picked]}." if picked is not None else "",
+        lambda: autopay_rules.assign_subtype(engine, principal, partner_id, saved.id, int(picked or 0),
+                                             now=resources.now())))
+
+
+def saved_rules(engine: Engine, principal: Principal, partner_id: int, rules: list[autopay_rules.Rule],
+                subtypes: dict[int, str]) -> None:
     """One line per saved rule, with buttons to load it into the form or delete it."""
-    for saved in rules.values():
+    mapped = {rule.subtype_id for rule in rules}
+    for saved in rules:
         text_at, edit_at, delete_at = st.columns([8, 1, 1], vertical_alignment="center")
-        text_at.markdown(f"**{escape_markdown(saved.subtype_name)}**: " + escape_markdown(
+        text_at.markdown(f"**{escape_markdown(saved.subtype)}**: " + escape_markdown(
             f"{saved.description} · by {saved.created_by}, updated {saved.updated_at:%Y-%m-%d %H:%M} UTC"))
-        edit_at.button("Edit", key=f"agreements.edit.{saved.subtype_name}", on_click=_edit, args=(saved.subtype_name,))
-        delete_at.button("Delete", key=f"agreements.delete.{saved.subtype_name}", on_click=_act, args=(
-            f"Deleted the auto-pay rule for {saved.subtype_name}.",
-            lambda name=saved.subtype_name: autopay_rules.delete_rule(engine, principal, partner_id, name,
-                                                                now=resources.now())))
+        if saved.subtype_id is not None:
+            edit_at.button("Edit", key=f"agreements.edit.{saved.id}", on_click=_edit, args=(saved.subtype_id,))
+        delete_at.button("Delete", key=f"agreements.delete.{saved.id}", on_click=act, args=(
+            f"Deleted the auto-pay rule for {saved.subtype}.",
+            lambda rule_id=saved.id: autopay_rules.delete_rule(engine, principal, partner_id, rule_id,
+                                                               now=resources.now())))
+        if saved.needs_subtype:
+            _repick(engine, principal, partner_id, saved, {sid: shown for sid, shown in subtypes.items()
+                                                           if sid not in mapped})
     if not rules:
         st.caption("No rules yet: pick a subtype above, check the preview and save.")

@@ -1,9 +1,9 @@
-"""Widgets shared by several pages: the partner picker, the freshness line, a bounded text input, and the one way a
-page shows a refusal from core and stops."""
+"""Widgets shared by several pages: the partner picker, the freshness line, a bounded text input, the one way a
+page shows a refusal from core and stops, and the one way a button runs a core action."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from types import ModuleType
@@ -108,3 +108,14 @@ def text_input(where: DeltaGenerator | ModuleType, label: str, *, field: str, **
     if len(value) >= limit:
         where.caption(f"{label} takes at most {limit:,} characters; anything longer is cut off.")
     return value
+
+
+def act(done: str, action: Callable[[], object]) -> None:
+    """A button callback: run the core action; its outcome (`done`, or the refusal) shows at the top of the rerun
+    that follows."""
+    try:
+        action()
+    except ConsoleError as exc:
+        st.error(escape_markdown(exc.message))
+    else:
+        st.success(escape_markdown(done))

@@ -28,6 +28,7 @@ def _all(label: str) -> Callable[[object], str]:
 def filters(options: invoices_screen.FilterOptions) -> invoices_screen.Filters:
     """The filter row; sort and order come from the controls under the table (drawn later, read from their keys)."""
     names = dict(options.customers)
+    subtypes = dict(options.subtypes)
     view_at, search_at, customer_at, subtype_at, aging_at, eligibility_at = st.columns([2, 3, 2, 2, 1, 2])
     return invoices_screen.Filters(
         view=view_at.selectbox("Show", list(invoices_screen.VIEWS), key="invoices.view", on_change=_first_page,
@@ -39,8 +40,9 @@ def filters(options: invoices_screen.FilterOptions) -> invoices_screen.Filters:
         customer_halo_id=customer_at.selectbox("Customer", [None, *names], key="invoices.customer",
                                                format_func=lambda c: "All customers" if c is None else names[c],
                                                on_change=_first_page),
-        subtype=subtype_at.selectbox("Agreement subtype", [None, *options.subtypes], key="invoices.subtype",
-                                     format_func=_all("All subtypes"), on_change=_first_page),
+        subtype=subtype_at.selectbox("Agreement subtype", [None, *subtypes], key="invoices.subtype",
+                                     format_func=lambda s: "All subtypes" if s is None else subtypes[s],
+                                     on_change=_first_page),
         aging=aging_at.selectbox("Days overdue", [None, *invoices_screen.AGING_BUCKETS], key="invoices.aging",
                                  format_func=_all("Any"), on_change=_first_page),
         eligibility=eligibility_at.selectbox("Auto-pay", [None, *agreements.ELIGIBILITY_CHOICES], on_change=_first_page,

@@ -1,5 +1,6 @@
-"""Contract-based auto-pay rules: one rule per agreement subtype of a partner; validated, saved and deleted here
-(every change audited). What a rule covers and why other invoices are not charged is read by core.console.agreements.
+"""Contract-based auto-pay rules: one rule per agreement subtype of a partner, by the subtype's HaloPSA id (its name
+can change, or be another table's); validated, saved, moved to a subtype and deleted here (every change audited).
+What a rule covers and why other invoices are not charged is read by core.console.agreements.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_partner_data
+from core.console import subtypes
 from core.console.formatting import amount, money
 from core.errors import BadInput, NotFound
+from core.halopsa.records import INT64_MAX
 from core.limits import check_length
 from core.store import audit
 from core.store.database import inserted_id
@@ -41,7 +44,7 @@ MAX_AMOUNT = Decimal("1000000000.00")  # a sanity bound: beyond it a typo is lik
 
 @dataclass(frozen=True)
 class RuleInput:
-    subtype_name: str
+    subtype_id: int
     enabled: bool = True
     trigger: str = AutoPayTrigger.ON_DUE_DATE.value
     days: int = 0
@@ -50,7 +53,12 @@ class RuleInput:
 
 @dataclass(frozen=True)
 class Rule:
-    subtype_name: str
+    """A saved rule. `subtype_id` None: a rule whose name named no single subtype when rules moved to ids (migration
+    0007); it charges nothing until its subtype is picked again. `subtype` is how its subtype is shown."""
+
+    id: int
+    subtype_id: int | None
+    subtype: str
     enabled: bool
     trigger: str
     days: int
@@ -59,11 +67,16 @@ class Rule:
     updated_at: datetime
 
     @property
-    def description(self) -> str:
-        return describe(self.as_input())
+    def needs_subtype(self) -> bool:
+        return self.subtype_id is None
 
-    def as_input(self) -> RuleInput:
-        return RuleInput(self.subtype_name, self.enabled, self.trigger, self.days, self.max_amount)
+    @property
+    def description(self) -> str:
+        return describe(self)
+
+    def as_input(self, subtype_id: int) -> RuleInput:
+        """The rule's terms, for `subtype_id` (its own, or the one picked for it)."""
+        return RuleInput(subtype_id, self.enabled, self.trigger, self.days, self.max_amount)
 
 
 def trigger_text(trigger: str, days: int) -> str:
@@ -74,7 +87,7 @@ def trigger_text(trigger: str, days: int) -> str:
     return f"{days} {'day' if days == 1 else 'days'} {words}"
 
 
-def describe(rule: RuleInput) -> str:
+def describe(rule: RuleInput | Rule) -> str:
     """The rule in one line, for the page and the audit log: "charge 3 days after the due date, up to 2500.00"."""
     limit = f", up to {money(cents_of(rule.max_amount))}" if rule.max_amount is not None else ""
     return f"charge {trigger_text(rule.trigger, rule.days)}{limit}{'' if rule.enabled else ' (disabled)'}"
@@ -98,11 +111,7 @@ def parse_amount(text: str | None) -> Decimal | None:
 
 def validate(rule: RuleInput) -> None:
     """Refuse a rule that cannot be applied; BadInput.field names the form field to fix."""
-    if not rule.subtype_name.strip():
-        raise BadInput("Pick the agreement subtype the rule applies to.", field="subtype_name")
-    if "\x00" in rule.subtype_name:  # no subtype can hold it (PostgreSQL text cannot), so no rule can match one
-        raise BadInput("The agreement subtype holds a NUL character; pick the subtype from the list again.",
-                       field="subtype_name")
+    check_subtype_id(rule.subtype_id)
     if rule.trigger not in TRIGGERS:
         raise BadInput(f"Unknown trigger “{rule.trigger}”: choose one of {', '.join(TRIGGERS)}.", field="trigger")
     if isinstance(rule.days, bool) or not isinstance(rule.days, int) or not 0 <= rule.days <= MAX_DAYS:
@@ -126,55 +135,100 @@ def cents_of(value: Decimal | None) -> int | None:
     return None if value is None else int(value * 100)
 
 
-def _subtype_exists(conn: Connection, partner_id: int, subtype_name: str) -> bool:
+def check_subtype_id(subtype_id: object) -> None:
+    """A subtype is a HaloPSA id: a whole number above 0 that fits 64 bits."""
+    if isinstance(subtype_id, bool) or not isinstance(subtype_id, int) or not 0 < subtype_id <= INT64_MAX:
+        raise BadInput("Pick the agreement subtype from the list.", field="subtype_id")
+
+
+def _find(conn: Connection, partner_id: int, *where: Any) -> Any:
+    return conn.execute(select(RULE_TABLE).where(RULE_TABLE.c.partner_id == partner_id, *where)).first()
+
+
+def _subtype_or_refuse(conn: Connection, partner_id: int, subtype_id: int) -> subtypes.Named:
+    """The partner's subtype `subtype_id` with its name; refused when no synced agreement has it."""
     agr = AGREEMENT_TABLE.c
-    return conn.scalar(select(agr.id).where(agr.partner_id == partner_id, agr.subtype_name == subtype_name)
-                       .limit(1)) is not None
+    if conn.scalar(select(agr.id).where(agr.partner_id == partner_id, agr.subtype_id == subtype_id).limit(1)) is None:
+        raise BadInput(f"No synced agreement has subtype {subtype_id}. Pick one of the subtypes listed on this page, "
+                       "or run a sync first.", field="subtype_id")
+    return subtypes.named(conn, partner_id, subtype_id)
 
 
-def _find(conn: Connection, partner_id: int, subtype_name: str) -> Any:
-    return conn.execute(select(RULE_TABLE).where(RULE_TABLE.c.partner_id == partner_id,
-                                                 RULE_TABLE.c.subtype_name == subtype_name)).first()
+def _subject(conn: Connection, partner_id: int, row: Any) -> str:
+    """How a saved rule's subtype is shown (see subtypes.rule_subject)."""
+    found = subtypes.named(conn, partner_id, row.subtype_id) if row.subtype_id is not None else None
+    return subtypes.rule_subject(row.subtype_id, row.subtype_name, found.name if found else None,
+                                 bool(found and found.verified))
 
 
-def rule_from_row(row: Any) -> Rule:
-    return Rule(subtype_name=row.subtype_name, enabled=bool(row.enabled), trigger=str(row.trigger), days=row.days,
-                max_amount=amount(row.max_amount_cents), created_by=row.created_by, updated_at=row.updated_at)
+def rule_from_row(row: Any, subject: str) -> Rule:
+    """A saved rule's row, its subtype shown as `subject`."""
+    return Rule(id=row.id, subtype_id=row.subtype_id, subtype=subject, enabled=bool(row.enabled),
+                trigger=str(row.trigger), days=row.days, max_amount=amount(row.max_amount_cents),
+                created_by=row.created_by, updated_at=row.updated_at)
+
+
+def _record(conn: Connection, principal: Principal, partner_id: int, now: datetime, detail: str) -> None:
+    audit.record(conn, actor=principal.user, action=AuditAction.MAPPING_CHANGE, partner_id=partner_id, now=now,
+                 detail=detail)
 
 
 def save_rule(engine: Engine, principal: Principal, partner_id: int, rule: RuleInput, *, now: datetime) -> int:
-    """Create or update the partner's rule for `rule.subtype_name` (audited); returns the rule id."""
+    """Create or update the partner's rule for subtype `rule.subtype_id` (audited); returns the rule id. The subtype's
+    name is kept on the rule as its label, shown while the subtype has no name; the rule matches by the id only."""
     require_partner_data(principal, partner_id)
     validate(rule)
-    values = {"enabled": rule.enabled, "trigger": rule.trigger, "days": rule.days,
-              "max_amount_cents": cents_of(rule.max_amount), "updated_at": now}
     with engine.begin() as conn:
-        if not _subtype_exists(conn, partner_id, rule.subtype_name):
-            raise BadInput(f"No synced agreement has the subtype “{rule.subtype_name}”. Pick one of the subtypes "
-                           "listed on this page, or run a sync first.", field="subtype_name")
-        existing = _find(conn, partner_id, rule.subtype_name)
+        subtype = _subtype_or_refuse(conn, partner_id, rule.subtype_id)
+        values = {"enabled": rule.enabled, "trigger": rule.trigger, "days": rule.days,
+                  "max_amount_cents": cents_of(rule.max_amount), "updated_at": now, "subtype_name": subtype.name}
+        existing = _find(conn, partner_id, RULE_TABLE.c.subtype_id == rule.subtype_id)
         if existing is None:
             rule_id = inserted_id(conn.execute(RULE_TABLE.insert().values(
-                partner_id=partner_id, subtype_name=rule.subtype_name, created_by=principal.user, created_at=now,
+                partner_id=partner_id, subtype_id=rule.subtype_id, created_by=principal.user, created_at=now,
                 **values)))
-            detail = f"Auto-pay rule for “{rule.subtype_name}” created: {describe(rule)}"
+            detail = f"Auto-pay rule for “{subtype.shown}” created: {describe(rule)}"
         else:
             rule_id = existing.id
             conn.execute(RULE_TABLE.update().where(RULE_TABLE.c.id == rule_id).values(**values))
-            detail = (f"Auto-pay rule for “{rule.subtype_name}” updated: {describe(rule)}; "
-                      f"was: {rule_from_row(existing).description}")
-        audit.record(conn, actor=principal.user, action=AuditAction.MAPPING_CHANGE, partner_id=partner_id, now=now,
-                     detail=detail)
+            detail = (f"Auto-pay rule for “{subtype.shown}” updated: {describe(rule)}; "
+                      f"was: {describe(rule_from_row(existing, subtype.shown))}")
+        _record(conn, principal, partner_id, now, detail)
     return int(rule_id)
 
 
-def delete_rule(engine: Engine, principal: Principal, partner_id: int, subtype_name: str, *, now: datetime) -> None:
-    """Remove the partner's rule for a subtype (audited); its invoices stop being charged automatically."""
+def _saved(conn: Connection, partner_id: int, rule_id: int) -> Any:
+    existing = _find(conn, partner_id, RULE_TABLE.c.id == rule_id)
+    if existing is None:
+        raise NotFound("That auto-pay rule is not there any more; refresh the page.")
+    return existing
+
+
+def delete_rule(engine: Engine, principal: Principal, partner_id: int, rule_id: int, *, now: datetime) -> None:
+    """Remove one of the partner's rules (audited); its invoices stop being charged automatically."""
     require_partner_data(principal, partner_id)
     with engine.begin() as conn:
-        existing = _find(conn, partner_id, subtype_name)
-        if existing is None:
-            raise NotFound(f"There is no auto-pay rule for “{subtype_name}” any more; refresh the page.")
+        existing = _saved(conn, partner_id, rule_id)
+        subject = _subject(conn, partner_id, existing)
         conn.execute(RULE_TABLE.delete().where(RULE_TABLE.c.id == existing.id))
-        audit.record(conn, actor=principal.user, action=AuditAction.MAPPING_CHANGE, partner_id=partner_id, now=now,
-                     detail=f"Auto-pay rule for “{subtype_name}” deleted; was: {rule_from_row(existing).description}")
+        _record(conn, principal, partner_id, now,
+                f"Auto-pay rule for “{subject}” deleted; was: {describe(rule_from_row(existing, subject))}")
+
+
+def assign_subtype(engine: Engine, principal: Principal, partner_id: int, rule_id: int, subtype_id: int, *,
+                   now: datetime) -> None:
+    """Give a saved rule its subtype (one waiting for it since rules moved to ids), audited; refused when that
+    subtype has a rule already."""
+    require_partner_data(principal, partner_id)
+    check_subtype_id(subtype_id)
+    with engine.begin() as conn:
+        existing = _saved(conn, partner_id, rule_id)
+        subtype = _subtype_or_refuse(conn, partner_id, subtype_id)
+        if _find(conn, partner_id, RULE_TABLE.c.subtype_id == subtype_id, RULE_TABLE.c.id != rule_id) is not None:
+            raise BadInput(f"{subtype.shown} has an auto-pay rule already. Edit that rule, or delete one of the two.",
+                           field="subtype_id")
+        before = _subject(conn, partner_id, existing)
+        conn.execute(RULE_TABLE.update().where(RULE_TABLE.c.id == rule_id)
+                     .values(subtype_id=subtype_id, subtype_name=subtype.name, updated_at=now))
+        _record(conn, principal, partner_id, now, f"Auto-pay rule for “{before}” now applies to “{subtype.shown}”: "
+                                                  f"{describe(rule_from_row(existing, subtype.shown))}")

@@ -184,7 +184,7 @@ def autopay_coverage(engine: Engine, principal: Principal) -> pd.DataFrame:
         .select_from(
             INVOICE_TABLE.outerjoin(AGREEMENT_TABLE, and_(agr.partner_id == inv.partner_id,
                                                           agr.halo_id == inv.agreement_halo_id))
-            .outerjoin(RULE_TABLE, and_(rule.partner_id == agr.partner_id, rule.subtype_name == agr.subtype_name,
+            .outerjoin(RULE_TABLE, and_(rule.partner_id == agr.partner_id, rule.subtype_id == agr.subtype_id,
                                         rule.enabled.is_(True)))
         )
         .where(inv.status.in_(UNPAID_STATUSES))

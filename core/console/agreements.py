@@ -1,7 +1,7 @@
-"""The Agreements screen: agreement subtypes with their unpaid money and mapped rule, the saved rules, and what a
-candidate rule would charge. One classification (`classify`) serves both the preview of a candidate rule and the
-eligibility column of the invoice table (the saved rules), so the two screens always agree. Dates are computed in
-SQL from the injected `now`.
+"""The Agreements screen: agreement subtypes (by their HaloPSA id, named as core.console.subtypes says) with their
+unpaid money and mapped rule, the saved rules, and what a candidate rule would charge. One classification
+(`classify`) serves both the preview of a candidate rule and the eligibility column of the invoice table (the saved
+rules), so the two screens always agree. Dates are computed in SQL from the injected `now`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.access import Principal, require_partner_data
 from core.actions.autopay_rules import TRIGGER_WORDS, Rule, RuleInput, cents_of, rule_from_row, validate
+from core.console import subtypes
 from core.console.formatting import amount
 from core.store.sqldates import add_days
 from core.store.tables import (
@@ -32,6 +33,8 @@ from core.store.tables import (
 )
 
 NOT_MAPPED = "not mapped"
+SUMMARY_COLUMNS = ["subtype_id", "subtype", "agreements", "invoices", "unpaid_invoices", "unpaid_amount",
+                   "overdue_invoices", "rule"]
 
 
 class Reason(StrEnum):
@@ -134,7 +137,8 @@ def classify(inv: Any, agr: Any, terms: RuleTerms, *, today: date) -> tuple[Colu
 
 def eligibility_sql(inv: Any, agr: Any, rule: Any, *, today: date) -> tuple[ColumnElement[str], ColumnElement[str]]:
     """(category, text) of each invoice under the partner's saved rules, `rule` being the AutoPayRule table joined
-    on the invoice's agreement subtype: category is "eligible" or a Reason; text adds the rule and charge date."""
+    on the id of the invoice's agreement subtype: category is "eligible" or a Reason; text adds the rule and charge
+    date."""
     terms = RuleTerms.saved(rule)
     reason, charge_on = classify(inv, agr, terms, today=today)
     text = literal(f"{ELIGIBLE} (rule: ") + trigger_text_sql(terms) + ", charge on " + cast(charge_on, String) + ")"
@@ -142,17 +146,23 @@ def eligibility_sql(inv: Any, agr: Any, rule: Any, *, today: date) -> tuple[Colu
 
 
 def list_rules(engine: Engine, principal: Principal, partner_id: int) -> list[Rule]:
-    """The partner's rules by subtype name."""
+    """The partner's rules, each with its subtype as shown everywhere; rules waiting for their subtype to be picked
+    again (since rules moved to ids) first."""
     require_partner_data(principal, partner_id)
+    rule = RULE_TABLE.c
+    query = (select(RULE_TABLE, *subtypes.name_columns())
+             .select_from(subtypes.with_names(RULE_TABLE, rule.partner_id, rule.subtype_id))
+             .where(rule.partner_id == partner_id)
+             .order_by(rule.subtype_id.is_not(None), subtypes.NAME, rule.subtype_name, rule.subtype_id))
     with engine.connect() as conn:
-        rows = conn.execute(select(RULE_TABLE).where(RULE_TABLE.c.partner_id == partner_id)
-                            .order_by(RULE_TABLE.c.subtype_name)).all()
-    return [rule_from_row(row) for row in rows]
+        rows = conn.execute(query).all()
+    return [rule_from_row(row, subtypes.rule_subject(row.subtype_id, row.subtype_name, row.shown_name,
+                                                     bool(row.shown_verified))) for row in rows]
 
 
 def subtype_summary(engine: Engine, principal: Principal, partner_id: int, *, now: datetime) -> pd.DataFrame:
-    """One row per agreement subtype in the synced agreements: agreements, invoices, unpaid (count, amount due,
-    overdue) and the mapped rule; unmapped subtypes with the most unpaid money first."""
+    """One row per agreement subtype (by its id) in the synced agreements: how it is shown, agreements, invoices,
+    unpaid (count, amount due, overdue) and the mapped rule; unmapped subtypes with the most unpaid money first."""
     require_partner_data(principal, partner_id)
     inv, agr, rule = INVOICE_TABLE.c, AGREEMENT_TABLE.c, RULE_TABLE.c
     unpaid = inv.status.in_(UNPAID_STATUSES)
@@ -168,28 +178,29 @@ def subtype_summary(engine: Engine, principal: Principal, partner_id: int, *, no
     counts = {name: func.coalesce(func.sum(per_agreement.c[name]), 0).label(name)
               for name in ("invoices", "unpaid_invoices", "unpaid_cents", "overdue_invoices")}
     per_subtype = (
-        select(agr.subtype_name, func.count(agr.id).label("agreements"), *counts.values())
+        select(agr.subtype_id, func.count(agr.id).label("agreements"), *counts.values())
         .select_from(AGREEMENT_TABLE.outerjoin(per_agreement, per_agreement.c.agreement_halo_id == agr.halo_id))
-        .where(agr.partner_id == partner_id, agr.subtype_name.is_not(None))
-        .group_by(agr.subtype_name).subquery("per_subtype")
+        .where(agr.partner_id == partner_id, agr.subtype_id.is_not(None))
+        .group_by(agr.subtype_id).subquery("per_subtype")
     )
     rule_text = trigger_text_sql(RuleTerms.saved(rule))
     found = per_subtype.c
     query = (
-        select(found.subtype_name.label("subtype"), found.agreements, found.invoices, found.unpaid_invoices,
+        select(found.subtype_id, *subtypes.name_columns(), found.agreements, found.invoices, found.unpaid_invoices,
                found.unpaid_cents, found.overdue_invoices,
                case((rule.id.is_(None), NOT_MAPPED), (rule.enabled == false(), rule_text + " (disabled)"),
                     else_=rule_text).label("rule"))
-        .select_from(per_subtype.outerjoin(RULE_TABLE, (rule.partner_id == partner_id)
-                                           & (rule.subtype_name == found.subtype_name)))
-        .order_by(rule.id.is_not(None), found.unpaid_cents.desc(), found.subtype_name)
+        .select_from(subtypes.with_names(per_subtype, partner_id, found.subtype_id)
+                     .outerjoin(RULE_TABLE, (rule.partner_id == partner_id) & (rule.subtype_id == found.subtype_id)))
+        .order_by(rule.id.is_not(None), found.unpaid_cents.desc(), found.subtype_id)
     )
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).mappings().all(),
-                             columns=["subtype", "agreements", "invoices", "unpaid_invoices", "unpaid_cents",
-                                      "overdue_invoices", "rule"])
-    frame["unpaid_cents"] = frame["unpaid_cents"].map(lambda cents: amount(int(cents)))
-    return frame.rename(columns={"unpaid_cents": "unpaid_amount"})
+        rows = conn.execute(query).all()
+    return pd.DataFrame([{
+        "subtype_id": int(row.subtype_id), "subtype": subtypes.shown(row), "agreements": row.agreements,
+        "invoices": row.invoices, "unpaid_invoices": row.unpaid_invoices,
+        "unpaid_amount": amount(int(row.unpaid_cents)), "overdue_invoices": row.overdue_invoices, "rule": row.rule,
+    } for row in rows], columns=SUMMARY_COLUMNS)
 
 
 def preview(engine: Engine, principal: Principal, partner_id: int, rule: RuleInput, *, now: datetime,
@@ -207,11 +218,11 @@ def preview(engine: Engine, principal: Principal, partner_id: int, rule: RuleInp
                inv.amount_due_cents, reason.label("reason"), charge_on.label("charge_on"))
         .select_from(INVOICE_TABLE.join(AGREEMENT_TABLE, (agr.partner_id == inv.partner_id)
                                         & (agr.halo_id == inv.agreement_halo_id)))
-        .where(inv.partner_id == partner_id, agr.subtype_name == rule.subtype_name,
+        .where(inv.partner_id == partner_id, agr.subtype_id == rule.subtype_id,
                # the same condition as an id list lets the planner start from the (partner, agreement) index instead
                # of every invoice of the partner (6x faster with 100,000 invoices on SQLite)
                inv.agreement_halo_id.in_(select(of_subtype.c.halo_id).where(
-                   of_subtype.c.partner_id == partner_id, of_subtype.c.subtype_name == rule.subtype_name)))
+                   of_subtype.c.partner_id == partner_id, of_subtype.c.subtype_id == rule.subtype_id)))
         .subquery("scoped")
     )
     row = scoped.c

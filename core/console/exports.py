@@ -22,6 +22,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_partner_access, require_role
+from core.console import subtypes
 from core.console.formatting import money
 from core.errors import Refused, format_duration
 from core.store import audit
@@ -197,14 +198,14 @@ def invoices_query(partner_id: int, *, unpaid_only: bool) -> Select[Any]:
             inv.halo_id, inv.display_number, inv.number_is_fallback, inv.invoice_number, inv.third_party_number,
             func.coalesce(cust.name, inv.customer_name).label("customer"), inv.customer_halo_id,
             inv.invoice_date, inv.due_date, inv.total_cents, inv.amount_paid_cents, inv.amount_due_cents,
-            inv.currency, func.coalesce(inv.agreement_ref, agr.ref).label("agreement_ref"),
-            agr.subtype_name.label("agreement_subtype"), inv.status,
+            inv.currency, func.coalesce(inv.agreement_ref, agr.ref).label("agreement_ref"), agr.subtype_id,
+            *subtypes.name_columns(), inv.status,
         )
-        .select_from(
+        .select_from(subtypes.with_names(
             INVOICE_TABLE.outerjoin(
                 CUSTOMER_TABLE, (cust.partner_id == inv.partner_id) & (cust.halo_id == inv.customer_halo_id)
-            ).outerjoin(AGREEMENT_TABLE, (agr.partner_id == inv.partner_id) & (agr.halo_id == inv.agreement_halo_id))
-        )
+            ).outerjoin(AGREEMENT_TABLE, (agr.partner_id == inv.partner_id) & (agr.halo_id == inv.agreement_halo_id)),
+            inv.partner_id, agr.subtype_id))
         .where(inv.partner_id == partner_id)
         .order_by(inv.due_date, inv.halo_id)
     )
@@ -233,6 +234,7 @@ def invoice_export_rows(engine: Engine, principal: Principal, partner_id: int, *
                 "amount_due": money(row.amount_due_cents),
                 "currency": row.currency,
                 "agreement_ref": row.agreement_ref,
-                "agreement_subtype": row.agreement_subtype,
+                "agreement_subtype_id": row.subtype_id,
+                "agreement_subtype": subtypes.shown(row),
                 "status": row.status,
             }

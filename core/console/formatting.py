@@ -53,6 +53,17 @@ def ago(delta: timedelta) -> str:
     return f"{hours // 24} days ago"
 
 
+def subtype_label(subtype_id: int | None, name: str | None, verified: bool) -> str | None:
+    """How an agreement subtype is shown everywhere: its id always beside its name, "Backup (id 7)"; "Backup (id 7,
+    name not verified)" for a name no verified lookup or person gave; "Subtype 7" without a name; None without a
+    subtype."""
+    if subtype_id is None:
+        return None
+    if not name:
+        return f"Subtype {subtype_id}"
+    return f"{name} (id {subtype_id})" if verified else f"{name} (id {subtype_id}, name not verified)"
+
+
 def escape_markdown(text: object) -> str:
     """Outside text as Markdown that Streamlit draws as exactly that text, on one line: for st.markdown, captions,
     alerts, toasts, titles, widget labels and help, radio options and metrics (all parse Markdown).

@@ -13,13 +13,14 @@ from math import ceil
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Select, and_, case, false, func, literal, null, or_, select
+from sqlalchemy import Date, Select, and_, case, func, literal, null, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from core.access import Principal, require_partner_data
-from core.console import agreements, exports
+from core.actions.autopay_rules import check_subtype_id
+from core.console import agreements, exports, subtypes
 from core.console.formatting import amount, money
 from core.errors import BadInput, NotFound
 from core.limits import check_length
@@ -58,7 +59,7 @@ def _without_nul(text: str) -> str:
 class Filters:
     search: str = ""
     customer_halo_id: int | None = None
-    subtype: str | None = None
+    subtype: int | None = None  # the agreement subtype's HaloPSA id
     aging: str | None = None
     eligibility: str | None = None
     sort: str = "due_date"
@@ -74,7 +75,7 @@ class Filters:
         """The filters in plain words, for the audit log."""
         parts = [f"{name} “{_without_nul(str(value))}”" for name, value in (
             ("show", VIEWS.get(self.view) if self.view != "unpaid" else None), ("search", self.term),
-            ("customer", self.customer_halo_id), ("subtype", self.subtype), ("aging", self.aging),
+            ("customer", self.customer_halo_id), ("subtype id", self.subtype), ("aging", self.aging),
             ("auto-pay", self.eligibility)) if value not in (None, "")]
         return ", ".join(parts) or "none"
 
@@ -82,7 +83,7 @@ class Filters:
 @dataclass(frozen=True)
 class FilterOptions:
     customers: list[tuple[int, str]]
-    subtypes: list[str]
+    subtypes: list[tuple[int, str]]  # (HaloPSA id, as shown)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ class _Scope:
             "halo_id": inv.halo_id, "number": inv.display_number, "number_is_fallback": inv.number_is_fallback,
             "customer": func.coalesce(cust.name, inv.customer_name),
             "agreement": func.coalesce(inv.agreement_ref, agr.ref),
-            "subtype": agr.subtype_name, "invoice_date": inv.invoice_date, "due_date": inv.due_date,
+            "subtype_id": agr.subtype_id, "shown_name": subtypes.NAME, "shown_verified": subtypes.VERIFIED,
+            "invoice_date": inv.invoice_date, "due_date": inv.due_date,
             "days_overdue": case((late.is_(None), null()), (late > 0, late), else_=0), "aging": self.aging,
             "total_cents": inv.total_cents, "amount_due_cents": inv.amount_due_cents, "currency": inv.currency,
             "eligibility": eligibility,
@@ -168,9 +170,9 @@ class _Scope:
                         | self.columns["agreement"].icontains(text, autoescape=True))
         if filters.customer_halo_id is not None:
             self._where(set(), inv.customer_halo_id == filters.customer_halo_id)
-        if filters.subtype is not None:  # a name with a NUL is no stored subtype's: it matches nothing
-            self._where({"agreement"}, agr.subtype_name == filters.subtype if "\x00" not in filters.subtype
-                        else false())
+        if filters.subtype is not None:
+            check_subtype_id(filters.subtype)
+            self._where({"agreement"}, agr.subtype_id == filters.subtype)
         if filters.aging is not None:
             self._where(set(), _in_bucket(inv.due_date, filters.aging, today))
         if filters.eligibility is not None:
@@ -191,24 +193,27 @@ class _Scope:
         self.needs |= needs
 
     def source(self, needs: set[str]) -> Any:
-        """invoice LEFT JOIN the customer, agreement and rule tables in `needs` (the rule joins via the agreement)."""
+        """invoice LEFT JOIN the customer, agreement, rule and subtype name tables in `needs` (the rule and the names
+        join via the agreement)."""
         inv, cust, agr, rule = INVOICE_TABLE.c, CUSTOMER_TABLE.c, AGREEMENT_TABLE.c, tables.RULE_TABLE.c
         joined: FromClause = INVOICE_TABLE
         if "customer" in needs:
             joined = joined.outerjoin(CUSTOMER_TABLE, (cust.partner_id == inv.partner_id)
                                       & (cust.halo_id == inv.customer_halo_id))
-        if needs & {"agreement", "rule"}:
+        if needs & {"agreement", "rule", "names"}:
             joined = joined.outerjoin(AGREEMENT_TABLE, (agr.partner_id == inv.partner_id)
                                       & (agr.halo_id == inv.agreement_halo_id))
         if "rule" in needs:
             joined = joined.outerjoin(tables.RULE_TABLE, (rule.partner_id == inv.partner_id)
-                                      & (rule.subtype_name == agr.subtype_name))
+                                      & (rule.subtype_id == agr.subtype_id))
+        if "names" in needs:
+            joined = subtypes.with_names(joined, inv.partner_id, agr.subtype_id)
         return joined
 
     def rows(self) -> Select[Any]:
         """Every filtered row with its display columns, in the chosen order."""
         columns = [expression.label(name) for name, expression in self.columns.items()]
-        return (select(*columns).select_from(self.source({"customer", "agreement", "rule"}))
+        return (select(*columns).select_from(self.source({"customer", "agreement", "rule", "names"}))
                 .where(*self.terms).order_by(*self.order))
 
     def page(self, *, limit: int, offset: int) -> Select[Any]:
@@ -255,8 +260,8 @@ def page(engine: Engine, principal: Principal, partner_id: int, filters: Filters
 
 
 def _display(row: Any) -> dict[str, Any]:
-    return {**{name: getattr(row, name) for name in COLUMNS if name not in ("total", "amount_due")},
-            "number_is_fallback": bool(row.number_is_fallback),
+    return {**{name: getattr(row, name) for name in COLUMNS if name not in ("subtype", "total", "amount_due")},
+            "subtype": subtypes.shown(row), "number_is_fallback": bool(row.number_is_fallback),
             "total": amount(row.total_cents), "amount_due": amount(row.amount_due_cents)}
 
 
@@ -266,11 +271,14 @@ def filter_options(engine: Engine, principal: Principal, partner_id: int) -> Fil
     require_partner_data(principal, partner_id)
     cust, agr = CUSTOMER_TABLE.c, AGREEMENT_TABLE.c
     customers = select(cust.halo_id, cust.name).where(cust.partner_id == partner_id).order_by(cust.name, cust.halo_id)
-    subtypes = (select(agr.subtype_name).distinct().where(agr.partner_id == partner_id, agr.subtype_name.is_not(None))
-                .order_by(agr.subtype_name))
+    ids = (select(agr.subtype_id).distinct().where(agr.partner_id == partner_id, agr.subtype_id.is_not(None))
+           .subquery("ids"))
+    named = (select(ids.c.subtype_id, *subtypes.name_columns())
+             .select_from(subtypes.with_names(ids, partner_id, ids.c.subtype_id))
+             .order_by(subtypes.NAME.is_(None), subtypes.NAME, ids.c.subtype_id))
     with engine.connect() as conn:
         return FilterOptions(customers=[(int(row.halo_id), row.name) for row in conn.execute(customers)],
-                             subtypes=list(conn.scalars(subtypes)))
+                             subtypes=[(int(row.subtype_id), subtypes.shown(row) or "") for row in conn.execute(named)])
 
 
 def _export_rows(engine: Engine, query: Select[Any]) -> Iterator[dict[str, Any]]:
@@ -278,7 +286,8 @@ def _export_rows(engine: Engine, query: Select[Any]) -> Iterator[dict[str, Any]]
         for row in conn.execution_options(yield_per=2000).execute(query):
             yield {
                 "number": row.number, "number_is_halopsa_id_fallback": bool(row.number_is_fallback),
-                "halo_id": row.halo_id, "customer": row.customer, "agreement": row.agreement, "subtype": row.subtype,
+                "halo_id": row.halo_id, "customer": row.customer, "agreement": row.agreement,
+                "subtype": subtypes.shown(row),
                 "invoice_date": row.invoice_date.isoformat() if row.invoice_date else None,
                 "due_date": row.due_date.isoformat() if row.due_date else None, "days_overdue": row.days_overdue,
                 "aging": row.aging, "total": money(row.total_cents), "amount_due": money(row.amount_due_cents),

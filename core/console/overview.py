@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_role
-from core.console.formatting import ago
+from core.console.formatting import ago, count
 from core.errors import ErrorKind
 from core.limits import check_length
 from core.settings import Settings
@@ -90,7 +90,8 @@ class _Facts:
     open_errors: int = 0
     agreements: int = 0
     subtypes: int = 0
-    rules: int = 0
+    rules: int = 0  # rules with a subtype id: those that can charge anything
+    rules_to_repick: int = 0  # rules waiting for their subtype to be picked again (since rules moved to ids)
     cooldowns: dict[str, datetime] = field(default_factory=dict)
     latest_recorded_at: datetime | None = None  # the newest time any of its runs or cooldowns was stamped with
 
@@ -148,12 +149,14 @@ def _partners(conn: Connection) -> dict[int, _Facts]:
 
 def _add_mapping_and_cooldowns(conn: Connection, facts: dict[int, _Facts]) -> None:
     agr, rule, cool = AGREEMENT_TABLE.c, RULE_TABLE.c, COOLDOWN_TABLE.c
-    subtypes = func.count(agr.subtype_name.distinct()).label("subtypes")
+    subtypes = func.count(agr.subtype_id.distinct()).label("subtypes")
     agreements = select(agr.partner_id, func.count().label("n"), subtypes).group_by(agr.partner_id)
     for row in conn.execute(agreements):
         facts[row.partner_id].agreements, facts[row.partner_id].subtypes = row.n, row.subtypes
-    for row in conn.execute(select(rule.partner_id, func.count().label("n")).group_by(rule.partner_id)):
-        facts[row.partner_id].rules = row.n
+    waiting = rule.subtype_id.is_(None)
+    for row in conn.execute(select(rule.partner_id, func.count().filter(~waiting).label("n"),
+                                   func.count().filter(waiting).label("waiting")).group_by(rule.partner_id)):
+        facts[row.partner_id].rules, facts[row.partner_id].rules_to_repick = row.n, row.waiting
     for row in conn.execute(select(cool.partner_id, cool.kind, cool.available_at, cool.last_started_at)):
         facts[row.partner_id].cooldowns[row.kind] = row.available_at
         _note_recorded(facts[row.partner_id], row.last_started_at)
@@ -278,6 +281,13 @@ def _reasons(item: _Facts, now: datetime) -> list[tuple[str, str, str]]:
                       "after now; such times are ignored for cooldowns and scheduling.",
                       "Check the clocks of the hosts running the console, workers and scheduler (NTP), and that no "
                       "replay (HALO_CONSOLE_NOW) points at this database."))
+    if item.rules_to_repick:
+        one = item.rules_to_repick == 1
+        found.append(("Rule without its subtype",
+                      f"{count(item.rules_to_repick, 'auto-pay rule')} {'names its' if one else 'name their'} subtype "
+                      "by a name that matched no single subtype id when rules moved to ids; "
+                      f"{'it charges' if one else 'they charge'} nothing meanwhile.",
+                      "Pick its subtype again (or delete it) under Saved rules on the Agreements page."))
     if item.agreements and not item.rules:
         found.append(("No subtype mapped",
                       f"{item.agreements} agreements synced across {item.subtypes} subtypes; none mapped to an "

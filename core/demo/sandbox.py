@@ -68,6 +68,16 @@ def credentials(host: str) -> tuple[str, str]:
     return client_id, "sbx_" + _digest(host, "secret")[:32]
 
 
+def _seed(host: str) -> int:
+    return int(_digest(host, "seed")[:8], 16)
+
+
+def lookup_ids(host: str) -> tuple[int, ...]:
+    """The sandbox tenant's lookup ids, the one holding agreement subtype names first (what its HaloPSA
+    administrator would tell a partner), then its other tables'."""
+    return EmulatorConfig(seed=_seed(host)).lookup_ids
+
+
 class _Tenant:
     def __init__(self, host: str, epoch: datetime) -> None:
         name = host.removesuffix(".sandbox").split(".")[-1]
@@ -75,7 +85,7 @@ class _Tenant:
         self.epoch = epoch
         client_id, client_secret = credentials(host)
         self.emulator = HaloEmulator(EmulatorConfig(
-            seed=int(_digest(host, "seed")[:8], 16), invoices=self.preset.invoices, start=epoch,
+            seed=_seed(host), invoices=self.preset.invoices, start=epoch,
             client_id=client_id, client_secret=client_secret, rate_limit=None, activity=SANDBOX_ACTIVITY,
         ))
         self.lock = threading.Lock()

@@ -2,10 +2,12 @@
 weeks of hourly history through the real sync engine on the sandbox clock, so every chart and table has real content.
 
 Partners and their stories:
-- Northwind IT: primary, Third Party Invoice Number, subtypes mapped to auto-pay rules, uses manual fetches.
-- Contoso Managed Services: primary, agreements synced but no subtype mapped yet.
+- Northwind IT: primary, Third Party Invoice Number, its subtype lookup set (names verified), subtypes mapped to
+  auto-pay rules, uses manual fetches.
+- Contoso Managed Services: primary, agreements synced but no subtype mapped yet, no subtype lookup (ids only).
 - Fabrikam Networks: HaloPSA as the secondary integration.
-- Tailspin Technologies: primary; the API application later loses two permissions.
+- Tailspin Technologies: primary; its subtype lookup set to another table (not verified); the API application later
+  loses two permissions.
 - Litware Systems: primary; its HaloPSA starts failing in the last week.
 """
 
@@ -21,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal
-from core.actions import autopay_rules
+from core.actions import autopay_rules, subtype_names
 from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.demo import sandbox
@@ -46,21 +48,24 @@ class DemoPartner:
     number_field: NumberField = NumberField.HALO_ID
     rules: dict[str, tuple[timedelta, autopay_rules.RuleInput]] = field(default_factory=dict)
     fetches: bool = False
+    lookup: int | None = None
+    """Which of its sandbox tenant's lookups is set as the subtype lookup right after connecting (0: the subtypes';
+    another: one of its other tables, which does not verify); None: none."""
 
 
 DEMO_PARTNERS = (
     DemoPartner(
         "Northwind IT", "northwind.sandbox", timedelta(hours=9), number_field=NumberField.THIRD_PARTY, fetches=True,
-        rules={
+        lookup=0, rules={
             "Managed Services": (timedelta(days=3, hours=10), autopay_rules.RuleInput(
-                subtype_name="Managed Services", enabled=True, trigger=AutoPayTrigger.ON_DUE_DATE, days=0)),
+                subtype_id=1, enabled=True, trigger=AutoPayTrigger.ON_DUE_DATE, days=0)),
             "Backup": (timedelta(days=6, hours=15), autopay_rules.RuleInput(
-                subtype_name="Backup", enabled=True, trigger=AutoPayTrigger.DAYS_AFTER_DUE, days=3,
+                subtype_id=2, enabled=True, trigger=AutoPayTrigger.DAYS_AFTER_DUE, days=3,
                 max_amount=Decimal("2500.00"))),
         },
     ),
     DemoPartner("Litware Systems", "litware.sandbox", timedelta(days=1, hours=11)),
-    DemoPartner("Tailspin Technologies", "tailspin.sandbox", timedelta(days=2, hours=14)),
+    DemoPartner("Tailspin Technologies", "tailspin.sandbox", timedelta(days=2, hours=14), lookup=2),
     DemoPartner("Contoso Managed Services", "contoso.sandbox", timedelta(days=4, hours=10)),
     DemoPartner("Fabrikam Networks", "fabrikam.sandbox", timedelta(days=6, hours=16),
                 role=IntegrationRole.SECONDARY),
@@ -85,8 +90,12 @@ def _connect(engine: Engine, partner: DemoPartner, *, now: datetime, settings: S
         partner_name=partner.name, app_domain=partner.host, client_id=client_id, client_secret=client_secret,
         invoice_number_field=partner.number_field, integration_role=partner.role,
     )
-    return connections.connect_and_backfill(engine, CS, form, now=now, settings=settings,
-                                            client_factory=factory).partner_id
+    partner_id = connections.connect_and_backfill(engine, CS, form, now=now, settings=settings,
+                                                  client_factory=factory).partner_id
+    if partner.lookup is not None:
+        subtype_names.set_lookup(engine, CS, partner_id, sandbox.lookup_ids(partner.host)[partner.lookup], now=now,
+                                 settings=settings, client_factory=factory)
+    return partner_id
 
 
 def seed(engine: Engine, *, settings: Settings, now: datetime,

@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 import httpx
 
 from core.errors import AuthError, HaloError, HaloUnavailable, PermissionMissing, ProtocolError, RateLimited
-from core.halopsa import auth, paging
+from core.halopsa import auth, lookups, paging
 from core.halopsa.auth import ScopeCheck, Token, TokenCache
 from core.halopsa.config import HaloConfig, TenantProfile
 from core.halopsa.deadline import DeadlineBackend
+from core.halopsa.lookups import SubtypeLookup
 from core.halopsa.network import PinnedBackend, PinnedTransport
 from core.halopsa.paging import ListingReport, Method, Page
 from core.halopsa.ratelimit import Budget, shared_budget
@@ -38,7 +39,7 @@ from core.halopsa.records import (
 from core.halopsa.transport import ClientEvent, ClientStats, Sender
 
 __all__ = ["ClientEvent", "ClientStats", "HaloClient", "HaloConfig", "ListingReport", "Method", "Page", "ScopeCheck",
-           "UnpaidCheck"]
+           "SubtypeLookup", "UnpaidCheck"]
 
 T = TypeVar("T", bound=Customer | Agreement | Invoice)
 
@@ -64,20 +65,6 @@ def _base(url: str) -> str:
     """`https://acme.halopsa.com`, also when given with a trailing slash or the `/api` resource path."""
     base = url.strip().rstrip("/")
     return base[: -len("/api")] if base.lower().endswith("/api") else base
-
-
-def _lookup_names(rows: list[Any]) -> dict[int, str]:
-    """Lookup rows (`id` with `name`, or `value`) -> {id: name}; rows without a positive id or a name are skipped."""
-    names: dict[int, str] = {}
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        halo_id, name = row.get("id"), row.get("name") or row.get("value")
-        if not isinstance(halo_id, int) or isinstance(halo_id, bool) or halo_id <= 0:
-            continue
-        if isinstance(name, str) and name.strip():
-            names[halo_id] = name.strip()
-    return names
 
 
 def _aware(moment: datetime) -> datetime:
@@ -197,7 +184,6 @@ class HaloClient:
         # where tokens come from, and the tenant AuthInfo named: given, or discovered by the first token request
         self._token_endpoint: tuple[str, str | None] | None = (token_url, None) if token_url else None
         self._token_discovered = False
-        self._subtypes: dict[int, str] | None = None
         self._currencies: dict[int, str] | None = None
         self._unpaid_check: UnpaidCheck | None = None
 
@@ -260,9 +246,8 @@ class HaloClient:
                              report=report)
 
     def iter_agreements(self) -> Iterator[Page[Agreement]]:
-        """Agreements (HaloPSA contracts) with subtype names from the lookup."""
-        parse = partial(parse_agreement, subtype_names=self.subtype_names())
-        yield from self._pages("ClientContract", "contracts", parse, {"includeinactive": "true"})
+        """Agreements (HaloPSA contracts), each with its subtype id (names: `subtype_lookup`)."""
+        return self._pages("ClientContract", "contracts", parse_agreement, {"includeinactive": "true"})
 
     def iter_invoices(self, *, created_since: date | None = None,
                       report: ListingReport | None = None) -> Iterator[Page[Invoice]]:
@@ -342,11 +327,21 @@ class HaloClient:
         body = self._get(f"Invoice/{int(halo_id)}", {})
         return None if body is None else parse_invoice(body, self.currency_code)
 
-    def subtype_names(self) -> dict[int, str]:
-        """Agreement subtype id -> name from the lookup (id UNCONFIRMED, hence configurable); {} when unavailable."""
-        if self._subtypes is None:
-            self._subtypes = self._read_subtypes()
-        return dict(self._subtypes)
+    def subtype_lookup(self, lookup_id: int, subtype_ids: Collection[int]) -> SubtypeLookup:
+        """The agreement subtype names lookup `lookup_id` holds, taken only when it is verified (its rows are that
+        lookup's and name every id of `subtype_ids`, those found on the agreements; see core.halopsa.lookups). A
+        lookup HaloPSA does not have, refuses or answers unreadably is not verified, with why; an expired token, a
+        rate limit or HaloPSA being down raise as on any request."""
+        try:
+            body = self._get("Lookup", {"lookupid": lookup_id})
+            if body is None:
+                return lookups.unreadable(lookup_id, "HaloPSA has no such lookup (HTTP 404).")
+            rows, _ = paging.rows_of(body, "lookup")
+        except (AuthError, RateLimited, HaloUnavailable):
+            raise
+        except HaloError as exc:
+            return lookups.unreadable(lookup_id, exc.message)
+        return lookups.verify(rows, lookup_id=lookup_id, subtype_ids=subtype_ids)
 
     def currency_code(self, currency_id: int) -> str | None:
         """The ISO code of HaloPSA's currency `currency_id` (an invoice's `currency_code`), from `/api/Currency`, read
@@ -368,16 +363,6 @@ class HaloClient:
             if isinstance(row, dict) and type(row.get("id")) is int and isinstance(row.get("code"), str):
                 codes[row["id"]] = row["code"]
         return codes
-
-    def _read_subtypes(self) -> dict[int, str]:
-        try:
-            body = self._get("Lookup", {"lookupid": self._config.subtype_lookup_id})
-            rows, _ = paging.rows_of(body, "lookup") if body is not None else ([], None)
-        except (AuthError, RateLimited, HaloUnavailable):
-            raise
-        except HaloError:
-            return {}  # no such lookup, not permitted, unreadable: agreements fall back to "Subtype N"
-        return _lookup_names(rows)
 
     def _pages(
         self, path: str, key: str, parse: Callable[[Any], T], params: Mapping[str, str | int]

@@ -1,4 +1,4 @@
-"""What the HaloPSA client needs to know: paging, rate budget, timeouts, retries and two instance-specific ids.
+"""What the HaloPSA client needs to know: paging, rate budget, timeouts, retries and the unpaid status codes.
 
 The client never reads the app's settings; whoever builds a client (the sync connector, tests, benches) fills one
 of these in. The defaults are hosted HaloPSA's: 300 requests per rolling 5 minutes per tenant (reference 5.1).
@@ -29,7 +29,6 @@ class HaloConfig:
     max_attempts: int = 6
     backoff_cap_s: float = 60.0
     unpaid_payment_statuses: str = "0,1"  # HaloPSA `paymentstatuses` filter for unpaid listings; "" = no filter
-    subtype_lookup_id: int = 58  # the Lookup holding agreement subtype names (UNCONFIRMED, hence configurable)
     allow_local_domains: bool = False  # HALO_ALLOW_LOCAL_DOMAINS: connect to loopback and private addresses too
     max_page_bytes: int = 32 * 2**20  # HALO_MAX_PAGE_MB: the largest answer read (bounded memory)
     request_deadline_s: float = 120.0  # one HTTP exchange (connect, send, the whole answer) ends within this

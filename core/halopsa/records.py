@@ -219,7 +219,6 @@ class Agreement:
     ref: str | None
     customer_halo_id: int | None
     subtype_id: int | None
-    subtype_name: str | None
     type_name: str | None
     start_date: date | None
     end_date: date | None
@@ -281,21 +280,17 @@ def parse_customer(raw: Any) -> Customer:
     return _guard("customer", raw, build)
 
 
-def parse_agreement(raw: Any, subtype_names: dict[int, str] | None = None) -> Agreement:
+def parse_agreement(raw: Any) -> Agreement:
+    """An agreement's subtype is its integer id (`subtype`; 0 or less is none): contract rows carry no subtype name,
+    which only a verified lookup gives (core.halopsa.lookups)."""
     def build(r: dict[str, Any], halo_id: int) -> Agreement:
-        subtype_id = _int(r.get("subtype"))
-        if subtype_id is not None and subtype_id <= 0:
-            subtype_id = None
-        name = _text(r.get("subtype_name"))
-        if name is None and subtype_id is not None:
-            name = (subtype_names or {}).get(subtype_id) or f"Subtype {subtype_id}"
+        subtype_id = _ref_id(r.get("subtype"))
         end = parse_date(r.get("end_date"))
         return Agreement(
             halo_id=halo_id,
             ref=_text(r.get("ref")),
             customer_halo_id=_ref_id(r.get("client_id")),
             subtype_id=subtype_id,
-            subtype_name=name,
             type_name=_text(r.get("contracttype_name")) or _text(r.get("billing_description_string")),
             start_date=parse_date(r.get("start_date")),
             end_date=end,

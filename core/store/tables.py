@@ -139,6 +139,7 @@ class AuditAction(StrEnum):
     SIGN_IN_LOCKED = "sign_in_locked"  # refused unchecked: too many recent failures for the account or the client
     SIGN_OUT = "sign_out"
     TENANT_CHECK = "tenant_check"  # asked for a check of what the partner's HaloPSA supports
+    SUBTYPE_NAMES = "subtype_names"  # the subtype lookup set or cleared, a subtype's name set or cleared
 
 
 class ThrottleScope(StrEnum):
@@ -267,8 +268,7 @@ class Agreement(SQLModel, table=True):
     halo_id: int = big_field()
     ref: str | None = None
     customer_halo_id: int | None = big_field(nullable=True)
-    subtype_id: int | None = big_field(nullable=True)
-    subtype_name: str | None = None
+    subtype_id: int | None = big_field(nullable=True)  # its name: SubtypeName, by partner and id
     type_name: str | None = None
     start_date: date | None = None
     end_date: date | None = None
@@ -310,12 +310,16 @@ class Invoice(SQLModel, table=True):
 
 
 class AutoPayRule(SQLModel, table=True):
-    """Maps one agreement subtype of a partner to a contract-based auto-pay rule."""
+    """Maps one agreement subtype of a partner, by its HaloPSA id, to a contract-based auto-pay rule. `subtype_name`
+    is only the name shown when it was saved (a label, never matched); a rule without a `subtype_id` (one whose name
+    named no single subtype when rules moved to ids, migration 0007) matches nothing until its subtype is picked
+    again."""
 
-    __table_args__ = (UniqueConstraint("partner_id", "subtype_name"),)
+    __table_args__ = (UniqueConstraint("partner_id", "subtype_id"),)
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
-    subtype_name: str
+    subtype_id: int | None = big_field(nullable=True)
+    subtype_name: str | None = None
     enabled: bool = True
     trigger: AutoPayTrigger = enum_field(AutoPayTrigger, AutoPayTrigger.ON_DUE_DATE)
     days: int = 0
@@ -323,6 +327,40 @@ class AutoPayRule(SQLModel, table=True):
     created_by: str
     created_at: datetime = utc_field(nullable=False)
     updated_at: datetime = utc_field(nullable=False)
+
+
+class SubtypeLookupState(StrEnum):
+    """What the last check of a partner's subtype lookup found (core.halopsa.lookups)."""
+
+    UNCHECKED = "unchecked"  # set, and not checked since (HaloPSA could not be asked then)
+    VERIFIED = "verified"  # its rows are that lookup's and name every subtype id on the agreements
+    UNVERIFIED = "unverified"  # no names taken from it; `SubtypeLookup.finding` says why
+
+
+class SubtypeLookup(SQLModel, table=True):
+    """Which of its HaloPSA's lookups names a partner's agreement subtypes (lookup ids differ per tenant, so there is
+    none until someone sets it), and what its last check found."""
+
+    partner_id: int = Field(foreign_key="partner.id", primary_key=True)
+    lookup_id: int | None = None
+    state: SubtypeLookupState = enum_field(SubtypeLookupState, SubtypeLookupState.UNCHECKED)
+    finding: str = ""  # the last check in plain words
+    checked_at: datetime | None = utc_field()
+    set_by: str
+    set_at: datetime = utc_field(nullable=False)
+
+
+class SubtypeName(SQLModel, table=True):
+    """The name of one agreement subtype of a partner: the one its lookup gave (verified by the last check, or kept
+    from before it and marked not verified) and a name set in the console, which wins."""
+
+    partner_id: int = Field(foreign_key="partner.id", primary_key=True)
+    subtype_id: int = Field(sa_column=Column(Int64, primary_key=True, autoincrement=False))
+    lookup_name: str | None = None
+    lookup_verified: bool = False
+    override_name: str | None = None
+    override_by: str | None = None
+    override_at: datetime | None = utc_field()
 
 
 class RunCounters(SQLModel):
@@ -535,4 +573,6 @@ SESSION_TABLE = _table(ConsoleSession)
 THROTTLE_TABLE = _table(SignInThrottle)
 LISTING_TABLE = _table(ListingChoice)
 PROBE_TABLE = _table(TenantProbe)
+SUBTYPE_LOOKUP_TABLE = _table(SubtypeLookup)
+SUBTYPE_NAME_TABLE = _table(SubtypeName)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)

@@ -52,7 +52,7 @@ from core.store.tables import (
     RunStatus,
     RunTrigger,
 )
-from core.sync import cooldowns, jobs, listings, probes, runs, window
+from core.sync import cooldowns, jobs, listings, probes, runs, subtypes, window
 from core.sync.connector import ClientFactory
 from core.sync.jobs import ClaimedJob, JobCancelled
 from core.sync.runs import ProgressFn, RunResult
@@ -130,6 +130,7 @@ class RunContext:
     client: HaloClient | None = None
     tally: RunCounters = field(default_factory=RunCounters)
     seen_invoice_ids: set[int] = field(default_factory=set)
+    seen_subtype_ids: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # how each listing was read and what it cost: the run's message
     started: float = field(default_factory=time.monotonic)
 
@@ -217,6 +218,8 @@ def _store_page(ctx: RunContext, stream: Stream, found: list[Any], errors: list[
     found = stream.keep(ctx.connection, found)
     if stream.entity == Entity.INVOICE:
         ctx.seen_invoice_ids.update([record.halo_id for record in found])
+    elif stream.entity == Entity.AGREEMENT:
+        ctx.seen_subtype_ids.update(record.subtype_id for record in found if record.subtype_id is not None)
     tally = ctx.tally
     tally.pages += 1
     if ctx.client is not None:
@@ -245,6 +248,17 @@ def _sync_pages(ctx: RunContext, stream: Stream, pages: Iterable[Any]) -> None:
     for page in pages:
         _store_page(ctx, stream, page.records, page.errors)
         ctx.check_stop()
+    if stream.entity == Entity.AGREEMENT:  # always read whole: every subtype id the tenant's agreements use
+        _check_subtype_lookup(ctx)
+
+
+def _check_subtype_lookup(ctx: RunContext) -> None:
+    """Check the partner's subtype lookup (when one is set) against the subtype ids the agreements showed; a lookup
+    that is not verified is named in the run's message, with why."""
+    assert ctx.client is not None
+    result = subtypes.check(ctx.engine, ctx.client, ctx.partner_id, ctx.seen_subtype_ids, now=ctx.now)
+    if result is not None and not result.verified:
+        ctx.notes.append(f"Agreement subtype names: {result.finding}")
 
 
 def _local_unpaid(ctx: RunContext) -> set[int]:

@@ -29,8 +29,7 @@ class Entity(StrEnum):
 
 CUSTOMER_FIELDS = ("name", "inactive", "billing_email", "currency", "halo_last_modified")
 AGREEMENT_FIELDS = (
-    "ref", "customer_halo_id", "subtype_id", "subtype_name", "type_name", "start_date", "end_date", "active",
-    "halo_last_modified",
+    "ref", "customer_halo_id", "subtype_id", "type_name", "start_date", "end_date", "active", "halo_last_modified",
 )
 INVOICE_FIELDS = (
     "invoice_number", "third_party_number", "display_number", "number_is_fallback", "customer_halo_id",
@@ -109,7 +108,7 @@ def customer_row(record: records.Customer) -> dict[str, Any]:
 def agreement_row(record: records.Agreement) -> dict[str, Any]:
     return {
         "halo_id": record.halo_id, "ref": record.ref, "customer_halo_id": record.customer_halo_id,
-        "subtype_id": record.subtype_id, "subtype_name": record.subtype_name, "type_name": record.type_name,
+        "subtype_id": record.subtype_id, "type_name": record.type_name,
         "start_date": record.start_date, "end_date": record.end_date, "active": record.active,
         "halo_last_modified": record.last_modified,
     }

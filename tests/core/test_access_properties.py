@@ -30,9 +30,9 @@ from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from core.access import Principal
-from core.actions import autopay_rules, fetches
+from core.actions import autopay_rules, fetches, subtype_names
 from core.actions import connect as connections
-from core.console import adoption, agreements, audit_log, exports, overview, partners, status, syncs
+from core.console import adoption, agreements, audit_log, exports, overview, partners, status, subtypes, syncs
 from core.console import connection as connection_screen
 from core.console import invoices as invoices_screen
 from core.errors import AccessDenied, ConsoleError, NotFound
@@ -47,10 +47,11 @@ from halo_emulator import HaloEmulator
 from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
 from tests.support.factories import add_partner, add_rule, add_run
+from tests.support.subtype_names import name_subtypes
 
 PREFIXES = {"Acme": ("Acme MSP", IntegrationRole.PRIMARY), "Globex": ("Globex Partners", IntegrationRole.SECONDARY),
             "Initech": ("Initech Systems", IntegrationRole.PRIMARY)}
-SUBTYPES = ["Managed Services", "Backup", "Break-fix"]
+SUBTYPE_IDS = [1, 2, 3]
 MISSING_PARTNER = 9999
 NEW_PARTNER = "Umbrella Holdings"
 _NEW_NAMES = itertools.count(1)
@@ -72,7 +73,7 @@ class World:
         return {
             "name": [PREFIXES[prefix][0]],
             "rows": [f"{prefix}-INV-", f"{prefix} Customer", f"{prefix}-AGR-", f"{prefix} audit detail",
-                     f"{prefix} run error"],
+                     f"{prefix} run error", f"{prefix} subtype"],
             "connection": [f"{prefix.lower()}-client-id", f"{prefix.lower()}.sandbox"],
             "secret": [secret_of(prefix)],
         }
@@ -89,8 +90,8 @@ def _fill(engine: Any, partner_id: int, prefix: str) -> None:
                                   billing_email=f"ap{i}@{prefix.lower()}.example", currency="USD", last_modified=NOW)
                  for i in range(1, 4)]
     agreements = [records.Agreement(halo_id=9000 + i, ref=f"{prefix}-AGR-{i}", customer_halo_id=9000 + i, subtype_id=i,
-                                    subtype_name=SUBTYPES[i - 1], type_name="Recurring", start_date=date(2026, 1, 1),
-                                    end_date=None, active=True, last_modified=NOW) for i in range(1, 4)]
+                                    type_name="Recurring", start_date=date(2026, 1, 1), end_date=None, active=True,
+                                    last_modified=NOW) for i in SUBTYPE_IDS]
     build = streams.invoice_row_factory(NumberField.THIRD_PARTY)
     invoices = [build(records.Invoice(
         halo_id=100 + i, invoice_number=str(100 + i), third_party_number=f"{prefix}-INV-{i:04d}",
@@ -108,6 +109,7 @@ def _fill(engine: Any, partner_id: int, prefix: str) -> None:
                             now=NOW)
         audit.record(conn, actor="cs@example.com", action="connect", partner_id=partner_id, now=NOW,
                      detail=f"{prefix} audit detail")
+    name_subtypes(engine, partner_id, {i: f"{prefix} subtype {i}" for i in SUBTYPE_IDS}, now=NOW)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +131,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         for hours, outcome in ((30, RunStatus.SUCCEEDED), (5, RunStatus.PARTIAL), (2, RunStatus.FAILED)):
             add_run(engine, settings, partner_id, at=NOW - timedelta(hours=hours), status=outcome, record_errors=2,
                     error=f"{prefix} run error" if outcome == RunStatus.FAILED else None)
-        add_rule(engine, partner_id, "Backup", at=NOW - timedelta(days=1))
+        add_rule(engine, partner_id, 2, at=NOW - timedelta(days=1))
     assert list(ids.values()) == [1, 2, 3]  # the ids the principal strategy draws from
     yield World(engine, settings, ids, emulators)
     engine.dispose()
@@ -176,7 +178,7 @@ def _run_id(data: st.DataObject) -> int:
 
 
 def _rule(data: st.DataObject) -> autopay_rules.RuleInput:
-    return autopay_rules.RuleInput(data.draw(st.sampled_from([*SUBTYPES, "Unknown subtype"]), label="subtype"),
+    return autopay_rules.RuleInput(data.draw(st.sampled_from([*SUBTYPE_IDS, 9]), label="subtype"),
                              trigger="days_after_due", days=data.draw(st.integers(0, 30), label="days"),
                              max_amount=data.draw(st.sampled_from([None, Decimal("50.00")]), label="max"))
 
@@ -225,7 +227,21 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                           lambda w, p, pid, d: autopay_rules.save_rule(w.engine, p, pid, _rule(d), now=NOW)),
     "core.actions.autopay_rules.delete_rule": ((Role.CS, Role.PARTNER), True,
                                                lambda w, p, pid, d: autopay_rules.delete_rule(
-        w.engine, p, pid, d.draw(st.sampled_from(SUBTYPES), label="subtype"), now=NOW)),
+        w.engine, p, pid, d.draw(st.integers(1, 5), label="rule id"), now=NOW)),
+    "core.actions.autopay_rules.assign_subtype": ((Role.CS, Role.PARTNER), True,
+                                                  lambda w, p, pid, d: autopay_rules.assign_subtype(
+        w.engine, p, pid, d.draw(st.integers(1, 5), label="rule id"),
+        d.draw(st.sampled_from([*SUBTYPE_IDS, 9]), label="subtype"), now=NOW)),
+    "core.actions.subtype_names.set_lookup": ((Role.CS, Role.PARTNER), True,
+                                              lambda w, p, pid, d: subtype_names.set_lookup(
+        w.engine, p, pid, d.draw(st.sampled_from([None, 58, *(e.subtype_lookup_id for e in w.emulators.values())]),
+                                 label="lookup id"), now=NOW, settings=w.settings, client_factory=w.factory())),
+    "core.actions.subtype_names.set_name": ((Role.CS, Role.PARTNER), True,
+                                            lambda w, p, pid, d: subtype_names.set_name(
+        w.engine, p, pid, d.draw(st.sampled_from([*SUBTYPE_IDS, 9]), label="subtype"),
+        d.draw(st.sampled_from(["", "Renamed"]), label="name"), now=NOW)),
+    "core.console.subtypes.subtype_names": ((Role.CS, Role.PARTNER), True,
+                                            lambda w, p, pid, d: subtypes.subtype_names(w.engine, p, pid)),
     "core.console.agreements.list_rules": ((Role.CS, Role.PARTNER), True,
         lambda w, p, pid, d: agreements.list_rules(w.engine, p, pid)),
     "core.console.agreements.subtype_summary": ((Role.CS, Role.PARTNER), True,

@@ -63,7 +63,7 @@ def as_expected(row: dict) -> dict:
     return {"halo_id": row["halo_id"], "number": row["number"], "total": cents(row["total"]),
             "amount_due": cents(row["amount_due"]), "amount_paid": cents(row["amount_paid"]), "status": row["status"],
             "due_date": row["due_date"], "agreement_ref": row["agreement_ref"],
-            "agreement_subtype": row["agreement_subtype"]}
+            "agreement_subtype_id": row["agreement_subtype_id"]}
 
 
 def test_connect_status_invoices_then_incremental_syncs_and_cooldowns(tenant, tmp_path):

@@ -151,11 +151,12 @@ def partner_with_agreements(engine, settings):
 def typed_rules(draw: st.DrawFn) -> dict[str, Any]:
     """What the Agreements page's widgets hold: a valid rule with some fields replaced by anything typed."""
     trigger = draw(st.sampled_from(autopay_rules.TRIGGERS))
-    values = {"subtype": draw(st.sampled_from(["Managed Services", "Backup"])), "enabled": draw(st.booleans()),
+    values = {"subtype": draw(st.sampled_from([1, 2])), "enabled": draw(st.booleans()),
               "trigger": trigger,
               "days": 0 if trigger == "on_due_date" else draw(st.integers(0, autopay_rules.MAX_DAYS)),
               "max_text": draw(st.sampled_from(["", "2500", "2,500.00", "999999999.99", "0.5"]))}
-    fuzz = {"subtype": maybe(st.sampled_from([" Backup", "", "Break-fix"])), "trigger": st.text(max_size=20),
+    fuzz = {"subtype": st.one_of(st.integers(-(2**64), 2**64), st.sampled_from([True, "1", " Backup", 2.0])),
+            "trigger": st.text(max_size=20),
             "days": st.integers(-(10**6), 10**6),
             "max_text": maybe(st.sampled_from(["0", "-5", "0.001", "1e3", "NaN", "Infinity", "1e999999999", "1_000",
                                                "1000000000", "12..5"]))}
@@ -175,12 +176,12 @@ def test_an_auto_pay_rule_as_typed_is_saved_or_refused_with_nothing_saved(engine
         autopay_rules.save_rule(engine, CS, partner_with_agreements, rule, now=NOW)
     except BadInput as refused:
         event(f"refused: {refused.field}")
-        assert refused.message.strip() and refused.field in ("subtype_name", "trigger", "days", "max_amount")
+        assert refused.message.strip() and refused.field in ("subtype_id", "trigger", "days", "max_amount")
         assert snapshot(engine) == before
         return
     event("saved")
     assert preview.covered_count + preview.excluded_count == 1  # the subtype's one invoice, one way or the other
-    saved = {r.subtype_name: r for r in agreements.list_rules(engine, CS, partner_with_agreements)}[subtype]
+    saved = {r.subtype_id: r for r in agreements.list_rules(engine, CS, partner_with_agreements)}[subtype]
     assert (saved.trigger, saved.days, saved.max_amount, saved.enabled) == (trigger, days, rule.max_amount, enabled)
 
 
@@ -190,7 +191,7 @@ def test_an_auto_pay_rule_as_typed_is_saved_or_refused_with_nothing_saved(engine
        trigger=st.sampled_from(autopay_rules.TRIGGERS))
 def test_any_rule_value_is_valid_or_a_bad_input_never_a_crash(max_amount, days, trigger):
     try:
-        autopay_rules.validate(autopay_rules.RuleInput("Backup", True, trigger, days, max_amount))
+        autopay_rules.validate(autopay_rules.RuleInput(2, True, trigger, days, max_amount))
     except BadInput as refused:
         assert refused.message.strip()
         return
@@ -205,7 +206,7 @@ def test_any_rule_value_is_valid_or_a_bad_input_never_a_crash(max_amount, days, 
     invoices_screen.Filters,
     search=st.text(max_size=30),
     customer_halo_id=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
-    subtype=st.one_of(st.none(), maybe(st.sampled_from(["Backup", "Managed Services"]))),
+    subtype=st.one_of(st.none(), st.sampled_from([1, 2]), st.integers(-(2**64), 2**64)),
     aging=st.one_of(st.none(), maybe(st.sampled_from(invoices_screen.AGING_BUCKETS))),
     eligibility=st.one_of(st.none(), maybe(st.sampled_from(agreements.ELIGIBILITY_CHOICES))),
     sort=maybe(st.sampled_from(list(invoices_screen.SORTS))),
@@ -217,7 +218,7 @@ def test_any_invoice_filter_pages_the_matching_rows_or_is_refused(engine, partne
         result = invoices_screen.page(engine, CS, partner_with_agreements, filters, now=NOW, page=page,
                                     page_size=page_size)
     except BadInput as refused:
-        assert refused.message.strip() and refused.field in ("aging", "eligibility", "sort", "page_size")
+        assert refused.message.strip() and refused.field in ("aging", "eligibility", "sort", "page_size", "subtype_id")
         return
     assert 1 <= result.page <= result.pages and len(result.rows) <= page_size
     assert invoices_screen.export_csv(engine, CS, partner_with_agreements, filters, now=NOW).rows == result.total_rows
@@ -316,7 +317,7 @@ def test_any_command_line_exits_0_2_3_or_4_with_a_message_and_never_a_traceback(
 
 @fuzz(100)
 @given(name=st.sampled_from(["HALO_PAGE_SIZE", "HALO_RATE_LIMIT", "HALO_RATE_WINDOW_S", "HALO_CONSOLE_NOW",
-                             "HALO_COOLDOWN_NEW_DATA_S", "HALO_SUBTYPE_LOOKUP_ID", "HALO_MAX_ATTEMPTS"]),
+                             "HALO_COOLDOWN_NEW_DATA_S", "HALO_LEASE_S", "HALO_MAX_ATTEMPTS"]),
        value=st.text(min_size=1, max_size=12).filter(lambda v: "\x00" not in v))
 def test_bad_configuration_is_exit_2_with_the_variable_named_never_a_traceback(cli_env, capsys, monkeypatch, name,
                                                                                value):

@@ -429,7 +429,8 @@ def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
         "Connection": lambda: expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible(),
         "Syncs": lambda: expect(_availability(ui, "Fetch unpaid invoices")).to_be_visible(),
         "Invoices": lambda: expect(ui.metric("Unpaid invoices")).not_to_have_text("0"),
-        "Agreements": lambda: expect(ui.main().get_by_text("Managed Services:", exact=False).first).to_be_visible(),
+        "Agreements": lambda: expect(
+            ui.main().get_by_text("Managed Services (id 1):", exact=False).first).to_be_visible(),
         "Adoption": lambda: expect(ui.main().get_by_role("heading", name="Activation funnel")).to_be_visible(),
         "Audit log": lambda: expect(ui.main().get_by_text(re.compile(r"^\d[\d,]* matching events"))).to_be_visible(),
     }
@@ -545,8 +546,8 @@ def test_partner_user_sees_only_its_own_partner_and_live_timers(ui: UI, tmp_path
     ui.open("Invoices", "Invoices")
     assert _unpaid_count(ui) > 0
     ui.open("Agreements", "Agreements and auto-pay")
-    for subtype in ("Managed Services", "Backup"):  # the rules the demo saved for Northwind
-        expect(ui.main().get_by_text(re.compile(rf"^{subtype}: "))).to_be_visible()
+    for subtype in ("Managed Services (id 1)", "Backup (id 2)"):  # the rules the demo saved for Northwind
+        expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: "))).to_be_visible()
     ui.assert_clean()
 
 

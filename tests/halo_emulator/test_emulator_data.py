@@ -142,7 +142,8 @@ def test_every_row_reads_with_the_sync_parser(small_emu: HaloEmulator) -> None:
     for client in small_emu.clients.values():
         assert parse_customer(client).halo_id == client["id"]
     for contract in small_emu.contracts.values():
-        agreement = parse_agreement(contract, {1: "Managed Services"})
+        agreement = parse_agreement(contract)
+        assert agreement.subtype_id == contract["subtype"]
         assert agreement.customer_halo_id == contract["client_id"]
         assert agreement.end_date is None or contract["end_date"] != OPEN_END
     for row in small_emu.invoices.values():

@@ -317,12 +317,45 @@ def test_unknown_routes_are_404(api: Api, small_emu: HaloEmulator) -> None:
     assert client.get("/api/Invoice/1/extra").status_code == 404
 
 
-def test_lookup_lists_agreement_subtypes(api: Api) -> None:
+def test_lookup_lists_agreement_subtypes_at_the_configured_id(api: Api) -> None:
     emu = HaloEmulator(invoices=10, subtype_lookup_id=77)
     client = api(emu)
-    names = [row["name"] for row in client.get("/api/Lookup", params={"lookupid": 77}).json()]
-    assert names[:4] == ["Managed Services", "Backup", "Microsoft 365", "Break-fix"]
+    rows = client.get("/api/Lookup", params={"lookupid": 77}).json()
+    assert [row["name"] for row in rows][:4] == ["Managed Services", "Backup", "Microsoft 365", "Break-fix"]
+    assert {row["lookupid"] for row in rows} == {77} and emu.subtype_lookup_id == 77
     assert client.get("/api/Lookup", params={"lookupid": 58}).json() == []
+
+
+def test_the_subtype_lookup_id_differs_per_tenant_and_seed_and_is_never_58() -> None:
+    """Lookup ids differ per tenant (reference 11): by default each tenant's is drawn from its seed and name."""
+    ids = {HaloEmulator(invoices=10, seed=seed, tenant=tenant).subtype_lookup_id
+           for seed in range(1, 21) for tenant in (None, "acme", "globex")}
+    assert len(ids) > 20 and 58 not in ids
+    assert HaloEmulator(invoices=10, seed=3, tenant="acme").subtype_lookup_id == \
+        HaloEmulator(invoices=10, seed=3, tenant="acme").subtype_lookup_id  # stable for one tenant
+
+
+def test_other_lookup_tables_are_served_at_their_own_ids_with_their_own_lookupid(api: Api) -> None:
+    emu = HaloEmulator(invoices=10, seed=5)
+    client = api(emu)
+    subtypes, *others = emu.config.lookup_ids
+    assert len(set(emu.config.lookup_ids)) == 4 and 58 not in emu.config.lookup_ids
+    for other in others:
+        rows = client.get("/api/Lookup", params={"lookupid": other}).json()
+        assert rows and {row["lookupid"] for row in rows} == {other}
+        assert not {row["name"] for row in rows} & {"Managed Services", "Backup"}
+    priorities = client.get("/api/Lookup", params={"lookupid": others[0]}).json()
+    assert [row["id"] for row in priorities] == [1, 2, 3, 4]  # the same row ids as four subtypes
+
+
+def test_a_tenant_whose_lookup_ignores_the_id_answers_another_table(api: Api) -> None:
+    emu = HaloEmulator(invoices=10, lookup_ignores_id=True)
+    client = api(emu)
+    subtypes, first_other, *_ = emu.config.lookup_ids
+    for asked in (subtypes, first_other, 58):
+        rows = client.get("/api/Lookup", params={"lookupid": asked}).json()
+        assert {row["lookupid"] for row in rows} == {first_other}
+        assert "Managed Services" not in {row["name"] for row in rows}
 
 
 # ---- writes --------------------------------------------------------------------------------------------------------

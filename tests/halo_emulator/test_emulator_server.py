@@ -39,7 +39,8 @@ def test_reference_requests_over_the_socket(served: tuple[HaloEmulator, Emulator
     assert page.headers["content-type"].startswith("application/json")
     contracts = client.get("/api/ClientContract", params={**first_page, "includeinactive": "true"})
     assert contracts.json()["record_count"] == len(emu.contracts)
-    assert [s["name"] for s in client.get("/api/Lookup", params={"lookupid": 58}).json()][0] == "Managed Services"
+    lookup = {"lookupid": emu.subtype_lookup_id}
+    assert [s["name"] for s in client.get("/api/Lookup", params=lookup).json()][0] == "Managed Services"
     webhook = client.post("/api/Webhook", json=[{"name": "AP", "url": "https://pay.example/hook"}]).json()
     assert client.get("/api/Webhook").json() == [webhook]
     assert client.delete(f"/api/Webhook/{webhook['id']}").status_code == 200

@@ -15,10 +15,11 @@ from core.store import tables, upserts
 from core.store.tables import NumberField, RunKind, RunStatus
 from core.sync import runs, streams
 from tests.support.clock import NOW
+from tests.support.subtype_names import name_subtypes
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 PASSWORD = "test-password"
-SUBTYPES = ["Managed Services", "Backup", "Break-fix"]
+SUBTYPES = {1: "Managed Services", 2: "Backup", 3: "Break-fix"}  # subtype id -> name, from a verified lookup
 
 
 def session_cookie(engine: Engine, settings: Settings, email: str, *, password: str = PASSWORD) -> str:
@@ -34,8 +35,8 @@ def fill_partner(engine: Engine, settings: Settings, partner_id: int, prefix: st
                                   billing_email=f"ap{i}@{prefix.lower()}.example", currency="USD",
                                   last_modified=NOW) for i in range(1, 6)]
     agreements = [records.Agreement(halo_id=i, ref=f"{prefix}-AGR-{i}", customer_halo_id=i, subtype_id=i % 3 + 1,
-                                    subtype_name=SUBTYPES[i % 3], type_name="Recurring", start_date=date(2026, 1, 1),
-                                    end_date=None, active=True, last_modified=NOW) for i in range(1, 6)]
+                                    type_name="Recurring", start_date=date(2026, 1, 1), end_date=None, active=True,
+                                    last_modified=NOW) for i in range(1, 6)]
     build = streams.invoice_row_factory(NumberField.THIRD_PARTY)
     invoice_rows = []
     for i in range(1, invoices + 1):
@@ -55,6 +56,7 @@ def fill_partner(engine: Engine, settings: Settings, partner_id: int, prefix: st
                             [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=NOW)
         upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoice_rows,
                             partner_id=partner_id, now=NOW)
+    name_subtypes(engine, partner_id, SUBTYPES, now=NOW)
     for hours_ago, kind, status in [(30, RunKind.BACKFILL, RunStatus.SUCCEEDED),
                                     (3, RunKind.SCHEDULED, RunStatus.PARTIAL),
                                     (2, RunKind.SCHEDULED, RunStatus.FAILED),

@@ -22,6 +22,7 @@ from core.store.tables import (
     RunStatus,
 )
 from core.sync import cooldowns, runs, streams
+from tests.support.subtype_names import name_subtypes
 
 
 def add_partner(
@@ -84,23 +85,28 @@ def add_run(
     return run_id
 
 
-def add_rule(engine: Engine, partner_id: int, subtype: str, *, at: datetime, enabled: bool = True) -> None:
-    """An auto-pay rule row for one agreement subtype, created at `at`."""
+def add_rule(engine: Engine, partner_id: int, subtype_id: int, *, at: datetime, enabled: bool = True,
+             label: str | None = None) -> None:
+    """An auto-pay rule row for one agreement subtype (by its HaloPSA id), created at `at`."""
     with engine.begin() as conn:
         conn.execute(AutoPayRule.__table__.insert().values(
-            partner_id=partner_id, subtype_name=subtype, enabled=enabled, created_by="tests", created_at=at,
-            updated_at=at,
+            partner_id=partner_id, subtype_id=subtype_id, subtype_name=label, enabled=enabled, created_by="tests",
+            created_at=at, updated_at=at,
         ))
 
 
-def add_agreements(engine: Engine, partner_id: int, subtypes: list[str], *, now: datetime) -> None:
-    """One agreement per subtype name, HaloPSA ids 1, 2, … in order, written through the real upserts."""
-    agreements = [records.Agreement(halo_id=i, ref=f"AGR-{i}", customer_halo_id=1, subtype_id=i, subtype_name=name,
+def add_agreements(engine: Engine, partner_id: int, subtypes: list[str], *, now: datetime) -> dict[str, int]:
+    """One agreement per entry, HaloPSA ids 1, 2, … in order, written through the real upserts; each distinct subtype
+    name gets a subtype id (1, 2, … in order of first appearance), named by a verified lookup. Returns name -> id."""
+    ids = {name: number for number, name in enumerate(dict.fromkeys(subtypes), start=1)}
+    agreements = [records.Agreement(halo_id=i, ref=f"AGR-{i}", customer_halo_id=1, subtype_id=ids[name],
                                     type_name="Recurring", start_date=None, end_date=None, active=True,
                                     last_modified=now) for i, name in enumerate(subtypes, start=1)]
     with engine.begin() as conn:
         upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
                             [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
+    name_subtypes(engine, partner_id, {number: name for name, number in ids.items()}, now=now)
+    return ids
 
 
 def add_invoices(engine: Engine, partner_id: int, invoices: list[tuple[int | None, int, int]], *, now: datetime,

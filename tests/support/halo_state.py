@@ -12,7 +12,6 @@ from core.store.tables import AGREEMENT_TABLE, INVOICE_TABLE
 from halo_emulator import HaloEmulator
 
 UNPAID = ("unpaid", "partially_paid")
-SUBTYPES = {1: "Managed Services", 2: "Backup", 3: "Microsoft 365", 4: "Break-fix", 5: "Security", 6: "VoIP"}
 
 
 def cents(value: Any) -> int:
@@ -40,7 +39,7 @@ def expected_invoice(row: dict[str, Any], contracts: dict[int, dict[str, Any]], 
         "amount_paid": cents(row.get("amountpaid") or 0), "status": expected_status(row),
         "due_date": (row.get("duedate") or "")[:10] or None,
         "agreement_ref": (row.get("contract_ref") or None) if contract else None,
-        "agreement_subtype": SUBTYPES.get(contract["subtype"]) if contract else None,
+        "agreement_subtype_id": (contract["subtype"] or None) if contract else None,
     }
 
 
@@ -53,7 +52,7 @@ def expected_unpaid_invoices(emu: HaloEmulator) -> dict[int, dict[str, Any]]:
     """What Fetch unpaid invoices stores for a partner never synced before: every invoice with money due that is not
     voided (unpaid, partly paid, and drafts stored as such), with no agreement subtype (it reads no agreements)."""
     expected = expected_invoices(emu)
-    return {i: {**row, "agreement_subtype": None} for i, row in expected.items()
+    return {i: {**row, "agreement_subtype_id": None} for i, row in expected.items()
             if row["amount_due"] > 0 and row["status"] != "voided"}
 
 
@@ -61,7 +60,7 @@ def stored_invoices(engine: Engine, partner_id: int) -> dict[int, dict[str, Any]
     inv, agr = INVOICE_TABLE.c, AGREEMENT_TABLE.c
     query = (
         select(inv.halo_id, inv.display_number, inv.total_cents, inv.amount_due_cents, inv.amount_paid_cents,
-               inv.status, inv.due_date, inv.agreement_ref, agr.subtype_name)
+               inv.status, inv.due_date, inv.agreement_ref, agr.subtype_id)
         .select_from(INVOICE_TABLE.outerjoin(
             AGREEMENT_TABLE, (agr.partner_id == inv.partner_id) & (agr.halo_id == inv.agreement_halo_id)))
         .where(inv.partner_id == partner_id)
@@ -73,7 +72,7 @@ def stored_invoices(engine: Engine, partner_id: int) -> dict[int, dict[str, Any]
         r.halo_id: {"halo_id": r.halo_id, "number": r.display_number, "total": r.total_cents,
                     "amount_due": r.amount_due_cents, "amount_paid": r.amount_paid_cents, "status": r.status,
                     "due_date": r.due_date.isoformat() if r.due_date else None,
-                    "agreement_ref": r.agreement_ref, "agreement_subtype": r.subtype_name}
+                    "agreement_ref": r.agreement_ref, "agreement_subtype_id": r.subtype_id}
         for r in rows
     }
 

@@ -12,11 +12,12 @@ from core.store import tables, upserts
 from core.store.tables import NumberField
 from core.sync import streams
 from tests.support.clock import NOW
+from tests.support.subtype_names import name_subtypes
 
 CUSTOMERS = {1: "Alpha Co", 2: "=HYPERLINK(\"http://evil.example\")", 3: "Gamma Ltd"}
-# halo_id: (ref, subtype, active)
-AGREEMENTS = {1: ("MS-1", "Managed Services", True), 2: ("BK-2", "Backup", True),
-              3: ("MS-3", "Managed Services", False)}
+SUBTYPES = {1: "Managed Services", 2: "Backup"}  # subtype id -> name, from a verified lookup
+# halo_id: (ref, subtype id, active)
+AGREEMENTS = {1: ("MS-1", 1, True), 2: ("BK-2", 2, True), 3: ("MS-3", 1, False)}
 
 
 def invoice(halo_id: int, *, agreement: int | None = 1, customer: int = 1, due: date | None, total: int,
@@ -51,9 +52,9 @@ def add_book(engine: Engine, partner_id: int, invoices: list[records.Invoice] | 
              number_field: NumberField = NumberField.THIRD_PARTY) -> None:
     customers = [records.Customer(halo_id=i, name=name, inactive=False, billing_email=None, currency="USD",
                                   last_modified=NOW) for i, name in CUSTOMERS.items()]
-    agreements = [records.Agreement(halo_id=i, ref=ref, customer_halo_id=1, subtype_id=i, subtype_name=subtype,
+    agreements = [records.Agreement(halo_id=i, ref=ref, customer_halo_id=1, subtype_id=subtype_id,
                                     type_name="Recurring", start_date=date(2026, 1, 1), end_date=None, active=active,
-                                    last_modified=NOW) for i, (ref, subtype, active) in AGREEMENTS.items()]
+                                    last_modified=NOW) for i, (ref, subtype_id, active) in AGREEMENTS.items()]
     build = streams.invoice_row_factory(number_field)
     with engine.begin() as conn:
         upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, streams.CUSTOMER_FIELDS,
@@ -63,3 +64,4 @@ def add_book(engine: Engine, partner_id: int, invoices: list[records.Invoice] | 
         upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS,
                             [build(i) for i in (BOOK if invoices is None else invoices)], partner_id=partner_id,
                             now=NOW)
+    name_subtypes(engine, partner_id, SUBTYPES, now=NOW)

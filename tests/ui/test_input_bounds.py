@@ -14,6 +14,7 @@ from tests.support.markdown import plain_text
 
 # which limit each text input takes, by key; a text input missing here fails the first test
 TEXT_FIELDS = {"invoices.search": "search", "overview.search": "search", "agreements.max_amount": "max_amount",
+               "agreements.name": "subtype_name",
                **{f"connection.{name}": name
                   for name in ("partner_name", "app_domain", "client_id", "client_secret", "tenant")}}
 HUGE = "%" * 60_000
@@ -36,7 +37,8 @@ def test_every_text_and_number_input_is_bounded(app_as):
         for widget in at.number_input:
             assert widget.proto.has_min and widget.proto.has_max, widget.key
             seen.add(widget.key)
-    assert set(TEXT_FIELDS) <= seen and {"audit.page", "invoices.page", "syncs.page", "agreements.days"} <= seen
+    assert set(TEXT_FIELDS) <= seen and {"audit.page", "invoices.page", "syncs.page", "agreements.days",
+                                         "agreements.lookup_id"} <= seen
 
 
 def _note(at, field):
@@ -46,7 +48,8 @@ def _note(at, field):
 
 @pytest.mark.parametrize(("account", "page", "key"), [("acme", "invoices", "invoices.search"),
                                                       ("cs", "overview", "overview.search"),
-                                                      ("acme", "agreements", "agreements.max_amount")])
+                                                      ("acme", "agreements", "agreements.max_amount"),
+                                                      ("acme", "agreements", "agreements.name")])
 def test_a_60000_character_value_is_cut_at_the_limit_with_a_note(app_as, engine, account, page, key):
     at = app_as(account).switch_page(f"pages/{page}.py").run()
     before = _saved(engine)

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 
 from core.access import PAGES, Principal
+from core.console import agreements
 from core.demo import sandbox
 from core.halopsa import records
 from core.store import audit, tables, upserts
@@ -28,6 +29,7 @@ from tests.support.console_db import APP, PASSWORD
 from tests.support.factories import add_partner
 from tests.support.markdown import markup, plain_text
 from tests.support.page_tree import strings
+from tests.support.subtype_names import name_subtypes
 
 PAYLOAD = ('![t](http://evil.test/t.png) [c](http://evil.test/c) <img src=http://evil.test/i> '
            '<a href="http://evil.test/a">a</a> <http://evil.test/l> http://evil.test/b www.evil.test x@evil.test '
@@ -47,9 +49,8 @@ def _records(partner_id: int, engine: Any) -> None:
     customers = [records.Customer(halo_id=i, name=f"{PAYLOAD} {i}", inactive=False, billing_email=f"a{i}@evil.test",
                                   currency=PAYLOAD, last_modified=NOW) for i in (1, 2)]
     agreements = [records.Agreement(halo_id=i, ref=f"{PAYLOAD} {i}", customer_halo_id=i, subtype_id=i,
-                                    subtype_name=PAYLOAD if i == 1 else f"Backup {PAYLOAD}", type_name=PAYLOAD,
-                                    start_date=date(2026, 1, 1), end_date=None, active=True, last_modified=NOW)
-                  for i in (1, 2)]
+                                    type_name=PAYLOAD, start_date=date(2026, 1, 1), end_date=None, active=True,
+                                    last_modified=NOW) for i in (1, 2)]
     build = streams.invoice_row_factory(NumberField.THIRD_PARTY)
     invoices = [build(records.Invoice(
         halo_id=100 + i, invoice_number=str(100 + i), third_party_number=f"{PAYLOAD} {i}", customer_halo_id=i % 2 + 1,
@@ -62,6 +63,7 @@ def _records(partner_id: int, engine: Any) -> None:
                 (tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS, [streams.agreement_row(a) for a in agreements]),
                 (tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoices)):
             upserts.upsert_rows(conn, table, fields, rows, partner_id=partner_id, now=NOW)
+    name_subtypes(engine, partner_id, {1: PAYLOAD, 2: f"Backup {PAYLOAD}"}, now=NOW)
 
 
 def _history(partner_id: int, engine: Any, settings: Any) -> None:
@@ -77,8 +79,10 @@ def _history(partner_id: int, engine: Any, settings: Any) -> None:
     with engine.begin() as conn:
         jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, trigger=RunTrigger.MANUAL,
                      requested_by=PAYLOAD, now=NOW)
-        conn.execute(tables.RULE_TABLE.insert().values(partner_id=partner_id, subtype_name=PAYLOAD, enabled=True,
-                                                       created_by=PAYLOAD, created_at=NOW, updated_at=NOW))
+        for subtype_id in (1, None):  # a rule of subtype 1, and one waiting for its subtype to be picked again
+            conn.execute(tables.RULE_TABLE.insert().values(
+                partner_id=partner_id, subtype_id=subtype_id, subtype_name=PAYLOAD, enabled=True, created_by=PAYLOAD,
+                created_at=NOW, updated_at=NOW))
         conn.execute(update(CONNECTION_TABLE).where(CONNECTION_TABLE.c.partner_id == partner_id)
                      .values(last_error=PAYLOAD, missing_scopes="edit:invoices"))
         audit.record(conn, actor=PAYLOAD, action="export", partner_id=partner_id, now=NOW, detail=PAYLOAD)
@@ -160,7 +164,7 @@ def test_the_connection_page_shows_the_stored_facts_as_text(hostile):
     assert f"Last error: {PAYLOAD}" in text
 
 
-def test_actions_echo_outside_text_as_text(hostile):
+def test_actions_echo_outside_text_as_text(hostile, engine, console):
     at = hostile("cs", "connection")
     client_id, client_secret = sandbox.credentials("hostile-form.sandbox")
     at.radio(key="connection.mode").set_value("new").run()
@@ -177,10 +181,17 @@ def test_actions_echo_outside_text_as_text(hostile):
     assert "already exists" in drawn_text(at) and drawn_markup(at) == []
 
     at = hostile("hostile", "agreements")
-    at.selectbox(key="agreements.subtype").set_value(f"Backup {PAYLOAD}").run()
+    at.selectbox(key="agreements.subtype").set_value(2).run()
     at.button(key="agreements.save").click().run()
     assert not at.exception
-    assert f"Saved the auto-pay rule for Backup {PAYLOAD}." in drawn_text(at)
+    assert f"Saved the auto-pay rule for Backup {PAYLOAD} (id 2)." in drawn_text(at)
     assert drawn_markup(at) == []
-    at.button(key=f"agreements.delete.{PAYLOAD}").click().run()
-    assert f"Deleted the auto-pay rule for {PAYLOAD}." in drawn_text(at) and drawn_markup(at) == []
+    rule_id = next(rule.id for rule in agreements.list_rules(engine, console["hostile"], console["hostile"].partner_id)
+                   if rule.subtype_id == 1)
+    at.button(key=f"agreements.delete.{rule_id}").click().run()
+    assert f"Deleted the auto-pay rule for {PAYLOAD} (id 1)." in drawn_text(at) and drawn_markup(at) == []
+    at.selectbox(key="agreements.name_for").set_value(2).run()
+    at.text_input(key="agreements.name").input(FORM_PAYLOAD).run()
+    at.button(key="agreements.name.save").click().run()
+    assert not at.exception
+    assert f"{FORM_PAYLOAD} (id 2)" in drawn_text(at) and drawn_markup(at) == []

@@ -83,7 +83,7 @@ def test_an_invalid_encryption_key_is_a_clear_error_when_editing_a_connection(ap
 
 def test_actions_done_through_core_are_on_the_audit_page_for_customer_success_only(app_as, page_as, engine, console):
     acme = console["acme"]
-    autopay_rules.save_rule(engine, acme, acme.partner_id, autopay_rules.RuleInput("Backup"),
+    autopay_rules.save_rule(engine, acme, acme.partner_id, autopay_rules.RuleInput(2),  # Backup
                             now=NOW - timedelta(minutes=2))
     invoices_screen.export_csv(engine, console["cs"], acme.partner_id, invoices_screen.Filters(),
                              now=NOW - timedelta(minutes=1))

@@ -32,8 +32,8 @@ def activation(engine, settings):
     add_run(engine, settings, beta, at=T0 + HOUR, status=RunStatus.FAILED)         # a failure is not a first sync
     add_run(engine, settings, beta, at=T0 + 4 * HOUR, kind=RunKind.BACKFILL)      # finishes at +4 h 1 min
     add_run(engine, settings, delta, at=T0 + HOUR, kind=RunKind.BACKFILL)
-    add_rule(engine, alpha, "Backup", at=T0 + timedelta(days=1))
-    add_rule(engine, beta, "Backup", at=T0 + timedelta(days=3), enabled=False)
+    add_rule(engine, alpha, 1, at=T0 + timedelta(days=1))
+    add_rule(engine, beta, 1, at=T0 + timedelta(days=3), enabled=False)
     return {"alpha": alpha, "beta": beta}
 
 
@@ -107,8 +107,8 @@ def test_cooldown_pressure_sets_refusals_against_fetches(engine, settings):
 def test_autopay_coverage_is_the_unpaid_value_on_subtypes_with_an_enabled_rule(engine, settings):
     mapped = add_partner(engine, settings, name="Mapped", now=T0)
     add_agreements(engine, mapped, ["Backup", "Managed Services", "Break-fix"], now=NOW)
-    add_rule(engine, mapped, "Backup", at=NOW)
-    add_rule(engine, mapped, "Managed Services", at=NOW, enabled=False)
+    add_rule(engine, mapped, 1, at=NOW)
+    add_rule(engine, mapped, 2, at=NOW, enabled=False)
     # Backup: 100.00 unpaid + 50.00 partly paid; disabled subtype 200.00; no rule 300.00; no agreement 400.00; paid
     add_invoices(engine, mapped, [(1, 10000, 0), (1, 5000, 2500), (2, 20000, 0), (3, 30000, 0), (None, 40000, 0),
                                   (1, 0, 9900)], now=NOW)

@@ -18,7 +18,7 @@ from tests.support.factories import add_partner
 from tests.support.invoice_book import BOOK, add_book, invoice
 
 CS = Principal(Role.CS, "cs@example.com")
-MANAGED = autopay_rules.RuleInput("Managed Services")
+MANAGED = autopay_rules.RuleInput(1)  # Managed Services (tests.support.invoice_book.SUBTYPES)
 YESTERDAY = NOW.date() - timedelta(days=1)
 
 

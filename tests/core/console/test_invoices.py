@@ -32,6 +32,7 @@ def acme(engine, settings):
 
 
 _NO_FILTERS = Filters()
+MANAGED_ID = 1  # tests.support.invoice_book.SUBTYPES
 
 
 def _page(engine, partner_id, filters=_NO_FILTERS, **kwargs):
@@ -106,14 +107,14 @@ def test_days_overdue_and_aging_buckets_are_computed_from_now(engine, acme):
     (Filters(search="bk-2"), ["INV-108"]),
     (Filters(search="%"), []),  # a wildcard is searched for literally
     (Filters(customer_halo_id=2), ["INV-109"]),
-    (Filters(subtype="Backup"), ["INV-108"]),
+    (Filters(subtype=2), ["INV-108"]),
     (Filters(aging="31-60"), ["INV-108", "INV-109"]),
     (Filters(eligibility="eligible"), ["110", "INV-101", "INV-102"]),
     (Filters(eligibility="over maximum"), ["INV-103"]),
-    (Filters(subtype="Managed Services", aging="1-30"), ["INV-102", "INV-106"]),
+    (Filters(subtype=MANAGED_ID, aging="1-30"), ["INV-102", "INV-106"]),
 ])
 def test_filters_narrow_rows_and_totals(engine, acme, filters, expected):
-    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Managed Services", max_amount=Decimal("2500")),
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID, max_amount=Decimal("2500")),
                             now=NOW)
 
     result = _page(engine, acme, filters)
@@ -124,7 +125,7 @@ def test_filters_narrow_rows_and_totals(engine, acme, filters, expected):
 
 
 def test_eligibility_says_why_and_when_per_invoice(engine, acme):
-    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Managed Services", max_amount=Decimal("2500")),
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID, max_amount=Decimal("2500")),
                             now=NOW)
 
     assert _by_number(_page(engine, acme), "eligibility") == {
@@ -134,13 +135,13 @@ def test_eligibility_says_why_and_when_per_invoice(engine, acme):
         "INV-103": "over maximum", "INV-106": "agreement inactive", "INV-107": "no due date",
         "INV-108": "subtype not mapped", "INV-109": "no agreement",
     }
-    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput("Managed Services", enabled=False,
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID, enabled=False,
                                                                       trigger="days_after_due", days=1), now=NOW)
     assert _by_number(_page(engine, acme), "eligibility")["INV-101"] == "rule disabled"
 
 
 def test_eligibility_agrees_with_the_rule_preview(engine, acme):
-    rule = autopay_rules.RuleInput("Managed Services", trigger="days_before_due", days=5, max_amount=Decimal("400"))
+    rule = autopay_rules.RuleInput(MANAGED_ID, trigger="days_before_due", days=5, max_amount=Decimal("400"))
     autopay_rules.save_rule(engine, CS, acme, rule, now=NOW)
 
     preview = agreements.preview(engine, CS, acme, rule, now=NOW)
@@ -203,7 +204,7 @@ def test_filter_options_list_the_partners_customers_and_subtypes(engine, acme):
     options = invoices_screen.filter_options(engine, CS, acme)
 
     assert dict(options.customers) == {1: "Alpha Co", 2: '=HYPERLINK("http://evil.example")', 3: "Gamma Ltd"}
-    assert options.subtypes == ["Backup", "Managed Services"]
+    assert options.subtypes == [(2, "Backup (id 2)"), (1, "Managed Services (id 1)")]
 
 
 def test_csv_export_has_every_filtered_row_neutralises_formulas_and_is_audited(engine, acme):
@@ -255,7 +256,7 @@ def _with_statuses(engine, partner_id):
     with engine.begin() as conn:
         conn.execute(update(INVOICE_TABLE).where(INVOICE_TABLE.c.partner_id == partner_id,
                                                  INVOICE_TABLE.c.halo_id == 204).values(**streams.DELETED_INVOICE))
-    autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput("Managed Services"), now=NOW)
+    autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput(MANAGED_ID), now=NOW)
 
 
 def test_credit_notes_drafts_and_deleted_invoices_are_not_unpaid(engine, settings):

@@ -63,7 +63,7 @@ def fleet_of_four(engine, settings):
     second = add_partner(engine, settings, name="Second Co", now=old, role=IntegrationRole.SECONDARY)
     add_run(engine, settings, healthy, at=NOW - timedelta(minutes=30))
     add_agreements(engine, healthy, ["Backup"], now=NOW)
-    add_rule(engine, healthy, "Backup", at=old)
+    add_rule(engine, healthy, 1, at=old)
     add_run(engine, settings, broken, at=NOW - 5 * HOUR)
     for hours in (2, 1):
         add_run(engine, settings, broken, at=NOW - hours * HOUR, status=RunStatus.FAILED, error_kind="auth",
@@ -153,7 +153,7 @@ def _queries_for(engine, settings, partners):
         partner_id = add_partner(engine, settings, name=f"Partner {i:03d}", now=NOW - timedelta(days=3))
         add_run(engine, settings, partner_id, at=NOW - 3 * HOUR, status=RunStatus.PARTIAL, record_errors=1)
         add_run(engine, settings, partner_id, at=NOW - HOUR, status=RunStatus.FAILED, error="down")
-        add_rule(engine, partner_id, "Backup", at=NOW)
+        add_rule(engine, partner_id, 1, at=NOW)
     statements = []
 
     def count(conn, cursor, statement, parameters, context, executemany):

@@ -256,7 +256,8 @@ def test_a_refused_lookup_means_no_subtype_names() -> None:
     fake = _invoices()
     fake.queue("/api/lookup", httpx.Response(401), httpx.Response(401))
     client = make_client(fake)
-    assert client.subtype_names() == {}
+    found = client.subtype_lookup(58, {1})
+    assert not found.verified and not found.names and "refused access to /api/Lookup" in found.finding
     assert client.stats.token_requests == 2
 
 

@@ -43,14 +43,36 @@ def test_every_entity_is_listed_exactly_once_in_few_requests() -> None:
     assert len(emulator.stats.entries("/api/Invoice")) == 6  # five full pages of 1000, then the empty one
 
 
-def test_agreements_carry_subtype_names_from_the_lookup() -> None:
+def _subtype_ids(client) -> set[int]:
+    return {a.subtype_id for page in client.iter_agreements() for a in page.records if a.subtype_id is not None}
+
+
+def test_the_tenants_subtype_lookup_is_verified_and_names_every_subtype() -> None:
     emulator = _emulator(1000)
     client = emulator_client(emulator)
-    names = client.subtype_names()
-    assert names and all(isinstance(name, str) for name in names.values())
-    agreements = [a for page in client.iter_agreements() for a in page.records]
-    with_subtype = [a for a in agreements if a.subtype_id is not None]
-    assert with_subtype and all(a.subtype_name == names[a.subtype_id] for a in with_subtype)
+    seen = _subtype_ids(client)
+    found = client.subtype_lookup(emulator.subtype_lookup_id, seen)
+    assert found.verified and seen <= found.names.keys()
+    assert found.names[1] == "Managed Services"
+
+
+def test_lookup_58_and_the_tenants_other_tables_are_not_verified() -> None:
+    emulator = _emulator(1000)
+    client = emulator_client(emulator)
+    seen = _subtype_ids(client)
+    assert 58 not in emulator.config.lookup_ids
+    empty = client.subtype_lookup(58, seen)
+    assert not empty.verified and "has no rows" in empty.finding
+    priorities = client.subtype_lookup(emulator.config.lookup_ids[1], seen)  # row ids 1-4, not every subtype seen
+    assert not priorities.verified and not priorities.names and "has no name for subtype" in priorities.finding
+
+
+def test_a_tenant_whose_lookup_ignores_the_id_is_not_verified() -> None:
+    emulator = _emulator(1000, lookup_ignores_id=True)
+    client = emulator_client(emulator)
+    found = client.subtype_lookup(emulator.subtype_lookup_id, _subtype_ids(client))
+    assert not found.verified and not found.names
+    assert f"with rows of lookup {emulator.config.lookup_ids[1]}" in found.finding
 
 
 def test_a_page_size_cap_on_the_instance_is_adopted() -> None:

@@ -272,30 +272,37 @@ def test_get_invoice_reads_the_bare_object_and_none_when_missing() -> None:
     assert client.get_invoice(8) is None
 
 
-def test_subtype_names_come_from_the_configured_lookup_once() -> None:
-    lookup = [{"id": 1, "name": "Managed Services"}, {"id": 2, "name": " Backup "}, {"id": 0, "name": "None"},
-              {"id": 3, "value": "Microsoft 365"}, {"id": 4}, "junk"]  # fmt: skip
-    contracts = [{"id": 10, "subtype": 1}, {"id": 11, "subtype": 9}, {"id": 12, "subtype": 3}]
+def test_agreements_carry_their_subtype_id_and_the_lookup_is_asked_for_the_id_given() -> None:
+    lookup = [{"id": 1, "name": "Managed Services", "lookupid": 77}, {"id": 3, "name": "Microsoft 365", "lookupid": 77},
+              {"id": 9, "name": "High", "lookupid": 33}]  # fmt: skip
+    contracts = [{"id": 10, "subtype": 1, "subtype_name": "Not a field HaloPSA has"}, {"id": 11, "subtype": 0},
+                 {"id": 12, "subtype": 3}]  # fmt: skip
     fake = FakeHalo(lists={"clientcontract": ("contracts", contracts)})
     fake.queue("/api/lookup", httpx.Response(200, json=lookup))
-    client = make_client(fake, subtype_lookup_id=77)
-    assert client.subtype_names() == {1: "Managed Services", 2: "Backup", 3: "Microsoft 365"}
-    names = [a.subtype_name for a in _records(client.iter_agreements())]
-    assert names == ["Managed Services", "Subtype 9", "Microsoft 365"]
+    client = make_client(fake)
+    agreements = _records(client.iter_agreements())
+    assert [a.subtype_id for a in agreements] == [1, None, 3]
+    assert not fake.api_requests("/api/lookup"), "reading agreements asks no lookup"
+    found = client.subtype_lookup(77, {1, 3})
+    assert found.verified and dict(found.names) == {1: "Managed Services", 3: "Microsoft 365"}
     (asked,) = fake.api_requests("/api/lookup")
     assert asked.url.params["lookupid"] == "77"
 
 
 @pytest.mark.parametrize(
-    "reply", [httpx.Response(404), httpx.Response(403), httpx.Response(400), httpx.Response(200, json={"x": 1})]
+    ("reply", "why"), [
+        (httpx.Response(404), "has no such lookup"),
+        (httpx.Response(403), "refused access to /api/Lookup"),
+        (httpx.Response(400), "refused GET /api/Lookup (HTTP 400)"),
+        (httpx.Response(200, json={"x": 1}), "without 'lookup'"),
+    ],
 )
-def test_an_unavailable_lookup_means_no_names(reply) -> None:
+def test_an_unavailable_lookup_is_not_verified_and_says_why(reply, why) -> None:
     fake = FakeHalo()
     fake.queue("/api/lookup", reply)
-    client = make_client(fake)
-    assert client.subtype_names() == {}
-    assert client.subtype_names() == {}
-    assert len(fake.api_requests("/api/lookup")) == 1
+    found = make_client(fake).subtype_lookup(77, {1})
+    assert not found.verified and not found.names
+    assert found.finding.startswith("Lookup 77 could not be read: ") and why in found.finding
 
 
 def test_id_set_remembers_dense_sparse_and_odd_ids():

@@ -68,7 +68,6 @@ def test_every_client_field_is_taken_from_the_settings() -> None:
         "max_attempts": 3,
         "backoff_cap_s": 9.0,
         "unpaid_payment_statuses": "0",
-        "subtype_lookup_id": 71,
         "allow_local_domains": True,
         "max_page_bytes": 8 * 2**20,
         "request_deadline_s": 45.0,

@@ -142,14 +142,15 @@ def test_a_customer_row() -> None:
     assert customer.last_modified == datetime(2025, 3, 1, 8, tzinfo=UTC)
 
 
-def test_an_agreement_row_with_subtype_names_from_the_lookup() -> None:
+def test_an_agreement_row_names_its_subtype_by_id_only() -> None:
     raw = {"id": 12, "ref": "MSA-1", "client_id": 42, "subtype": 3, "contracttype_name": "Managed",
            "start_date": "2025-01-01T00:00:00", "end_date": "0001-01-01T00:00:00", "expired": False}  # fmt: skip
-    agreement = parse_agreement(raw, {3: "Backup"})
-    assert (agreement.subtype_id, agreement.subtype_name, agreement.type_name) == (3, "Backup", "Managed")
+    agreement = parse_agreement(raw)
+    assert (agreement.subtype_id, agreement.type_name) == (3, "Managed")
     assert (agreement.start_date, agreement.end_date, agreement.active) == (date(2025, 1, 1), None, True)
-    assert parse_agreement(raw).subtype_name == "Subtype 3"
+    assert not hasattr(agreement, "subtype_name")  # names only from a verified lookup (core.halopsa.lookups)
     assert parse_agreement({**raw, "subtype": 0}).subtype_id is None
+    assert parse_agreement({**raw, "subtype": -1}).subtype_id is None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""Every connect, edit, manual fetch, mapping change and export is in the audit log with its actor and time, whether
-it was done from the console (core) or the command line; only customer success can read the log."""
+"""Every connect, edit, manual fetch, mapping change, subtype naming and export is in the audit log with its actor and
+time, whether it was done from the console (core) or the command line; only customer success can read the log."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from core import cli
 from core.access import Principal
-from core.actions import autopay_rules, fetches
+from core.actions import autopay_rules, fetches, subtype_names
 from core.actions import connect as connections
 from core.console import agreements, audit_log
 from core.console import invoices as invoices_screen
@@ -39,10 +39,14 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
                              now=at, settings=settings, client_factory=factory)  # a run, not an audited action
         fetches.start_manual_fetch(engine, owner, partner_id=partner_id, kind=RunKind.FETCH_UNPAID,
                                    now=at + timedelta(minutes=1), settings=settings, client_factory=factory)
-        subtype = agreements.subtype_summary(engine, CS, partner_id, now=at)["subtype"].iloc[0]
-        autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput(subtype), now=at + timedelta(minutes=2))
-        autopay_rules.delete_rule(engine, owner, partner_id, subtype, now=at + timedelta(minutes=3))
+        subtype = int(agreements.subtype_summary(engine, CS, partner_id, now=at)["subtype_id"].iloc[0])
+        rule_id = autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput(subtype),
+                                          now=at + timedelta(minutes=2))
+        autopay_rules.delete_rule(engine, owner, partner_id, rule_id, now=at + timedelta(minutes=3))
         invoices_screen.export_csv(engine, owner, partner_id, invoices_screen.Filters(), now=at + timedelta(minutes=4))
+        subtype_names.set_lookup(engine, owner, partner_id, emu.subtype_lookup_id, now=at + timedelta(minutes=4),
+                                 settings=settings, client_factory=factory)
+        subtype_names.set_name(engine, CS, partner_id, subtype, "Managed plans", now=at + timedelta(minutes=4))
         for key, value in {"DATABASE_URL": settings.database_url, "HALO_CONSOLE_SECRET_KEY": settings.secret_key,
                            "HALO_CONSOLE_NOW": (at + timedelta(minutes=5)).isoformat(), "USER": "ops"}.items():
             monkeypatch.setenv(key, value)
@@ -50,7 +54,7 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
 
     events, total = audit_log.events(engine, CS)
     logged = list(events.iloc[::-1].itertuples(index=False))  # oldest first
-    assert total == 9
+    assert total == 11
     assert [(e.action, e.actor, e.at.to_pydatetime(), e.partner) for e in logged] == [
         ("Verify connection", CS.user, NOW, "—"),  # a new partner: named in the detail
         ("Connect", CS.user, NOW, "Acme MSP"),
@@ -60,12 +64,17 @@ def test_each_audited_action_is_logged_with_actor_and_time(engine, settings, mon
         ("Mapping change", CS.user, at + timedelta(minutes=2), "Acme MSP"),
         ("Mapping change", owner.user, at + timedelta(minutes=3), "Acme MSP"),
         ("Export", owner.user, at + timedelta(minutes=4), "Acme MSP"),
+        ("Subtype names", owner.user, at + timedelta(minutes=4), "Acme MSP"),
+        ("Subtype names", CS.user, at + timedelta(minutes=4), "Acme MSP"),
         ("Export", "cli:ops", at + timedelta(minutes=5), "Acme MSP"),
     ]
     details = [e.detail for e in logged]
     assert details[0] == details[2] and details[0].startswith(f"Acme MSP at {server.url}: all permissions granted; ")
     assert "Invoice Number Field" in details[3] and "Fetch unpaid invoices: requested" in details[4]
-    assert "created" in details[5] and "deleted" in details[6] and "rows" in details[7] and "command line" in details[8]
+    assert "created" in details[5] and "deleted" in details[6] and "rows" in details[7]
+    assert details[8] == f"Subtype lookup set to {emu.subtype_lookup_id} (was none)"
+    assert details[9].startswith(f"Subtype {subtype} named “Managed plans” here; was shown as “")
+    assert "command line" in details[10]
     assert emu.client_secret not in " ".join(details)
 
 

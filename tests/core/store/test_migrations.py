@@ -15,8 +15,21 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, func, inspect, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from core.demo import sandbox
@@ -29,13 +42,15 @@ from tests.support import databases
 from tests.support.clock import NOW
 from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_database
 
-NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice", "tenantprobe"}
+NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice", "subtypelookup",
+              "subtypename", "tenantprobe"}
 NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"},
-               "connection": {"numbered_by"}}
+               "connection": {"numbered_by"}, "autopayrule": {"subtype_id"}}
 BIGINT_COLUMNS = {"customer": {"halo_id"}, "agreement": {"halo_id", "customer_halo_id", "subtype_id"},
                   "invoice": {"halo_id", "customer_halo_id", "agreement_halo_id", "total_cents", "amount_paid_cents",
                               "amount_due_cents"},
                   "autopayrule": {"max_amount_cents"}, "syncrecorderror": {"halo_id"}}
+ADDED_BIGINT_COLUMNS = {("autopayrule", "subtype_id"), ("subtypename", "subtype_id")}
 
 
 def _settings(url: str) -> Settings:
@@ -96,8 +111,8 @@ def test_a_database_made_before_migrations_keeps_every_row_and_gains_the_new_sch
         assert invoices[old_invoice["id"]].synced_at == old_invoice["synced_at"].replace(tzinfo=UTC)
         due = sum(i.amount_due_cents for i in invoices.values())
         assert due == sum(i["amount_due_cents"] for i in before["invoice"])
-        assert (rule.subtype_name, rule.trigger, rule.days, rule.max_amount_cents) == (
-            "Managed Services", "days_after_due", 3, 250_000)
+        assert (rule.subtype_name, rule.subtype_id, rule.trigger, rule.days, rule.max_amount_cents) == (
+            "Managed Services", 1, "days_after_due", 3, 250_000)
         assert rejected.halo_id == 2**31 - 1 and rejected.reason == "total is not a number"
         assert dict(runs) == {"succeeded": 116, "failed": 25}
         box = SecretBox(FIXTURE_KEY)
@@ -121,6 +136,21 @@ def test_a_database_made_before_migrations_keeps_every_row_and_gains_the_new_sch
         engine.dispose()
 
 
+def _subtypes_by_name(conn: Connection) -> None:
+    """The agreement and auto-pay rule tables as they were before 0007: a subtype name on each agreement, rules
+    unique by that name."""
+    shapes = MetaData()
+    tables.PARTNER_TABLE.to_metadata(shapes)
+    agreement = tables.AGREEMENT_TABLE.to_metadata(shapes)
+    agreement.append_column(Column("subtype_name", String(), nullable=True))
+    rule = Table("autopayrule", shapes, *(Column(column.name, column.type, primary_key=column.primary_key,
+                                                 nullable=column.nullable or column.name == "subtype_name")
+                                          for column in tables.RULE_TABLE.columns if column.name != "subtype_id"),
+                 ForeignKeyConstraint(["partner_id"], ["partner.id"]), UniqueConstraint("partner_id", "subtype_name"))
+    rule.c.subtype_name.nullable = False
+    shapes.create_all(conn, tables=[agreement, rule])
+
+
 @pytest.mark.parametrize("made_by", ["opened", "created"])
 def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tmp_path, made_by):
     """The code just before migrations (commit 9fa231d) ran create_all: a database it only opened gained the job table
@@ -137,7 +167,9 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
             SQLModel.metadata.create_all(conn, tables=[table for name, table in SQLModel.metadata.tables.items()
                                                        if name not in ("setting", "rateslot", "consolesession",
                                                                         "signinthrottle", "listingchoice",
-                                                                        "tenantprobe")])
+                                                                        "subtypelookup", "subtypename", "agreement",
+                                                                        "autopayrule", "tenantprobe")])
+            _subtypes_by_name(conn)
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
             conn.exec_driver_sql("DROP INDEX ix_syncrun_started")
     engine.dispose()
@@ -159,9 +191,10 @@ def test_a_new_database_is_made_by_the_migrations_with_the_schema_of_tables_py(t
         assert schema_differences(engine) == []
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) == {*SQLModel.metadata.tables, "alembic_version"}
-            bigint = {(table, column["name"]) for table in BIGINT_COLUMNS for column in inspect(conn).get_columns(table)
-                      if "BIGINT" in str(column["type"]).upper()}
-        assert bigint == {(table, name) for table, names in BIGINT_COLUMNS.items() for name in names}
+            bigint = {(table, column["name"]) for table in {*BIGINT_COLUMNS, "subtypename"}
+                      for column in inspect(conn).get_columns(table) if "BIGINT" in str(column["type"]).upper()}
+        assert bigint == {(table, name) for table, names in BIGINT_COLUMNS.items() for name in names} | \
+            ADDED_BIGINT_COLUMNS
     finally:
         engine.dispose()
 
@@ -183,6 +216,69 @@ def test_the_schema_comparison_sees_what_the_upgrade_adds(tmp_path):
             command.upgrade(db.alembic_config(conn), "head")
             command.downgrade(db.alembic_config(conn), db.BASELINE)
         assert repr(schema_differences(engine)) == repr(differences)
+    finally:
+        engine.dispose()
+
+
+AGREEMENTS_AT_0006 = [  # (partner, subtype id, the subtype name the old code stored)
+    (1, 1, "Managed Services"), (1, 1, "Managed Services"), (1, 2, "Backup"), (1, 3, "Backup"), (1, 4, "Subtype 4"),
+    (1, None, None), (1, 5, None), (2, 1, "Managed Services"), (2, 7, "Cloud"),
+]
+RULES_AT_0006 = [(1, "Managed Services"), (1, "Backup"), (1, "Subtype 4"), (1, "Gone"), (2, "Managed Services")]
+
+
+def _database_at_0006(tmp_path: Path) -> str:
+    """A database at the revision before 0007, with agreements and auto-pay rules keyed by subtype name."""
+    url = databases.database_url(tmp_path, "at_0006", empty=True)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db.alembic_config(conn), "0006_listing_methods")
+            for partner_id, name in ((1, "Acme IT"), (2, "Globex")):
+                conn.execute(text("INSERT INTO partner (id, name, status, created_at) VALUES (:id, :name, "
+                                  "'connected', :at)"), {"id": partner_id, "name": name, "at": NOW})
+            conn.execute(text("INSERT INTO agreement (partner_id, halo_id, subtype_id, subtype_name, active, "
+                              "synced_at) VALUES (:partner, :halo_id, :subtype_id, :name, true, :at)"),
+                         [{"partner": partner, "halo_id": number, "subtype_id": subtype_id, "name": name, "at": NOW}
+                          for number, (partner, subtype_id, name) in enumerate(AGREEMENTS_AT_0006, start=1)])
+            conn.execute(text("INSERT INTO autopayrule (partner_id, subtype_name, enabled, trigger, days, created_by, "
+                              "created_at, updated_at) VALUES (:partner, :name, true, 'on_due_date', 0, 'cs', :at, "
+                              ":at)"),
+                         [{"partner": partner, "name": name, "at": NOW} for partner, name in RULES_AT_0006])
+    finally:
+        engine.dispose()
+    return url
+
+
+def test_upgrading_to_subtype_ids_keeps_every_rule_and_maps_those_whose_name_named_one_subtype(tmp_path):
+    url = _database_at_0006(tmp_path)
+    engine = db.engine_for(_settings(url))
+    try:
+        assert db.current_revision(engine) == db.HEAD
+        assert schema_differences(engine) == []
+        with engine.connect() as conn:
+            rules = conn.execute(select(tables.RULE_TABLE.c.partner_id, tables.RULE_TABLE.c.subtype_name,
+                                        tables.RULE_TABLE.c.subtype_id)).all()
+            agreements = conn.execute(select(tables.AGREEMENT_TABLE.c.partner_id, tables.AGREEMENT_TABLE.c.subtype_id)
+                                      .order_by(tables.AGREEMENT_TABLE.c.halo_id)).all()
+            names = conn.execute(select(tables.SUBTYPE_NAME_TABLE)).all()
+        assert sorted(rules, key=repr) == sorted([
+            (1, "Managed Services", 1),
+            (1, "Backup", None),  # two subtypes (2 and 3) were called so: it waits for its subtype to be picked again
+            (1, "Subtype 4", 4),
+            (1, "Gone", None),  # no synced agreement had that name
+            (2, "Managed Services", 1),
+        ], key=repr)
+        assert [tuple(row) for row in agreements] == [(partner, subtype_id) for partner, subtype_id, _ in
+                                                      AGREEMENTS_AT_0006]
+        # the names agreements had are kept, marked not verified ("Subtype 4" was the stand-in for no name)
+        assert sorted((n.partner_id, n.subtype_id, n.lookup_name, n.lookup_verified, n.override_name)
+                      for n in names) == [(1, 1, "Managed Services", False, None), (1, 2, "Backup", False, None),
+                                          (1, 3, "Backup", False, None), (2, 1, "Managed Services", False, None),
+                                          (2, 7, "Cloud", False, None)]
+        with engine.begin() as conn, pytest.raises(IntegrityError):  # one rule per subtype id now
+            conn.execute(tables.RULE_TABLE.insert().values(partner_id=1, subtype_id=1, subtype_name="Other label",
+                                                           created_by="cs", created_at=NOW, updated_at=NOW))
     finally:
         engine.dispose()
 

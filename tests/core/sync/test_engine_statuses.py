@@ -49,8 +49,8 @@ def _backfilled(engine, settings, emu) -> int:
 
 def _with_every_rule(engine, partner_id) -> None:
     """An "on the due date" rule for every synced subtype: whatever is not charged says why."""
-    for subtype in invoices_screen.filter_options(engine, CS, partner_id).subtypes:
-        autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput(subtype), now=NOW)
+    for subtype_id, _shown in invoices_screen.filter_options(engine, CS, partner_id).subtypes:
+        autopay_rules.save_rule(engine, CS, partner_id, autopay_rules.RuleInput(subtype_id), now=NOW)
 
 
 def _table(engine, partner_id, **filters) -> dict[int, str]:

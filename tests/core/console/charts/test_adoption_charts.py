@@ -22,7 +22,7 @@ def report(engine, settings):
     add_run(engine, settings, partner_id, at=NOW - 3 * HOUR, status=RunStatus.FAILED)
     add_run(engine, settings, partner_id, at=NOW - 2 * HOUR, kind=RunKind.FETCH_NEW_DATA, trigger="manual",
             created=3, invoices_seen=3)
-    add_rule(engine, partner_id, "Backup", at=NOW - timedelta(days=1))
+    add_rule(engine, partner_id, 1, at=NOW - timedelta(days=1))
     return adoption.report(engine, PM, now=NOW, days=7)
 
 

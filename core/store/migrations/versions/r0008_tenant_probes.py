@@ -3,8 +3,8 @@
 - tenantprobe: per partner, the probe's findings (JSON), when it ran, its cost in requests, the tenant it ran on, and
   why the next run should probe again
 
-Revision ID: 0007_tenant_probes
-Revises: 0006_listing_methods
+Revision ID: 0008_tenant_probes
+Revises: 0007_subtype_ids
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_tenant_probes"
-down_revision: str | None = "0006_listing_methods"
+revision = "0008_tenant_probes"
+down_revision: str | None = "0007_subtype_ids"
 branch_labels: str | None = None
 depends_on: str | None = None
 
