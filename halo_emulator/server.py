@@ -113,8 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() not in _HOP_BY_HOP:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
         rate = response.extensions.get(DRIP)
+        if rate:  # say so: a client that only saw the socket close could send its next request into it
+            self.send_header("Connection", "close")
+        self.end_headers()
         if rate:
             self._drip(content, float(rate))
         else:
@@ -151,7 +153,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
             except OSError:  # the client gave up on the answer
                 break
-        self.close_connection = True
 
 
 def _control(emulator: Served, request: httpx.Request) -> httpx.Response:

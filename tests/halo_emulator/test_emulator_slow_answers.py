@@ -47,7 +47,7 @@ def test_a_dripped_answer_arrives_a_few_bytes_at_a_time_yet_whole() -> None:
         took = time.monotonic() - started
         assert response.status_code == 200 and rule.fired == 1
         length = int(response.headers["content-length"])
-        assert sum(reads) == length and len(reads) > 1
+        assert sum(reads) == length and len(reads) > 1 and response.headers["connection"] == "close"
         assert took >= length / 2000 - 0.5  # it came at about 2,000 bytes a second (a slow reader reads more at once)
         assert client.get("/api/Invoice", params={"pageinate": "true", "page_size": 5}).json()["invoices"]
 
