@@ -108,3 +108,10 @@ def text_input(where: DeltaGenerator | ModuleType, label: str, *, field: str, **
     if len(value) >= limit:
         where.caption(f"{label} takes at most {limit:,} characters; anything longer is cut off.")
     return value
+
+
+def show_partner(partner_id: int) -> None:
+    """Show `partner_id` from the next run on, as if picked in the sidebar (the URL names it too): for a page that
+    just created the partner, then reruns."""
+    st.session_state[PARTNER_KEY] = partner_id
+    st.query_params[PARTNER_PARAM] = str(partner_id)
