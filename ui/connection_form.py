@@ -144,7 +144,8 @@ def act(engine: Engine, principal: Principal, settings: Settings, *, partner_id:
                          exc.missing if isinstance(exc, PermissionMissing) else None)
     if isinstance(outcome, Saved):
         st.session_state[LOADED_KEY] = None  # the next run reloads the form from what was saved, without the secret
-        components.show_partner(outcome.connected.partner_id)
+        if partner_id is None:  # a new partner: picked, so the page shows it and the sidebar lists it
+            components.show_partner(outcome.connected.partner_id)
     st.session_state[OUTCOME] = outcome
     st.rerun()
 

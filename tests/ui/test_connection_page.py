@@ -28,7 +28,7 @@ from tests.support.clock import NOW
 from tests.support.console_db import PASSWORD
 from tests.support.factories import add_partner
 from tests.support.markdown import plain_text
-from tests.support.page_tree import rendered
+from tests.support.page_tree import connection_mode, rendered
 from ui import connection_form, tenant_check
 
 PAGE = "pages/connection.py"
@@ -59,13 +59,8 @@ def _fill(at, **values):
     return at
 
 
-def _mode(at):
-    """The "Edit X / Connect a new partner" radio (one per partner picked)."""
-    return next(radio for radio in at.radio if (radio.key or "").startswith("connection.mode."))
-
-
 def _new_partner(at, **values):
-    _mode(at).set_value("new").run()
+    connection_mode(at).set_value("new").run()
     return _fill(at, **values)
 
 
@@ -348,7 +343,8 @@ def test_a_new_partner_is_picked_and_shown_once_connected_and_a_second_one_conne
     with engine.connect() as conn:
         trainee = conn.scalar(select(PARTNER_TABLE.c.id).where(PARTNER_TABLE.c.name == "Trainee MSP"))
     assert at.session_state["partner_id"] == trainee and at.query_params["partner"] == str(trainee)
-    assert (_mode(at).value, _mode(at).options) == ("edit", ["Edit Trainee MSP", "Connect a new partner"])
+    mode = connection_mode(at)
+    assert (mode.value, mode.options) == ("edit", ["Edit Trainee MSP", "Connect a new partner"])
     assert "Stored connection: Trainee MSP" in [plain_text(h.value) for h in at.subheader]
     assert "Saved the connection for Trainee MSP." in plain_text(at.success[0].value)
     name = at.text_input(key="connection.partner_name")
@@ -411,7 +407,7 @@ def test_testing_a_connection_shows_the_permissions_and_what_it_supports_and_sav
     at = open_connection("cs", "acme")
     before = _counts(engine)
     client_id, client_secret = sandbox.credentials("trainee.sandbox")
-    _mode(at).set_value("new").run()
+    connection_mode(at).set_value("new").run()
     for name, value in {"partner_name": "Trainee MSP", "app_domain": "trainee.sandbox", "client_id": client_id,
                         "client_secret": client_secret}.items():
         at.text_input(key=f"connection.{name}").input(value)
@@ -430,7 +426,7 @@ def test_a_test_with_missing_permissions_crosses_them_and_saves_nothing(open_con
     at = open_connection("cs", "acme")
     before = _counts(engine)
     client_id, client_secret = sandbox.credentials("limited-trainee.sandbox")
-    _mode(at).set_value("new").run()
+    connection_mode(at).set_value("new").run()
     for name, value in {"partner_name": "Limited MSP", "app_domain": "limited-trainee.sandbox",
                         "client_id": client_id, "client_secret": client_secret}.items():
         at.text_input(key=f"connection.{name}").input(value)
