@@ -82,11 +82,11 @@ def form(*, editing: bool, has_stored: bool) -> Slots:
               help="Primary: invoices come from HaloPSA. Secondary: another system owns invoices.")
         with st.expander("Advanced"):
             field("tenant", help="Only if HaloPSA's API Details show a Tenant.")
-        save, check = st.columns([1, 5])
-        save.form_submit_button("Continue", type="primary", key="connection.continue", disabled=busy,
-                                on_click=_press, args=(CONTINUE,), help="Verify with HaloPSA, then save.")
-        check.form_submit_button("Test connection", key="connection.test", disabled=busy, on_click=_press,
-                                 args=(CHECK,), help="Verify with HaloPSA and show what it supports; saves nothing.")
+        with st.container(horizontal=True):
+            st.form_submit_button("Continue", type="primary", key="connection.continue", disabled=busy,
+                                  on_click=_press, args=(CONTINUE,), help="Verify with HaloPSA, then save.")
+            st.form_submit_button("Test connection", key="connection.test", disabled=busy, on_click=_press,
+                                  args=(CHECK,), help="Verify with HaloPSA and show what it supports; saves nothing.")
     slots[None] = st.empty()
     return slots
 
@@ -176,7 +176,7 @@ def _steps(title: str) -> Iterator[Callable[[str], None]]:
     """A status box naming the step under way, listing every step (and retry) so far."""
     with st.status(f"{title}…", expanded=True) as status:
         def say(step: str) -> None:
-            status.update(label=f"{title}: {step}…")
+            status.update(label=f"{title}: {step}…", expanded=True)  # None would fold it (Streamlit 1.67)
             status.write(escape_markdown(step))
 
         yield say
