@@ -95,8 +95,8 @@ RENUMBER_QUEUED = ("Renumbering queued: a sync worker renumbers every stored inv
                    "Invoice Number Field at once; until then they keep their current numbers.")
 BACKFILL_QUEUED = ("Backfill queued: a sync worker reads every customer, agreement and invoice of this partner; "
                    "its progress shows on the Syncs page.")
-AGAIN = {CONTINUE: "press Continue to try again", RENUMBER: "press Continue to try again",
-         CHECK: "press Test connection to try again"}
+AGAIN = {CONTINUE: connection_screen.CONTINUE_AGAIN, RENUMBER: connection_screen.CONTINUE_AGAIN,
+         CHECK: connection_screen.TEST_AGAIN}
 
 
 @dataclass(frozen=True)
@@ -188,9 +188,8 @@ def _draw(outcome: Outcome, slots: Slots) -> None:
         if outcome.missing is not None:
             st.markdown(connection_screen.checklist_markdown(connection_screen.from_missing(outcome.missing)))
     elif isinstance(outcome, Confirm):
-        st.warning("\n\n".join(escape_markdown(sentence) for sentence in outcome.sentences)
-                   + "\n\nPress **Save and renumber** to go ahead, or set the Invoice Number Field back and press "
-                     "Continue.")
+        st.warning("\n\n".join([*(escape_markdown(sentence) for sentence in outcome.sentences),
+                                 connection_screen.RENUMBER_QUESTION]))
         st.button("Save and renumber", type="primary", key="connection.renumber", on_click=_press, args=(RENUMBER,))
     elif isinstance(outcome, Checked):
         _draw_check(outcome.checked)

@@ -74,6 +74,11 @@ FIELD_LABELS: dict[str, str] = {
     "tenant": "Tenant",
 }
 ROLE_LABELS = {IntegrationRole.PRIMARY.value: "Primary", IntegrationRole.SECONDARY.value: "Secondary"}
+# What a failed connect or test tells the person to do (core.actions.connect: "Nothing was saved; …")
+CONTINUE_AGAIN = "press Continue to try again"
+TEST_AGAIN = "press Test connection to try again"
+RENUMBER_QUESTION = ("Press **Save and renumber** to go ahead, or set the Invoice Number Field back and press "
+                     "Continue.")
 NUMBER_LABELS = {field.value: label for field, label in NUMBER_FIELD_LABELS.items()}
 
 
