@@ -145,9 +145,28 @@ class SyncAlreadyQueued(Refused):
 
 
 class HaloError(ConsoleError):
+    """`next_step`, when given, ends the message with what happens next (a sync: "The sync will retry on its next
+    run"); a caller that is not a sync says its own instead (`retold`), e.g. a connect that saved nothing."""
+
     exit_code = 4
     kind = ErrorKind.HALO
     transient = False
+
+    def __init__(self, message: str, *, field: str | None = None, next_step: str = "") -> None:
+        super().__init__(f"{message} {next_step}" if next_step else message, field=field)
+        self.cause = message
+        self.next_step = next_step
+
+    def retold(self, next_step: str) -> HaloError:
+        """The same error (same class, same attributes) saying `next_step` instead of its own; itself when it names
+        no next step (its message is about something else: a credential, a permission)."""
+        if not self.next_step:
+            return self
+        told = type(self).__new__(type(self))
+        told.__dict__.update(self.__dict__)
+        Exception.__init__(told, f"{self.cause} {next_step}")
+        told.message, told.next_step = f"{self.cause} {next_step}", next_step
+        return told
 
 
 class AuthError(HaloError):
@@ -170,10 +189,10 @@ class RateLimited(HaloError):
     kind = ErrorKind.RATE_LIMITED
     transient = True
 
-    def __init__(self, retry_after: float | None, message: str | None = None) -> None:
+    def __init__(self, retry_after: float | None, message: str | None = None, *, next_step: str = "") -> None:
         self.retry_after = retry_after
         wait = f"retrying in {retry_after:.0f} s" if retry_after else "try again in a few minutes"
-        super().__init__(message or f"HaloPSA is rate limiting this tenant; {wait}.")
+        super().__init__(message or f"HaloPSA is rate limiting this tenant; {wait}.", next_step=next_step)
 
 
 class HaloUnavailable(HaloError):

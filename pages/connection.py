@@ -1,5 +1,5 @@
-"""Connection: the HaloPSA setup checklist, the stored connection, and the setup form (verify, save, backfill; the
-form is ui.connection_form)."""
+"""Connection: the HaloPSA setup checklist, the stored connection, and the setup form (verify, test, save, backfill;
+the form is ui.connection_form)."""
 
 import streamlit as st
 
@@ -15,8 +15,10 @@ picked = principal.partner_id if not principal.is_cs else components.selected_pa
 modes = ({"edit": f"Edit {escape_markdown(names[picked])}"} if picked in names else {}) | {
     "new": "Connect a new partner"}  # radio options are Markdown: the name is escaped
 st.title("HaloPSA connection")
-mode = st.radio("Partner", list(modes), format_func=modes.get, horizontal=True, key="connection.mode") \
-    if principal.is_cs else "edit"
+# keyed per partner: one radio whose option labels change with the sidebar pick showed nothing selected every second
+# switch; each partner's own starts on editing it
+mode = st.radio("Partner", list(modes), format_func=modes.get, horizontal=True,
+                key=f"connection.mode.{picked}") if principal.is_cs else "edit"
 edited = picked if mode == "edit" else None  # the partner whose connection the form edits; None: a new one
 stored = connection_screen.stored_connection(engine, principal, edited) if edited is not None else None
 connection_form.fill((mode, picked), stored, names.get(edited, "") if edited is not None else "")
@@ -30,10 +32,11 @@ if stored:  # outside text (names, ids, errors from HaloPSA) is escaped: drawn a
     st.subheader(f"Stored connection: {escape_markdown(stored.partner_name)}")
     st.markdown("\n".join(f"- **{label}:** {escape_markdown(value)}" for label, value in stored.facts))
     st.markdown(connection_screen.checklist_markdown(stored.permissions))
+    if stored.tenant_warning:
+        st.warning(escape_markdown(stored.tenant_warning))
     if stored.last_error:
         st.error(f"Last error: {escape_markdown(stored.last_error)}")
     tenant_check.show(engine, principal, stored.partner_id)
 
 slots = connection_form.form(editing=mode == "edit", has_stored=stored is not None)
-if slots is not None:
-    connection_form.submit(engine, principal, settings, new_partner=mode == "new", slots=slots)
+connection_form.act(engine, principal, settings, partner_id=edited, slots=slots)

@@ -60,8 +60,7 @@ def partner_picker(principal: Principal) -> int | None:
         current = st.session_state.get(PARTNER_KEY)
         st.session_state[_PICKER_KEY] = current if current in ids else ids[0]
     chosen = int(st.sidebar.selectbox("Partner", ids, format_func=names.__getitem__, key=_PICKER_KEY))
-    st.session_state[PARTNER_KEY] = chosen
-    st.query_params[PARTNER_PARAM] = str(chosen)
+    show_partner(chosen)
     st.session_state[_LINK_SEEN] = str(chosen)
     return chosen
 
@@ -119,3 +118,10 @@ def act(done: str, action: Callable[[], object]) -> None:
         st.error(escape_markdown(exc.message))
     else:
         st.success(escape_markdown(done))
+
+
+def show_partner(partner_id: int) -> None:
+    """Show `partner_id` from the next run on, as if picked in the sidebar (the URL names it too): for a page that
+    just created the partner, then reruns."""
+    st.session_state[PARTNER_KEY] = partner_id
+    st.query_params[PARTNER_PARAM] = str(partner_id)

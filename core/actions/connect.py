@@ -10,11 +10,20 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
-from core.errors import AccessDenied, BadInput, ConsoleError, HaloError, PermissionMissing, SyncAlreadyQueued
+from core.errors import (
+    AccessDenied,
+    BadInput,
+    ConsoleError,
+    HaloError,
+    PermissionMissing,
+    RateLimited,
+    SyncAlreadyQueued,
+    format_duration,
+)
 from core.halopsa.app_domain import normalize_app_domain
 from core.halopsa.config import REQUIRED_SCOPES
 from core.halopsa.probe import ProbeResult, probe
@@ -38,6 +47,21 @@ from core.sync import cooldowns, jobs, probes, worker
 from core.sync.connector import ClientFactory, build_client
 from core.sync.listings import requests_text
 from core.sync.runs import ProgressFn, RunResult
+
+# What connecting is doing, announced in this order (`progress`); a retry or a wait HaloPSA asks for is announced too
+STEP_DOMAIN = "Checking the App Domain"
+STEP_TOKEN = "Asking HaloPSA for a token"
+STEP_PERMISSIONS = "Checking the permissions"
+STEP_PROBE = "Checking what this HaloPSA supports"
+STEP_SAVE = "Saving"
+STEPS = (STEP_DOMAIN, STEP_TOKEN, STEP_PERMISSIONS, STEP_PROBE, STEP_SAVE)
+TRY_AGAIN = "try again"  # what a failed connect tells the person to do; the Connection page names its button
+PROBE_LATER = "The first sync after saving checks again."  # the probe failed, the credentials work
+CHECK_NOTE = " (a check: nothing saved)"
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -189,21 +213,27 @@ def _stored_secret(existing: Any, domain: str, tenant: str | None, settings: Set
     return secret_box(settings).decrypt(existing.client_secret_encrypted)
 
 
-def verify(clean: CleanForm, *, settings: Settings, transport: Any = None) -> Verification:
-    """Ask HaloPSA for a token and compare the granted scopes with the seven the integration needs."""
+def verify(clean: CleanForm, *, settings: Settings, transport: Any = None,
+           progress: ProgressFn | None = None) -> Verification:
+    """Ask HaloPSA for a token and compare the granted scopes with the seven the integration needs; with all seven,
+    probe what the tenant supports. Each step, and each retry or wait on the way, is announced to `progress`."""
+    say = progress or _quiet
+    say(STEP_TOKEN)
     with build_client(
         app_domain=clean.app_domain, client_id=clean.client_id, client_secret=clean.client_secret,
-        tenant=clean.tenant, settings=settings, transport=transport,
+        tenant=clean.tenant, settings=settings, transport=transport, on_event=lambda event: say(event.reason),
     ) as client:
         check = client.verify()
+        say(STEP_PERMISSIONS)
         verification = Verification(app_domain=clean.app_domain, granted=tuple(check.granted),
                                     missing=tuple(check.missing))
         if not verification.ok:
             return verification
+        say(STEP_PROBE)
         try:
             return replace(verification, probe=probe(client))
         except HaloError as error:  # the credentials work: saving goes ahead, and the first sync probes again
-            return replace(verification, probe_error=error.message)
+            return replace(verification, probe_error=error.retold(PROBE_LATER).message)
 
 
 def save(engine: Engine, principal: Principal, clean: CleanForm, verification: Verification, *, now: datetime,
@@ -270,16 +300,28 @@ def _queue_renumbering(conn: Any, principal: Principal, partner_id: int, partner
                      trigger=RunTrigger.EDIT, requested_by=principal.user, now=now)
 
 
+def nothing_saved(error: HaloError, again: str) -> HaloError:
+    """The error as a connect tells it: nothing was saved, and what to do (`again`, after the wait HaloPSA asked
+    for), instead of what a sync would do next."""
+    wait = error.retry_after if isinstance(error, RateLimited) else None
+    after = f" after {format_duration(timedelta(seconds=wait))}" if wait else ""
+    return error.retold(f"Nothing was saved; {again}{after}.")
+
+
 def _audited_verify(engine: Engine, principal: Principal, clean: CleanForm, *, now: datetime, settings: Settings,
-                    transport: Any) -> Verification:
+                    transport: Any, progress: ProgressFn | None = None, again: str = TRY_AGAIN,
+                    note: str = "") -> Verification:
     """`verify`, with every attempt in the audit log whatever its outcome: who tried, for which partner, at which
-    App Domain (a failed or refused edit saves nothing else)."""
+    App Domain (a failed or refused edit saves nothing else). A HaloPSA failure says nothing was saved."""
     tried = f"{clean.partner_name} at {clean.app_domain}" + (f" (tenant {clean.tenant})" if clean.tenant else "")
     try:
-        verification = verify(clean, settings=settings, transport=transport)
+        verification = verify(clean, settings=settings, transport=transport, progress=progress)
     except Exception as exc:
-        reason = exc.message if isinstance(exc, ConsoleError) else "an unexpected error"
-        _audit_verification(engine, principal, clean, now, f"{tried}: failed: {reason}")
+        told = nothing_saved(exc, again) if isinstance(exc, HaloError) else exc
+        reason = told.message if isinstance(told, ConsoleError) else "an unexpected error"
+        _audit_verification(engine, principal, clean, now, f"{tried}: failed: {reason}{note}")
+        if told is not exc:
+            raise told from exc
         raise
     outcome = ("all permissions granted" if verification.ok
                else f"permissions missing: {', '.join(verification.missing)}")
@@ -287,7 +329,7 @@ def _audited_verify(engine: Engine, principal: Principal, clean: CleanForm, *, n
         outcome += f"; checked what it supports ({requests_text(verification.probe.requests)})"
     elif verification.probe_error:
         outcome += f"; could not check what it supports: {verification.probe_error}"
-    _audit_verification(engine, principal, clean, now, f"{tried}: {outcome}")
+    _audit_verification(engine, principal, clean, now, f"{tried}: {outcome}{note}")
     return verification
 
 
@@ -298,13 +340,77 @@ def _audit_verification(engine: Engine, principal: Principal, clean: CleanForm, 
 
 
 def connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime, settings: Settings,
-            transport: Any = None) -> tuple[int, Verification]:
-    """Validate, verify and save in that order; raises (with nothing saved) when any step refuses."""
+            transport: Any = None, progress: ProgressFn | None = None,
+            again: str = TRY_AGAIN) -> tuple[int, Verification]:
+    """Validate, verify and save in that order, announcing each step (STEPS) to `progress`; raises (with nothing
+    saved) when any step refuses, a HaloPSA failure saying so and what to do (`again`)."""
+    _, partner_id, verification = _connect(engine, principal, form, now=now, settings=settings, transport=transport,
+                                           progress=progress, again=again)
+    return partner_id, verification
+
+
+def _connect(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime, settings: Settings,
+             transport: Any, progress: ProgressFn | None, again: str) -> tuple[CleanForm, int, Verification]:
+    say = progress or _quiet
+    say(STEP_DOMAIN)
     clean = validate_form(engine, principal, form, settings=settings, today=now.date())
-    verification = _audited_verify(engine, principal, clean, now=now, settings=settings, transport=transport)
+    verification = _audited_verify(engine, principal, clean, now=now, settings=settings, transport=transport,
+                                   progress=say, again=again)
     if not verification.ok:
         raise PermissionMissing(list(verification.missing))
-    return save(engine, principal, clean, verification, now=now, settings=settings), verification
+    say(STEP_SAVE)
+    return clean, save(engine, principal, clean, verification, now=now, settings=settings), verification
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A connection checked without saving anything: what HaloPSA answered (permissions, and what the tenant supports
+    once all seven are there), and a warning when another partner is connected to the same HaloPSA tenant."""
+
+    verification: Verification
+    tenant_warning: str | None = None
+
+
+def check_connection(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime,
+                     settings: Settings, transport: Any = None, progress: ProgressFn | None = None,
+                     again: str = TRY_AGAIN) -> Checked:
+    """Validate and verify as connecting does (the same steps, audited as a verification), but save nothing: missing
+    permissions are returned, not raised."""
+    say = progress or _quiet
+    say(STEP_DOMAIN)
+    clean = validate_form(engine, principal, form, settings=settings, today=now.date())
+    verification = _audited_verify(engine, principal, clean, now=now, settings=settings, transport=transport,
+                                   progress=say, again=again, note=CHECK_NOTE)
+    return Checked(verification, shared_tenant(engine, principal, app_domain=clean.app_domain,
+                                               client_id=clean.client_id, partner_id=clean.partner_id))
+
+
+def shared_tenant(engine: Engine, principal: Principal, *, app_domain: str, client_id: str,
+                  partner_id: int | None) -> str | None:
+    """A warning (never a refusal) when a partner other than `partner_id` is connected to the same HaloPSA tenant:
+    the same App Domain (as stored, whatever its case) and Client ID. Customer success is told which partners; a
+    partner user only that there is one."""
+    require_role(principal, Role.CS, Role.PARTNER)
+    if partner_id is not None:
+        require_partner_access(principal, partner_id)
+    query = (select(PARTNER_TABLE.c.name)
+             .select_from(PARTNER_TABLE.join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id))
+             .where(func.lower(CONNECTION_TABLE.c.app_domain) == app_domain.lower(),
+                    CONNECTION_TABLE.c.client_id == client_id)
+             .order_by(PARTNER_TABLE.c.name))
+    if partner_id is not None:
+        query = query.where(PARTNER_TABLE.c.id != partner_id)
+    with engine.connect() as conn:
+        others = list(conn.scalars(query))
+    if not others:
+        return None
+    if principal.role != Role.CS:
+        return ("Another partner is already connected to this HaloPSA tenant (the same App Domain and Client ID). "
+                "Ask customer success to check that this is intended.")
+    named = ", ".join(others[:3]) + (f" and {len(others) - 3:,} more" if len(others) > 3 else "")
+    return (f"{named} {'is' if len(others) == 1 else 'are'} already connected to this HaloPSA tenant (the same App "
+            "Domain and Client ID): both partners would sync, and could charge, the same invoices. Check that this "
+            "is the partner you meant.")
 
 
 @dataclass(frozen=True)
@@ -317,19 +423,24 @@ class Connected:
     backfill_job: int | None = None
     backfill: RunResult | None = None
     renumber_job: int | None = None
+    tenant_warning: str | None = None  # another partner is connected to the same HaloPSA tenant
 
 
 def connect_and_backfill(engine: Engine, principal: Principal, form: ConnectionForm, *, now: datetime,
                          settings: Settings, client_factory: ClientFactory | None = None,
-                         progress: ProgressFn | None = None, transport: Any = None) -> Connected:
+                         progress: ProgressFn | None = None, transport: Any = None,
+                         again: str = TRY_AGAIN) -> Connected:
     """The one path from the connection form to synced data, used by the Connection page, the CLI and the demo:
     validate, verify and save (nothing saved when a step refuses), then queue a primary integration's backfill.
     With a client factory the backfill runs here, under the same lease and fencing as a worker (CLI, demo); without
     one a worker runs it (the console never runs a sync)."""
-    partner_id, verification = connect(engine, principal, form, now=now, settings=settings, transport=transport)
+    clean, partner_id, verification = _connect(engine, principal, form, now=now, settings=settings,
+                                               transport=transport, progress=progress, again=again)
     with engine.connect() as conn:
         renumber_job = jobs.waiting_job(conn, partner_id, RunKind.RENUMBER)
-    saved = Connected(partner_id, verification, renumber_job=renumber_job)
+    warning = shared_tenant(engine, principal, app_domain=clean.app_domain, client_id=clean.client_id,
+                            partner_id=partner_id)
+    saved = Connected(partner_id, verification, renumber_job=renumber_job, tenant_warning=warning)
     if form.integration_role != IntegrationRole.PRIMARY:
         return saved
     try:

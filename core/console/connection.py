@@ -18,13 +18,24 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Principal, require_partner_access, require_role
-from core.actions.connect import Verification
+from core.actions.connect import Verification, shared_tenant
+from core.console.formatting import count, escape_markdown
 from core.errors import BadInput, ConsoleError, InvalidDomain
 from core.halopsa.app_domain import SANDBOX_SUFFIX, is_sandbox_domain, normalize_app_domain
 from core.halopsa.auth import check_scopes
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
-from core.store.tables import CONNECTION_TABLE, JOB_TABLE, PARTNER_TABLE, IntegrationRole, NumberField, Role, RunKind
+from core.store.tables import (
+    CONNECTION_TABLE,
+    INVOICE_TABLE,
+    JOB_TABLE,
+    PARTNER_TABLE,
+    IntegrationRole,
+    JobState,
+    NumberField,
+    Role,
+    RunKind,
+)
 from core.sync import jobs, probes
 from core.sync.listings import requests_text
 from core.sync.streams import NUMBER_FIELD_LABELS
@@ -63,6 +74,11 @@ FIELD_LABELS: dict[str, str] = {
     "tenant": "Tenant",
 }
 ROLE_LABELS = {IntegrationRole.PRIMARY.value: "Primary", IntegrationRole.SECONDARY.value: "Secondary"}
+# What a failed connect or test tells the person to do (core.actions.connect: "Nothing was saved; …")
+CONTINUE_AGAIN = "press Continue to try again"
+TEST_AGAIN = "press Test connection to try again"
+RENUMBER_QUESTION = ("Press **Save and renumber** to go ahead, or set the Invoice Number Field back and press "
+                     "Continue.")
 NUMBER_LABELS = {field.value: label for field, label in NUMBER_FIELD_LABELS.items()}
 
 
@@ -190,6 +206,7 @@ class StoredConnection:
     last_verified_at: datetime | None
     last_error: str | None
     permissions: list[PermissionCheck]
+    tenant_warning: str | None = None  # another partner is connected to the same HaloPSA tenant
 
     @property
     def facts(self) -> list[tuple[str, str]]:
@@ -239,6 +256,8 @@ def stored_connection(engine: Engine, principal: Principal, partner_id: int) -> 
         integration_role=row.integration_role, invoice_number_field=row.invoice_number_field,
         invoices_created_since=row.invoices_created_since, last_verified_at=row.last_verified_at,
         last_error=row.last_error, permissions=from_stored(row.granted_scopes, row.missing_scopes),
+        tenant_warning=shared_tenant(engine, principal, app_domain=row.app_domain, client_id=row.client_id,
+                                     partner_id=partner_id),
     )
 
 
@@ -276,3 +295,88 @@ def tenant_check(engine: Engine, principal: Principal, partner_id: int) -> Tenan
     if found is None:
         return TenantCheck(None, 0, [], None, queued)
     return TenantCheck(found.ran_at, found.result.requests, found.result.describe(), found.stale_reason, queued)
+
+
+@dataclass(frozen=True)
+class RenumberPreview:
+    """What saving a new Invoice Number Field does to a partner's stored invoices, said before it is saved."""
+
+    partner_name: str
+    old_field: NumberField
+    new_field: NumberField
+    invoices: int  # stored invoices, every one renumbered
+    fallbacks: int  # without a third-party number: numbered by their HaloPSA ID, marked as a fallback
+    duplicates: int  # third-party numbers that more than one stored invoice carries
+    running: RunKind | None  # a sync of the partner running now: the renumbering waits for it
+
+    @property
+    def sentences(self) -> list[str]:
+        """Plain sentences, the partner's name in them as stored (escape them where drawn)."""
+        old, new = NUMBER_LABELS[self.old_field], NUMBER_LABELS[self.new_field]
+        if not self.invoices:
+            return [f"Saving numbers {self.partner_name}'s invoices by {new} instead of {old}. No invoices are stored "
+                    "yet, so nothing is renumbered: the next sync writes them by the new field."]
+        said = [f"Saving renumbers all {count(self.invoices, 'stored invoice')} of {self.partner_name} by {new} "
+                f"instead of {old}.",
+                "A sync worker does it in one step, without a single request to HaloPSA: it takes seconds, starting "
+                "as soon as a worker is free" + (f", after the {self.running.value.replace('_', ' ')} sync of this "
+                                                 "partner running now ends" if self.running else "")
+                + ". Until then every invoice keeps its current number; the Syncs page shows when it ran."]
+        if self.new_field == NumberField.THIRD_PARTY and self.fallbacks:
+            said.append(f"{count(self.fallbacks, 'invoice')} {'has' if self.fallbacks == 1 else 'have'} no third-party "
+                        "number: they keep their HaloPSA ID as number, marked as a fallback.")
+        if self.new_field == NumberField.THIRD_PARTY and self.duplicates:
+            said.append(f"{count(self.duplicates, 'third-party number')} {'is' if self.duplicates == 1 else 'are'} "
+                        "carried by more than one invoice: those invoices will show the same number.")
+        return said
+
+
+def renumber_preview(engine: Engine, principal: Principal, partner_id: int,
+                     new_field: str) -> RenumberPreview | None:
+    """What saving `new_field` as the partner's Invoice Number Field would renumber; None when it is the stored one
+    (or no field at all, or the partner has no connection yet). cs or the partner itself only."""
+    require_role(principal, Role.CS, Role.PARTNER)
+    require_partner_access(principal, partner_id)
+    try:
+        field = NumberField(new_field)
+    except ValueError:
+        return None
+    invoice = INVOICE_TABLE.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(PARTNER_TABLE.c.name, CONNECTION_TABLE.c.invoice_number_field)
+            .select_from(PARTNER_TABLE.join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id))
+            .where(PARTNER_TABLE.c.id == partner_id)
+        ).first()
+        if row is None or row.invoice_number_field == field:
+            return None
+        numbered = invoice.third_party_number.is_not(None) & (invoice.third_party_number != "")
+        invoices, with_number = conn.execute(
+            select(func.count(), func.count().filter(numbered)).where(invoice.partner_id == partner_id)).one()
+        shared = (select(invoice.third_party_number).where(invoice.partner_id == partner_id, numbered)
+                  .group_by(invoice.third_party_number).having(func.count() > 1).subquery())
+        duplicates = conn.scalar(select(func.count()).select_from(shared))
+        running = conn.scalar(select(JOB_TABLE.c.kind).where(
+            JOB_TABLE.c.partner_id == partner_id, JOB_TABLE.c.state == JobState.RUNNING).limit(1))
+    return RenumberPreview(partner_name=row.name, old_field=NumberField(row.invoice_number_field), new_field=field,
+                           invoices=invoices, fallbacks=invoices - with_number, duplicates=duplicates or 0,
+                           running=RunKind(running) if running else None)
+
+
+def check_headline(verification: Verification) -> str:
+    """What a connection check (nothing saved) found, in one sentence for the top of its result."""
+    if verification.ok:
+        return ("HaloPSA accepted these credentials and granted all seven permissions. Nothing was saved: press "
+                "Continue to save the connection.")
+    return (f"HaloPSA accepted these credentials, but the API application lacks: {', '.join(verification.missing)}. "
+            "Nothing was saved: tick them in HaloPSA as shown below, then test again.")
+
+
+def probe_markdown(verification: Verification) -> str | None:
+    """What the check found the tenant supports, as an escaped Markdown list (it quotes HaloPSA: addresses, codes);
+    None when the probe did not run (permissions missing)."""
+    if verification.probe is not None:
+        return "\n".join(f"- {escape_markdown(sentence)}" for sentence in verification.probe.describe())
+    if verification.probe_error:
+        return escape_markdown(f"Could not check what this HaloPSA supports: {verification.probe_error}")
+    return None

@@ -433,7 +433,8 @@ class HaloClient:
             return None
         if status == 403:
             raise self._denied(path)
-        raise HaloError(f"HaloPSA refused GET /api/{path} (HTTP {status}). The sync will stop here; try again later.")
+        raise HaloError(f"HaloPSA refused GET /api/{path} (HTTP {status}).",
+                        next_step="The sync will stop here; try again later.")
 
     def _build_get(self, url: str, params: Mapping[str, str | int], token: Token) -> httpx.Request:
         return self._http.build_request("GET", url, params=dict(params), headers={"Authorization": token.header})

@@ -32,6 +32,8 @@ from core.halopsa.sizecap import read_capped
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_S = 1.0
 STATUS_PAGE = "https://status.halopsa.com"
+# What a sync does after HaloPSA failed it (an error's `next_step`: a caller that is not a sync says its own)
+SYNC_RETRIES = f"The sync will retry on its next run; check {STATUS_PAGE} or try again later."
 
 
 @dataclass(frozen=True)
@@ -198,17 +200,15 @@ class Sender:
             asked = format_duration(timedelta(seconds=asked_s)) if asked_s <= 86_400 else "more than a day"
             return HaloUnavailable(
                 f"HaloPSA answered {what} with HTTP {failure.status_code} and asked to wait {asked} (Retry-After: "
-                f"{header}); it may be down for maintenance. The sync will retry on its next run; check {STATUS_PAGE} "
-                "or try again later."
-            )
+                f"{header}); it may be down for maintenance.", next_step=SYNC_RETRIES)
         window = format_duration(timedelta(seconds=self._window_s))
         asked = f"longer than its {window} rate window" if asked_s > self._window_s else _duration(asked_s)
-        message = (
-            f"HaloPSA is rate limiting this tenant and asked to wait {asked} (Retry-After: {header}). Rather than wait "
-            f"inside the sync, it stopped here and kept everything read so far; it can continue in {_duration(wait)}."
-        )
-        self._emit(ClientEvent(kind="resume_later", seconds=wait, reason=message, status_code=429))
-        return RateLimited(wait, message)
+        error = RateLimited(
+            wait, f"HaloPSA is rate limiting this tenant and asked to wait {asked} (Retry-After: {header}).",
+            next_step=("Rather than wait inside the sync, it stopped here and kept everything read so far; it can "
+                       f"continue in {_duration(wait)}."))
+        self._emit(ClientEvent(kind="resume_later", seconds=wait, reason=error.message, status_code=429))
+        return error
 
     def _attempt(self, build: Callable[[], httpx.Request], what: str) -> tuple[httpx.Response, Any]:
         self._pace()
@@ -236,9 +236,8 @@ class Sender:
             return response, decode(body)
         except ValueError:
             error = ProtocolError(
-                f"HaloPSA sent a page that is not valid JSON ({what}) {self._attempts} times in a row. "
-                "The sync will retry on its next run."
-            )
+                f"HaloPSA sent a page that is not valid JSON ({what}) {self._attempts} times in a row.",
+                next_step="The sync will retry on its next run.")
             raise _Retryable(error, reason=f"HaloPSA sent a page that is not valid JSON ({what})") from None
 
     def _refusal(self, status: int, header: str | None) -> _Retryable:
@@ -251,25 +250,19 @@ class Sender:
             return _Retryable(error, reason=f"HaloPSA answered HTTP {status}", status_code=status, retry_after=hint,
                               asked=asked)
         self._stats.rate_limited_responses += 1
-        message = (
-            f"HaloPSA kept rate limiting this tenant after {self._attempts} attempts. "
-            "The sync will try again on its next run."
-        )
-        return _Retryable(RateLimited(hint, message), reason="HaloPSA is rate limiting this tenant", status_code=429,
+        limited = RateLimited(hint, f"HaloPSA kept rate limiting this tenant after {self._attempts} attempts.",
+                              next_step="The sync will try again on its next run.")
+        return _Retryable(limited, reason="HaloPSA is rate limiting this tenant", status_code=429,
                           retry_after=hint, asked=asked)
 
     def _too_slow(self, what: str) -> HaloUnavailable:
         return HaloUnavailable(
             f"HaloPSA sent its answer to {what} too slowly: it was not complete within {self._deadline_s:g} s, "
-            f"{self._attempts} attempts in a row. It may be overloaded; the sync will retry on its next run; check "
-            f"{STATUS_PAGE} or try again later."
-        )
+            f"{self._attempts} attempts in a row. It may be overloaded.", next_step=SYNC_RETRIES)
 
     def _unavailable(self, detail: str) -> HaloUnavailable:
-        return HaloUnavailable(
-            f"HaloPSA did not answer {detail} after {self._attempts} attempts; it may be down. The sync will retry "
-            f"on its next run; check {STATUS_PAGE} or try again later."
-        )
+        return HaloUnavailable(f"HaloPSA did not answer {detail} after {self._attempts} attempts; it may be down.",
+                               next_step=SYNC_RETRIES)
 
     def _pace(self) -> None:
         delay = self._budget.reserve()

@@ -301,6 +301,16 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                                         client_secret="umbrella-secret")).transport())),
     "core.actions.connect.connect_and_backfill": ((Role.CS, Role.PARTNER), True,
                                                   lambda w, p, pid, d: _connect_and_backfill(w, p, pid, d)),
+    "core.actions.connect.check_connection": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d:
+        connections.check_connection(w.engine, p, _form(w, pid, d), now=NOW, settings=w.settings, transport=(
+            w.emulators.get(pid) or HaloEmulator(seed=9, invoices=10, client_id="umbrella-client-id",
+                                                 client_secret="umbrella-secret")).transport())),
+    "core.actions.connect.shared_tenant": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d:
+        connections.shared_tenant(w.engine, p, app_domain=f"https://{_form(w, pid, d).app_domain}",
+                                  client_id=_form(w, pid, d).client_id, partner_id=pid)),
+    "core.console.connection.renumber_preview": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d:
+        connection_screen.renumber_preview(w.engine, p, pid, d.draw(
+            st.sampled_from([NumberField.HALO_ID.value, NumberField.THIRD_PARTY.value]), label="field"))),
 }
 def _connect_and_backfill(w: World, principal: Principal, pid: int, d: Any) -> Any:
     """Connect through the partner's own tenant (a made-up one for a partner without one), then backfill from it."""

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Locator, Page, Route, expect, sync_playwright
 
+from core.demo import sandbox
 from core.demo.seed import CS, DEMO_PASSWORD, PARTNER_EMAIL, PM_EMAIL
 from core.settings import PROJECT_ROOT
 from tests.support import databases
@@ -163,7 +164,13 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
 
 
 @pytest.fixture
-def console(demo_template: Path, tmp_path: Path) -> Iterator[Console]:
+def console_env() -> dict[str, str]:
+    """Settings a journey gives its console and worker (parametrize it to change them)."""
+    return {}
+
+
+@pytest.fixture
+def console(demo_template: Path, tmp_path: Path, console_env: dict[str, str]) -> Iterator[Console]:
     """`streamlit run ui/server.py` and a sync worker (`python -m core worker`, as `make run` starts them) on a private
     copy of the seeded demo, on a free loopback port."""
     data = tmp_path / "data"
@@ -176,7 +183,7 @@ def console(demo_template: Path, tmp_path: Path) -> Iterator[Console]:
                # a file saved by someone else during the run must not reload the app under the test
                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
     worker_log = tmp_path / "worker.log"
-    env = _clean_env(**databases.copied_database_env(demo_template, data), HALO_WORKER_POLL_S="0.5")
+    env = _clean_env(**databases.copied_database_env(demo_template, data), HALO_WORKER_POLL_S="0.5", **console_env)
     with open(log, "wb") as out, open(worker_log, "wb") as worker_out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
         worker = subprocess.Popen([sys.executable, "-m", "core", "worker"], cwd=ROOT, stdout=worker_out,
@@ -444,20 +451,46 @@ def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
     ui.assert_clean()
 
 
+def _connect_a_new_partner(tab: UI) -> Locator:
+    """Switch the Connection page to a new partner's form, once it is drawn blank; returns the form."""
+    modes = tab.main().get_by_role("radiogroup", name="Partner")
+    expect(modes).to_have_count(1)
+    modes.get_by_text("Connect a new partner").click()
+    expect(tab.main().locator('input[aria-label="Partner name"]:not([disabled])')).to_be_visible()
+    tab.settle()
+    return tab.main().get_by_test_id("stForm")
+
+
+@pytest.mark.parametrize("console_env", [{"HALO_MAX_ATTEMPTS": "3"}])  # a failing HaloPSA is given up in seconds
 def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, tmp_path: Path) -> None:
-    """Customer success connects a new sandbox tenant (a bad App Domain first), then uses every action on it."""
+    """Customer success connects a new sandbox tenant (a failing HaloPSA and a bad App Domain first, then a test that
+    saves nothing), then uses every action on it."""
     ui.sign_in(CS.user)
     ui.open("Connection", "HaloPSA connection")
-    ui.main().get_by_text("Connect a new partner").click()
-    expect(ui.main().locator('input[aria-label="Partner name"]:not([disabled])')).to_be_visible()
-    ui.settle()
+    for name in ("Contoso Managed Services", "Northwind IT", "Contoso Managed Services"):  # once lost every 2nd time
+        ui.pick_partner(name)
+        modes = ui.main().get_by_role("radiogroup", name="Partner")
+        expect(modes).to_have_count(1)  # the radio of the partner picked before is gone
+        expect(modes.get_by_role("radio", name=f"Edit {name}")).to_be_checked()
+        ui.settle()
+    form = _connect_a_new_partner(ui)
     hint = ui.main().get_by_text("No HaloPSA at hand?")
     match = re.search(r"App Domain (\S+) answers with Client ID (\S+) and Client Secret (\S+)\.", hint.inner_text())
     assert match, hint.inner_text()
     domain, client_id, client_secret = match.groups()
     assert domain == "trainee.sandbox"
 
-    form = ui.main().get_by_test_id("stForm")
+    # a HaloPSA that keeps failing: each step shows while the buttons wait, and nothing was saved
+    flaky_id, flaky_secret = sandbox.credentials("flaky.sandbox")
+    _fill_form(ui, form, {"Partner name": "Flaky Networks", "App Domain": "flaky.sandbox", "Client ID": flaky_id,
+                          "Client Secret": flaky_secret})
+    form.get_by_role("button", name="Continue").click()
+    expect(form.get_by_role("button", name="Continue")).to_be_disabled()
+    expect(form.get_by_role("button", name="Test connection")).to_be_disabled()
+    expect(ui.main().get_by_text(re.compile(r"^HaloPSA answered HTTP 503; retrying in ")).first).to_be_visible()
+    expect(ui.main().get_by_text(re.compile(r"after 3 attempts; it may be down\. Nothing was saved; press Continue to "
+                                            r"try again\.$"))).to_be_visible(timeout=60_000)
+    expect(form.get_by_role("button", name="Continue")).to_be_enabled()
     _fill_form(ui, form, {"Partner name": "Trainee Networks", "App Domain": "http://bad.example.com",
                           "Client ID": client_id, "Client Secret": client_secret})
     form.get_by_role("button", name="Continue").click()
@@ -466,13 +499,32 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     expect(ui.main().get_by_text("Saved the connection")).to_have_count(0)
 
     _fill_form(ui, form, {"App Domain": domain, "Client Secret": client_secret})
+    form.get_by_role("button", name="Test connection").click()  # verifies, shows what it found, saves nothing
+    expect(ui.main().get_by_text(re.compile(r"^HaloPSA accepted these credentials and granted all seven permissions\. "
+                                            r"Nothing was saved"))).to_be_visible(timeout=60_000)
+    expect(ui.main().get_by_text(re.compile(r"^✅ (admin|read|edit):\w+: "))).to_have_count(7)
+    expect(ui.main().get_by_text(re.compile(r"^Pages: "))).to_be_visible()
+    ui.settle()
     form.get_by_role("button", name="Continue").click()
     expect(ui.main().get_by_text("Saved the connection for Trainee Networks.")).to_be_visible(timeout=60_000)
-    checklist = ui.main().get_by_text(re.compile(r"^✅ (admin|read|edit):\w+: "))
-    expect(checklist).to_have_count(7)  # the setup checklist: all seven permissions granted
     expect(ui.main().get_by_text(re.compile(r"^Backfill queued: a sync worker"))).to_be_visible(timeout=60_000)
+    # the new partner is picked (sidebar and URL) and shown, its form filled from what was saved
+    expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner")).to_have_value(
+        "Trainee Networks")
+    expect(ui.page).to_have_url(re.compile(r"/connection\?partner=\d+$"))
+    expect(ui.main().get_by_text("Stored connection: Trainee Networks")).to_be_visible()
+    expect(ui.main().get_by_role("radio", name="Edit Trainee Networks")).to_be_checked()
+    expect(form.get_by_role("textbox", name="Client Secret")).to_have_value("")
     ui.settle()
     ui.no_exception_box()
+
+    form = _connect_a_new_partner(ui)  # the same HaloPSA tenant again, under another name: warned, not refused
+    _fill_form(ui, form, {"Partner name": "Trainee Twin", "App Domain": domain, "Client ID": client_id,
+                          "Client Secret": client_secret})
+    form.get_by_role("button", name="Test connection").click()
+    expect(ui.main().get_by_text(re.compile(r"^Trainee Networks is already connected to this HaloPSA tenant"))
+           ).to_be_visible(timeout=60_000)
+    ui.settle()
 
     ui.open("Syncs", "Syncs")
     ui.pick_partner("Trainee Networks")
@@ -522,6 +574,22 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     rows = _download_csv(ui, tmp_path)
     assert len(rows) == count
     assert {row["subtype"] for row in rows} == {subtypes[0]}
+    ui.settle()
+
+    # a new Invoice Number Field: the page says what it renumbers and asks before saving
+    ui.pick_partner("Contoso Managed Services")
+    ui.open("Connection", "HaloPSA connection")
+    form = ui.main().get_by_test_id("stForm")
+    form.get_by_text("Third Party Invoice Number").click()
+    form.get_by_role("button", name="Continue").click()
+    expect(ui.main().get_by_text(re.compile(r"^Saving renumbers all [\d,]{5,} stored invoices of Contoso Managed "
+                                            r"Services by Third Party Invoice Number instead of HaloPSA ID\."))
+           ).to_be_visible(timeout=30_000)
+    expect(ui.main().get_by_text(re.compile("Saved the connection"))).to_have_count(0)
+    ui.settle()
+    ui.main().get_by_role("button", name="Save and renumber").click()
+    expect(ui.main().get_by_text("Saved the connection for Contoso Managed Services.")).to_be_visible(timeout=60_000)
+    expect(ui.main().get_by_text(re.compile(r"^Renumbering queued: a sync worker"))).to_be_visible()
     ui.settle()
     ui.assert_clean()
 

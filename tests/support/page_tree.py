@@ -37,3 +37,8 @@ def rendered(at: AppTest) -> str:
         if proto is not None:
             parts += [piece for _, text in strings(proto) for piece in (text, plain_text(text))]
     return "\n".join(parts)
+
+
+def connection_mode(at: AppTest) -> Any:
+    """The Connection page's "Edit X / Connect a new partner" radio (keyed per partner picked)."""
+    return next(radio for radio in at.radio if (radio.key or "").startswith("connection.mode."))

@@ -1,20 +1,23 @@
 from datetime import date, timedelta
 
 import pytest
+import streamlit as st
 from sqlalchemy import func, select
 
 from core.access import Principal
-from core.actions import fetches
+from core.actions import connect, fetches
 from core.console import connection as connection_screen
 from core.demo import sandbox
 from core.halopsa.auth import CREDENTIALS_REJECTED
 from core.halopsa.config import REQUIRED_SCOPES
 from core.store.tables import (
+    AUDIT_TABLE,
     CONNECTION_TABLE,
     INVOICE_TABLE,
     JOB_TABLE,
     PARTNER_TABLE,
     RUN_TABLE,
+    AuditAction,
     Role,
     RunKind,
     RunStatus,
@@ -25,7 +28,7 @@ from tests.support.clock import NOW
 from tests.support.console_db import PASSWORD
 from tests.support.factories import add_partner
 from tests.support.markdown import plain_text
-from tests.support.page_tree import rendered
+from tests.support.page_tree import connection_mode, rendered
 from ui import connection_form, tenant_check
 
 PAGE = "pages/connection.py"
@@ -57,7 +60,7 @@ def _fill(at, **values):
 
 
 def _new_partner(at, **values):
-    at.radio(key="connection.mode").set_value("new").run()
+    connection_mode(at).set_value("new").run()
     return _fill(at, **values)
 
 
@@ -108,7 +111,7 @@ def test_the_form_is_filled_again_after_visiting_another_page(open_connection):
 def test_the_partner_account_never_sees_another_partners_name(open_connection):
     at = open_connection("acme")
     assert "Globex" not in str(at)
-    assert not [radio for radio in at.radio if radio.key == "connection.mode"]  # no "new partner" for a partner
+    assert not [radio for radio in at.radio if (radio.key or "").startswith("connection.mode")]  # no "new partner"
 
 
 def test_product_managers_cannot_open_the_connection_page(app_as, page_as):
@@ -224,13 +227,25 @@ def test_editing_with_an_empty_secret_keeps_the_stored_one(open_connection, cons
 
 
 
+def _number_field(engine, partner_id):
+    with engine.connect() as conn:
+        return conn.scalar(select(CONNECTION_TABLE.c.invoice_number_field)
+                           .where(CONNECTION_TABLE.c.partner_id == partner_id))
+
+
 def test_changing_the_invoice_number_field_queues_a_renumbering_and_says_so(open_connection, engine, settings):
     at, partner_id = _editing(open_connection, engine, settings, "renumber-me.sandbox")
 
-    _fill(at, invoice_number_field="third_party")
+    _fill(at, invoice_number_field="third_party")  # first the page says what it will do, and saves nothing
+
+    assert not at.exception and not at.success
+    assert "No invoices are stored yet, so nothing is renumbered" in plain_text(at.warning[0].value)
+    assert _number_field(engine, partner_id) == "halo_id"
+    at.button(key="connection.renumber").click().run()
 
     assert not at.exception
     assert "Saved the connection for Sandbox MSP." in plain_text(at.success[0].value)
+    assert _number_field(engine, partner_id) == "third_party"
     assert connection_form.RENUMBER_QUEUED in [info.value for info in at.info]
     with engine.connect() as conn:  # queued for a worker; the console renumbered nothing itself
         assert conn.execute(select(RUN_TABLE).where(RUN_TABLE.c.partner_id == partner_id)).all() == []
@@ -299,3 +314,138 @@ def test_a_checked_sandbox_partner_shows_the_findings(open_connection, engine, s
     assert "Pages: pages of 100 rows, as asked." in text
     assert "Sign-in: tokens come from https://checked.sandbox/auth/token" in text
     assert "Checked 2026-11-02 12:00 UTC with" in plain_text("\n".join(c.value for c in at.caption))
+
+
+def test_a_number_field_change_says_how_many_invoices_it_renumbers_before_saving(open_connection, engine):
+    at = open_connection("cs", "acme")  # 60 invoices numbered by their third-party number
+    acme = at.session_state["partner_id"]
+    _fill(at, invoice_number_field="halo_id")
+    assert not at.exception and not at.success
+    warning = plain_text(at.warning[0].value)
+    assert "Saving renumbers all 60 stored invoices of Acme MSP by HaloPSA ID instead of Third Party" in warning
+    assert "it takes seconds" in warning and "Save and renumber" in warning
+    assert at.button(key="connection.renumber").label == "Save and renumber"
+    assert _number_field(engine, acme) == "third_party"
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(JOB_TABLE)) == 0
+    at.run()  # the question is asked once: another run drops it, and nothing was saved
+    assert not [b for b in at.button if b.key == "connection.renumber"]
+    assert _number_field(engine, acme) == "third_party"
+
+
+def test_a_new_partner_is_picked_and_shown_once_connected_and_a_second_one_connects_too(open_connection, engine):
+    at = open_connection("cs", "acme")
+    partners, connections_ = _counts(engine)
+    client_id, client_secret = sandbox.credentials("trainee.sandbox")
+    _new_partner(at, partner_name="Trainee MSP", app_domain="trainee.sandbox", client_id=client_id,
+                 client_secret=client_secret)
+    assert not at.exception
+    with engine.connect() as conn:
+        trainee = conn.scalar(select(PARTNER_TABLE.c.id).where(PARTNER_TABLE.c.name == "Trainee MSP"))
+    assert at.session_state["partner_id"] == trainee and at.query_params["partner"] == str(trainee)
+    mode = connection_mode(at)
+    assert (mode.value, mode.options) == ("edit", ["Edit Trainee MSP", "Connect a new partner"])
+    assert "Stored connection: Trainee MSP" in [plain_text(h.value) for h in at.subheader]
+    assert "Saved the connection for Trainee MSP." in plain_text(at.success[0].value)
+    name = at.text_input(key="connection.partner_name")
+    assert (name.value, name.disabled) == ("Trainee MSP", True)
+    assert at.text_input(key="connection.client_secret").value == ""
+
+    second_id, second_secret = sandbox.credentials("second.sandbox")
+    _new_partner(at, partner_name="Second MSP", app_domain="second.sandbox", client_id=second_id,
+                 client_secret=second_secret)
+    assert not at.exception and not at.error
+    assert "Saved the connection for Second MSP." in plain_text(at.success[0].value)
+    assert _counts(engine) == (partners + 2, connections_ + 2)
+
+
+def test_while_connecting_the_buttons_are_disabled_and_each_step_shows(open_connection, monkeypatch):
+    def slow(*args, progress, **kwargs):  # stops the page mid-connect, as a person sees it while it works
+        for step in (connect.STEP_DOMAIN, connect.STEP_TOKEN, "HaloPSA answered HTTP 503; retrying in 2.0 s"):
+            progress(step)
+        st.stop()
+
+    monkeypatch.setattr(connect, "connect_and_backfill", slow)
+    at = open_connection("cs", "acme")
+    _fill(at, client_secret="typed")
+    assert not at.exception
+    assert at.button(key="connection.continue").disabled and at.button(key="connection.test").disabled
+    [status] = at.status
+    assert status.label == "Connecting: HaloPSA answered HTTP 503; retrying in 2.0 s…"
+    assert [plain_text(m.value) for m in status.markdown] == [connect.STEP_DOMAIN, connect.STEP_TOKEN,
+                                                              "HaloPSA answered HTTP 503; retrying in 2.0 s"]
+    monkeypatch.undo()
+    at.run()  # the next run draws them enabled again
+    assert not at.button(key="connection.continue").disabled and not at.button(key="connection.test").disabled
+
+
+def test_a_connect_to_a_failing_halopsa_says_nothing_was_saved_and_to_press_continue(open_connection, engine,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("HALO_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("HALO_BACKOFF_CAP_S", "0.01")
+    at = open_connection("cs", "acme")
+    before = _counts(engine)
+    client_id, client_secret = sandbox.credentials("flaky.sandbox")
+    _new_partner(at, partner_name="Flaky MSP", app_domain="flaky.sandbox", client_id=client_id,
+                 client_secret=client_secret)
+    assert not at.exception
+    [error] = [plain_text(e.value) for e in at.error]
+    assert error.startswith("HaloPSA did not answer (HTTP 503) after 2 attempts; it may be down.")
+    assert error.endswith("Nothing was saved; press Continue to try again.") and "sync" not in error
+    assert _counts(engine) == before
+    assert at.text_input(key="connection.partner_name").value == "Flaky MSP"  # what was typed stays
+    assert not at.button(key="connection.continue").disabled
+
+
+def _audit_details(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(AUDIT_TABLE.c.detail).where(AUDIT_TABLE.c.action == AuditAction.VERIFY_CONNECTION)
+                            ).scalars().all()
+
+
+def test_testing_a_connection_shows_the_permissions_and_what_it_supports_and_saves_nothing(open_connection, engine):
+    at = open_connection("cs", "acme")
+    before = _counts(engine)
+    client_id, client_secret = sandbox.credentials("trainee.sandbox")
+    connection_mode(at).set_value("new").run()
+    for name, value in {"partner_name": "Trainee MSP", "app_domain": "trainee.sandbox", "client_id": client_id,
+                        "client_secret": client_secret}.items():
+        at.text_input(key=f"connection.{name}").input(value)
+    at.button(key="connection.test").click().run()
+    assert not at.exception and not at.error
+    assert plain_text(at.success[0].value).startswith("HaloPSA accepted these credentials and granted all seven")
+    text = _markdown(at)
+    assert all(f"✅ `{scope}`" in text for scope in REQUIRED_SCOPES)
+    assert "What this HaloPSA supports" in text and "Pages: pages of 100 rows, as asked." in plain_text(text)
+    assert _counts(engine) == before
+    assert _audit_details(engine)[-1].endswith("(a check: nothing saved)")
+    assert at.text_input(key="connection.partner_name").value == "Trainee MSP"  # ready to press Continue
+
+
+def test_a_test_with_missing_permissions_crosses_them_and_saves_nothing(open_connection, engine):
+    at = open_connection("cs", "acme")
+    before = _counts(engine)
+    client_id, client_secret = sandbox.credentials("limited-trainee.sandbox")
+    connection_mode(at).set_value("new").run()
+    for name, value in {"partner_name": "Limited MSP", "app_domain": "limited-trainee.sandbox",
+                        "client_id": client_id, "client_secret": client_secret}.items():
+        at.text_input(key=f"connection.{name}").input(value)
+    at.button(key="connection.test").click().run()
+    assert "lacks: admin:webhooks, edit:invoices. Nothing was saved" in plain_text(at.error[0].value)
+    assert "❌ `edit:invoices`" in _markdown(at) and "What this HaloPSA supports" not in _markdown(at)
+    assert _counts(engine) == before
+
+
+def test_the_same_tenant_connected_to_another_partner_is_warned_about(open_connection, console, engine,
+                                                                      sandbox_partner):
+    at = open_connection("cs", "acme")
+    client_id, _ = sandbox.credentials("connected.sandbox")
+    _new_partner(at, partner_name="Twin MSP", app_domain="connected.sandbox", client_id=client_id,
+                 client_secret=sandbox_partner)
+    assert not at.exception
+    assert "Saved the connection for Twin MSP." in plain_text(at.success[0].value)  # a warning, not a refusal
+    warnings = [plain_text(w.value) for w in at.warning]
+    assert any(w.startswith("Sandbox MSP is already connected to this HaloPSA tenant") for w in warnings)
+    at.session_state["partner_id"] = console["sandbox"].partner_id
+    at.run()  # the other partner's stored connection says so too
+    assert any(plain_text(w.value).startswith("Twin MSP is already connected") for w in at.warning)

@@ -11,6 +11,7 @@ from core.access import PAGES
 from core.limits import max_chars
 from core.store.tables import CONNECTION_TABLE, PARTNER_TABLE, RULE_TABLE
 from tests.support.markdown import plain_text
+from tests.support.page_tree import connection_mode
 
 # which limit each text input takes, by key; a text input missing here fails the first test
 TEXT_FIELDS = {"invoices.search": "search", "overview.search": "search", "agreements.max_amount": "max_amount",
@@ -64,7 +65,7 @@ def test_a_60000_character_value_is_cut_at_the_limit_with_a_note(app_as, engine,
 @pytest.mark.parametrize("field", ["partner_name", "app_domain", "client_id", "client_secret", "tenant"])
 def test_a_60000_character_connection_field_is_cut_and_nothing_is_saved(app_as, engine, field):
     at = app_as("cs", partner="acme").switch_page("pages/connection.py").run()
-    at.radio(key="connection.mode").set_value("new").run()
+    connection_mode(at).set_value("new").run()
     before = _saved(engine)
     at.text_input(key=f"connection.{field}").set_value(HUGE)
     at.button(key="connection.continue").click().run()

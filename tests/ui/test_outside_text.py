@@ -28,7 +28,7 @@ from tests.support.clock import NOW
 from tests.support.console_db import APP, PASSWORD
 from tests.support.factories import add_partner
 from tests.support.markdown import markup, plain_text
-from tests.support.page_tree import strings
+from tests.support.page_tree import connection_mode, strings
 from tests.support.subtype_names import name_subtypes
 
 PAYLOAD = ('![t](http://evil.test/t.png) [c](http://evil.test/c) <img src=http://evil.test/i> '
@@ -167,7 +167,7 @@ def test_the_connection_page_shows_the_stored_facts_as_text(hostile):
 def test_actions_echo_outside_text_as_text(hostile, engine, console):
     at = hostile("cs", "connection")
     client_id, client_secret = sandbox.credentials("hostile-form.sandbox")
-    at.radio(key="connection.mode").set_value("new").run()
+    connection_mode(at).set_value("new").run()
     for name, value in {"partner_name": FORM_PAYLOAD, "app_domain": "hostile-form.sandbox", "client_id": client_id,
                         "client_secret": client_secret}.items():
         at.text_input(key=f"connection.{name}").input(value)
@@ -175,7 +175,7 @@ def test_actions_echo_outside_text_as_text(hostile, engine, console):
     assert not at.exception
     assert f"Saved the connection for {FORM_PAYLOAD}." in drawn_text(at)
     assert drawn_markup(at) == []
-    at.radio(key="connection.mode").set_value("new").run()  # the same name again: refused, naming it
+    connection_mode(at).set_value("new").run()  # the same name again: refused, naming it
     at.text_input(key="connection.partner_name").input(FORM_PAYLOAD)
     at.button(key="connection.continue").click().run()
     assert "already exists" in drawn_text(at) and drawn_markup(at) == []

@@ -10,8 +10,19 @@ from core.demo import sandbox
 from core.errors import AccessDenied, BadInput, HaloUnavailable, InvalidDomain, PermissionMissing
 from core.halopsa.auth import rejection
 from core.halopsa.config import REQUIRED_SCOPES
-from core.store.tables import CONNECTION_TABLE, Role
+from core.store.tables import (
+    CONNECTION_TABLE,
+    INVOICE_TABLE,
+    JOB_TABLE,
+    JobState,
+    NumberField,
+    Role,
+    RunKind,
+    RunTrigger,
+)
+from core.sync import jobs
 from tests.support.clock import NOW
+from tests.support.console_db import fill_partner
 from tests.support.factories import add_partner
 
 CS = Principal(role=Role.CS, user="cs@example.com")
@@ -133,3 +144,57 @@ def test_with_the_trainee_sandbox_connected_nothing_typed_shows_no_secret(engine
         hint = connection_screen.sandbox_hint(engine, typed, settings=settings)
         assert hint.host == connection_screen.TRAINEE_SANDBOX and hint.client_secret is None
         assert secret not in hint.markdown
+
+
+def test_a_new_invoice_number_field_is_previewed_with_what_it_renumbers(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)  # numbered by HaloPSA ID
+    fill_partner(engine, settings, partner_id, "Acme", 14)  # invoices 7 and 14 have no third-party number
+    with engine.begin() as conn:  # two invoices share a third-party number
+        conn.execute(update(INVOICE_TABLE).where(INVOICE_TABLE.c.halo_id == 1002)
+                     .values(third_party_number="Acme-INV-0001"))
+    preview = connection_screen.renumber_preview(engine, CS, partner_id, NumberField.THIRD_PARTY.value)
+    assert (preview.invoices, preview.fallbacks, preview.duplicates, preview.running) == (14, 2, 1, None)
+    text = " ".join(preview.sentences)
+    assert "renumbers all 14 stored invoices of Acme MSP by Third Party Invoice Number instead of HaloPSA ID" in text
+    assert "without a single request to HaloPSA: it takes seconds" in text
+    assert "2 invoices have no third-party number" in text and "1 third-party number is carried by more" in text
+    assert connection_screen.renumber_preview(engine, CS, partner_id, NumberField.HALO_ID.value) is None
+    assert connection_screen.renumber_preview(engine, CS, partner_id, "no such field") is None
+
+
+def test_the_renumber_preview_says_a_running_sync_goes_first_and_counts_with_separators(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW, number_field=NumberField.THIRD_PARTY)
+    fill_partner(engine, settings, partner_id, "Acme", 1200)
+    with engine.begin() as conn:
+        job_id = jobs.enqueue(conn, partner_id=partner_id, partner_name="Acme MSP", kind=RunKind.BACKFILL,
+                              trigger=RunTrigger.CONNECT, requested_by="cs@example.com", now=NOW)
+        conn.execute(update(JOB_TABLE).where(JOB_TABLE.c.id == job_id).values(state=JobState.RUNNING))
+    preview = connection_screen.renumber_preview(engine, CS, partner_id, NumberField.HALO_ID.value)
+    text = " ".join(preview.sentences)
+    assert "renumbers all 1,200 stored invoices of Acme MSP by HaloPSA ID instead of Third Party" in text
+    assert "after the backfill sync of this partner running now ends" in text
+    assert "fallback" not in text  # HaloPSA IDs: every invoice has one
+
+
+def test_a_partner_without_invoices_is_told_nothing_is_renumbered(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    [sentence] = connection_screen.renumber_preview(engine, CS, partner_id, NumberField.THIRD_PARTY.value).sentences
+    assert "No invoices are stored yet, so nothing is renumbered" in sentence
+
+
+def test_the_renumber_preview_is_for_cs_and_the_partner_itself(engine, settings):
+    acme = add_partner(engine, settings, now=NOW)
+    other = add_partner(engine, settings, name="Other", now=NOW)
+    own = Principal(role=Role.PARTNER, user="ap@acme.example", partner_id=acme)
+    assert connection_screen.renumber_preview(engine, own, acme, NumberField.THIRD_PARTY.value) is not None
+    for principal, partner_id in [(own, other), (Principal(role=Role.PM, user="pm"), acme)]:
+        with pytest.raises(AccessDenied):
+            connection_screen.renumber_preview(engine, principal, partner_id, NumberField.THIRD_PARTY.value)
+
+
+def test_a_stored_connection_warns_when_another_partner_shares_its_tenant(engine, settings):
+    acme = add_partner(engine, settings, now=NOW)
+    assert connection_screen.stored_connection(engine, CS, acme).tenant_warning is None
+    add_partner(engine, settings, name="Acme Twin", now=NOW, app_domain="https://ACME.halopsa.com")
+    warning = connection_screen.stored_connection(engine, CS, acme).tenant_warning
+    assert warning.startswith("Acme Twin is already connected to this HaloPSA tenant")
