@@ -218,18 +218,22 @@ def run_detail(engine: Engine, principal: Principal, partner_id: int, run_id: in
 
 
 def _headline(run: Any, audience: Audience) -> str:
-    took = (f", took {(run.finished_at - run.started_at).total_seconds():,.0f} s" if run.finished_at
-            else ", still running")
+    took = f", took {_seconds(run.finished_at - run.started_at)}" if run.finished_at else ", still running"
     window = f" over {_at(run.window_start)} to {_at(run.window_end)}" if run.window_start else ""
     started = (f"{KIND_LABELS.get(run.kind, run.kind)} run #{run.id} "
                f"{'' if audience.partner_view else f'({run.trigger}) '}started {_at(run.started_at)} "
                f"{audience.by(run.triggered_by)}{took}{window}: {STATUS_LABELS.get(run.status, run.status).lower()}")
-    read = (f"{run.customers_seen:,} customers, {run.agreements_seen:,} agreements and {run.invoices_seen:,} invoices "
-            "read")
+    read = (f"{formatting.count(run.customers_seen, 'customer')}, {formatting.count(run.agreements_seen, 'agreement')} "
+            f"and {formatting.count(run.invoices_seen, 'invoice')} read")
     if audience.partner_view:
         return f"{started}; {formatting.count(run.requests, 'call')} to HaloPSA; {read}."
     return (f"{started}; {formatting.count(run.requests, 'request')} (retries included), "
             f"{formatting.count(run.pages, 'page')}, {read}.")
+
+
+def _seconds(took: timedelta) -> str:
+    seconds = took.total_seconds()
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:,.0f} s"
 
 
 def _records_note(run: Any, errors_total: int) -> str:
