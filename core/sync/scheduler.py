@@ -36,7 +36,7 @@ def clock(engine: Engine, settings: Settings) -> datetime:
         return jobs.lease_now(conn)
 
 
-def _held_since(now: datetime, interval: timedelta) -> Select[tuple[int, datetime]]:
+def _held_since(now: datetime, interval: timedelta, partner_id: int | None) -> Select[tuple[int, datetime]]:
     """Per partner, the latest moment in the last interval that holds its scheduled sync back: the start of a
     scheduled (or the connect's) attempt, so a failing partner is retried once per interval, not on every tick; or the
     end of a successful sync window (a window ends when its run starts, so both are found through the started_at index
@@ -50,8 +50,9 @@ def _held_since(now: datetime, interval: timedelta) -> Select[tuple[int, datetim
     # an attempt holds from its start; a window from the earlier of its run's start and its end
     held_from = case((attempt, run.started_at), (run.window_end < run.started_at, run.window_end),
                      else_=run.started_at)
+    one = [run.partner_id == partner_id] if partner_id is not None else []  # one partner: its own index range
     return (select(run.partner_id, func.max(held_from).label("held_from"))
-            .where(run.started_at > since, run.started_at <= now, or_(window_closed, attempt))
+            .where(*one, run.started_at > since, run.started_at <= now, or_(window_closed, attempt))
             .group_by(run.partner_id))
 
 
@@ -60,7 +61,7 @@ def next_sync_times(conn: Connection, *, now: datetime, interval: timedelta,
     """When each connected primary partner (or only `partner_id`) is next due for a scheduled sync: the moment the
     scheduler's tick at or after it queues the partner (`now` when it is due now). The scheduler and the pages both
     read it, so what a page says is what the scheduler does. One query."""
-    held = _held_since(now, interval).subquery()
+    held = _held_since(now, interval, partner_id).subquery()
     partner = PARTNER_TABLE.c
     query = (select(partner.id, held.c.held_from)
              .join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == partner.id)

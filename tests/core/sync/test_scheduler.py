@@ -128,3 +128,19 @@ def test_the_next_sync_time_is_the_moment_the_scheduler_finds_the_partner_due(en
     with engine.connect() as conn:  # the same answer whenever it is asked before then
         assert scheduler.next_sync_times(conn, now=NOW + expected / 2, interval=interval,
                                          partner_id=partner_id) == {partner_id: at}
+
+
+def test_one_partners_next_sync_time_reads_only_that_partners_runs(engine, settings):
+    """The freshness line on every partner page asks for one partner: its runs are read through its own index range,
+    not the whole fleet's last interval."""
+    partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        with engine.connect() as conn:
+            scheduler.next_sync_times(conn, now=NOW, interval=timedelta(hours=1), partner_id=partner_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    [statement] = statements
+    assert "syncrun.partner_id =" in " ".join(statement.split())
