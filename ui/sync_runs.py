@@ -15,7 +15,6 @@ from core.console.formatting import escape_markdown
 COUNT_WIDTH = 82
 PAGE_KEY, RUN_KEY = "syncs.page", "syncs.run"
 FOLLOW_KEY = "syncs.follow"  # the job a press on this page queued: the detail shows its run once it starts
-FOLLOWED_KEY = "syncs.followed"  # that job's run last put in the detail (a pick made since is left alone)
 _COUNT = st.column_config.NumberColumn(width=COUNT_WIDTH)
 _CONFIG = {
     "Run": st.column_config.NumberColumn(width=60),
@@ -64,31 +63,35 @@ def runs_table(page: syncs_screen.RunPage) -> None:
                                        max_value=page.pages, key=PAGE_KEY)
 
 
-def _follow_pressed_run(engine: Engine, principal: Principal, partner_id: int, choices: dict[int, str]) -> None:
-    """Put the run the last press started into the detail (once per run: a pick made since stays), or say why it is
-    not there yet."""
+def _pressed_run(engine: Engine, principal: Principal, partner_id: int, choices: dict[int, str]) -> int | None:
+    """The run the last press on this page started, when the table lists it; else None, and why it is not shown."""
     job_id = st.session_state.get(FOLLOW_KEY)
     if job_id is None:
-        return
+        return None
     run_id, live = syncs_screen.job_run(engine, principal, partner_id, int(job_id))
     if run_id is None:
         if live:
             st.caption("The fetch you pressed is queued: its run shows here as soon as it starts.")
-        return
+        return None
     if run_id not in choices:
         if live:
             st.caption(f"Run #{run_id}, of the fetch you pressed, is not in the table: clear the filters to see it.")
-        return
-    if st.session_state.get(FOLLOWED_KEY) != run_id:
-        st.session_state[RUN_KEY] = st.session_state[FOLLOWED_KEY] = run_id
+        return None
+    return run_id
 
 
 def pick_run(engine: Engine, principal: Principal, partner_id: int, page: syncs_screen.RunPage) -> None:
-    """The run picker under the table and the picked run's detail."""
+    """The run picker under the table and the picked run's detail. The run a press started is picked once it shows
+    in the table: a picker of its own (a new key) starts on it, so a pick made since stays, and no value written into
+    a widget's state can lose a race with a value the browser sends back at a timer's tick."""
     choices = page.choices
-    _follow_pressed_run(engine, principal, partner_id, choices)
-    if choices and (run_id := st.selectbox("Run detail", list(choices), format_func=choices.__getitem__,
-                                           key=RUN_KEY)) is not None:
+    pressed = _pressed_run(engine, principal, partner_id, choices)
+    if not choices:
+        return
+    options = list(choices)
+    run_id = st.selectbox("Run detail", options, index=options.index(pressed) if pressed else 0,
+                          format_func=choices.__getitem__, key=f"{RUN_KEY}.{pressed}" if pressed else RUN_KEY)
+    if run_id is not None:
         run_detail(syncs_screen.run_detail(engine, principal, partner_id, run_id))
 
 

@@ -503,9 +503,10 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     ui.pick_partner("Trainee Networks")
     _press_fetch(ui, "Fetch new data")
     # the page redrew itself when the run started and ended: the table and the run detail follow the pressed fetch
-    expect(ui.main().get_by_role("combobox", name="Run detail")).to_have_value(re.compile(r"· Fetch new data ·"))
+    expect(ui.main().get_by_role("combobox", name="Run detail")).to_have_value(
+        re.compile(r"· Fetch new data · .* · Succeeded$"), timeout=30_000)
     expect(ui.main().get_by_text(re.compile(r"^Fetch new data run #\d+ \(manual\) started .*: succeeded; "))
-           ).to_be_visible()
+           ).to_be_visible(timeout=30_000)
     _assert_countdown_ticks(ui, "Fetch new data", tmp_path)
     expect(_availability(ui, "Fetch unpaid invoices")).to_have_text("Available now.")
 
