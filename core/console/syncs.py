@@ -137,10 +137,10 @@ class RunPage:
 
     @property
     def choices(self) -> dict[int, str]:
-        """Run id -> a one-line label, for picking a run on this page."""
+        """Run id -> a one-line label, for picking a run on this page: what does not change while the run goes on
+        (a picker keeps the label it first drew for its value, so a status there would still say running)."""
         return {
-            int(row["Run"]):
-                f"#{row['Run']} · {row['Kind']} · {row['Started (UTC)']:%Y-%m-%d %H:%M} · {row['Status']}"
+            int(row["Run"]): f"#{row['Run']} · {row['Kind']} · {row['Started (UTC)']:%Y-%m-%d %H:%M}"
             for _, row in self.rows.iterrows()
         }
 
