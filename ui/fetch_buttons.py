@@ -4,19 +4,22 @@ database, so progress survives page changes, reloads and other tabs. Customer su
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import streamlit as st
 from sqlalchemy.engine import Engine
+from streamlit.delta_generator import DeltaGenerator
 
 from core.access import Principal
 from core.actions import fetches
 from core.console import syncs as syncs_screen
 from core.console.formatting import escape_markdown
-from core.errors import ConsoleError
-from ui import auth, resources
+from core.errors import ConsoleError, CooldownActive, SyncAlreadyQueued
+from ui import auth, resources, sync_runs
 
 REQUEST_KEY = "syncs.request"
-NO_WORKER = ("No sync worker is running, so queued syncs will not start. Start one with `python -m core worker` "
-             "(`make run` starts one beside the console).")
+LIVE_KEY = "syncs.live"  # the live syncs (job, run) the last tick drew: a change at a tick redraws the whole page
+SAID_KEY = "syncs.said"  # what the last press queued, said until that fetch has finished
 
 
 @st.fragment(run_every="1s")
@@ -43,8 +46,12 @@ def _buttons(engine: Engine, principal: Principal, partner_id: int) -> None:
 def _live(engine: Engine, principal: Principal, partner_id: int) -> None:
     """The partner's queued and running syncs as they are now; a cancel button each for customer success."""
     syncs = syncs_screen.live_syncs(engine, principal, partner_id, now=resources.now())
+    seen, before = [(sync.job_id, sync.run_id) for sync in syncs], st.session_state.get(LIVE_KEY)
+    st.session_state[LIVE_KEY] = seen
+    if before is not None and before != seen:  # a sync started or ended: the charts, the table, the freshness line
+        st.rerun(scope="app")                  # and the run detail are redrawn with it, so they all agree
     if syncs and not syncs_screen.workers_alive(engine):
-        st.warning(NO_WORKER)
+        st.warning(syncs_screen.no_worker_text(principal.role))
     for sync in syncs:
         text_at, cancel_at = st.columns([5, 1])
         text_at.info(f"**{escape_markdown(sync.label)}** · {escape_markdown(sync.text)}")
@@ -58,6 +65,26 @@ def _live(engine: Engine, principal: Principal, partner_id: int) -> None:
                 st.rerun(scope="app")
 
 
+def _press(engine: Engine, principal: Principal, partner_id: int, kind: str, outcome: DeltaGenerator) -> None:
+    """Queue the fetch pressed and follow it; a refusal says what will happen instead (the fetch already running,
+    when the next may start)."""
+    settings = resources.get_settings()
+    try:
+        job_id = fetches.request_manual_fetch(engine, principal, partner_id=partner_id, kind=kind,
+                                              now=resources.now(), settings=settings)
+    except (CooldownActive, SyncAlreadyQueued) as refused:
+        outcome.warning(escape_markdown(syncs_screen.press_refused(
+            engine, principal, partner_id, kind=kind, error=refused, now=resources.now(),
+            schedule_interval=timedelta(seconds=settings.schedule_interval_s))))
+    except ConsoleError as exc:
+        outcome.error(escape_markdown(exc.message))
+    else:
+        sync_runs.follow(job_id)
+        st.session_state[SAID_KEY] = (f"{syncs_screen.KIND_LABELS[kind]} queued: its progress shows below, on any "
+                                      "page or tab, until it finishes; its run shows in the table and the run "
+                                      "detail once it starts.")
+
+
 def manual_fetches(engine: Engine, principal: Principal, partner_id: int) -> None:
     """Queue the fetch a button asked for (said under the buttons), then draw the buttons and the live syncs; or
     say why this partner has no manual fetches."""
@@ -66,13 +93,13 @@ def manual_fetches(engine: Engine, principal: Principal, partner_id: int) -> Non
         st.info(escape_markdown(reason))
         return
     buttons, outcome = st.container(), st.container()
+    st.session_state.pop(LIVE_KEY, None)  # the whole page is drawn now: only a tick's change asks for a redraw
     if requested := st.session_state.pop(REQUEST_KEY, None):
-        label = syncs_screen.KIND_LABELS[requested]
-        try:
-            fetches.request_manual_fetch(engine, principal, partner_id=partner_id, kind=requested,
-                                         now=resources.now(), settings=resources.get_settings())
-            outcome.success(f"{label} queued: its progress shows below, on any page or tab, until it finishes.")
-        except ConsoleError as exc:
-            outcome.error(escape_markdown(exc.message))
+        _press(engine, principal, partner_id, requested, outcome)
+    if said := st.session_state.get(SAID_KEY):
+        if sync_runs.followed_job_live(engine, principal, partner_id):
+            outcome.success(said)
+        else:
+            del st.session_state[SAID_KEY]
     with buttons:  # drawn after the request, so the countdown it just started shows at once
         _ticking(engine, principal, partner_id)

@@ -18,7 +18,7 @@ from core.store.tables import (
     Role,
     RunStatus,
 )
-from core.sync import cooldowns
+from core.sync import cooldowns, scheduler
 
 
 def partner_id_by_name(engine: Engine, principal: Principal, name: str) -> int:
@@ -53,14 +53,16 @@ def freshness_line(engine: Engine, principal: Principal, partner_id: int, *, now
             )
         )
         states = cooldowns.states(conn, partner_id, now=now)
+        next_at = scheduler.next_sync_times(conn, now=now, interval=schedule_interval, partner_id=partner_id).get(
+            partner_id)
     if role is None:
         return "Not connected to HaloPSA yet."
     if role != IntegrationRole.PRIMARY:
         return "HaloPSA is the secondary integration: invoices come from the primary one."
     parts = [f"Invoices updated {ago(now - last_ok)}" if last_ok else "Invoices not synced yet"]
-    if last_ok:
-        next_at = max(last_ok + schedule_interval, now)
-        parts.append(f"next automatic sync ≈ {next_at:%H:%M} UTC")
+    if next_at is not None:  # the scheduler's own rule: the same time however late the page is looked at
+        parts.append(f"next automatic sync ≈ {next_at:%H:%M} UTC" if next_at > now
+                     else "next automatic sync: due now, starts within a few minutes")
     unpaid = states["fetch_unpaid"]
     if unpaid.available_at and unpaid.available_at > now:
         parts.append(f"Fetch unpaid invoices available in {format_duration(unpaid.available_at - now)}")

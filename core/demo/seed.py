@@ -9,6 +9,7 @@ Partners and their stories:
 - Tailspin Technologies: primary; its subtype lookup set to another table (not verified); the API application later
   loses two permissions.
 - Litware Systems: primary; its HaloPSA starts failing in the last week.
+A few of Northwind's records arrive unreadable (BAD_RECORDS), so the Syncs page has record errors to group.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from core.store.tables import AutoPayTrigger, IntegrationRole, NumberField, Part
 from core.store.users import add_user
 from core.sync import scheduler
 from core.sync.connector import ClientFactory, stored_client_factory
+from halo_emulator import FaultRule
 
 log = logging.getLogger(__name__)
 DEMO_PASSWORD = "demo-password"
@@ -69,6 +71,13 @@ DEMO_PARTNERS = (
     DemoPartner("Contoso Managed Services", "contoso.sandbox", timedelta(days=4, hours=10)),
     DemoPartner("Fabrikam Networks", "fabrikam.sandbox", timedelta(days=6, hours=16),
                 role=IntegrationRole.SECONDARY),
+)
+# Records HaloPSA sends that cannot be read: (partner, hours before the end of the replay, listing). The middle record
+# of that hour's first page of the listing arrives with its default field spoilt (an invoice's total "abc", a
+# customer's name missing, an agreement's start date "not-a-date"); the rest of the run goes on.
+BAD_RECORDS: tuple[tuple[str, int, str], ...] = (
+    ("Northwind IT", 40, "/api/Invoice"), ("Northwind IT", 30, "/api/Invoice"), ("Northwind IT", 30, "/api/Client"),
+    ("Northwind IT", 20, "/api/ClientContract"), ("Northwind IT", 20, "/api/Invoice"),
 )
 CS = Principal(role=Role.CS, user="cs@demo.local")
 PM_EMAIL = "pm@demo.local"
@@ -120,7 +129,11 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
                                                          factory=factory)
                     if partner.fetches and partner_user is None:
                         partner_user = _add_accounts(engine, partner_ids[partner.name])
-            scheduler.tick(engine, now=hour, settings=replay, client_factory=factory)
+            spoilt = _spoil_records(hour=hour, end=end, partner_ids=partner_ids, settings=replay)
+            # the replay's syncs run on its clock: each at its hour, not all at the moment of seeding
+            scheduler.tick(engine, now=hour, settings=replace(replay, fixed_now=hour), client_factory=factory)
+            for rule in spoilt:
+                rule.times = rule.fired  # spent: no later request meets it
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
                     settings=replay, factory=factory)
             if hour.hour == 0:
@@ -129,6 +142,18 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
     finally:
         sandbox.REGISTRY.pinned_now = None
     say("Demo ready.")
+
+
+def _spoil_records(*, hour: datetime, end: datetime, partner_ids: dict[str, int],
+                   settings: Settings) -> list[FaultRule]:
+    """Arm this hour's BAD_RECORDS on their sandbox tenants (one listing page each); returns the rules."""
+    hosts = {partner.name: partner.host for partner in DEMO_PARTNERS}
+    rules = []
+    for name, hours_before, listing in BAD_RECORDS:
+        if hour == end - timedelta(hours=hours_before) and name in partner_ids:
+            tenant = sandbox.REGISTRY.tenant(hosts[name], settings)
+            rules.append(tenant.emulator.add_fault(FaultRule(kind="malformed_record", path=listing, method="GET")))
+    return rules
 
 
 def _add_accounts(engine: Engine, northwind_id: int) -> Principal:

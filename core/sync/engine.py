@@ -507,8 +507,11 @@ def run_sync(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrig
             _renumber(ctx)
         else:
             with client_factory(ctx.connection, ctx.on_client_event) as client:
-                work(ctx, client)
-                scopes = client.last_scope_check()
+                try:
+                    work(ctx, client)
+                    scopes = client.last_scope_check()
+                finally:  # every request sent, retries and refused ones too, also when the run fails
+                    ctx.tally.requests = client.stats.requests
     except jobs.LeaseLost:
         log.warning("run %s lost its lease mid-run and stopped writing", ctx.run_id)
         return RunResult(run_id=ctx.run_id, kind=ctx.kind, status=RunStatus.INTERRUPTED, tally=ctx.tally,

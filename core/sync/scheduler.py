@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import SyncAlreadyQueued
@@ -36,27 +36,49 @@ def clock(engine: Engine, settings: Settings) -> datetime:
         return jobs.lease_now(conn)
 
 
-def due_partners(engine: Engine, *, now: datetime, settings: Settings) -> list[int]:
-    """Connected primary partners with neither a successful sync window nor a scheduled attempt (a failing partner is
-    retried once per interval, not on every tick) in the last interval. One query, which reads only the last
-    interval's runs; a time ahead of now (a wrong clock, a replay) is not trusted, or it would hold a partner back for
-    ever."""
+def _held_since(now: datetime, interval: timedelta, partner_id: int | None) -> Select[tuple[int, datetime]]:
+    """Per partner, the latest moment in the last interval that holds its scheduled sync back: the start of a
+    scheduled (or the connect's) attempt, so a failing partner is retried once per interval, not on every tick; or the
+    end of a successful sync window (a window ends when its run starts, so both are found through the started_at index
+    and only the last interval's runs are read). A time ahead of now (a wrong clock, a replay) is not trusted, or it
+    would hold a partner back for ever."""
     run = RUN_TABLE.c
-    since = now - timedelta(seconds=settings.schedule_interval_s)
-    # a window ends when its run starts, so both kinds of recent run are found through the started_at index
-    recently = select(run.partner_id).where(
-        run.started_at > since, run.started_at <= now,
-        or_(and_(run.status.in_(window.SUCCEEDED), run.kind.in_(window.INCREMENTAL_KINDS), run.window_end > since,
-                 run.window_end <= now),
-            run.trigger.in_([RunTrigger.SCHEDULE, RunTrigger.CONNECT])))
+    since = now - interval
+    attempt = run.trigger.in_([RunTrigger.SCHEDULE, RunTrigger.CONNECT])
+    window_closed = and_(run.status.in_(window.SUCCEEDED), run.kind.in_(window.INCREMENTAL_KINDS),
+                         run.window_end > since, run.window_end <= now)
+    # an attempt holds from its start; a window from the earlier of its run's start and its end
+    held_from = case((attempt, run.started_at), (run.window_end < run.started_at, run.window_end),
+                     else_=run.started_at)
+    one = [run.partner_id == partner_id] if partner_id is not None else []  # one partner: its own index range
+    return (select(run.partner_id, func.max(held_from).label("held_from"))
+            .where(*one, run.started_at > since, run.started_at <= now, or_(window_closed, attempt))
+            .group_by(run.partner_id))
+
+
+def next_sync_times(conn: Connection, *, now: datetime, interval: timedelta,
+                    partner_id: int | None = None) -> dict[int, datetime]:
+    """When each connected primary partner (or only `partner_id`) is next due for a scheduled sync: the moment the
+    scheduler's tick at or after it queues the partner (`now` when it is due now). The scheduler and the pages both
+    read it, so what a page says is what the scheduler does. One query."""
+    held = _held_since(now, interval, partner_id).subquery()
+    partner = PARTNER_TABLE.c
+    query = (select(partner.id, held.c.held_from)
+             .join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == partner.id)
+             .outerjoin(held, held.c.partner_id == partner.id)
+             .where(CONNECTION_TABLE.c.integration_role == IntegrationRole.PRIMARY)
+             .order_by(partner.id))
+    if partner_id is not None:
+        query = query.where(partner.id == partner_id)
+    return {row.id: max(now, row.held_from + interval) if row.held_from is not None else now
+            for row in conn.execute(query)}
+
+
+def due_partners(engine: Engine, *, now: datetime, settings: Settings) -> list[int]:
+    """Connected primary partners due now (`next_sync_times`), in id order."""
     with engine.connect() as conn:
-        return list(conn.scalars(
-            select(PARTNER_TABLE.c.id)
-            .join(CONNECTION_TABLE, CONNECTION_TABLE.c.partner_id == PARTNER_TABLE.c.id)
-            .where(CONNECTION_TABLE.c.integration_role == IntegrationRole.PRIMARY,
-                   PARTNER_TABLE.c.id.not_in(recently))
-            .order_by(PARTNER_TABLE.c.id)
-        ))
+        times = next_sync_times(conn, now=now, interval=timedelta(seconds=settings.schedule_interval_s))
+    return [partner_id for partner_id, at in times.items() if at <= now]
 
 
 def _queued_lately(conn: Connection, partner_id: int, *, now: datetime, interval: timedelta,

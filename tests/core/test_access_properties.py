@@ -35,7 +35,7 @@ from core.actions import connect as connections
 from core.console import adoption, agreements, audit_log, exports, overview, partners, status, subtypes, syncs
 from core.console import connection as connection_screen
 from core.console import invoices as invoices_screen
-from core.errors import AccessDenied, ConsoleError, NotFound
+from core.errors import AccessDenied, ConsoleError, CooldownActive, NotFound
 from core.halopsa import records
 from core.halopsa.config import REQUIRED_SCOPES
 from core.settings import Settings
@@ -217,6 +217,11 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                       lambda w, p, pid, d: syncs.live_syncs(w.engine, p, pid, now=NOW)),
     "core.console.syncs.chart_data": ((Role.CS, Role.PARTNER), True,
         lambda w, p, pid, d: syncs.chart_data(w.engine, p, pid)),
+    "core.console.syncs.press_refused": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: syncs.press_refused(
+        w.engine, p, pid, kind="fetch_new_data", error=CooldownActive("Fetch new data", NOW, NOW), now=NOW,
+        schedule_interval=timedelta(hours=1))),
+    "core.console.syncs.job_run": ((Role.CS, Role.PARTNER), True,
+                                   lambda w, p, pid, d: syncs.job_run(w.engine, p, pid, _run_id(d))),
     "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.page(
         w.engine, p, pid, _filters(d), now=NOW)),
     "core.console.invoices.filter_options": ((Role.CS, Role.PARTNER), True,

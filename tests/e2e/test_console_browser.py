@@ -363,7 +363,8 @@ def _availability(tab: UI, label: str) -> Locator:
 
 def _press_fetch(tab: UI, label: str) -> None:
     """Press a manual fetch: the page says it is queued, the button locks, the live line shows it queued or running,
-    and the worker's run lands as the button's last run (read back from the database, not from the press)."""
+    the worker's run lands as the button's last run (read back from the database, not from the press), and the page
+    redraws with it in the run detail."""
     button = tab.main().get_by_role("button", name=label, exact=True)
     expect(button).to_be_enabled()
     button.click()
@@ -372,6 +373,10 @@ def _press_fetch(tab: UI, label: str) -> None:
     expect(_fetch_column(tab, label).get_by_text(re.compile(r"^Last run by .* at .*, succeeded: "))).to_be_visible(
         timeout=60_000)
     expect(tab.main().get_by_text(re.compile(rf"^{label} · (Queued|Running)"))).to_have_count(0, timeout=30_000)
+    # the page redraws itself when the run ends (a tick, then a whole run): its run detail follows the pressed fetch
+    expect(tab.main().get_by_text(re.compile(rf"^{label} run #\d+ .*: succeeded; "))).to_be_visible(timeout=30_000)
+    expect(tab.main().get_by_role("combobox", name="Run detail")).to_have_value(re.compile(rf"· {label} · "))
+    tab.settle()
 
 
 def _assert_countdown_ticks(tab: UI, label: str, shots: Path) -> None:
@@ -388,6 +393,22 @@ def _assert_countdown_ticks(tab: UI, label: str, shots: Path) -> None:
     ticked = _countdown_seconds(first_text) - _countdown_seconds(second_text)
     assert 1 <= ticked <= 4, (first_text, second_text)
     assert first != second, "the two screenshots are identical: the countdown did not redraw"
+
+
+def _check_sync_history(tab: UI) -> None:
+    """The Syncs page: the fetch timers, and daily history charts that say which days they cover."""
+    expect(_availability(tab, "Fetch unpaid invoices")).to_be_visible()
+    expect(tab.main().get_by_role("tab", name="Records per day")).to_be_visible()
+    days = r"\d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d \(UTC\)"
+    expect(tab.main().get_by_text(re.compile(rf"^Runs started {days}: the last 30 days"))).to_be_visible()
+
+
+def _pick_many(tab: UI, label: str, option: str) -> None:
+    """Add `option` to the multiselect labelled `label`."""
+    tab.main().get_by_role("combobox", name=label).click()
+    tab.page.get_by_role("option", name=option, exact=True).click()
+    tab.page.keyboard.press("Escape")
+    tab.settle()
 
 
 def _fill_form(tab: UI, form: Locator, values: dict[str, str]) -> None:
@@ -434,7 +455,7 @@ def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
     ui.pick_partner("Northwind IT")
     checks: dict[str, Callable[[], None]] = {
         "Connection": lambda: expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible(),
-        "Syncs": lambda: expect(_availability(ui, "Fetch unpaid invoices")).to_be_visible(),
+        "Syncs": lambda: _check_sync_history(ui),
         "Invoices": lambda: expect(ui.metric("Unpaid invoices")).not_to_have_text("0"),
         "Agreements": lambda: expect(
             ui.main().get_by_text("Managed Services (id 1):", exact=False).first).to_be_visible(),
@@ -448,6 +469,16 @@ def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
         expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner")).to_have_value(
             "Northwind IT")  # the pick holds across pages
         ui.screenshot(shot)
+
+    # Northwind's unreadable records, grouped by reason; Litware's next automatic sync is the scheduler's own time
+    ui.open("Syncs", "Syncs")
+    _pick_many(ui, "Status", "Partial")
+    left_out = r"^\d+ records? could not be read and (was|were) left out; grouped by reason"
+    expect(ui.main().get_by_text(re.compile(left_out))).to_be_visible()
+    expect(ui.main().get_by_test_id("stDataFrame")).to_have_count(2)  # the runs, and the records grouped by reason
+    ui.pick_partner("Litware Systems")
+    expect(ui.main().get_by_text(re.compile(
+        r"next automatic sync (≈ \d\d:00 UTC|: due now)"))).to_be_visible()  # hourly attempts, not "now"
     ui.assert_clean()
 
 
@@ -604,6 +635,9 @@ def test_partner_user_sees_only_its_own_partner_and_live_timers(ui: UI, tmp_path
     expect(ui.main().get_by_text("Connect a new partner")).to_have_count(0)
 
     ui.open("Syncs", "Syncs")
+    said = ui.main().inner_text()  # plain words: no staff address, no internals
+    assert not re.search(r"cs@demo\.local|scheduler|tenant|requests", said, re.IGNORECASE), said
+    expect(ui.main().get_by_text(re.compile(r" calls? to HaloPSA; "))).to_be_visible()
     # The demo replays Northwind's morning and afternoon presses up to the current hour, so Fetch new data may still
     # be cooling down from the replay: press it when it is free, and check the countdown ticks either way.
     expect(_availability(ui, "Fetch new data")).to_be_visible()

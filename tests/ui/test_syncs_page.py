@@ -1,18 +1,23 @@
+import base64
 import json
+import re
 import threading
 from datetime import timedelta
 
+import numpy
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1.errors import AppTestError
 
 from core.actions import connect, fetches
+from core.console import syncs as syncs_screen
 from core.demo import sandbox
+from core.halopsa.records import RecordError
 from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, RunKind, RunStatus
 from core.sync import connector, runs, worker
 from tests.support.clock import NOW
+from tests.support.factories import add_run
 from tests.support.markdown import plain_text
-from ui import fetch_buttons
 
 PAGE = "pages/syncs.py"
 
@@ -37,6 +42,12 @@ def _texts(at):
                     for element in getattr(at, kind))
 
 
+def _run_picker(at):
+    """The run detail's picker (a new one, with a key of its own, follows each run a press starts)."""
+    [picker] = [box for box in at.selectbox if box.label == "Run detail"]
+    return picker
+
+
 @pytest.mark.parametrize(("account", "partner"), [("cs", "acme"), ("acme", None)])
 def test_primary_partner_sees_both_fetch_buttons_charts_and_its_runs(open_syncs, account, partner):
     at = open_syncs(account, partner)
@@ -48,6 +59,7 @@ def test_primary_partner_sees_both_fetch_buttons_charts_and_its_runs(open_syncs,
     charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     assert [c["layout"]["yaxis"]["title"]["text"] for c in charts] == [
         "Runs (count)", "Records (count)", "Duration (seconds)"]
+    assert "Runs started 2026-10-04 to 2026-11-02 (UTC): the last 30 days up to the latest run" in _texts(at)
     table = at.dataframe[0].value
     assert len(table) == 4 and set(table["Status"]) == {"Succeeded", "Partial", "Failed"}
     assert "Globex" not in str(at)
@@ -108,7 +120,7 @@ def test_a_press_queues_the_fetch_shows_it_live_and_a_worker_runs_it(open_syncs,
     assert not at.exception and _run_count(engine) == before  # the page queues; it never runs a sync itself
     assert at.success[0].value.startswith("Fetch new data queued")
     assert "Queued by cs@example.com at 2026-11-02 12:00:00 UTC; waiting for a worker." in _texts(at)
-    assert fetch_buttons.NO_WORKER in _texts(at)
+    assert plain_text(syncs_screen.NO_WORKER_CS) in _texts(at)
     assert at.button(key="syncs.fetch_new_data").disabled and not at.button(key="syncs.fetch_unpaid").disabled
     assert "Available in 1:00:00, at 2026-11-02 13:00:00 UTC." in _texts(at)
 
@@ -139,16 +151,19 @@ def test_a_press_after_another_tab_took_the_cooldown_starts_nothing_and_shows_th
     at.button(key="syncs.fetch_new_data").click().run()
     assert not at.exception and _run_count(engine) == before
     assert at.button(key="syncs.fetch_new_data").disabled
-    assert "Available in 1:00:00" in _texts(at) and "Last run by cs@example.com" in _texts(at)
+    assert "Available in 1:00:00" in _texts(at) and "Last run by Customer success on your behalf" in _texts(at)
 
 
 @pytest.mark.parametrize(("queued", "message"), [
-    (False, "was run recently; it is available again in 1 h"),
-    (True, "is already queued"),
+    (False, "Fetch new data was already run by ap@acme.example at 2026-11-02 12:00:00 UTC. The next one can start in "
+            "1 h, at 2026-11-02 13:00:00 UTC."),
+    (True, "Fetch new data is already queued (pressed by ap@acme.example at 2026-11-02 10:00:00 UTC): watch it "
+           "below, nothing more is needed."),
 ])
-def test_a_fetch_request_the_core_refuses_starts_no_run_and_says_why(open_syncs, console, engine, settings,
-                                                                     queued, message):
-    """The page body, not the timer, queues fetches; a request that lost a race is refused in words."""
+def test_a_fetch_request_the_core_refuses_starts_no_run_and_says_what_will_happen(open_syncs, console, engine,
+                                                                                  settings, queued, message):
+    """The page body, not the timer, queues fetches; a request that lost a race is refused with what happens instead:
+    it said "wait for it to finish, then try again" of a queued fetch whose cooldown would refuse that too."""
     at = open_syncs("acme")
     acme = console["acme"].partner_id
     if queued:  # another tab's press is queued and has not run yet
@@ -163,7 +178,8 @@ def test_a_fetch_request_the_core_refuses_starts_no_run_and_says_why(open_syncs,
     at.session_state["syncs.request"] = "fetch_new_data"  # what the button leaves for the page body
     at.run()
     assert not at.exception
-    assert message in plain_text(at.error[0].value)
+    said = _texts(at)
+    assert message in said and "try again" not in said and "wait for it to finish" not in said
     assert (_run_count(engine), _job_count(engine)) == before
 
 
@@ -194,8 +210,100 @@ def test_filters_narrow_the_table_and_run_detail_shows_the_failure_reason(open_s
     at.multiselect(key="syncs.statuses").select("failed").run()
     table = at.dataframe[0].value
     assert list(table["Status"]) == ["Failed"]
-    assert at.selectbox(key="syncs.run").value == int(table["Run"][0])
-    assert "HTTP 503" in plain_text(at.error[0].value) and "Every record in this run was read." in _texts(at)
+    assert _run_picker(at).value == int(table["Run"][0])
+    assert "HTTP 503" in plain_text(at.error[0].value)
+    # it said "Every record in this run was read." under a failed run that had read nothing
+    assert "The run stopped before it read any record." in _texts(at) and "Every record" not in _texts(at)
+    assert "4 requests (retries included), 3 pages" in _texts(at)
+
+
+def _numbers(values):
+    """A chart's numbers as Plotly sends them: a list, or a typed array (base64 bytes and their dtype)."""
+    if isinstance(values, dict):
+        return numpy.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return values
+
+
+def _drain(engine, settings):
+    return worker.drain(engine, settings, connector.stored_client_factory(settings), lease=timedelta(seconds=60))
+
+
+def test_after_a_press_the_run_detail_follows_the_run_just_started(open_syncs, engine, settings, console):
+    """The detail kept showing the run picked before the press."""
+    at, _ = _sandbox_partner_open(open_syncs, engine, settings, console)
+    at.button(key="syncs.fetch_unpaid").click().run()
+    [earlier] = _drain(engine, settings)
+    at.run()
+    assert _run_picker(at).value == earlier.run_id
+    at.button(key="syncs.fetch_new_data").click().run()
+    assert "The fetch you pressed is queued: its run shows here as soon as it starts." in _texts(at)
+    [result] = _drain(engine, settings)
+    at.run()
+    assert _run_picker(at).value == result.run_id != earlier.run_id
+    assert "Fetch new data run #" in _texts(at) and int(at.dataframe[0].value["Run"][0]) == result.run_id
+    _run_picker(at).set_value(earlier.run_id).run()  # a pick made since is left alone
+    at.run()
+    assert _run_picker(at).value == earlier.run_id
+
+
+def test_record_errors_are_grouped_by_reason_with_an_example_halopsa_id(open_syncs, console, engine, settings):
+    acme = console["acme"].partner_id
+    run_id = runs.start_run(engine, partner_id=acme, partner_name="Acme MSP", kind=RunKind.SCHEDULED,
+                            trigger="schedule", actor="scheduler", now=NOW - timedelta(minutes=10), settings=settings)
+    bad = [RecordError("invoice", 4000 + n, f"expected an amount, got 'x{n}'", {"id": 4000 + n}) for n in range(3)]
+    with engine.begin() as conn:
+        runs.add_record_errors(conn, run_id, acme, bad)
+        runs.save_progress(conn, run_id, acme, now=NOW, rejected=3, invoices_seen=50)
+    runs.finish_run(engine, run_id, acme, status=RunStatus.PARTIAL, now=NOW - timedelta(minutes=9))
+    at = open_syncs("cs", "acme")
+    assert _run_picker(at).value == run_id
+    groups = at.dataframe[1].value  # under the run table
+    assert groups.to_dict("records") == [{"Record": "Invoice", "Reason": "expected an amount, got …", "Records": 3,
+                                          "Example HaloPSA ID": "4000",
+                                          "Example as HaloPSA sent it": "{'id': 4000}"}]
+
+
+def test_a_partner_with_no_runs_gets_charts_that_say_why_without_blaming_filters(open_syncs, engine, settings,
+                                                                                   console):
+    at, _ = _sandbox_partner_open(open_syncs, engine, settings, console)
+    with engine.begin() as conn:  # its backfill is queued, not run: no run yet
+        assert conn.scalar(select(func.count()).select_from(RUN_TABLE).where(RUN_TABLE.c.partner_id == _)) == 0
+    for chart in at.get("plotly_chart"):
+        layout = json.loads(chart.proto.spec)["layout"]
+        assert [note["text"] for note in layout["annotations"]] == ["No runs yet: this partner has not synced."]
+        assert layout["xaxis"]["visible"] is False and layout["yaxis"]["visible"] is False
+
+
+def test_charts_draw_one_bar_per_day_not_one_per_run(open_syncs, console, engine, settings):
+    """"Records per run" drew a hairline bar per run (about 500 in the demo); "Duration per run" a flat line."""
+    acme = console["acme"].partner_id
+    for hour in range(1, 72):
+        add_run(engine, settings, acme, at=NOW - timedelta(days=1, hours=hour), created=hour % 4, updated=1)
+    at = open_syncs("cs", "acme")
+    records, duration = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart")[1:])
+    assert records["layout"]["title"]["text"] == "Records per day"
+    assert {len(trace["x"]) for trace in records["data"]} == {5}  # 2026-10-29 to 2026-11-02: 76 runs on 5 days
+    assert [trace["name"] for trace in duration["data"]] == ["Median", "95th percentile"]
+    assert {value for trace in duration["data"] for value in _numbers(trace["y"])} == {60.0}  # each took a minute
+
+
+def test_a_partner_user_reads_plain_words_and_customer_success_instead_of_staff_addresses(open_syncs, console,
+                                                                                          engine, settings):
+    acme = console["acme"].partner_id
+    run_id = runs.start_run(engine, partner_id=acme, partner_name="Acme MSP", kind=RunKind.FETCH_NEW_DATA,
+                            trigger="manual", actor="cs@example.com", now=NOW - timedelta(minutes=10),
+                            settings=settings, claim_cooldown=True)
+    runs.finish_run(engine, run_id, acme, status=RunStatus.SUCCEEDED, now=NOW - timedelta(minutes=9),
+                    error="HaloPSA is rate limiting this tenant.")
+    at = open_syncs("acme")
+    table = at.dataframe[0].value
+    assert not {"Trigger", "Requests", "Unchanged", "By"} & set(table.columns)
+    assert {"Started by", "Calls to HaloPSA", "Already up to date", "Could not be read"} <= set(table.columns)
+    assert set(table["Started by"]) == {"Customer success", "Automatic"}
+    said = _texts(at) + " ".join(str(value) for value in table["Error"])
+    assert "Last run by Customer success on your behalf at 2026-11-02 11:50:00 UTC" in said
+    assert "cs@example.com" not in str(at) and "cs@example.com" not in table.to_string()
+    assert not re.search(r"\b(scheduler|tenant|requests?|Trigger|Unchanged)\b", said, re.IGNORECASE)
 
 
 def test_a_fetch_runs_on_when_its_page_is_left_and_its_session_closed_and_every_session_sees_it(open_syncs, engine,

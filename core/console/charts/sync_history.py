@@ -1,14 +1,14 @@
-"""Sync-history figures for the Syncs page, built from `core.console.syncs.ChartData` frames.
+"""Sync-history figures for the Syncs page, built from `core.console.syncs.ChartData`: one bar or point per UTC day
+(never one per run: hundreds of hairline bars read as a barcode).
 
-Every axis names its unit."""
+Every axis names its unit and never goes below zero; a chart with nothing to draw says why in words, with no axes."""
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 
 from core.console.charts import finish
-from core.console.syncs import STATUS_LABELS
+from core.console.syncs import STATUS_LABELS, ChartData
 from core.store.tables import RunStatus
 
 STATUS_COLOURS: dict[str, str] = {
@@ -19,48 +19,60 @@ STATUS_COLOURS: dict[str, str] = {
     RunStatus.INTERRUPTED.value: "#8c95a6",
     RunStatus.RUNNING.value: "#2457d6",
 }
-RUN_START_AXIS = "Run start (UTC)"
+RECORD_SERIES = (("created", "Created", "#2457d6"), ("updated", "Updated", "#7fa3f0"),
+                 ("rejected", "Could not be read", "#d64545"))
+DAY_AXIS = "Day (UTC)"
+NO_RECORDS = "These runs created, updated and rejected no records."
+NO_FINISHED = "No run in these days has finished yet."
 
 
-def _layout(fig: go.Figure, *, title: str, x_title: str, y_title: str, empty: bool) -> go.Figure:
-    return finish(fig, title=title, x_title=x_title, y_title=y_title,
-                  empty_text="No runs match the filters." if empty else None)
+def _layout(fig: go.Figure, *, title: str, y_title: str, empty: str | None) -> go.Figure:
+    finish(fig, title=title, x_title=DAY_AXIS, y_title=y_title, empty_text=empty)
+    if empty:  # no axes to read: a blank frame from -1 to 6 suggested negative counts
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+    else:
+        fig.update_xaxes(type="date")
+        fig.update_yaxes(rangemode="nonnegative")
+    return fig
 
 
-def runs_over_time_figure(daily: pd.DataFrame) -> go.Figure:
+def runs_per_day_figure(data: ChartData) -> go.Figure:
     """Stacked bars: runs per UTC day, one colour per status."""
     fig = go.Figure([
         go.Bar(x=rows["day"], y=rows["runs"], name=STATUS_LABELS.get(str(status), str(status)),
-               marker_color=STATUS_COLOURS.get(str(status)))
-        for status, rows in daily.groupby("status", sort=False)
-    ])
+               marker_color=STATUS_COLOURS.get(str(status)), hovertemplate="%{x|%Y-%m-%d}: %{y:,} runs")
+        for status, rows in data.daily.groupby("status", sort=False)
+    ] if data.empty is None else [])
     fig.update_layout(barmode="stack")
-    return _layout(fig, title="Runs per day by status", x_title="Day (UTC)", y_title="Runs (count)",
-                   empty=daily.empty)
+    return _layout(fig, title="Runs per day by status", y_title="Runs (count)", empty=data.empty)
 
 
-def records_per_run_figure(per_run: pd.DataFrame) -> go.Figure:
-    """Grouped bars: records created and updated by each run."""
+def records_per_day_figure(data: ChartData) -> go.Figure:
+    """Stacked bars: records created, updated and rejected (could not be read) per UTC day, over all that day's
+    runs."""
+    records = data.records
+    empty = data.empty or (NO_RECORDS if records[[column for column, _, _ in RECORD_SERIES]].to_numpy().sum() == 0
+                           else None)
     fig = go.Figure([
-        go.Bar(x=per_run["started_at"], y=per_run[column], name=name, marker_color=colour,
-               customdata=per_run["run_id"],
-               hovertemplate=f"Run #%{{customdata}}<br>%{{y:,}} {name.lower()}<extra></extra>")
-        for column, name, colour in (("created", "Created", "#2457d6"), ("updated", "Updated", "#7fa3f0"))
-    ])
-    fig.update_layout(barmode="group")
-    return _layout(fig, title="Records created and updated per run", x_title=RUN_START_AXIS,
-                   y_title="Records (count)", empty=per_run.empty)
+        go.Bar(x=records["day"], y=records[column], name=name, marker_color=colour,
+               hovertemplate=f"%{{x|%Y-%m-%d}}: %{{y:,}} {name.lower()}<extra></extra>")
+        for column, name, colour in RECORD_SERIES
+    ] if empty is None else [])
+    fig.update_layout(barmode="stack")
+    return _layout(fig, title="Records per day", y_title="Records (count)", empty=empty)
 
 
-def duration_per_run_figure(per_run: pd.DataFrame) -> go.Figure:
-    """Markers: how long each finished run took, coloured by status."""
-    finished = per_run.dropna(subset=["duration_s"])
+def duration_per_day_figure(data: ChartData) -> go.Figure:
+    """Lines: the median and 95th percentile of finished runs' durations per UTC day."""
+    durations = data.durations
+    empty = data.empty or (NO_FINISHED if durations.empty else None)
     fig = go.Figure([
-        go.Scatter(x=rows["started_at"], y=rows["duration_s"], mode="markers",
-                   name=STATUS_LABELS.get(str(status), str(status)),
-                   marker={"color": STATUS_COLOURS.get(str(status)), "size": 8}, customdata=rows["run_id"],
-                   hovertemplate="Run #%{customdata}<br>%{y:,.0f} s<extra></extra>")
-        for status, rows in finished.groupby("status", sort=False)
-    ])
-    return _layout(fig, title="Duration per run", x_title=RUN_START_AXIS, y_title="Duration (seconds)",
-                   empty=finished.empty)
+        go.Scatter(x=durations["day"], y=durations[column], name=name, mode="lines+markers",
+                   line={"color": colour, "dash": dash}, customdata=durations["runs"],
+                   hovertemplate=f"%{{x|%Y-%m-%d}}: {name.lower()} %{{y:,.2f}} s over %{{customdata:,}} runs"
+                                 "<extra></extra>")
+        for column, name, colour, dash in (("p50_s", "Median", "#2457d6", "solid"),
+                                           ("p95_s", "95th percentile", "#e0a100", "dot"))
+    ] if empty is None else [])
+    return _layout(fig, title="Run duration per day", y_title="Duration (seconds)", empty=empty)

@@ -11,7 +11,7 @@ from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches
 from core.errors import CooldownActive, NotAllowedForRole
-from core.store.tables import INVOICE_TABLE, IntegrationRole, Role, RunKind, RunStatus, SyncRecordError
+from core.store.tables import INVOICE_TABLE, RUN_TABLE, IntegrationRole, Role, RunKind, RunStatus, SyncRecordError
 from core.sync import connector
 from core.sync import engine as sync_engine
 from halo_emulator import FaultRule, HaloEmulator
@@ -195,3 +195,18 @@ def test_a_permission_removed_after_connect_is_recorded_on_the_connection(engine
     emu.set_scopes(("read:customers",))
     failed = run(engine, sync_settings, emu, partner_id, RunKind.SCHEDULED)
     assert failed.status == RunStatus.FAILED and "read:contracts" in failed.error
+
+
+@pytest.mark.parametrize("times", [1, None], ids=["retried-then-answered", "never-answered"])
+def test_a_runs_request_count_includes_every_retry_even_when_the_run_fails(engine, sync_settings, emu, times):
+    """The run table's Requests said 0 for a run whose every attempt HaloPSA refused: only pages stored updated it."""
+    partner_id = connect(engine, sync_settings, emu)
+    run(engine, sync_settings, emu, partner_id, RunKind.BACKFILL, trigger="connect")
+    emu.advance(emu.now + timedelta(hours=2))
+    emu.add_fault(FaultRule(kind="status", status=503, path="/api/client", times=times))
+    before = emu.stats.requests
+    result = run(engine, sync_settings, emu, partner_id, RunKind.SCHEDULED)
+    assert result.status == (RunStatus.SUCCEEDED if times else RunStatus.FAILED)
+    with engine.connect() as conn:
+        stored = conn.scalar(select(RUN_TABLE.c.requests).where(RUN_TABLE.c.id == result.run_id))
+    assert stored == result.tally.requests == emu.stats.requests - before > 0

@@ -1,6 +1,7 @@
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event, select
 
 from core.store.tables import JOB_TABLE, IntegrationRole, JobState, Lane, RunKind, RunStatus
@@ -99,3 +100,47 @@ def test_the_scheduler_keeps_the_database_clock_unless_the_clock_is_pinned(engin
     with engine.connect() as conn:
         database_now = jobs.lease_now(conn)
     assert abs(scheduler.clock(engine, replace(settings, fixed_now=None)) - database_now) < timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(("history", "expected"), [
+    ([], timedelta(0)),  # never synced: due now
+    ([("fetch", timedelta(minutes=-20), RunStatus.SUCCEEDED)], timedelta(minutes=40)),  # a manual fetch's window
+    ([("fetch", timedelta(minutes=-20), RunStatus.FAILED)], timedelta(0)),  # a failed fetch holds nothing back
+    ([("scheduled", timedelta(minutes=-50), RunStatus.FAILED)], timedelta(minutes=10)),  # retried once per interval
+    ([("scheduled", timedelta(minutes=-50), RunStatus.FAILED), ("fetch", timedelta(minutes=-5), RunStatus.SUCCEEDED)],
+     timedelta(minutes=55)),
+    ([("scheduled", timedelta(minutes=-70), RunStatus.SUCCEEDED)], timedelta(0)),
+])
+def test_the_next_sync_time_is_the_moment_the_scheduler_finds_the_partner_due(engine, settings, history, expected):
+    partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
+    for kind, offset, status in history:
+        manual = kind == "fetch"
+        add_run(engine, settings, partner_id, at=NOW + offset, status=status,
+                kind=RunKind.FETCH_NEW_DATA if manual else RunKind.SCHEDULED,
+                trigger="manual" if manual else "schedule")
+    interval = timedelta(seconds=settings.schedule_interval_s)
+    with engine.connect() as conn:
+        at = scheduler.next_sync_times(conn, now=NOW, interval=interval)[partner_id]
+    assert at == NOW + expected
+    if expected:
+        assert scheduler.due_partners(engine, now=at - timedelta(seconds=1), settings=settings) == []
+    assert scheduler.due_partners(engine, now=at, settings=settings) == [partner_id]
+    with engine.connect() as conn:  # the same answer whenever it is asked before then
+        assert scheduler.next_sync_times(conn, now=NOW + expected / 2, interval=interval,
+                                         partner_id=partner_id) == {partner_id: at}
+
+
+def test_one_partners_next_sync_time_reads_only_that_partners_runs(engine, settings):
+    """The freshness line on every partner page asks for one partner: its runs are read through its own index range,
+    not the whole fleet's last interval."""
+    partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        with engine.connect() as conn:
+            scheduler.next_sync_times(conn, now=NOW, interval=timedelta(hours=1), partner_id=partner_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    [statement] = statements
+    assert "syncrun.partner_id =" in " ".join(statement.split())
