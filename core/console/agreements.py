@@ -201,7 +201,15 @@ def classify(inv: Any, agr: Any, terms: RuleTerms, *, today: date,
     by_invoice_date = terms.trigger == AutoPayTrigger.DAYS_AFTER_INVOICE
     today_sql = literal(today, Date)
     charge_on = case((planned < today_sql, today_sql), else_=planned)
-    long_overdue = inv.due_date.is_not(None) & (add_days(inv.due_date, literal(overdue_days)) < charge_on)
+    # more than `overdue_days` overdue on charge_on = max(planned, today): overdue that long today, or planned that
+    # long after the due date (compared without date arithmetic per row where the trigger allows: 100,000 invoices)
+    planned_late = case(
+        (terms.trigger == AutoPayTrigger.DAYS_AFTER_DUE, terms.days > overdue_days),
+        (by_invoice_date, inv.due_date < add_days(inv.invoice_date, terms.days - overdue_days)),
+        else_=false(),  # on or before the due date
+    )
+    long_overdue = inv.due_date.is_not(None) & (
+        (inv.due_date < literal(today - timedelta(days=overdue_days), Date)) | planned_late)
     reason = case(
         (inv.status == InvoiceStatus.DELETED.value, Reason.DELETED.value),
         (inv.voided == true(), Reason.VOIDED.value),
@@ -248,11 +256,6 @@ def list_rules(engine: Engine, principal: Principal, partner_id: int) -> list[Ru
                                                      bool(row.shown_verified))) for row in rows]
 
 
-def _currency(inv: Any) -> ColumnElement[str | None]:
-    """An invoice's currency; NULL for none (HaloPSA gave none, or an empty code), so those group together."""
-    return func.nullif(inv.currency, literal(""))
-
-
 def subtype_summary(engine: Engine, principal: Principal, partner_id: int, *, now: datetime) -> pd.DataFrame:
     """One row per agreement subtype (by its id) in the synced agreements and currency of its invoices: how it is
     shown, its agreements, invoices, unpaid (count, amount due, overdue) in that currency and the mapped rule; by
@@ -263,20 +266,21 @@ def subtype_summary(engine: Engine, principal: Principal, partner_id: int, *, no
     unpaid = inv.status.in_(UNPAID_STATUSES)
     # invoices are counted per agreement and currency first (one pass, no lookup per invoice), then per subtype
     per_agreement = (
-        select(inv.agreement_halo_id, _currency(inv).label("currency"), func.count().label("invoices"),
+        select(inv.agreement_halo_id, inv.currency, func.count().label("invoices"),
                func.count().filter(unpaid).label("unpaid_invoices"),
                func.sum(case((unpaid, inv.amount_due_cents), else_=0)).label("unpaid_cents"),
                func.count().filter(unpaid & (inv.due_date < literal(now.date(), Date))).label("overdue_invoices"))
         .where(inv.partner_id == partner_id, inv.agreement_halo_id.is_not(None))
-        .group_by(inv.agreement_halo_id, _currency(inv)).subquery("per_agreement")
+        .group_by(inv.agreement_halo_id, inv.currency).subquery("per_agreement")
     )
     found = per_agreement.c
     counted = ("invoices", "unpaid_invoices", "unpaid_cents", "overdue_invoices")
+    currency = func.nullif(found.currency, literal(""))  # an empty code is no currency either
     money = (
-        select(agr.subtype_id, found.currency, *(func.sum(found[name]).label(name) for name in counted))
+        select(agr.subtype_id, currency.label("currency"), *(func.sum(found[name]).label(name) for name in counted))
         .select_from(AGREEMENT_TABLE.join(per_agreement, found.agreement_halo_id == agr.halo_id))
         .where(agr.partner_id == partner_id, agr.subtype_id.is_not(None))
-        .group_by(agr.subtype_id, found.currency).subquery("money")
+        .group_by(agr.subtype_id, currency).subquery("money")
     )
     per_subtype = (select(agr.subtype_id, func.count(agr.id).label("agreements"))
                    .where(agr.partner_id == partner_id, agr.subtype_id.is_not(None))
@@ -307,7 +311,8 @@ def subtype_summary(engine: Engine, principal: Principal, partner_id: int, *, no
 def _totals(rows: list[tuple[str | None, int, int]]) -> list[Total]:
     """(currency, invoices, cents) rows summed per currency (never across), by currency code, none last."""
     merged: dict[str | None, tuple[int, int]] = {}
-    for currency, invoices, cents in rows:
+    for code, invoices, cents in rows:
+        currency = code or None  # an empty code is no currency either
         before = merged.get(currency, (0, 0))
         merged[currency] = (before[0] + invoices, before[1] + cents)
     return [Total(currency, *merged[currency]) for currency in sorted(merged, key=lambda c: (c is None, c or ""))]
@@ -336,7 +341,7 @@ def preview(engine: Engine, principal: Principal, partner_id: int, rule: RuleInp
     scoped = (
         select(inv.halo_id, inv.display_number.label("number"), inv.customer_halo_id, inv.customer_name,
                func.coalesce(inv.agreement_ref, agr.ref).label("agreement"), inv.invoice_date, inv.due_date,
-               inv.amount_due_cents, _currency(inv).label("currency"), reason.label("reason"),
+               inv.amount_due_cents, inv.currency, reason.label("reason"),
                charge_on.label("charge_on"))
         .select_from(INVOICE_TABLE.join(AGREEMENT_TABLE, (agr.partner_id == inv.partner_id)
                                         & (agr.halo_id == inv.agreement_halo_id)))

@@ -307,6 +307,10 @@ def test_before_enabling_the_preview_says_what_it_charges_today_and_in_the_next_
                                                                                    "110"}),
     (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_due", days=60), 60, {"INV-103", "110"}),
     (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_invoice", days=0), 60, {"INV-103", "110"}),
+    # invoiced 2026-10-01: charged 2026-12-20, when 102 (due 10-20) is 61 days overdue and 101 (due 11-07) 43
+    (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_invoice", days=80), 60, {"INV-102", "INV-103", "110"}),
+    (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_invoice", days=100), 60, {"INV-101", "INV-102",
+                                                                                      "INV-103", "110"}),
 ])
 def test_an_invoice_long_overdue_on_its_charge_date_needs_the_rule_s_opt_in(engine, acme, rule, overdue_days,
                                                                             held_back):
