@@ -146,14 +146,15 @@ class Preview:
     def outlook_text(self) -> str:
         """What enabling the rule charges today and in the next days, per currency: said before it is enabled."""
         today, soon = (f"{when}: {_in_words(self.outlook_totals[when], 'invoice')}" for when in (TODAY, NEXT_DAYS))
-        return f"Enabling it charges {today}; {soon}."
+        return f"Enabled, it charges {today}; {soon}."
 
     def held_back_text(self) -> str | None:
         """The long-overdue invoices the rule holds back, and what opting in does; None when there are none."""
         if not self.held_back:
             return None
         return (f"Holds back {_in_words(self.held_back)} more than {self.overdue_days:,} days overdue on the day it "
-                "would charge them. Opting in charges them on the next auto-pay run (today).")
+                "would charge them. With the opt-in, the enabled rule charges them too, each on its charge date "
+                "(today for a date already past).")
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ def subtype_summary(engine: Engine, principal: Principal, partner_id: int, *, no
     per_subtype = (select(agr.subtype_id, func.count(agr.id).label("agreements"))
                    .where(agr.partner_id == partner_id, agr.subtype_id.is_not(None))
                    .group_by(agr.subtype_id).subquery("per_subtype"))
-    rule_text = trigger_text_sql(RuleTerms.saved(rule))
+    rule_text = trigger_text_sql(RuleTerms.saved(rule)) + case(
+        (rule.overdue_opt_in == true(), ", long-overdue invoices too"), else_="")
     query = (
         select(per_subtype.c.subtype_id, *subtypes.name_columns(), per_subtype.c.agreements, money.c.currency,
                *(money.c[name] for name in counted),

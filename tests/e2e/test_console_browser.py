@@ -521,7 +521,7 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     ui.main().get_by_text("Enabled", exact=True).click()
     ui.settle()
     ui.main().get_by_role("button", name="Save rule").click()
-    expect(ui.main().get_by_text(re.compile(r"^Saving starts charging\. Enabling it charges today: "))).to_be_visible()
+    expect(ui.main().get_by_text(re.compile(r"^Saving starts charging\. Enabled, it charges today: "))).to_be_visible()
     ui.settle()
     ui.main().get_by_role("button", name="Enable and charge").click()
     expect(ui.main().get_by_text(f"Saved the auto-pay rule for {subtype}.")).to_be_visible()

@@ -105,7 +105,7 @@ def test_enabling_a_rule_first_says_what_it_charges_today_and_in_the_next_days_a
     assert agreements.list_rules(engine, console["acme"], acme) == [] and _events(engine) == []  # nothing yet
     preview = agreements.preview(engine, console["acme"], acme, autopay_rules.RuleInput(2), now=NOW)
     assert plain_text(at.warning[0].value) == f"Saving starts charging. {preview.outlook_text()}"
-    assert re.fullmatch(r"Enabling it charges today: \d+ invoices \([\d,.]+ USD due\); in the next 7 days: \d+ "
+    assert re.fullmatch(r"Enabled, it charges today: \d+ invoices \([\d,.]+ USD due\); in the next 7 days: \d+ "
                         r"invoices? \([\d,.]+ USD due\)\.", preview.outlook_text())
     outlook = next(frame.value for frame in at.dataframe if "when" in frame.value.columns)
     assert outlook.equals(preview.outlook) and set(outlook["currency"]) == {"USD"}

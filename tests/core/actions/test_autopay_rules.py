@@ -291,7 +291,7 @@ def test_before_enabling_the_preview_says_what_it_charges_today_and_in_the_next_
     assert result.outlook_totals == {
         "today": [agreements.Total("CAD", 1, 123_456), agreements.Total("USD", 2, 30_000)],
         "in the next 7 days": [agreements.Total("USD", 2, 3_000)]}
-    assert result.outlook_text() == ("Enabling it charges today: 3 invoices (1,234.56 CAD · 300.00 USD due); in the "
+    assert result.outlook_text() == ("Enabled, it charges today: 3 invoices (1,234.56 CAD · 300.00 USD due); in the "
                                      "next 7 days: 2 invoices (30.00 USD due).")
     assert result.outlook[["when", "currency", "invoices"]].values.tolist() == [
         ["today", "CAD", 1], ["today", "USD", 2], ["in the next 7 days", "USD", 2]]
@@ -332,8 +332,8 @@ def test_the_held_back_invoices_are_said_with_what_opting_in_does(engine, acme):
                                   now=NOW, overdue_days=60)
 
     assert result.held_back_text() == ("Holds back 2 unpaid invoices (3,150.00 USD due) more than 60 days overdue on "
-                                       "the day it would charge them. Opting in charges them on the next auto-pay run "
-                                       "(today).")
+                                       "the day it would charge them. With the opt-in, the enabled rule charges them "
+                                       "too, each on its charge date (today for a date already past).")
     assert opted_in.held_back_text() is None
 
 
@@ -372,6 +372,8 @@ def test_the_opt_in_is_saved_described_and_audited(engine, acme):
 
     [rule] = agreements.list_rules(engine, CS, acme)
     assert rule.overdue_opt_in and rule.description == "charge on the due date, long-overdue invoices too"
+    summary = agreements.subtype_summary(engine, CS, acme, now=NOW).set_index("subtype_id")
+    assert summary.loc[MANAGED_ID, "rule"] == "on the due date, long-overdue invoices too"
     assert _audit(engine)[-1].detail.endswith("created: charge on the due date, long-overdue invoices too")
     assert autopay_rules.delete_question(rule) == (
         "Delete the auto-pay rule for Managed Services (id 1) (charge on the due date, long-overdue invoices too)? "
