@@ -5,9 +5,11 @@ from pathlib import Path
 import streamlit as st
 
 from core.access import pages_for
+from core.store.tables import Role
 from ui import auth, components, resources
 
 PAGES_DIR = Path(__file__).parent / "pages"
+LANDING = {Role.PARTNER: "invoices"}  # the page a role opens on; others open on their first page (core.access.PAGES)
 
 st.set_page_config(page_title="HaloPSA Sync Console", page_icon=":material/sync:", layout="wide")
 resources.get_engine()
@@ -16,9 +18,12 @@ if principal is None:
     st.navigation([st.Page(auth.login_page, title="Sign in", icon=":material/login:")], position="hidden").run()
     st.stop()
 
+allowed = pages_for(principal.role)
+landing = LANDING.get(principal.role, allowed[0].slug)
 pages = [
-    st.Page(PAGES_DIR / f"{spec.slug}.py", title=spec.title, icon=spec.icon, url_path=spec.slug)
-    for spec in pages_for(principal.role)
+    st.Page(PAGES_DIR / f"{spec.slug}.py", title=spec.title, icon=spec.icon, url_path=spec.slug,
+            default=spec.slug == landing)
+    for spec in allowed
 ]
 navigation = st.navigation(pages)
 with st.sidebar:

@@ -33,6 +33,16 @@ def _megabytes(name: str, value: str | None) -> int | None:
     return max(1, int(megabytes * 2**20))
 
 
+def _overdue_days(value: str | None, default: int) -> int:
+    """HALO_AUTOPAY_OVERDUE_DAYS: a whole number of days from 1 to 3650."""
+    if not value:
+        return default
+    days = int(value) if value.strip().isdecimal() else 0
+    if not 1 <= days <= 3650:
+        raise ValueError(f"HALO_AUTOPAY_OVERDUE_DAYS must be a whole number of days from 1 to 3650, not {value!r}")
+    return days
+
+
 _CLIENT = HaloConfig()
 
 
@@ -66,6 +76,7 @@ class Settings:
     worker_poll_s: float = 0.5
     session_idle_s: int = 1800  # a console session ends after this long without a page run
     session_lifetime_s: int = 43200  # and this long after sign-in, whatever its use
+    autopay_overdue_days: int = 60  # an invoice more overdue than this on its charge date needs the rule's opt-in
     fixed_now: datetime | None = None
 
     def now(self) -> datetime:
@@ -115,6 +126,7 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         worker_poll_s=float(env.get("HALO_WORKER_POLL_S", defaults.worker_poll_s)),
         session_idle_s=int(env.get("HALO_SESSION_IDLE_S", defaults.session_idle_s)),
         session_lifetime_s=int(env.get("HALO_SESSION_LIFETIME_S", defaults.session_lifetime_s)),
+        autopay_overdue_days=_overdue_days(env.get("HALO_AUTOPAY_OVERDUE_DAYS"), defaults.autopay_overdue_days),
         fixed_now=fixed_now,
     )
 

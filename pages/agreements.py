@@ -1,6 +1,7 @@
-"""Agreements: the subtypes (by their HaloPSA id, with their names) found in the synced agreements, the contract-based
-auto-pay rule mapped to each, with a preview (in core) of what a rule would charge before it is saved (the editor is
-ui.autopay_rules), and where the subtypes' names come from (ui.subtype_names)."""
+"""Agreements: the subtypes (by their HaloPSA id, with their names) found in the synced agreements with their unpaid
+money per currency, the contract-based auto-pay rule mapped to each, with a preview (in core) of what a rule would
+charge before it is saved (the editor is ui.autopay_rules), and where the subtypes' names come from
+(ui.subtype_names)."""
 
 import streamlit as st
 
@@ -19,12 +20,14 @@ with components.shown_errors():
 if summary.empty:
     st.info("No agreement subtypes yet: they appear once agreements (HaloPSA contracts) have synced.")
 else:
+    counts = {name: st.column_config.NumberColumn(label, format="localized") for name, label in (
+        ("agreements", "Agreements"), ("invoices", "Invoices"), ("unpaid_invoices", "Unpaid"),
+        ("overdue_invoices", "Overdue"))}
     st.dataframe(summary, hide_index=True, key="agreements.subtypes", column_order=agreements.SUMMARY_COLUMNS[1:],
-                 column_config={"subtype": "Subtype", "agreements": "Agreements", "invoices": "Invoices",
-                                "unpaid_invoices": "Unpaid", "overdue_invoices": "Overdue", "rule": "Auto-pay rule",
+                 column_config={"subtype": "Subtype", "currency": "Currency", "rule": "Auto-pay rule", **counts,
                                 "unpaid_amount": st.column_config.NumberColumn("Unpaid amount due",
                                                                                format="accounting")})
-    shown = dict(zip(summary["subtype_id"].tolist(), summary["subtype"].tolist(), strict=True))
+    shown = dict(zip(summary["subtype_id"].tolist(), summary["subtype"].tolist(), strict=True))  # one per subtype
     st.subheader("Map a subtype to an auto-pay rule")
     autopay_rules.rule_form(engine, principal, partner_id, shown,
                             {rule.subtype_id: rule for rule in rules if rule.subtype_id is not None})

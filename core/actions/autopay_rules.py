@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_partner_data
 from core.console import subtypes
-from core.console.formatting import amount, money
+from core.console.formatting import amount, grouped_money
 from core.errors import BadInput, NotFound
 from core.halopsa.records import INT64_MAX
 from core.limits import check_length
@@ -44,11 +44,21 @@ MAX_AMOUNT = Decimal("1000000000.00")  # a sanity bound: beyond it a typo is lik
 
 @dataclass(frozen=True)
 class RuleInput:
+    """A rule's terms as asked for. `overdue_opt_in`: also charge invoices more overdue than the configured age
+    (Settings.autopay_overdue_days) on the day they would be charged; without it they are held back."""
+
     subtype_id: int
     enabled: bool = True
     trigger: str = AutoPayTrigger.ON_DUE_DATE.value
     days: int = 0
     max_amount: Decimal | None = None
+    overdue_opt_in: bool = False
+
+
+def new_rule(subtype_id: int) -> RuleInput:
+    """The terms a subtype without a rule starts from: disabled, so saving it charges nothing until someone enables
+    it, seeing what that charges first."""
+    return RuleInput(subtype_id, enabled=False)
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class Rule:
     max_amount: Decimal | None
     created_by: str
     updated_at: datetime
+    overdue_opt_in: bool = False
 
     @property
     def needs_subtype(self) -> bool:
@@ -76,7 +87,17 @@ class Rule:
 
     def as_input(self, subtype_id: int) -> RuleInput:
         """The rule's terms, for `subtype_id` (its own, or the one picked for it)."""
-        return RuleInput(subtype_id, self.enabled, self.trigger, self.days, self.max_amount)
+        return RuleInput(subtype_id, self.enabled, self.trigger, self.days, self.max_amount, self.overdue_opt_in)
+
+
+def starts_charging(saved: Rule | None, rule: RuleInput) -> bool:
+    """Whether saving `rule` over `saved` (None: no rule yet) starts charging invoices it did not charge: it enables
+    the rule, or opts an enabled rule in to long-overdue invoices. The page asks for a confirmation then."""
+    if not rule.enabled:
+        return False
+    if saved is None or not saved.enabled:
+        return True
+    return rule.overdue_opt_in and not saved.overdue_opt_in
 
 
 def trigger_text(trigger: str, days: int) -> str:
@@ -88,9 +109,18 @@ def trigger_text(trigger: str, days: int) -> str:
 
 
 def describe(rule: RuleInput | Rule) -> str:
-    """The rule in one line, for the page and the audit log: "charge 3 days after the due date, up to 2500.00"."""
-    limit = f", up to {money(cents_of(rule.max_amount))}" if rule.max_amount is not None else ""
-    return f"charge {trigger_text(rule.trigger, rule.days)}{limit}{'' if rule.enabled else ' (disabled)'}"
+    """The rule in one line, for the page and the audit log: "charge 3 days after the due date, up to 2,500.00";
+    ", long-overdue invoices too" when opted in to them."""
+    limit = f", up to {grouped_money(cents_of(rule.max_amount) or 0)}" if rule.max_amount is not None else ""
+    overdue = ", long-overdue invoices too" if rule.overdue_opt_in else ""
+    return f"charge {trigger_text(rule.trigger, rule.days)}{limit}{overdue}{'' if rule.enabled else ' (disabled)'}"
+
+
+def delete_question(rule: Rule) -> str:
+    """What the page asks before deleting `rule`."""
+    charging = ("its invoices stop being charged automatically" if rule.enabled and rule.subtype_id is not None
+                else "it charges nothing now")
+    return f"Delete the auto-pay rule for {rule.subtype} ({rule.description})? Deleting it is audited; {charging}."
 
 
 def parse_amount(text: str | None) -> Decimal | None:
@@ -116,6 +146,8 @@ def validate(rule: RuleInput) -> None:
         raise BadInput(f"Unknown trigger “{rule.trigger}”: choose one of {', '.join(TRIGGERS)}.", field="trigger")
     if isinstance(rule.days, bool) or not isinstance(rule.days, int) or not 0 <= rule.days <= MAX_DAYS:
         raise BadInput(f"The number of days must be a whole number from 0 to {MAX_DAYS}.", field="days")
+    if not isinstance(rule.enabled, bool) or not isinstance(rule.overdue_opt_in, bool):
+        raise BadInput("Turn the rule, and its long-overdue opt-in, on or off.", field="enabled")
     if rule.trigger == AutoPayTrigger.ON_DUE_DATE and rule.days != 0:
         raise BadInput("“On the due date” takes no number of days: set it to 0 or pick a trigger with days.",
                        field="days")
@@ -126,7 +158,8 @@ def validate(rule: RuleInput) -> None:
             raise BadInput("The maximum amount must be more than 0.00; leave it empty for no maximum.",
                            field="max_amount")
         if rule.max_amount >= MAX_AMOUNT:
-            raise BadInput(f"The maximum amount must be below {money(cents_of(MAX_AMOUNT))}.", field="max_amount")
+            raise BadInput(f"The maximum amount must be below {grouped_money(cents_of(MAX_AMOUNT) or 0)}.",
+                           field="max_amount")
         if rule.max_amount != rule.max_amount.quantize(Decimal("0.01")):
             raise BadInput("The maximum amount can have at most two decimals (cents).", field="max_amount")
 
@@ -165,7 +198,7 @@ def rule_from_row(row: Any, subject: str) -> Rule:
     """A saved rule's row, its subtype shown as `subject`."""
     return Rule(id=row.id, subtype_id=row.subtype_id, subtype=subject, enabled=bool(row.enabled),
                 trigger=str(row.trigger), days=row.days, max_amount=amount(row.max_amount_cents),
-                created_by=row.created_by, updated_at=row.updated_at)
+                created_by=row.created_by, updated_at=row.updated_at, overdue_opt_in=bool(row.overdue_opt_in))
 
 
 def _record(conn: Connection, principal: Principal, partner_id: int, now: datetime, detail: str) -> None:
@@ -181,7 +214,8 @@ def save_rule(engine: Engine, principal: Principal, partner_id: int, rule: RuleI
     with engine.begin() as conn:
         subtype = _subtype_or_refuse(conn, partner_id, rule.subtype_id)
         values = {"enabled": rule.enabled, "trigger": rule.trigger, "days": rule.days,
-                  "max_amount_cents": cents_of(rule.max_amount), "updated_at": now, "subtype_name": subtype.name}
+                  "max_amount_cents": cents_of(rule.max_amount), "overdue_opt_in": rule.overdue_opt_in,
+                  "updated_at": now, "subtype_name": subtype.name}
         existing = _find(conn, partner_id, RULE_TABLE.c.subtype_id == rule.subtype_id)
         if existing is None:
             rule_id = inserted_id(conn.execute(RULE_TABLE.insert().values(

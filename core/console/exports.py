@@ -172,7 +172,7 @@ def download_refusal(engine: Engine, actor: str, *, rows: int, now: datetime) ->
     return None if refused is None else refused.message
 
 
-def start_download(engine: Engine, actor: str, *, partner_id: int, rows: int, detail: str, now: datetime,
+def start_download(engine: Engine, actor: str, *, partner_id: int | None, rows: int, detail: str, now: datetime,
                    throttled: bool) -> None:
     """Record a download's "export" audit event, or raise `Refused` with nothing written when it has more than
     MAX_DOWNLOAD_ROWS rows or, if `throttled` (a person downloading from a page), when `actor` has made

@@ -80,3 +80,26 @@ def escape_plotly(text: object) -> str:
     no template field (`%{…}`). Plotly splits tags off first and then decodes &lt;, &gt;, &amp; and numeric
     entities in the text between them (not &quot;, so quotes stay as they are: outside a tag they are harmless)."""
     return html.escape(str(text), quote=False).replace("%", "&#37;")
+
+
+# ---- money of several currencies (issue 14: never added together) ----------------------------------------------
+UNKNOWN_CURRENCY = "unknown"  # an amount HaloPSA gave no currency for: never added to another currency's
+
+
+def grouped_money(cents: int) -> str:
+    """Integer cents -> "1,234.50": `money` with thousands separators, for people (files keep `money`)."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}.{part:02d}"
+
+
+def currency_shown(code: str | None) -> str:
+    """A currency code as tables show it; "unknown" for none."""
+    return code or UNKNOWN_CURRENCY
+
+
+def money_per_currency(amounts: list[tuple[str | None, int]]) -> str:
+    """Amounts side by side, one per currency, never summed: "1,234.50 USD · 20.00 CAD"; "0.00" for none."""
+    shown = [f"{grouped_money(cents)} {code}" if code else f"{grouped_money(cents)} ({UNKNOWN_CURRENCY} currency)"
+             for code, cents in amounts]
+    return " · ".join(shown) or "0.00"

@@ -313,7 +313,8 @@ class AutoPayRule(SQLModel, table=True):
     """Maps one agreement subtype of a partner, by its HaloPSA id, to a contract-based auto-pay rule. `subtype_name`
     is only the name shown when it was saved (a label, never matched); a rule without a `subtype_id` (one whose name
     named no single subtype when rules moved to ids, migration 0007) matches nothing until its subtype is picked
-    again."""
+    again. An invoice more overdue than the configured age on the day it would be charged is charged only by a rule
+    opted in to that (`overdue_opt_in`)."""
 
     __table_args__ = (UniqueConstraint("partner_id", "subtype_id"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -327,6 +328,7 @@ class AutoPayRule(SQLModel, table=True):
     created_by: str
     created_at: datetime = utc_field(nullable=False)
     updated_at: datetime = utc_field(nullable=False)
+    overdue_opt_in: bool = False  # also charges invoices overdue beyond Settings.autopay_overdue_days (migration 0009)
 
 
 class SubtypeLookupState(StrEnum):

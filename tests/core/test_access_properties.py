@@ -273,6 +273,12 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
         lambda w, p, pid, d: audit_log.filter_options(w.engine, p)),
     "core.console.audit_log.events": ((Role.CS,), False, lambda w, p, pid, d: audit_log.events(
         w.engine, p, partner_id=d.draw(st.sampled_from([None, pid]), label="audit partner"))),
+    "core.console.audit_log.export_csv": ((Role.CS,), False, lambda w, p, pid, d: audit_log.export_csv(
+        w.engine, p, audit_log.Filters(partner_id=d.draw(st.sampled_from([None, pid]), label="audit partner")),
+        now=NOW)),
+    "core.console.audit_log.download_refusal": ((Role.CS,), False,
+        lambda w, p, pid, d: audit_log.download_refusal(w.engine, p, rows=d.draw(st.integers(0, 5), label="rows"),
+                                                        now=NOW)),
     "core.console.connection.require_new_partner_name": ((Role.CS,), False, lambda w, p, pid, d:
                                                          connection_screen.require_new_partner_name(
                                                              w.engine, p, _name(w, pid))),

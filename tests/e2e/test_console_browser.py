@@ -58,6 +58,7 @@ CS_PAGES = {"Overview": ("Partner overview", "overview"), "Connection": ("HaloPS
 PARTNER_PAGES = ["Connection", "Syncs", "Invoices", "Agreements"]
 CSV_HEADER = ["number", "number_is_halopsa_id_fallback", "halo_id", "customer", "agreement", "subtype", "invoice_date",
               "due_date", "days_overdue", "aging", "total", "amount_due", "currency", "auto_pay"]
+AUDIT_CSV_HEADER = ["at", "actor", "partner", "action", "detail"]
 # The only request that may leave the loopback console: the favicon of st.set_page_config(page_icon=":material/…"),
 # which Streamlit's frontend loads from Google's font CDN. The test answers every off-site request with a network
 # failure itself (same result with or without internet; CI machines often have none) and ignores the resulting
@@ -424,7 +425,7 @@ def _fill_form(tab: UI, form: Locator, values: dict[str, str]) -> None:
     raise AssertionError(f"the connection form lost what was typed twice: {values.keys()}")
 
 
-def _download_csv(tab: UI, tmp_path: Path) -> list[dict[str, str]]:
+def _download_csv(tab: UI, tmp_path: Path, header: list[str] = CSV_HEADER) -> list[dict[str, str]]:
     # the button's file belongs to the script run that drew it: click once that run finished, as a person would
     tab.settle()
     with tab.page.expect_download() as download:
@@ -433,7 +434,7 @@ def _download_csv(tab: UI, tmp_path: Path) -> list[dict[str, str]]:
     download.value.save_as(path)
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == CSV_HEADER
+        assert reader.fieldnames == header
         return list(reader)
 
 
@@ -444,8 +445,9 @@ def _unpaid_count(tab: UI) -> int:
 # ----------------------------------------------------------------------------------------------------- journeys
 
 
-def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
-    """Customer success signs in, sees the fleet, picks Northwind in the sidebar and opens every page."""
+def test_cs_tours_every_page_of_a_partner(ui: UI, tmp_path: Path) -> None:
+    """Customer success signs in, sees the fleet, picks Northwind in the sidebar and opens every page: the auto-pay
+    rule holds back Northwind's long-overdue invoices, and the audit log shows (and downloads) Northwind's events."""
     ui.sign_in(CS.user)
     expect(ui.page.get_by_role("heading", level=1, name="Partner overview")).to_be_visible()
     assert ui.nav_links() == list(CS_PAGES)
@@ -457,10 +459,10 @@ def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
         "Connection": lambda: expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible(),
         "Syncs": lambda: _check_sync_history(ui),
         "Invoices": lambda: expect(ui.metric("Unpaid invoices")).not_to_have_text("0"),
-        "Agreements": lambda: expect(
-            ui.main().get_by_text("Managed Services (id 1):", exact=False).first).to_be_visible(),
+        "Agreements": lambda: expect(ui.main().get_by_text(re.compile(
+            r"^Holds back [\d,]+ unpaid invoices? \(.*\) more than 60 days overdue"))).to_be_visible(),
         "Adoption": lambda: expect(ui.main().get_by_role("heading", name="Activation funnel")).to_be_visible(),
-        "Audit log": lambda: expect(ui.main().get_by_text(re.compile(r"^\d[\d,]* matching events"))).to_be_visible(),
+        "Audit log": lambda: expect(ui.main().get_by_role("combobox", name="Partner")).to_have_value("Northwind IT"),
     }
     for link, check in checks.items():
         title, shot = CS_PAGES[link]
@@ -469,6 +471,10 @@ def test_cs_tours_every_page_of_a_partner(ui: UI) -> None:
         expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner")).to_have_value(
             "Northwind IT")  # the pick holds across pages
         ui.screenshot(shot)
+    expect(ui.main().get_by_text(re.compile(r"^[\d,]+ matching events"))).to_be_visible()
+    rows = _download_csv(ui, tmp_path, AUDIT_CSV_HEADER)
+    assert rows and {row["partner"] for row in rows} == {"Northwind IT"}
+    ui.settle()
 
     # Northwind's unreadable records, grouped by reason; Litware's next automatic sync is the scheduler's own time
     ui.open("Syncs", "Syncs")
@@ -585,11 +591,32 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     expect(days).to_be_enabled()
     days.fill("5")
     days.press("Enter")
-    expect(ui.main().get_by_text(re.compile(r"^Preview \(charge 5 days after the due date\)"))).to_be_visible()
+    # a new rule starts disabled: its first save charges nothing, so it asks nothing
+    expect(ui.main().get_by_text(re.compile(r"^Preview \(charge 5 days after the due date \(disabled\)\)"))
+           ).to_be_visible()
     ui.settle()
     ui.main().get_by_role("button", name="Save rule").click()
     expect(ui.main().get_by_text(f"Saved the auto-pay rule for {subtype}.")).to_be_visible()
-    expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: .*by {_as_shown(CS.user)}"))).to_be_visible()
+    expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: .*\(disabled\) · by {_as_shown(CS.user)}"))
+           ).to_be_visible()
+    ui.settle()
+    # enabling says what it charges today and in the next 7 days, and asks
+    ui.main().get_by_text("Enabled", exact=True).click()
+    ui.settle()
+    ui.main().get_by_role("button", name="Save rule").click()
+    expect(ui.main().get_by_text(re.compile(r"^Saving starts charging\. Enabled, it charges today: "))).to_be_visible()
+    ui.settle()
+    ui.main().get_by_role("button", name="Enable and charge").click()
+    expect(ui.main().get_by_text(f"Saved the auto-pay rule for {subtype}.")).to_be_visible()
+    expect(ui.main().get_by_text(re.compile(rf"^{re.escape(subtype)}: charge 5 days after the due date · by"))
+           ).to_be_visible()
+    ui.settle()
+    # and a delete asks first
+    ui.main().get_by_role("button", name="Delete", exact=True).click()
+    expect(ui.main().get_by_text(re.compile(rf"^Delete the auto-pay rule for {re.escape(subtype)} "))).to_be_visible()
+    ui.settle()
+    ui.main().get_by_role("button", name="Delete rule").click()
+    expect(ui.main().get_by_text(f"Deleted the auto-pay rule for {subtype}.")).to_be_visible()
     ui.settle()
 
     # a fresh sandbox has few unpaid invoices: filter and export on Northwind's books
@@ -626,11 +653,13 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
 
 
 def test_partner_user_sees_only_its_own_partner_and_live_timers(ui: UI, tmp_path: Path) -> None:
-    """Northwind's finance user: four pages, no partner picker, Northwind's data only, ticking fetch timers."""
+    """Northwind's finance user: lands on Invoices; four pages, no partner picker, Northwind's data only, ticking
+    fetch timers."""
     ui.sign_in(PARTNER_EMAIL)
-    expect(ui.page.get_by_role("heading", level=1, name="HaloPSA connection")).to_be_visible()
+    expect(ui.page.get_by_role("heading", level=1, name="Invoices")).to_be_visible()
     assert ui.nav_links() == PARTNER_PAGES
     expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox")).to_have_count(0)
+    ui.open("Connection", "HaloPSA connection")
     expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible()
     expect(ui.main().get_by_text("Connect a new partner")).to_have_count(0)
 

@@ -1,3 +1,5 @@
+import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -6,7 +8,7 @@ from sqlalchemy import delete, select, update
 from core.actions import autopay_rules
 from core.console import agreements
 from core.store.secrets import secret_box
-from core.store.tables import AUDIT_TABLE, CONNECTION_TABLE, RULE_TABLE, SUBTYPE_NAME_TABLE
+from core.store.tables import AUDIT_TABLE, CONNECTION_TABLE, INVOICE_TABLE, RULE_TABLE, SUBTYPE_NAME_TABLE
 from core.sync import subtypes
 from halo_emulator import HaloEmulator, serve
 from tests.support.clock import NOW
@@ -72,6 +74,7 @@ def test_saving_a_rule_creates_it_by_subtype_id_and_writes_the_audit_event(app_a
     acme = console["acme"].partner_id
 
     at.selectbox(key="agreements.subtype").set_value(2).run()
+    assert at.toggle(key="agreements.enabled").value is False  # issue 14: a new rule starts disabled
     at.selectbox(key="agreements.trigger").set_value("days_after_due").run()
     at.number_input(key="agreements.days").set_value(3).run()
     at.text_input(key="agreements.max_amount").input("2500").run()
@@ -80,13 +83,80 @@ def test_saving_a_rule_creates_it_by_subtype_id_and_writes_the_audit_event(app_a
     assert not at.exception
     assert plain_text(at.success[0].value) == "Saved the auto-pay rule for Backup (id 2)."
     [rule] = agreements.list_rules(engine, console["acme"], acme)
-    assert (rule.subtype_id, rule.subtype, rule.trigger, rule.days, rule.max_amount) == (
-        2, "Backup (id 2)", "days_after_due", 3, Decimal("2500.00"))
+    assert (rule.subtype_id, rule.subtype, rule.enabled, rule.trigger, rule.days, rule.max_amount) == (
+        2, "Backup (id 2)", False, "days_after_due", 3, Decimal("2500.00"))
     [event] = _events(engine)
     assert (event.actor, event.partner_id, event.at) == ("ap@acme.example", acme, NOW)
-    assert "“Backup (id 2)” created" in event.detail
+    assert event.detail.endswith("“Backup (id 2)” created: charge 3 days after the due date, up to 2,500.00 (disabled)")
     assert dict(zip(at.dataframe[0].value["subtype"], at.dataframe[0].value["rule"], strict=True))[SHOWN[2]] == \
-        "3 days after the due date"
+        "3 days after the due date (disabled)"
+
+
+def test_enabling_a_rule_first_says_what_it_charges_today_and_in_the_next_days_and_asks(app_as, console, engine):
+    """Issue 14: a rule started charging at its first save, with no word of what it would charge today."""
+    at = _open(app_as, "acme", console)
+    acme = console["acme"].partner_id
+    at.selectbox(key="agreements.subtype").set_value(2).run()
+    at.toggle(key="agreements.enabled").set_value(True).run()
+
+    at.button(key="agreements.save").click().run()
+
+    assert not at.exception
+    assert agreements.list_rules(engine, console["acme"], acme) == [] and _events(engine) == []  # nothing yet
+    preview = agreements.preview(engine, console["acme"], acme, autopay_rules.RuleInput(2), now=NOW)
+    assert plain_text(at.warning[0].value) == f"Saving starts charging. {preview.outlook_text()}"
+    assert re.fullmatch(r"Enabled, it charges today: \d+ invoices \([\d,.]+ USD due\); in the next 7 days: \d+ "
+                        r"invoices? \([\d,.]+ USD due\)\.", preview.outlook_text())
+    outlook = next(frame.value for frame in at.dataframe if "when" in frame.value.columns)
+    assert outlook.equals(preview.outlook) and set(outlook["currency"]) == {"USD"}
+    at.button(key="agreements.cancel").click().run()
+    assert not [button for button in at.button if button.key == "agreements.confirm"]
+    assert agreements.list_rules(engine, console["acme"], acme) == []
+
+    at.button(key="agreements.save").click().run()
+    at.button(key="agreements.confirm").click().run()
+
+    assert not at.exception
+    assert plain_text(at.success[0].value) == "Saved the auto-pay rule for Backup (id 2)."
+    [rule] = agreements.list_rules(engine, console["acme"], acme)
+    assert rule.enabled and _events(engine)[-1].detail.endswith("created: charge on the due date")
+    at.text_input(key="agreements.max_amount").input("2500").run()  # a save that starts no charging: no question
+    at.button(key="agreements.save").click().run()
+    assert not at.warning and len(_events(engine)) == 2
+
+
+def test_a_long_overdue_invoice_is_held_back_until_the_rule_opts_in(app_as, console, engine):
+    """Issue 14: an invoice 552 days overdue was shown as "charge on <today>" without a warning."""
+    acme = console["acme"].partner_id
+    with engine.begin() as conn:  # Acme-INV-0005 is on a Backup (id 2) agreement
+        conn.execute(update(INVOICE_TABLE).where(INVOICE_TABLE.c.partner_id == acme, INVOICE_TABLE.c.halo_id == 1005)
+                     .values(due_date=NOW.date() - timedelta(days=552)))
+    at = _open(app_as, "acme", console)
+    at.selectbox(key="agreements.subtype").set_value(2).run()
+
+    assert at.toggle(key="agreements.overdue_opt_in").label == "Also charge invoices more than 60 days overdue"
+    assert plain_text(at.warning[0].value).startswith("Holds back 1 unpaid invoice (100.05 USD due) more than 60 "
+                                                      "days overdue on the day it would charge them.")
+    assert "Acme-INV-0005" not in set(at.dataframe[1].value["number"])  # not among the invoices it would charge
+    at.toggle(key="agreements.overdue_opt_in").set_value(True).run()
+
+    covered = at.dataframe[1].value.set_index("number")
+    assert covered.loc["Acme-INV-0005", "charge_on"] == NOW.date()
+    assert not at.warning
+
+
+def test_money_on_the_page_is_per_currency_with_a_currency_column(app_as, console, engine):
+    acme = console["acme"].partner_id
+    with engine.begin() as conn:
+        conn.execute(update(INVOICE_TABLE).where(INVOICE_TABLE.c.partner_id == acme, INVOICE_TABLE.c.halo_id == 1005)
+                     .values(currency="CAD"))
+    at = _open(app_as, "acme", console)
+    at.selectbox(key="agreements.subtype").set_value(2).run()
+
+    summary = at.dataframe[0].value
+    assert summary[summary["subtype_id"] == 2]["currency"].tolist() == ["CAD", "USD"]
+    assert set(at.dataframe[1].value["currency"]) == {"CAD", "USD"}
+    assert "CAD · " in plain_text(at.markdown[0].value) and "mixed" not in _texts(at)
 
 
 def test_a_bad_maximum_is_shown_inline_and_nothing_can_be_saved(app_as, console, engine):
@@ -111,6 +181,14 @@ def test_edit_loads_a_saved_rule_and_delete_removes_it(app_as, console, engine):
     assert (at.selectbox(key="agreements.trigger").value, at.number_input(key="agreements.days").value) == (
         "days_after_invoice", 14)
     at.button(key=f"agreements.delete.{rule_id}").click().run()
+    # issue 14: a delete asks first
+    assert len(agreements.list_rules(engine, console["acme"], acme)) == 1
+    assert plain_text(at.warning[-1].value).startswith("Delete the auto-pay rule for Break-fix (id 3) (charge 14 "
+                                                       "days after the invoice date)? Deleting it is audited; ")
+    at.button(key=f"agreements.delete_cancel.{rule_id}").click().run()
+    assert len(agreements.list_rules(engine, console["acme"], acme)) == 1 and not at.warning
+    at.button(key=f"agreements.delete.{rule_id}").click().run()
+    at.button(key=f"agreements.delete_confirm.{rule_id}").click().run()
 
     assert not at.exception
     assert plain_text(at.success[0].value) == "Deleted the auto-pay rule for Break-fix (id 3)."

@@ -75,3 +75,11 @@ def test_every_page_file_is_in_the_page_registry_exactly_once():
     slugs = [spec.slug for spec in PAGES]
     assert len(set(slugs)) == len(slugs)
     assert sorted(slugs) == sorted(path.stem for path in (APP.parent / "pages").glob("*.py"))
+
+
+@pytest.mark.parametrize(("account", "title"), [("acme", "Invoices"), ("cs", "Partner overview"), ("pm", "Adoption")])
+def test_each_role_lands_on_the_page_it_works_in(app_as, account, title):
+    """Issue 14: partner users landed on Connection; they come for their invoices."""
+    at = app_as(account)
+    assert not at.exception
+    assert at.title[0].value == title

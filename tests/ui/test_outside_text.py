@@ -189,6 +189,8 @@ def test_actions_echo_outside_text_as_text(hostile, engine, console):
     rule_id = next(rule.id for rule in agreements.list_rules(engine, console["hostile"], console["hostile"].partner_id)
                    if rule.subtype_id == 1)
     at.button(key=f"agreements.delete.{rule_id}").click().run()
+    assert f"Delete the auto-pay rule for {PAYLOAD} (id 1) (" in drawn_text(at) and drawn_markup(at) == []
+    at.button(key=f"agreements.delete_confirm.{rule_id}").click().run()
     assert f"Deleted the auto-pay rule for {PAYLOAD} (id 1)." in drawn_text(at) and drawn_markup(at) == []
     at.selectbox(key="agreements.name_for").set_value(2).run()
     at.text_input(key="agreements.name").input(FORM_PAYLOAD).run()

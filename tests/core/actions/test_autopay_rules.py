@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from core.access import Principal
 from core.actions import autopay_rules
 from core.console import agreements
 from core.errors import AccessDenied, BadInput, NotFound
+from core.settings import settings_from_mapping
 from core.store import sqldates
 from core.store.tables import AUDIT_TABLE, Role
 from tests.support import databases
@@ -52,6 +54,8 @@ def _audit(engine):
     (autopay_rules.RuleInput(BACKUP_ID, max_amount=Decimal("0")), "max_amount"),
     (autopay_rules.RuleInput(BACKUP_ID, max_amount=Decimal("10.005")), "max_amount"),
     (autopay_rules.RuleInput(BACKUP_ID, max_amount=Decimal("1e30")), "max_amount"),
+    (autopay_rules.RuleInput(BACKUP_ID, overdue_opt_in="yes"), "enabled"),  # type: ignore[arg-type]
+    (autopay_rules.RuleInput(BACKUP_ID, enabled=None), "enabled"),  # type: ignore[arg-type]
 ])
 def test_validate_names_the_field_to_fix(rule, field):
     with pytest.raises(BadInput) as caught:
@@ -106,7 +110,7 @@ def test_save_rule_creates_the_rule_and_audits_actor_time_and_rule(engine, acme)
     [event] = _audit(engine)
     assert (event.actor, event.at, event.partner_id, event.action) == ("cs@example.com", NOW, acme, "mapping_change")
     assert event.detail == ("Auto-pay rule for “Managed Services (id 1)” created: charge on the due date, up to "
-                            "2500.00")
+                            "2,500.00")
     assert rule_id > 0
 
 
@@ -124,7 +128,7 @@ def test_saving_again_updates_the_same_rule_and_audits_old_and_new(engine, acme)
     event = _audit(engine)[-1]
     assert (event.actor, event.at) == ("ap@acme.example", later)
     assert event.detail == ("Auto-pay rule for “Managed Services (id 1)” updated: charge 3 days after the due date "
-                            "(disabled); was: charge on the due date, up to 2500.00")
+                            "(disabled); was: charge on the due date, up to 2,500.00")
 
 
 def test_delete_rule_removes_it_and_audits(engine, acme):
@@ -162,20 +166,33 @@ def test_only_cs_and_the_partners_own_users_reach_its_rules(engine, settings, ac
     assert _audit(engine) == []
 
 
-def test_preview_lists_covered_invoices_with_charge_dates_and_exclusions_with_reasons(engine, acme):
+def test_preview_lists_covered_invoices_with_charge_dates_and_unpaid_exclusions_with_reasons(engine, acme):
     result = agreements.preview(engine, CS, acme, MANAGED, now=NOW)
 
     covered = {row.number: row.charge_on for row in result.covered.itertuples()}
-    # overdue invoices are charged on the next run (today); 110 shows its HaloPSA ID (no third-party number)
-    assert covered == {"INV-101": date(2026, 11, 7), "INV-102": date(2026, 11, 2), "110": date(2026, 11, 2)}
+    # overdue invoices are charged on the next run (today); 110 (62 days overdue) is held back as long overdue
+    assert covered == {"INV-101": date(2026, 11, 7), "INV-102": date(2026, 11, 2)}
     excluded = dict(zip(result.excluded["number"], result.excluded["reason"], strict=True))
-    assert excluded == {"INV-103": "over maximum", "INV-104": "already paid", "INV-105": "voided",
-                        "INV-106": "agreement inactive", "INV-107": "no due date"}
+    assert excluded == {"INV-103": "over maximum", "INV-106": "agreement inactive", "INV-107": "no due date",
+                        "110": "long overdue (not opted in)"}  # 110 shows its HaloPSA ID (no third-party number)
     assert "INV-108" not in excluded  # a Backup agreement: not this rule's subtype
-    assert (result.covered_count, result.covered_cents) == (3, 10_000 + 50_000 + 15_000)
-    assert (result.excluded_count, result.excluded_cents) == (5, 300_000 + 7_000 + 4_000)
-    assert list(result.excluded["reason"][-2:]) == ["already paid", "voided"]  # what still matters is listed first
-    assert result.covered["amount_due"].tolist() == [Decimal("500.00"), Decimal("150.00"), Decimal("100.00")]
+    assert result.covered_totals == [agreements.Total("USD", 2, 50_000 + 10_000)]
+    assert result.excluded_totals == [agreements.Total("USD", 4, 300_000 + 7_000 + 4_000 + 15_000)]
+    assert (result.covered_count, result.excluded_count, result.settled_count) == (2, 4, 2)
+    assert list(result.reasons["reason"][-2:]) == ["already paid", "voided"]  # what still matters is listed first
+    assert result.covered["amount_due"].tolist() == [Decimal("500.00"), Decimal("100.00")]
+    assert set(result.covered["currency"]) == set(result.excluded["currency"]) == {"USD"}
+
+
+def test_the_excluded_count_is_of_unpaid_invoices_only(engine, acme):
+    """Issue 14: "excludes 717" counted 711 paid invoices; paid, voided, credit notes, drafts and deleted invoices
+    are not owed, so the preview counts them apart and does not list them."""
+    result = agreements.preview(engine, CS, acme, MANAGED, now=NOW)
+
+    assert result.excluded_count == 4
+    assert not {"INV-104", "INV-105"} & set(result.excluded["number"])
+    assert result.summary() == ("Charges 2 unpaid invoices (600.00 USD due). Excludes 4 unpaid invoices (3,260.00 USD "
+                                "due); 2 more invoices not owed (paid, voided, credit notes, drafts, deleted).")
 
 
 @pytest.mark.parametrize(("rule", "charge_101"), [
@@ -192,12 +209,14 @@ def test_preview_plans_the_charge_date_from_the_trigger(engine, acme, rule, char
     assert ("INV-107" in charges) == (rule.trigger == "days_after_invoice")
 
 
-def test_preview_of_a_disabled_rule_covers_nothing(engine, acme):
-    result = agreements.preview(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID, enabled=False), now=NOW)
+def test_the_preview_of_a_disabled_rule_shows_what_enabling_it_charges(engine, acme):
+    disabled = agreements.preview(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID, enabled=False), now=NOW)
+    enabled = agreements.preview(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID), now=NOW)
 
-    assert result.covered.empty and result.covered_count == 0
-    reasons = dict(zip(result.reasons["reason"], result.reasons["invoices"], strict=True))
-    assert reasons["rule disabled"] == 5  # every unpaid invoice on an active agreement (101-103, 107, 110)
+    assert disabled.covered.equals(enabled.covered) and disabled.covered_totals == enabled.covered_totals
+    assert "rule disabled" not in set(disabled.reasons["reason"])
+    assert disabled.summary().startswith("Disabled: charges nothing until enabled; then it charges 2 unpaid invoices")
+    assert enabled.summary().startswith("Charges 2 unpaid invoices (600.00 USD due).")
 
 
 def test_preview_caps_the_rows_but_totals_every_invoice(engine, settings):
@@ -207,7 +226,7 @@ def test_preview_caps_the_rows_but_totals_every_invoice(engine, settings):
     result = agreements.preview(engine, CS, partner_id, autopay_rules.RuleInput(MANAGED_ID), now=NOW, limit=10)
 
     assert len(result.covered) == 10
-    assert (result.covered_count, result.covered_cents) == (30, 30_000)
+    assert result.covered_totals == [agreements.Total("USD", 30, 30_000)]
 
 
 def test_subtype_summary_counts_per_subtype_and_shows_the_mapped_rule(engine, acme):
@@ -218,9 +237,144 @@ def test_subtype_summary_counts_per_subtype_and_shows_the_mapped_rule(engine, ac
 
     managed, backup = summary.loc["Managed Services (id 1)"], summary.loc["Backup (id 2)"]
     assert (managed.agreements, managed.invoices, managed.unpaid_invoices, managed.overdue_invoices) == (2, 8, 6, 4)
-    assert managed.unpaid_amount == Decimal("3860.00")
+    assert (managed.unpaid_amount, managed.currency) == (Decimal("3860.00"), "USD")
     assert managed.rule == "not mapped"
     assert (backup.agreements, backup.invoices, backup.unpaid_amount) == (1, 1, Decimal("80.00"))
     assert backup.rule == "1 day after the due date (disabled)"
-    assert list(summary.index) == ["Managed Services (id 1)", "Backup (id 2)"]  # unmapped first, then by unpaid
     assert list(summary["subtype_id"]) == [1, 2]
+
+
+def test_subtype_rows_keep_their_order_when_rules_and_money_change(engine, acme):
+    """Issue 14: rows were sorted mapped-last, then by unpaid money, so saving a rule or a sync moved them."""
+    before = list(agreements.subtype_summary(engine, CS, acme, now=NOW)["subtype_id"])
+    autopay_rules.save_rule(engine, CS, acme, MANAGED, now=NOW)
+    add_book(engine, acme, [invoice(120, agreement=2, due=date(2026, 11, 20), total=9_000_000)])
+
+    assert list(agreements.subtype_summary(engine, CS, acme, now=NOW)["subtype_id"]) == before == [1, 2]
+
+
+def test_a_subtype_s_money_is_one_row_per_currency_never_added_across(engine, settings):
+    """Issue 14: USD, CAD and GBP invoices were added into one "mixed currencies" number."""
+    partner_id = add_partner(engine, settings, now=NOW)
+    add_book(engine, partner_id, [
+        invoice(1, due=date(2026, 11, 20), total=60_000), invoice(2, due=date(2026, 10, 20), total=2_500),
+        replace(invoice(3, due=date(2026, 11, 20), total=1_000_000), currency="CAD"),
+        replace(invoice(4, due=date(2026, 11, 20), total=700), currency=None),
+        replace(invoice(5, due=date(2026, 11, 20), total=300), currency=""),  # no code either: the same as none
+    ])
+
+    summary = agreements.subtype_summary(engine, CS, partner_id, now=NOW)
+    result = agreements.preview(engine, CS, partner_id, autopay_rules.RuleInput(MANAGED_ID), now=NOW)
+
+    managed = summary[summary["subtype_id"] == MANAGED_ID]
+    assert list(zip(managed["currency"], managed["unpaid_invoices"], managed["unpaid_amount"], strict=True)) == [
+        ("CAD", 1, Decimal("10000.00")), ("USD", 2, Decimal("625.00")), ("unknown", 2, Decimal("10.00"))]
+    assert summary[summary["subtype_id"] == BACKUP_ID]["currency"].isna().tolist() == [True]  # no invoices at all
+    assert result.covered_totals == [agreements.Total("CAD", 1, 1_000_000), agreements.Total("USD", 2, 62_500),
+                                     agreements.Total(None, 2, 1_000)]
+    assert result.summary().startswith("Charges 5 unpaid invoices (10,000.00 CAD · 625.00 USD · 10.00 (unknown "
+                                       "currency) due).")
+
+
+def test_before_enabling_the_preview_says_what_it_charges_today_and_in_the_next_seven_days(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    today = NOW.date()
+    add_book(engine, partner_id, [
+        invoice(1, due=today - timedelta(days=5), total=10_000), invoice(2, due=today, total=20_000),
+        replace(invoice(3, due=today, total=123_456), currency="CAD"),
+        invoice(4, due=today + timedelta(days=1), total=1_000), invoice(5, due=today + timedelta(days=7), total=2_000),
+        invoice(6, due=today + timedelta(days=8), total=4_000),  # later than the outlook
+    ])
+
+    result = agreements.preview(engine, CS, partner_id, autopay_rules.RuleInput(MANAGED_ID, enabled=False), now=NOW)
+
+    assert result.outlook_totals == {
+        "today": [agreements.Total("CAD", 1, 123_456), agreements.Total("USD", 2, 30_000)],
+        "in the next 7 days": [agreements.Total("USD", 2, 3_000)]}
+    assert result.outlook_text() == ("Enabled, it charges today: 3 invoices (1,234.56 CAD · 300.00 USD due); in the "
+                                     "next 7 days: 2 invoices (30.00 USD due).")
+    assert result.outlook[["when", "currency", "invoices"]].values.tolist() == [
+        ["today", "CAD", 1], ["today", "USD", 2], ["in the next 7 days", "USD", 2]]
+
+
+@pytest.mark.parametrize(("rule", "overdue_days", "held_back"), [
+    (autopay_rules.RuleInput(MANAGED_ID), 60, {"INV-103", "110"}),  # 93 and 62 days overdue today
+    (autopay_rules.RuleInput(MANAGED_ID), 62, {"INV-103"}),  # 62 days is not more than 62
+    (autopay_rules.RuleInput(MANAGED_ID), 61, {"INV-103", "110"}),
+    (autopay_rules.RuleInput(MANAGED_ID, overdue_opt_in=True), 60, set()),
+    # charged 61 days after the due date: every invoice would be more than 60 days overdue by then
+    (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_due", days=61), 60, {"INV-101", "INV-102", "INV-103",
+                                                                                   "110"}),
+    (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_due", days=60), 60, {"INV-103", "110"}),
+    (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_invoice", days=0), 60, {"INV-103", "110"}),
+    # invoiced 2026-10-01: charged 2026-12-20, when 102 (due 10-20) is 61 days overdue and 101 (due 11-07) 43
+    (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_invoice", days=80), 60, {"INV-102", "INV-103", "110"}),
+    (autopay_rules.RuleInput(MANAGED_ID, trigger="days_after_invoice", days=100), 60, {"INV-101", "INV-102",
+                                                                                      "INV-103", "110"}),
+])
+def test_an_invoice_long_overdue_on_its_charge_date_needs_the_rule_s_opt_in(engine, acme, rule, overdue_days,
+                                                                            held_back):
+    """Issue 14: every overdue invoice got "charge on <today>", one 552 days overdue among them, without a word."""
+    result = agreements.preview(engine, CS, acme, rule, now=NOW, overdue_days=overdue_days)
+
+    excluded = dict(zip(result.excluded["number"], result.excluded["reason"], strict=True))
+    assert {number for number, why in excluded.items() if why == "long overdue (not opted in)"} == held_back
+    assert sum(total.invoices for total in result.held_back) == len(held_back)
+    assert not held_back & set(result.covered["number"])
+    if rule.overdue_opt_in:
+        charges = dict(zip(result.covered["number"], result.covered["charge_on"], strict=True))
+        assert charges["110"] == charges["INV-103"] == NOW.date()  # opted in: charged on the next run
+
+
+def test_the_held_back_invoices_are_said_with_what_opting_in_does(engine, acme):
+    result = agreements.preview(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID), now=NOW, overdue_days=60)
+    opted_in = agreements.preview(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID, overdue_opt_in=True),
+                                  now=NOW, overdue_days=60)
+
+    assert result.held_back_text() == ("Holds back 2 unpaid invoices (3,150.00 USD due) more than 60 days overdue on "
+                                       "the day it would charge them. With the opt-in, the enabled rule charges them "
+                                       "too, each on its charge date (today for a date already past).")
+    assert opted_in.held_back_text() is None
+
+
+def test_the_overdue_age_is_a_setting_every_screen_reads(engine, acme, monkeypatch):
+    assert settings_from_mapping({}).autopay_overdue_days == 60
+    assert settings_from_mapping({"HALO_AUTOPAY_OVERDUE_DAYS": "90"}).autopay_overdue_days == 90
+    for bad in ("0", "abc", "-5", "3651", "1.5"):
+        with pytest.raises(ValueError, match="HALO_AUTOPAY_OVERDUE_DAYS must be a whole number of days"):
+            settings_from_mapping({"HALO_AUTOPAY_OVERDUE_DAYS": bad})
+    monkeypatch.setenv("HALO_AUTOPAY_OVERDUE_DAYS", "62")  # no limit given: the configured one
+
+    result = agreements.preview(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID), now=NOW)
+
+    assert "110" in set(result.covered["number"]) and result.overdue_days == 62
+
+
+def test_a_new_rule_starts_disabled_and_only_enabling_or_opting_in_starts_charging(engine, acme):
+    assert autopay_rules.new_rule(BACKUP_ID) == autopay_rules.RuleInput(BACKUP_ID, enabled=False)
+    rule_id = autopay_rules.save_rule(engine, CS, acme, autopay_rules.new_rule(MANAGED_ID), now=NOW)
+    [saved] = agreements.list_rules(engine, CS, acme)
+    assert (saved.id, saved.enabled, saved.overdue_opt_in) == (rule_id, False, False)
+    enabled = autopay_rules.RuleInput(MANAGED_ID)
+
+    assert autopay_rules.starts_charging(None, enabled)
+    assert autopay_rules.starts_charging(saved, enabled)
+    assert not autopay_rules.starts_charging(None, autopay_rules.new_rule(MANAGED_ID))
+    autopay_rules.save_rule(engine, CS, acme, enabled, now=NOW)
+    [saved] = agreements.list_rules(engine, CS, acme)
+    assert not autopay_rules.starts_charging(saved, replace(enabled, days=0, max_amount=Decimal("10")))
+    assert autopay_rules.starts_charging(saved, replace(enabled, overdue_opt_in=True))
+    assert not autopay_rules.starts_charging(saved, replace(enabled, enabled=False, overdue_opt_in=True))
+
+
+def test_the_opt_in_is_saved_described_and_audited(engine, acme):
+    autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput(MANAGED_ID, overdue_opt_in=True), now=NOW)
+
+    [rule] = agreements.list_rules(engine, CS, acme)
+    assert rule.overdue_opt_in and rule.description == "charge on the due date, long-overdue invoices too"
+    summary = agreements.subtype_summary(engine, CS, acme, now=NOW).set_index("subtype_id")
+    assert summary.loc[MANAGED_ID, "rule"] == "on the due date, long-overdue invoices too"
+    assert _audit(engine)[-1].detail.endswith("created: charge on the due date, long-overdue invoices too")
+    assert autopay_rules.delete_question(rule) == (
+        "Delete the auto-pay rule for Managed Services (id 1) (charge on the due date, long-overdue invoices too)? "
+        "Deleting it is audited; its invoices stop being charged automatically.")

@@ -42,3 +42,16 @@ def test_chart_text_holds_no_tag_and_no_template():
     escaped = formatting.escape_plotly('<a href="http://evil.test">x</a> %{x} & co')
     assert "<" not in escaped and ">" not in escaped and "%{" not in escaped
     assert html.unescape(escaped) == '<a href="http://evil.test">x</a> %{x} & co'
+
+
+@pytest.mark.parametrize(("cents", "text"), [(0, "0.00"), (5, "0.05"), (-5, "-0.05"), (123_456, "1,234.56"),
+                                             (-100_000_000_01, "-100,000,000.01")])
+def test_money_for_people_is_separated_in_thousands_and_exact(cents, text):
+    assert formatting.grouped_money(cents) == text
+
+
+def test_money_of_several_currencies_is_shown_side_by_side_never_added():
+    assert formatting.money_per_currency([("CAD", 2_000), ("USD", 123_456_78), (None, 1)]) == (
+        "20.00 CAD · 123,456.78 USD · 0.01 (unknown currency)")
+    assert formatting.money_per_currency([]) == "0.00"
+    assert [formatting.currency_shown(code) for code in ("GBP", None, "")] == ["GBP", "unknown", "unknown"]

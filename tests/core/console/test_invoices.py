@@ -109,7 +109,8 @@ def test_days_overdue_and_aging_buckets_are_computed_from_now(engine, acme):
     (Filters(customer_halo_id=2), ["INV-109"]),
     (Filters(subtype=2), ["INV-108"]),
     (Filters(aging="31-60"), ["INV-108", "INV-109"]),
-    (Filters(eligibility="eligible"), ["110", "INV-101", "INV-102"]),
+    (Filters(eligibility="eligible"), ["INV-101", "INV-102"]),
+    (Filters(eligibility="long overdue (not opted in)"), ["110"]),  # 62 days overdue: beyond 60 without the opt-in
     (Filters(eligibility="over maximum"), ["INV-103"]),
     (Filters(subtype=MANAGED_ID, aging="1-30"), ["INV-102", "INV-106"]),
 ])
@@ -131,7 +132,7 @@ def test_eligibility_says_why_and_when_per_invoice(engine, acme):
     assert _by_number(_page(engine, acme), "eligibility") == {
         "INV-101": "eligible (rule: on the due date, charge on 2026-11-07)",
         "INV-102": "eligible (rule: on the due date, charge on 2026-11-02)",
-        "110": "eligible (rule: on the due date, charge on 2026-11-02)",
+        "110": "long overdue (not opted in)",
         "INV-103": "over maximum", "INV-106": "agreement inactive", "INV-107": "no due date",
         "INV-108": "subtype not mapped", "INV-109": "no agreement",
     }
@@ -148,7 +149,7 @@ def test_eligibility_agrees_with_the_rule_preview(engine, acme):
     eligible = _page(engine, acme, Filters(eligibility="eligible"))
 
     assert _numbers(eligible) == sorted(preview.covered["number"])
-    assert eligible.due_cents == preview.covered_cents
+    assert [agreements.Total("USD", eligible.total_rows, eligible.due_cents)] == preview.covered_totals
 
 
 def test_the_fallback_to_the_halopsa_id_is_marked(engine, acme):

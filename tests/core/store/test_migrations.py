@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +47,7 @@ from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_d
 NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice", "subtypelookup",
               "subtypename", "tenantprobe"}
 NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"},
-               "connection": {"numbered_by"}, "autopayrule": {"subtype_id"}}
+               "connection": {"numbered_by"}, "autopayrule": {"subtype_id", "overdue_opt_in"}}
 BIGINT_COLUMNS = {"customer": {"halo_id"}, "agreement": {"halo_id", "customer_halo_id", "subtype_id"},
                   "invoice": {"halo_id", "customer_halo_id", "agreement_halo_id", "total_cents", "amount_paid_cents",
                               "amount_due_cents"},
@@ -145,7 +147,8 @@ def _subtypes_by_name(conn: Connection) -> None:
     agreement.append_column(Column("subtype_name", String(), nullable=True))
     rule = Table("autopayrule", shapes, *(Column(column.name, column.type, primary_key=column.primary_key,
                                                  nullable=column.nullable or column.name == "subtype_name")
-                                          for column in tables.RULE_TABLE.columns if column.name != "subtype_id"),
+                                          for column in tables.RULE_TABLE.columns
+                                          if column.name not in ("subtype_id", "overdue_opt_in")),
                  ForeignKeyConstraint(["partner_id"], ["partner.id"]), UniqueConstraint("partner_id", "subtype_name"))
     rule.c.subtype_name.nullable = False
     shapes.create_all(conn, tables=[agreement, rule])
@@ -227,26 +230,33 @@ AGREEMENTS_AT_0006 = [  # (partner, subtype id, the subtype name the old code st
 RULES_AT_0006 = [(1, "Managed Services"), (1, "Backup"), (1, "Subtype 4"), (1, "Gone"), (2, "Managed Services")]
 
 
-def _database_at_0006(tmp_path: Path) -> str:
-    """A database at the revision before 0007, with agreements and auto-pay rules keyed by subtype name."""
-    url = databases.database_url(tmp_path, "at_0006", empty=True)
+@contextmanager
+def _database_at(tmp_path: Path, revision: str) -> Iterator[tuple[str, Connection]]:
+    """A new database upgraded to `revision`, holding partners 1 (Acme IT) and 2 (Globex): its URL, and a connection
+    for the block to add rows with (committed when the block ends)."""
+    url = databases.database_url(tmp_path, f"at_{revision[:4]}", empty=True)
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            command.upgrade(db.alembic_config(conn), "0006_listing_methods")
+            command.upgrade(db.alembic_config(conn), revision)
             for partner_id, name in ((1, "Acme IT"), (2, "Globex")):
                 conn.execute(text("INSERT INTO partner (id, name, status, created_at) VALUES (:id, :name, "
                                   "'connected', :at)"), {"id": partner_id, "name": name, "at": NOW})
-            conn.execute(text("INSERT INTO agreement (partner_id, halo_id, subtype_id, subtype_name, active, "
-                              "synced_at) VALUES (:partner, :halo_id, :subtype_id, :name, true, :at)"),
-                         [{"partner": partner, "halo_id": number, "subtype_id": subtype_id, "name": name, "at": NOW}
-                          for number, (partner, subtype_id, name) in enumerate(AGREEMENTS_AT_0006, start=1)])
-            conn.execute(text("INSERT INTO autopayrule (partner_id, subtype_name, enabled, trigger, days, created_by, "
-                              "created_at, updated_at) VALUES (:partner, :name, true, 'on_due_date', 0, 'cs', :at, "
-                              ":at)"),
-                         [{"partner": partner, "name": name, "at": NOW} for partner, name in RULES_AT_0006])
+            yield url, conn
     finally:
         engine.dispose()
+
+
+def _database_at_0006(tmp_path: Path) -> str:
+    """A database at the revision before 0007, with agreements and auto-pay rules keyed by subtype name."""
+    with _database_at(tmp_path, "0006_listing_methods") as (url, conn):
+        conn.execute(text("INSERT INTO agreement (partner_id, halo_id, subtype_id, subtype_name, active, "
+                          "synced_at) VALUES (:partner, :halo_id, :subtype_id, :name, true, :at)"),
+                     [{"partner": partner, "halo_id": number, "subtype_id": subtype_id, "name": name, "at": NOW}
+                      for number, (partner, subtype_id, name) in enumerate(AGREEMENTS_AT_0006, start=1)])
+        conn.execute(text("INSERT INTO autopayrule (partner_id, subtype_name, enabled, trigger, days, created_by, "
+                          "created_at, updated_at) VALUES (:partner, :name, true, 'on_due_date', 0, 'cs', :at, :at)"),
+                     [{"partner": partner, "name": name, "at": NOW} for partner, name in RULES_AT_0006])
     return url
 
 
@@ -279,6 +289,36 @@ def test_upgrading_to_subtype_ids_keeps_every_rule_and_maps_those_whose_name_nam
         with engine.begin() as conn, pytest.raises(IntegrityError):  # one rule per subtype id now
             conn.execute(tables.RULE_TABLE.insert().values(partner_id=1, subtype_id=1, subtype_name="Other label",
                                                            created_by="cs", created_at=NOW, updated_at=NOW))
+    finally:
+        engine.dispose()
+
+
+RULES_AT_0008 = [  # (partner, subtype id, label, enabled, trigger, days, maximum in cents)
+    (1, 1, "Managed Services", True, "on_due_date", 0, None), (1, 2, "Backup", False, "days_after_due", 3, 250_000),
+    (1, None, "Gone", True, "days_after_invoice", 30, None), (2, 1, "Managed Services", True, "on_due_date", 0, 100),
+]
+
+
+def test_upgrading_to_the_overdue_opt_in_keeps_every_rule_and_opts_none_in(tmp_path):
+    """0009: every rule keeps its row and terms; none charges long-overdue invoices until someone opts it in."""
+    with _database_at(tmp_path, "0008_tenant_probes") as (url, conn):
+        conn.execute(text("INSERT INTO autopayrule (partner_id, subtype_id, subtype_name, enabled, trigger, days, "
+                          "max_amount_cents, created_by, created_at, updated_at) VALUES (:partner, :subtype, :label, "
+                          ":enabled, :trigger, :days, :cents, 'cs', :at, :at)"),
+                     [dict(zip(("partner", "subtype", "label", "enabled", "trigger", "days", "cents"), row,
+                               strict=True), at=NOW) for row in RULES_AT_0008])
+    engine = db.engine_for(_settings(url))
+    try:
+        assert db.current_revision(engine) == db.HEAD
+        assert schema_differences(engine) == []
+        rule = tables.RULE_TABLE.c
+        with engine.connect() as conn:
+            rows = conn.execute(select(rule.partner_id, rule.subtype_id, rule.subtype_name, rule.enabled, rule.trigger,
+                                       rule.days, rule.max_amount_cents, rule.overdue_opt_in).order_by(rule.id)).all()
+        assert [tuple(row) for row in rows] == [(*row, False) for row in RULES_AT_0008]
+        with engine.begin() as conn, pytest.raises(IntegrityError):  # still one rule per partner and subtype id
+            conn.execute(tables.RULE_TABLE.insert().values(partner_id=1, subtype_id=1, created_by="cs", created_at=NOW,
+                                                           updated_at=NOW))
     finally:
         engine.dispose()
 
