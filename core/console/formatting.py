@@ -80,3 +80,47 @@ def escape_plotly(text: object) -> str:
     no template field (`%{…}`). Plotly splits tags off first and then decodes &lt;, &gt;, &amp; and numeric
     entities in the text between them (not &quot;, so quotes stay as they are: outside a tag they are harmless)."""
     return html.escape(str(text), quote=False).replace("%", "&#37;")
+
+
+# ---- amounts and counts as people read them (issue 14): thousands separated, every amount with its currency -------
+
+NO_CURRENCY = "no currency"
+"""How an amount HaloPSA gave no currency for is labelled: its own group, never merged into another currency."""
+TABLE_MONEY_FORMAT = "accounting"
+"""The st.column_config.NumberColumn format of every amount in a table: "1,234.50", a negative in parentheses."""
+TABLE_COUNT_FORMAT = "localized"
+"""The st.column_config.NumberColumn format of every count in a table: "1,234" (the reader's separators)."""
+
+
+def number(value: int) -> str:
+    """A count as shown in tiles, sentences and chart labels: "12,345"."""
+    return f"{value:,}"
+
+
+def money_text(cents: int | None) -> str | None:
+    """Integer cents -> "1,234.50", thousands separated (exact; never through float), for people; `money` stays
+    the plain "1234.50" that CSV files and the command line write."""
+    if cents is None:
+        return None
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}.{part:02d}"
+
+
+def currency_label(currency: str | None) -> str:
+    """The currency an amount is in, as shown: its code, or "no currency" when HaloPSA gave none."""
+    return currency or NO_CURRENCY
+
+
+def money_in(cents: int, currency: str | None) -> str:
+    """An amount with its currency, for sentences and tiles: "1,234.50 USD", "12.00 (no currency)"."""
+    return f"{money_text(cents)} {currency}" if currency else f"{money_text(cents)} ({NO_CURRENCY})"
+
+
+def change(current: int, previous: int) -> str:
+    """How a count moved from one period to the next: "+12 (+8%)", "-3 (-50%)", "no change", "+4 (none before)"."""
+    difference = current - previous
+    if not difference:
+        return "no change"
+    share = f"{difference / previous:+,.0%}" if previous else "none before"
+    return f"{difference:+,} ({share})"
