@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -124,3 +125,12 @@ def change(current: int, previous: int) -> str:
         return "no change"
     share = f"{difference / previous:+,.0%}" if previous else "none before"
     return f"{difference:+,} ({share})"
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One metric tile (`st.metric`): its label, its value as shown, and what it counts (the tile's help)."""
+
+    label: str
+    value: str
+    help: str = ""
