@@ -219,6 +219,8 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
         lambda w, p, pid, d: syncs.chart_data(w.engine, p, pid)),
     "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.page(
         w.engine, p, pid, _filters(d), now=NOW)),
+    "core.console.invoices.source_note": ((Role.CS, Role.PARTNER), True,
+                                          lambda w, p, pid, d: invoices_screen.source_note(w.engine, p, pid)),
     "core.console.invoices.filter_options": ((Role.CS, Role.PARTNER), True,
                                      lambda w, p, pid, d: invoices_screen.filter_options(w.engine, p, pid)),
     "core.console.invoices.export_csv": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.export_csv(
