@@ -104,18 +104,9 @@ def show(result: invoices_screen.InvoicePage) -> None:
 
 def download(engine: Engine, principal: Principal, partner_id: int, filters: invoices_screen.Filters, rows: int, *,
              clock: Callable[[], datetime]) -> None:
-    """The Download CSV button for every filtered row. Core builds the file, checks the limits again and writes the
-    "export" audit event only when it is clicked (not on every rerun), on Streamlit's download thread. Streamlit 1.67
-    takes the whole file as bytes (a callable returning a stream is read whole too), so a download is bounded by
-    core's row limit, not streamed. A refusal at click time only shows Streamlit's "Failed to generate file", so the
-    button is disabled beforehand, with the reason, when a download would be refused now."""
-    refusal = exports.download_refusal(engine, principal.user, rows=rows, now=clock())
-    st.download_button(
-        "Download CSV", key="invoices.download", mime="text/csv", on_click="ignore",
-        file_name=_FILE_NAMES.get(filters.view, "invoices.csv"),
-        disabled=not rows or refusal is not None, help=exports.DOWNLOAD_LIMITS,
+    """The Download CSV button for every filtered row (components.csv_download)."""
+    components.csv_download(
+        "invoices.download", _FILE_NAMES.get(filters.view, "invoices.csv"), rows=rows,
+        refusal=exports.download_refusal(engine, principal.user, rows=rows, now=clock()),
         data=lambda: invoices_screen.export_csv(engine, principal, partner_id, filters, now=clock(),
-                                                throttled=True).data,
-    )
-    if refusal is not None:
-        st.caption(refusal)
+                                                throttled=True).data)

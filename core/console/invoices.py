@@ -133,14 +133,7 @@ class InvoicePage:
                   for total in self.totals)]
 
 
-@dataclass(frozen=True)
-class CsvExport:
-    data: bytes  # UTF-8
-    rows: int
-
-    @property
-    def text(self) -> str:
-        return self.data.decode()
+CsvExport = exports.CsvExport
 
 
 def _cutoff(today: date, days_late: int) -> date:
