@@ -30,7 +30,8 @@ preset = preset_at.radio("Period", list(adoption.PRESETS), index=1, format_func=
 picked = dates_at.date_input("Dates (UTC)", value=(today.replace(day=1), today), max_value=today, format="YYYY-MM-DD",
                              key="adoption.dates") if preset == adoption.CUSTOM else ()
 with components.shown_errors():
-    period = adoption.Period.chosen(today, preset, picked if isinstance(picked, tuple) else (picked,))
+    dates = [day for day in (picked if isinstance(picked, tuple) else (picked,)) if day is not None]
+    period = adoption.Period.chosen(today, preset, dates)
     report = adoption.report(engine, principal, period)
 notes = report.notes()
 st.caption(notes["dates"])
@@ -44,7 +45,7 @@ for start in range(0, len(tiles), TILES_PER_ROW):
 st.subheader("Week over week")
 st.caption(notes["weekly"])
 st.dataframe(report.weekly, hide_index=True, key="adoption.weekly", column_config={
-    "measure": st.column_config.TextColumn("Measure", width=200), "this_week": "Last 7 days",
+    "measure": st.column_config.TextColumn("Measure", width=200), "this_week": "Final 7 days",
     "previous_week": "7 days before", "change": "Change"})
 
 st.subheader("Activation funnel")
