@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.console import agreements, exports
 from core.console import invoices as invoices_screen
-from core.console.formatting import TABLE_COUNT_FORMAT, TABLE_MONEY_FORMAT, escape_markdown
+from core.console.formatting import TABLE_COUNT_FORMAT, TABLE_MONEY_FORMAT, escape_markdown, number
 from ui import components
 
 
@@ -98,7 +98,7 @@ def show(result: invoices_screen.InvoicePage) -> None:
     size_at.selectbox("Rows per page", invoices_screen.PAGE_SIZES, key="invoices.page_size", on_change=_first_page,
                       index=invoices_screen.PAGE_SIZES.index(invoices_screen.DEFAULT_PAGE_SIZE))
     st.session_state["invoices.page"] = result.page  # the page core clamped to, so the selector never overshoots
-    page_at.number_input(f"Page (of {result.pages})", min_value=1, max_value=result.pages, step=1,
+    page_at.number_input(f"Page (of {number(result.pages)})", min_value=1, max_value=result.pages, step=1,
                          key="invoices.page")
 
 
