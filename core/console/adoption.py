@@ -171,12 +171,16 @@ def _hours(delta: timedelta | None) -> float | None:
 
 def elapsed(delta: timedelta | None) -> str:
     """A time to reach a stage: "3 h 1 min", "4 days 2 h"; "not reached" without one."""
-    if delta is None or pd.isna(delta):
+    return NOT_REACHED if delta is None or pd.isna(delta) else _elapsed_seconds(delta.total_seconds())
+
+
+def _elapsed_seconds(seconds: float) -> str:
+    if seconds != seconds:  # NaN: not reached
         return NOT_REACHED
-    if delta < timedelta(days=2):
-        return format_duration(delta)
-    days, rest = divmod(delta, timedelta(days=1))
-    return f"{days} days {rest // timedelta(hours=1)} h"
+    if seconds < 2 * 86_400:
+        return format_duration(timedelta(seconds=seconds))
+    days, rest = divmod(int(seconds), 86_400)
+    return f"{days} days {rest // 3600} h"
 
 
 def _names(partners: list[str]) -> str:
@@ -352,8 +356,10 @@ def _breakdown(times: pd.DataFrame, activity: pd.DataFrame, period: Period) -> p
     frame = frame.assign(
         integration=frame["integration_role"].map(INTEGRATION_LABELS),
         connected_on=frame["connected_at"].dt.date,
-        hours_to_first_sync=to_sync.dt.total_seconds() / 3600, to_first_sync=[elapsed(d) for d in to_sync],
-        hours_to_first_rule=to_rule.dt.total_seconds() / 3600, to_first_rule=[elapsed(d) for d in to_rule],
+        hours_to_first_sync=to_sync.dt.total_seconds() / 3600,
+        to_first_sync=[_elapsed_seconds(s) for s in to_sync.dt.total_seconds().tolist()],
+        hours_to_first_rule=to_rule.dt.total_seconds() / 3600,
+        to_first_rule=[_elapsed_seconds(s) for s in to_rule.dt.total_seconds().tolist()],
         success_rate=frame["successful_runs"] / frame["runs_finished"].where(frame["runs_finished"] > 0),
     )
     return frame.reset_index(drop=True)[PARTNER_COLUMNS]
