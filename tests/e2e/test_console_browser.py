@@ -615,7 +615,7 @@ def test_pm_sees_the_adoption_funnel_only(ui: UI, tmp_path: Path) -> None:
     expect(ui.metric("Partners connected")).to_have_text(re.compile(r"^\d+$"))
     funnel = ui.main().get_by_test_id("stPlotlyChart").first
     for stage in ("Connected", "First successful sync", "Subtype mapped", "Auto-pay rule enabled"):
-        expect(funnel.locator("text", has_text=stage).first).to_be_attached()
+        expect(funnel.locator("text", has_text=stage).first).to_be_attached(timeout=30_000)  # drawn after the run
     for heading in ("Week over week", "Per partner", "Unpaid value on auto-pay"):
         expect(ui.main().get_by_role("heading", name=heading)).to_be_visible()
     for currency in ("USD", "CAD", "GBP"):  # one share per currency, never one mixed figure
