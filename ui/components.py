@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from core.access import Principal
-from core.console import partners
+from core.console import exports, partners
 from core.console.formatting import escape_markdown
 from core.errors import ConsoleError
 from core.limits import max_chars
@@ -125,3 +125,15 @@ def show_partner(partner_id: int) -> None:
     just created the partner, then reruns."""
     st.session_state[PARTNER_KEY] = partner_id
     st.query_params[PARTNER_PARAM] = str(partner_id)
+
+
+def csv_download(key: str, file_name: str, *, rows: int, refusal: str | None, data: Callable[[], bytes]) -> None:
+    """A Download CSV button for a core export. Core makes the file, checks the limits again and writes the "export"
+    audit event only when it is clicked (not on every rerun), on Streamlit's download thread. Streamlit 1.67 takes the
+    whole file as bytes, so a download is bounded by core's row limit, not streamed. A refusal at click time only
+    shows Streamlit's "Failed to generate file", so the button is disabled beforehand, with `refusal` (core's reason)
+    under it, when a download would be refused now."""
+    st.download_button("Download CSV", key=key, mime="text/csv", on_click="ignore", file_name=file_name,
+                       disabled=not rows or refusal is not None, help=exports.DOWNLOAD_LIMITS, data=data)
+    if refusal is not None:
+        st.caption(refusal)  # core's own words

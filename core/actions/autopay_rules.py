@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_partner_data
 from core.console import subtypes
-from core.console.formatting import amount, grouped_money
+from core.console.formatting import amount, money_text
 from core.errors import BadInput, NotFound
 from core.halopsa.records import INT64_MAX
 from core.limits import check_length
@@ -111,7 +111,7 @@ def trigger_text(trigger: str, days: int) -> str:
 def describe(rule: RuleInput | Rule) -> str:
     """The rule in one line, for the page and the audit log: "charge 3 days after the due date, up to 2,500.00";
     ", long-overdue invoices too" when opted in to them."""
-    limit = f", up to {grouped_money(cents_of(rule.max_amount) or 0)}" if rule.max_amount is not None else ""
+    limit = f", up to {money_text(cents_of(rule.max_amount) or 0)}" if rule.max_amount is not None else ""
     overdue = ", long-overdue invoices too" if rule.overdue_opt_in else ""
     return f"charge {trigger_text(rule.trigger, rule.days)}{limit}{overdue}{'' if rule.enabled else ' (disabled)'}"
 
@@ -158,7 +158,7 @@ def validate(rule: RuleInput) -> None:
             raise BadInput("The maximum amount must be more than 0.00; leave it empty for no maximum.",
                            field="max_amount")
         if rule.max_amount >= MAX_AMOUNT:
-            raise BadInput(f"The maximum amount must be below {grouped_money(cents_of(MAX_AMOUNT) or 0)}.",
+            raise BadInput(f"The maximum amount must be below {money_text(cents_of(MAX_AMOUNT) or 0)}.",
                            field="max_amount")
         if rule.max_amount != rule.max_amount.quantize(Decimal("0.01")):
             raise BadInput("The maximum amount can have at most two decimals (cents).", field="max_amount")

@@ -86,7 +86,7 @@ def request_manual_fetch(engine: Engine, principal: Principal, *, partner_id: in
                          now=now, detail=f"{LABELS[manual_kind]}: requested (job {job_id})")
     except CooldownActive:
         with engine.begin() as conn:
-            cooldowns.record_refusal(conn, partner_id=partner_id, kind=manual_kind)
+            cooldowns.record_refusal(conn, partner_id=partner_id, kind=manual_kind, actor=principal.user, now=now)
         raise
     return job_id
 

@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.access import Principal, require_partner_data
 from core.actions.autopay_rules import TRIGGER_WORDS, Rule, RuleInput, cents_of, rule_from_row, validate
 from core.console import subtypes
-from core.console.formatting import amount, count, currency_shown, money_per_currency
+from core.console.formatting import amount, count, currency_label, money_per_currency
 from core.settings import load_settings
 from core.store.sqldates import add_days
 from core.store.tables import (
@@ -303,7 +303,7 @@ def subtype_summary(engine: Engine, principal: Principal, partner_id: int, *, no
         rows = conn.execute(query).all()
     return pd.DataFrame([{
         "subtype_id": int(row.subtype_id), "subtype": subtypes.shown(row), "agreements": row.agreements,
-        "currency": None if row.invoices is None else currency_shown(row.currency),
+        "currency": None if row.invoices is None else currency_label(row.currency),
         "invoices": int(row.invoices or 0), "unpaid_invoices": int(row.unpaid_invoices or 0),
         "unpaid_amount": amount(int(row.unpaid_cents or 0)), "overdue_invoices": int(row.overdue_invoices or 0),
         "rule": row.rule,
@@ -322,7 +322,7 @@ def _totals(rows: list[tuple[str | None, int, int]]) -> list[Total]:
 
 def _table(rows: dict[str, list[Total]], first: str) -> pd.DataFrame:
     """One row per key (`first` column) and currency: invoices and amount due."""
-    return pd.DataFrame([(key, currency_shown(total.currency), total.invoices, amount(total.cents))
+    return pd.DataFrame([(key, currency_label(total.currency), total.invoices, amount(total.cents))
                          for key, totals in rows.items() for total in totals],
                         columns=[first, "currency", "invoices", "amount_due"])
 
@@ -398,5 +398,5 @@ def _listed(conn: Connection, partner_id: int, scoped: Any, where: ColumnElement
     )
     frame = pd.DataFrame(result.all(), columns=list(result.keys()))
     frame["amount_due_cents"] = frame["amount_due_cents"].map(lambda cents: amount(int(cents)))
-    frame["currency"] = frame["currency"].map(currency_shown)
+    frame["currency"] = frame["currency"].map(currency_label)
     return frame.rename(columns={"amount_due_cents": "amount_due"})

@@ -15,6 +15,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -238,3 +239,15 @@ def invoice_export_rows(engine: Engine, principal: Principal, partner_id: int, *
                 "agreement_subtype": subtypes.shown(row),
                 "status": row.status,
             }
+
+
+@dataclass(frozen=True)
+class CsvExport:
+    """A whole CSV file made for a page's download: its UTF-8 bytes and how many rows it has."""
+
+    data: bytes  # UTF-8
+    rows: int
+
+    @property
+    def text(self) -> str:
+        return self.data.decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -82,24 +83,59 @@ def escape_plotly(text: object) -> str:
     return html.escape(str(text), quote=False).replace("%", "&#37;")
 
 
-# ---- money of several currencies (issue 14: never added together) ----------------------------------------------
-UNKNOWN_CURRENCY = "unknown"  # an amount HaloPSA gave no currency for: never added to another currency's
+# ---- amounts and counts as people read them (issue 14): thousands separated, every amount with its currency -------
+
+NO_CURRENCY = "no currency"
+"""How an amount HaloPSA gave no currency for is labelled: its own group, never merged into another currency."""
+TABLE_MONEY_FORMAT = "accounting"
+"""The st.column_config.NumberColumn format of every amount in a table: "1,234.50", a negative in parentheses."""
+TABLE_COUNT_FORMAT = "localized"
+"""The st.column_config.NumberColumn format of every count in a table: "1,234" (the reader's separators)."""
 
 
-def grouped_money(cents: int) -> str:
-    """Integer cents -> "1,234.50": `money` with thousands separators, for people (files keep `money`)."""
+def number(value: int) -> str:
+    """A count as shown in tiles, sentences and chart labels: "12,345"."""
+    return f"{value:,}"
+
+
+def money_text(cents: int | None) -> str | None:
+    """Integer cents -> "1,234.50", thousands separated (exact; never through float), for people; `money` stays
+    the plain "1234.50" that CSV files and the command line write."""
+    if cents is None:
+        return None
     sign = "-" if cents < 0 else ""
     whole, part = divmod(abs(cents), 100)
     return f"{sign}{whole:,}.{part:02d}"
 
 
-def currency_shown(code: str | None) -> str:
-    """A currency code as tables show it; "unknown" for none."""
-    return code or UNKNOWN_CURRENCY
+def currency_label(currency: str | None) -> str:
+    """The currency an amount is in, as shown: its code, or "no currency" when HaloPSA gave none."""
+    return currency or NO_CURRENCY
+
+
+def money_in(cents: int, currency: str | None) -> str:
+    """An amount with its currency, for sentences and tiles: "1,234.50 USD", "12.00 (no currency)"."""
+    return f"{money_text(cents)} {currency}" if currency else f"{money_text(cents)} ({NO_CURRENCY})"
+
+
+def change(current: int, previous: int) -> str:
+    """How a count moved from one period to the next: "+12 (+8%)", "-3 (-50%)", "no change", "+4 (none before)"."""
+    difference = current - previous
+    if not difference:
+        return "no change"
+    share = f"{difference / previous:+,.0%}" if previous else "none before"
+    return f"{difference:+,} ({share})"
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One metric tile (`st.metric`): its label, its value as shown, and what it counts (the tile's help)."""
+
+    label: str
+    value: str
+    help: str = ""
 
 
 def money_per_currency(amounts: list[tuple[str | None, int]]) -> str:
     """Amounts side by side, one per currency, never summed: "1,234.50 USD · 20.00 CAD"; "0.00" for none."""
-    shown = [f"{grouped_money(cents)} {code}" if code else f"{grouped_money(cents)} ({UNKNOWN_CURRENCY} currency)"
-             for code, cents in amounts]
-    return " · ".join(shown) or "0.00"
+    return " · ".join(money_in(cents, code) for code, cents in amounts) or "0.00"

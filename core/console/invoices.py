@@ -2,7 +2,7 @@
 with 100,000 invoices never reaches pandas whole), with days overdue, aging bucket and auto-pay eligibility computed
 per row from the injected `now`, and a CSV export of every filtered row (audited). Two other views list what is not
 owed, each row saying why it is never charged: invoices not posted in HaloPSA (drafts, awaiting approval) and credit
-notes."""
+notes. Money is totalled per currency, never across currencies; an invoice without a currency is a group of its own."""
 
 from __future__ import annotations
 
@@ -21,18 +21,22 @@ from sqlalchemy.sql.expression import FromClause
 from core.access import Principal, require_partner_data
 from core.actions.autopay_rules import check_subtype_id
 from core.console import agreements, exports, subtypes
-from core.console.formatting import amount, money
+from core.console.formatting import Tile, amount, currency_label, money, money_in, money_text, number
 from core.errors import BadInput, NotFound
 from core.limits import check_length
 from core.store import tables
 from core.store.sqldates import days_between
 from core.store.tables import (
     AGREEMENT_TABLE,
+    CONNECTION_TABLE,
     CUSTOMER_TABLE,
     INVOICE_TABLE,
     PARTNER_TABLE,
+    RUN_TABLE,
     UNPAID_STATUSES,
+    IntegrationRole,
     InvoiceStatus,
+    RunStatus,
 )
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -47,8 +51,11 @@ _VIEW_STATUSES = {"unpaid": UNPAID_STATUSES, "not_posted": (InvoiceStatus.DRAFT.
                   "credits": (InvoiceStatus.CREDIT.value,)}
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
-COLUMNS = ["number", "number_is_fallback", "customer", "agreement", "subtype", "invoice_date", "due_date",
-           "days_overdue", "aging", "total", "amount_due", "currency", "eligibility"]
+COLUMNS = ["number", "number_shown", "number_is_fallback", "halo_id", "customer", "agreement", "subtype",
+           "invoice_date", "due_date", "days_overdue", "aging", "total", "amount_due", "currency", "eligibility"]
+FALLBACK_NOTE = "HaloPSA ID: no third-party number"
+"""Said beside a number that is the HaloPSA ID because the invoice has no Third Party Invoice Number."""
+_MAX_ID_DIGITS = 18  # a HaloPSA ID searched for fits a signed 64-bit column
 
 
 def _without_nul(text: str) -> str:
@@ -87,29 +94,46 @@ class FilterOptions:
 
 
 @dataclass(frozen=True)
+class CurrencyTotal:
+    """The filtered invoices in one currency (None: HaloPSA gave none), totalled."""
+
+    currency: str | None
+    invoices: int
+    total_cents: int
+    due_cents: int
+
+    @property
+    def label(self) -> str:
+        return currency_label(self.currency)
+
+
+_COUNT_LABELS = {"unpaid": "Unpaid invoices", "not_posted": "Not posted", "credits": "Credit notes"}
+
+
+@dataclass(frozen=True)
 class InvoicePage:
-    """One page of rows plus totals over every filtered row (not just this page)."""
+    """One page of rows plus totals over every filtered row (not just this page), one per currency."""
 
     rows: pd.DataFrame
     page: int
     pages: int
     page_size: int
     total_rows: int
-    total_cents: int
-    due_cents: int
-    aging: pd.DataFrame  # bucket, invoices, amount_due: over every filtered row, all five buckets
-    currency: str | None  # the one currency of the filtered rows; None when they mix currencies (or none match)
+    totals: list[CurrencyTotal]  # most invoices first; an invoice without a currency is its own group, last
+    aging: pd.DataFrame  # currency (as labelled), bucket, invoices, amount_due: all five buckets per currency
     view: str = "unpaid"  # which invoices the rows are (VIEWS)
 
+    def tiles(self) -> list[Tile]:
+        """The count of every filtered invoice, then the amount due in each currency (never added across them)."""
+        return [Tile(_COUNT_LABELS.get(self.view, "Invoices"), number(self.total_rows),
+                     "Every invoice the filters match, on every page."),
+                *(Tile(f"Amount due ({total.label})", money_text(total.due_cents) or "",
+                       f"{'1 invoice' if total.invoices == 1 else f'{number(total.invoices)} invoices'}, invoiced "
+                       f"{money_in(total.total_cents, total.currency)} before payments.")
+                  for total in self.totals)]
 
-@dataclass(frozen=True)
-class CsvExport:
-    data: bytes  # UTF-8
-    rows: int
 
-    @property
-    def text(self) -> str:
-        return self.data.decode()
+CsvExport = exports.CsvExport
 
 
 def _cutoff(today: date, days_late: int) -> date:
@@ -165,9 +189,12 @@ class _Scope:
                                                  inv.status.in_(_VIEW_STATUSES[filters.view])]
         self.needs: set[str] = set()
         if text := filters.term:
-            self._where({"customer", "agreement"}, inv.display_number.icontains(text, autoescape=True)
-                        | self.columns["customer"].icontains(text, autoescape=True)
-                        | self.columns["agreement"].icontains(text, autoescape=True))
+            # a HaloPSA ID is found whatever number the partner shows (its Invoice Number Field)
+            by_id = [inv.halo_id == int(text)] if text.isdecimal() and len(text) <= _MAX_ID_DIGITS else []
+            self._where({"customer", "agreement"}, or_(inv.display_number.icontains(text, autoescape=True),
+                                                       self.columns["customer"].icontains(text, autoescape=True),
+                                                       self.columns["agreement"].icontains(text, autoescape=True),
+                                                       *by_id))
         if filters.customer_halo_id is not None:
             self._where(set(), inv.customer_halo_id == filters.customer_halo_id)
         if filters.subtype is not None:
@@ -223,14 +250,14 @@ class _Scope:
                .order_by(*self.order).limit(limit).offset(offset).subquery("page_ids"))
         return self.rows().where(inv.id.in_(select(ids.c.id)))
 
-    def buckets(self) -> Select[str, int, Any, Any, Any, Any]:
-        """Count, total and amount due per aging bucket over every filtered row."""
+    def buckets(self) -> Select[str, Any, int, Any, Any]:
+        """Count, total and amount due per currency and aging bucket over every filtered row (no currency: a group
+        of its own)."""
         inv = INVOICE_TABLE.c
-        return (select(self.aging.label("bucket"), func.count().label("invoices"),
+        return (select(self.aging.label("bucket"), inv.currency, func.count().label("invoices"),
                        func.sum(inv.total_cents).label("total_cents"),
-                       func.sum(inv.amount_due_cents).label("due_cents"),
-                       func.min(inv.currency).label("currency"), func.max(inv.currency).label("last_currency"))
-                .select_from(self.source(self.needs)).where(*self.terms).group_by(self.aging))
+                       func.sum(inv.amount_due_cents).label("due_cents"))
+                .select_from(self.source(self.needs)).where(*self.terms).group_by(self.aging, inv.currency))
 
 
 def page(engine: Engine, principal: Principal, partner_id: int, filters: Filters, *, now: datetime, page: int = 1,
@@ -247,22 +274,85 @@ def page(engine: Engine, principal: Principal, partner_id: int, filters: Filters
         pages = max(1, ceil(count / page_size))
         current = min(max(1, page), pages)
         rows = conn.execute(scope.page(limit=page_size, offset=(current - 1) * page_size)).all()
-    per_bucket = dict.fromkeys(AGING_BUCKETS, (0, 0)) | {b.bucket: (b.invoices, b.due_cents) for b in buckets}
-    currencies = {found.currency for found in buckets} | {found.last_currency for found in buckets}
+    totals = _per_currency(buckets)
     return InvoicePage(
         rows=pd.DataFrame([_display(row) for row in rows], columns=COLUMNS).astype({"days_overdue": "Int64"}),
-        page=current, pages=pages, page_size=page_size, total_rows=count,
-        total_cents=sum(found.total_cents for found in buckets), due_cents=sum(found.due_cents for found in buckets),
-        aging=pd.DataFrame([(bucket, n, amount(cents)) for bucket, (n, cents) in per_bucket.items()],
-                           columns=["bucket", "invoices", "amount_due"]),
-        currency=currencies.pop() if len(currencies) == 1 else None, view=filters.view,
+        page=current, pages=pages, page_size=page_size, total_rows=count, totals=totals,
+        aging=_aging_frame(buckets, totals), view=filters.view,
     )
 
 
+def _per_currency(buckets: Any) -> list[CurrencyTotal]:
+    """The buckets' rows summed per currency (never across): most invoices first, no currency last."""
+    sums: dict[str | None, tuple[int, int, int]] = {}
+    for found in buckets:
+        n, total, due = sums.get(found.currency, (0, 0, 0))
+        sums[found.currency] = (n + found.invoices, total + found.total_cents, due + found.due_cents)
+    totals = [CurrencyTotal(currency, *figures) for currency, figures in sums.items()]
+    return sorted(totals, key=lambda t: (t.currency is None, -t.invoices, t.currency or ""))
+
+
+def _aging_frame(buckets: Any, totals: list[CurrencyTotal]) -> pd.DataFrame:
+    """Every aging bucket of every currency in `totals` (in that order), zero where no invoice falls."""
+    found = {(b.currency, b.bucket): (b.invoices, b.due_cents) for b in buckets}
+    return pd.DataFrame([(total.label, bucket, *_as_amount(found.get((total.currency, bucket), (0, 0))))
+                         for total in totals for bucket in AGING_BUCKETS],
+                        columns=["currency", "bucket", "invoices", "amount_due"])
+
+
+def _as_amount(figures: tuple[int, int]) -> tuple[int, Any]:
+    return figures[0], amount(figures[1])
+
+
 def _display(row: Any) -> dict[str, Any]:
-    return {**{name: getattr(row, name) for name in COLUMNS if name not in ("subtype", "total", "amount_due")},
+    shown = {"subtype", "total", "amount_due", "number_shown", "currency"}
+    return {**{name: getattr(row, name) for name in COLUMNS if name not in shown},
             "subtype": subtypes.shown(row), "number_is_fallback": bool(row.number_is_fallback),
-            "total": amount(row.total_cents), "amount_due": amount(row.amount_due_cents)}
+            "number_shown": f"{row.number} ({FALLBACK_NOTE})" if row.number_is_fallback else row.number,
+            "total": amount(row.total_cents), "amount_due": amount(row.amount_due_cents),
+            "currency": currency_label(row.currency)}
+
+
+@dataclass(frozen=True)
+class SourceNote:
+    """Why a partner's invoices are missing or out of date, said above the table; `show_invoices` is False when there
+    is nothing to list (no table, chart or download then)."""
+
+    message: str
+    show_invoices: bool
+
+
+def source_note(engine: Engine, principal: Principal, partner_id: int) -> SourceNote | None:
+    """What the Invoices page says first when this partner's invoices do not come from HaloPSA (HaloPSA is its
+    secondary integration, or it is not connected) or have not been read yet (no sync has succeeded); None when its
+    invoices are synced from HaloPSA."""
+    require_partner_data(principal, partner_id)
+    con, run, inv = CONNECTION_TABLE.c, RUN_TABLE.c, INVOICE_TABLE.c
+    with engine.connect() as conn:
+        name = conn.scalar(select(PARTNER_TABLE.c.name).where(PARTNER_TABLE.c.id == partner_id))
+        if name is None:
+            raise NotFound("That partner no longer exists.")
+        role = conn.scalar(select(con.integration_role).where(con.partner_id == partner_id))
+        synced = conn.scalar(select(run.id).where(run.partner_id == partner_id, run.status.in_(
+            (RunStatus.SUCCEEDED, RunStatus.PARTIAL))).limit(1)) is not None
+        if role == IntegrationRole.PRIMARY and synced:
+            return None
+        stored = int(conn.scalar(select(func.count()).where(inv.partner_id == partner_id)) or 0)
+    if role is None:
+        return SourceNote(f"{name} has no HaloPSA connection, so no invoices are synced. Connect it on the Connection "
+                          "page.", show_invoices=bool(stored))
+    if role != IntegrationRole.PRIMARY:
+        said = (f"HaloPSA is the secondary integration for {name}: its invoices come from the primary integration "
+                "and are not synced from HaloPSA, which only receives payment status.")
+        if not stored:
+            return SourceNote(f"{said} There are no invoices to list here. To list them, make HaloPSA the primary "
+                              "integration on the Connection page.", show_invoices=False)
+        return SourceNote(f"{said} The {number(stored)} invoices listed were synced while HaloPSA was the primary "
+                          "integration and are no longer updated.", show_invoices=True)
+    if stored:
+        return None  # read by a sync that has not finished yet: what it stored so far is listed
+    return SourceNote(f"No invoices yet: the first sync of {name} has not finished. Follow it on the Syncs page; the "
+                      "invoices appear here once it has read them.", show_invoices=False)
 
 
 def filter_options(engine: Engine, principal: Principal, partner_id: int) -> FilterOptions:

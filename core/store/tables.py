@@ -140,6 +140,7 @@ class AuditAction(StrEnum):
     SIGN_OUT = "sign_out"
     TENANT_CHECK = "tenant_check"  # asked for a check of what the partner's HaloPSA supports
     SUBTYPE_NAMES = "subtype_names"  # the subtype lookup set or cleared, a subtype's name set or cleared
+    MANUAL_FETCH_REFUSED = "manual_fetch_refused"  # a press refused by the cooldown, dated for the Adoption page
 
 
 class ThrottleScope(StrEnum):

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection
 
 from core.errors import CooldownActive
 from core.settings import Settings
-from core.store.tables import COOLDOWN_TABLE, JOB_TABLE, RunKind
+from core.store import audit
+from core.store.tables import COOLDOWN_TABLE, JOB_TABLE, AuditAction, RunKind
 
 MANUAL_KINDS = (RunKind.FETCH_NEW_DATA, RunKind.FETCH_UNPAID)
 LABELS = {RunKind.FETCH_NEW_DATA: "Fetch new data", RunKind.FETCH_UNPAID: "Fetch unpaid invoices"}
@@ -57,14 +58,24 @@ def claim(
     raise CooldownActive(LABELS[RunKind(kind)], available_at or now, now)
 
 
-def record_refusal(conn: Connection, *, partner_id: int, kind: str) -> None:
-    """Count a press on a locked button (the adoption page's cooldown-pressure metric)."""
+def record_refusal(conn: Connection, *, partner_id: int, kind: str, actor: str | None = None,
+                   now: datetime | None = None) -> None:
+    """Count a press on a locked button (the adoption page's cooldown-pressure metric) and, given who pressed and
+    when, date it with a "manual_fetch_refused" audit event (the Adoption page counts those within its dates)."""
     c = COOLDOWN_TABLE.c
     conn.execute(
         update(COOLDOWN_TABLE)
         .where(c.partner_id == partner_id, c.kind == kind)
         .values(refused_count=c.refused_count + 1)
     )
+    if actor is not None and now is not None:
+        audit.record(conn, actor=actor, action=AuditAction.MANUAL_FETCH_REFUSED, partner_id=partner_id, now=now,
+                     detail=refusal_detail(kind))
+
+
+def refusal_detail(kind: str) -> str:
+    """The audit detail of a refused press: the fetch's label first, so a reader can group refusals by fetch."""
+    return f"{LABELS[RunKind(kind)]}: refused by the cooldown"
 
 
 def refund(conn: Connection, *, partner_id: int, kind: str, run_id: int | None = None,

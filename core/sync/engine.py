@@ -193,7 +193,7 @@ def start(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrigger
         )
     except CooldownActive:
         with engine.begin() as conn:
-            cooldowns.record_refusal(conn, partner_id=partner_id, kind=planned.kind)
+            cooldowns.record_refusal(conn, partner_id=partner_id, kind=planned.kind, actor=actor, now=now)
         raise
     if job is not None:
         with engine.begin() as conn:

@@ -56,6 +56,8 @@ MISSING_PARTNER = 9999
 NEW_PARTNER = "Umbrella Holdings"
 _NEW_NAMES = itertools.count(1)
 
+ADOPTION_PERIOD = adoption.Period.ending(NOW.date(), 30)
+
 
 def secret_of(prefix: str) -> str:
     return f"{prefix.lower()}-plain-secret-7f3a91"
@@ -224,6 +226,8 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                    lambda w, p, pid, d: syncs.job_run(w.engine, p, pid, _run_id(d))),
     "core.console.invoices.page": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.page(
         w.engine, p, pid, _filters(d), now=NOW)),
+    "core.console.invoices.source_note": ((Role.CS, Role.PARTNER), True,
+                                          lambda w, p, pid, d: invoices_screen.source_note(w.engine, p, pid)),
     "core.console.invoices.filter_options": ((Role.CS, Role.PARTNER), True,
                                      lambda w, p, pid, d: invoices_screen.filter_options(w.engine, p, pid)),
     "core.console.invoices.export_csv": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: invoices_screen.export_csv(
@@ -256,19 +260,26 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
     "core.console.overview.overview": ((Role.CS,), False,
                        lambda w, p, pid, d: overview.overview(w.engine, p, now=NOW, settings=w.settings)),
     "core.console.overview.worklist": ((Role.CS,), False, lambda w, p, pid, d: overview.worklist(w.engine, p, now=NOW)),
-    "core.console.adoption.funnel": ((Role.CS, Role.PM), False, lambda w, p, pid, d: adoption.funnel(w.engine, p)),
+    "core.console.adoption.funnel": ((Role.CS, Role.PM), False,
+                                     lambda w, p, pid, d: adoption.funnel(w.engine, p, ADOPTION_PERIOD)),
     "core.console.adoption.records_per_day": ((Role.CS, Role.PM), False,
-                                 lambda w, p, pid, d: adoption.records_per_day(w.engine, p, now=NOW)),
+                                 lambda w, p, pid, d: adoption.records_per_day(w.engine, p, ADOPTION_PERIOD)),
     "core.console.adoption.success_rate_per_day": ((Role.CS, Role.PM), False,
-                                      lambda w, p, pid, d: adoption.success_rate_per_day(w.engine, p, now=NOW)),
+                                      lambda w, p, pid, d: adoption.success_rate_per_day(w.engine, p, ADOPTION_PERIOD)),
     "core.console.adoption.manual_fetches_per_day": ((Role.CS, Role.PM), False,
-                                        lambda w, p, pid, d: adoption.manual_fetches_per_day(w.engine, p, now=NOW)),
+                                    lambda w, p, pid, d: adoption.manual_fetches_per_day(w.engine, p, ADOPTION_PERIOD)),
     "core.console.adoption.cooldown_pressure": ((Role.CS, Role.PM), False,
-                                   lambda w, p, pid, d: adoption.cooldown_pressure(w.engine, p)),
+                                   lambda w, p, pid, d: adoption.cooldown_pressure(w.engine, p, ADOPTION_PERIOD)),
     "core.console.adoption.autopay_coverage": ((Role.CS, Role.PM), False,
                                   lambda w, p, pid, d: adoption.autopay_coverage(w.engine, p)),
+    "core.console.adoption.partner_breakdown": ((Role.CS, Role.PM), False,
+                                   lambda w, p, pid, d: adoption.partner_breakdown(w.engine, p, ADOPTION_PERIOD)),
+    "core.console.adoption.week_over_week": ((Role.CS, Role.PM), False,
+                                lambda w, p, pid, d: adoption.week_over_week(w.engine, p, ADOPTION_PERIOD)),
+    "core.console.adoption.export_csv": ((Role.CS, Role.PM), False,
+                            lambda w, p, pid, d: adoption.export_csv(w.engine, p, ADOPTION_PERIOD, now=NOW)),
     "core.console.adoption.report": ((Role.CS, Role.PM), False,
-        lambda w, p, pid, d: adoption.report(w.engine, p, now=NOW)),
+        lambda w, p, pid, d: adoption.report(w.engine, p, ADOPTION_PERIOD)),
     "core.console.audit_log.filter_options": ((Role.CS,), False,
         lambda w, p, pid, d: audit_log.filter_options(w.engine, p)),
     "core.console.audit_log.events": ((Role.CS,), False, lambda w, p, pid, d: audit_log.events(

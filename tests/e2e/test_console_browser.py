@@ -623,6 +623,10 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     ui.pick_partner("Northwind IT")
     ui.open("Invoices", "Invoices")
     everything = _unpaid_count(ui)
+    # Northwind bills in three currencies: one amount per currency, thousands separated, never one mixed sum
+    for currency in ("USD", "CAD", "GBP"):
+        expect(ui.metric(f"Amount due ({currency})")).to_have_text(re.compile(r"^-?\d{1,3}(,\d{3})*\.\d\d$"))
+    expect(ui.main().get_by_text("mixed currencies")).to_have_count(0)
     subtypes = ui.options("Agreement subtype")[1:]  # after "All subtypes"
     assert subtypes, "no agreement subtypes to filter by"
     ui.choose("Agreement subtype", subtypes[0])
@@ -632,6 +636,18 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     rows = _download_csv(ui, tmp_path)
     assert len(rows) == count
     assert {row["subtype"] for row in rows} == {subtypes[0]}
+    # Northwind shows the Third Party Invoice Number, yet its HaloPSA ID finds the invoice
+    halo_id = rows[-1]["halo_id"]
+    search = ui.main().get_by_role("textbox", name="Search")
+    search.fill(halo_id)
+    search.press("Enter")
+    expect(ui.metric("Unpaid invoices")).not_to_have_text(f"{count:,}")
+    assert halo_id in {row["halo_id"] for row in _download_csv(ui, tmp_path)}
+    # a partner with HaloPSA as its secondary integration is told why it has no invoices
+    ui.pick_partner("Fabrikam Networks")  # on the Invoices page
+    expect(ui.main().get_by_text(re.compile(r"^HaloPSA is the secondary integration for Fabrikam Networks"))
+           ).to_be_visible()
+    expect(ui.main().get_by_test_id("stPlotlyChart")).to_have_count(0)
     ui.settle()
 
     # a new Invoice Number Field: the page says what it renumbers and asks before saving
@@ -722,7 +738,7 @@ def test_a_session_survives_reloads_opens_deep_links_and_ends_in_every_tab_at_si
     ui.assert_clean()
 
 
-def test_pm_sees_the_adoption_funnel_only(ui: UI) -> None:
+def test_pm_sees_the_adoption_funnel_only(ui: UI, tmp_path: Path) -> None:
     ui.sign_in(PM_EMAIL)
     expect(ui.page.get_by_role("heading", level=1, name="Adoption")).to_be_visible()
     expect(ui.page.get_by_test_id("stSidebarNav")).to_have_count(0)  # one page: Streamlit draws no page menu
@@ -730,8 +746,23 @@ def test_pm_sees_the_adoption_funnel_only(ui: UI) -> None:
     expect(ui.metric("Partners connected")).to_have_text(re.compile(r"^\d+$"))
     funnel = ui.main().get_by_test_id("stPlotlyChart").first
     for stage in ("Connected", "First successful sync", "Subtype mapped", "Auto-pay rule enabled"):
-        expect(funnel.locator("text", has_text=stage).first).to_be_attached()
-    ui.main().get_by_text("Last 7 days").click()
+        expect(funnel.locator("text", has_text=stage).first).to_be_attached(timeout=30_000)  # drawn after the run
+    for heading in ("Week over week", "Per partner", "Unpaid value on auto-pay"):
+        expect(ui.main().get_by_role("heading", name=heading)).to_be_visible()
+    for currency in ("USD", "CAD", "GBP"):  # one share per currency, never one mixed figure
+        expect(ui.metric(f"Unpaid on auto-pay ({currency})")).to_have_text(re.compile(r"^\d+%$"))
+    everything = int(ui.metric("Manual fetches").inner_text().replace(",", ""))
+    ui.main().get_by_test_id("stRadioGroup").get_by_text("Last 7 days").click()
+    expect(ui.main().get_by_text(re.compile(r"^Dates: \d{4}-\d\d-\d\d to "))).to_be_visible()
     ui.settle()
     ui.no_exception_box()
+    assert int(ui.metric("Manual fetches").inner_text().replace(",", "")) <= everything
+    ui.settle()
+    with ui.page.expect_download() as download:
+        ui.main().get_by_role("button", name="Download CSV").click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        partners = list(csv.DictReader(handle))
+    assert {row["partner"] for row in partners} >= {"Northwind IT", "Fabrikam Networks"}
     ui.assert_clean()

@@ -2,11 +2,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.console import exports
 from core.store import audit
-from core.store.tables import AUDIT_TABLE
+from core.store.tables import AUDIT_TABLE, INVOICE_TABLE
 from tests.support.clock import NOW
 
 PAGE = "pages/invoices.py"
@@ -106,3 +106,67 @@ def test_the_show_filter_lists_credit_notes_and_drafts_apart(app_as, console):
     assert (at.metric[0].label, at.metric[0].value) == ("Credit notes", "0")
     at.selectbox(key="invoices.view").set_value("not_posted").run()
     assert at.metric[0].label == "Not posted"
+
+
+# ---- issue 14: money per currency, the number marker, search by HaloPSA ID, a secondary partner ---------------------
+
+def _set_currency(engine, partner_id, currency, halo_ids):
+    with engine.begin() as conn:
+        conn.execute(update(INVOICE_TABLE).where(INVOICE_TABLE.c.partner_id == partner_id,
+                                                 INVOICE_TABLE.c.halo_id.in_(halo_ids)).values(currency=currency))
+
+
+def test_amounts_are_shown_per_currency_with_separators_and_a_currency_column(app_as, console, engine):
+    """Issue 14: USD, CAD and GBP invoices were shown as one "Amount due (mixed currencies) 839556.77"."""
+    acme = console["acme"].partner_id
+    _set_currency(engine, acme, "CAD", [1059, 1058])
+    _set_currency(engine, acme, None, [1057])
+    with engine.begin() as conn:
+        conn.execute(update(INVOICE_TABLE).where(INVOICE_TABLE.c.partner_id == acme, INVOICE_TABLE.c.halo_id == 1005)
+                     .values(amount_due_cents=123_456_789, total_cents=123_456_789))
+
+    at = _open(app_as, "acme", console)
+
+    assert not at.exception
+    tiles = {metric.label: metric.value for metric in at.metric}
+    assert tiles["Unpaid invoices"] == "60"
+    assert set(tiles) == {"Unpaid invoices", r"Amount due \(USD\)", r"Amount due \(CAD\)",
+                          r"Amount due \(no currency\)"}
+    assert tiles[r"Amount due \(CAD\)"] == "201.17"  # 100.59 + 100.58
+    assert tiles[r"Amount due \(USD\)"].count(",") == 2  # 1,2xx,xxx.xx
+    assert not any("mixed" in str(metric.label) for metric in at.metric)
+    table = at.dataframe[0]
+    assert "currency" in table.proto.column_order
+    assert set(table.value["currency"]) == {"USD", "CAD", "no currency"}
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [bar["name"] for bar in figure["data"]] == ["USD", "CAD", "no currency"]
+
+
+def test_a_number_that_is_the_halopsa_id_says_so_and_the_id_finds_it(app_as, console):
+    at = _open(app_as, "acme", console)
+    table = at.dataframe[0]
+    assert "number_is_fallback" not in table.proto.column_order  # the pale checkbox is gone
+    assert table.value.set_index("halo_id").loc[1056, "number_shown"] == "1056 (HaloPSA ID: no third-party number)"
+
+    at.text_input(key="invoices.search").input("1012").run()  # Acme shows the Third Party Invoice Number
+
+    assert list(at.dataframe[0].value["number_shown"]) == ["Acme-INV-0012"]
+
+
+def test_a_secondary_partner_is_told_why_it_has_no_invoices_instead_of_an_empty_chart(app_as, console, engine):
+    with engine.begin() as conn:
+        conn.execute(INVOICE_TABLE.delete().where(INVOICE_TABLE.c.partner_id == console["globex"].partner_id))
+
+    at = app_as("globex").switch_page(PAGE).run()
+
+    assert not at.exception
+    assert any(info.value.startswith("HaloPSA is the secondary integration for Globex Partners") for info in at.info)
+    assert not at.dataframe and not at.get("plotly_chart") and not at.metric
+
+
+def test_a_secondary_partner_with_invoices_from_before_sees_them_and_why(app_as, console):
+    at = app_as("globex").switch_page(PAGE).run()
+
+    assert not at.exception
+    assert any("20 invoices listed were synced while HaloPSA was the primary" in info.value for info in at.info)
+    assert at.metric[0].value == "20"

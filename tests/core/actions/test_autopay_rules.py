@@ -268,12 +268,12 @@ def test_a_subtype_s_money_is_one_row_per_currency_never_added_across(engine, se
 
     managed = summary[summary["subtype_id"] == MANAGED_ID]
     assert list(zip(managed["currency"], managed["unpaid_invoices"], managed["unpaid_amount"], strict=True)) == [
-        ("CAD", 1, Decimal("10000.00")), ("USD", 2, Decimal("625.00")), ("unknown", 2, Decimal("10.00"))]
+        ("CAD", 1, Decimal("10000.00")), ("USD", 2, Decimal("625.00")), ("no currency", 2, Decimal("10.00"))]
     assert summary[summary["subtype_id"] == BACKUP_ID]["currency"].isna().tolist() == [True]  # no invoices at all
     assert result.covered_totals == [agreements.Total("CAD", 1, 1_000_000), agreements.Total("USD", 2, 62_500),
                                      agreements.Total(None, 2, 1_000)]
-    assert result.summary().startswith("Charges 5 unpaid invoices (10,000.00 CAD · 625.00 USD · 10.00 (unknown "
-                                       "currency) due).")
+    assert result.summary().startswith("Charges 5 unpaid invoices (10,000.00 CAD · 625.00 USD · 10.00 (no currency)"
+                                       " due).")
 
 
 def test_before_enabling_the_preview_says_what_it_charges_today_and_in_the_next_seven_days(engine, settings):

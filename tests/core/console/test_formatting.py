@@ -44,14 +44,28 @@ def test_chart_text_holds_no_tag_and_no_template():
     assert html.unescape(escaped) == '<a href="http://evil.test">x</a> %{x} & co'
 
 
-@pytest.mark.parametrize(("cents", "text"), [(0, "0.00"), (5, "0.05"), (-5, "-0.05"), (123_456, "1,234.56"),
-                                             (-100_000_000_01, "-100,000,000.01")])
-def test_money_for_people_is_separated_in_thousands_and_exact(cents, text):
-    assert formatting.grouped_money(cents) == text
+def test_numbers_and_amounts_for_people_are_separated_in_thousands_and_exact():
+    assert [formatting.number(n) for n in (0, 999, 1_000, 12_345_678)] == ["0", "999", "1,000", "12,345,678"]
+    assert [formatting.money_text(c) for c in (0, 5, 123_456, 83_955_677, -1_000_001, None)] == [
+        "0.00", "0.05", "1,234.56", "839,556.77", "-10,000.01", None]
+    assert formatting.money(83_955_677) == "839556.77"  # files and the command line keep the plain form
+
+
+def test_an_amount_always_carries_its_currency_and_none_is_its_own_group():
+    assert formatting.money_in(123_456, "USD") == "1,234.56 USD"
+    assert formatting.money_in(1_200, None) == "12.00 (no currency)"
+    assert [formatting.currency_label(code) for code in ("GBP", None, "")] == ["GBP", "no currency", "no currency"]
+
+
+@pytest.mark.parametrize(("current", "previous", "said"), [
+    (112, 100, "+12 (+12%)"), (1, 2, "-1 (-50%)"), (5, 5, "no change"), (4, 0, "+4 (none before)"),
+    (12_000, 1_000, "+11,000 (+1,100%)"), (0, 0, "no change"),
+])
+def test_a_change_between_periods_is_said_with_its_sign_and_share(current, previous, said):
+    assert formatting.change(current, previous) == said
 
 
 def test_money_of_several_currencies_is_shown_side_by_side_never_added():
     assert formatting.money_per_currency([("CAD", 2_000), ("USD", 123_456_78), (None, 1)]) == (
-        "20.00 CAD · 123,456.78 USD · 0.01 (unknown currency)")
+        "20.00 CAD · 123,456.78 USD · 0.01 (no currency)")
     assert formatting.money_per_currency([]) == "0.00"
-    assert [formatting.currency_shown(code) for code in ("GBP", None, "")] == ["GBP", "unknown", "unknown"]

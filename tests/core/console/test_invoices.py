@@ -14,10 +14,10 @@ from core.console import agreements
 from core.console import invoices as invoices_screen
 from core.console.invoices import Filters
 from core.errors import AccessDenied, BadInput, NotFound
-from core.store.tables import AUDIT_TABLE, INVOICE_TABLE, Role
+from core.store.tables import AUDIT_TABLE, INVOICE_TABLE, IntegrationRole, NumberField, Role
 from core.sync import streams
 from tests.support.clock import NOW
-from tests.support.factories import add_partner
+from tests.support.factories import add_partner, add_run
 from tests.support.invoice_book import BOOK, add_book, invoice
 
 CS = Principal(Role.CS, "cs@example.com")
@@ -52,9 +52,10 @@ def test_only_unpaid_and_partially_paid_invoices_are_listed_with_totals(engine, 
 
     assert _numbers(result) == sorted(UNPAID)
     assert (result.total_rows, result.page, result.pages) == (8, 1, 1)
-    assert result.total_cents == 10_000 + 50_000 + 300_000 + 7_000 + 4_000 + 8_000 + 1_500 + 20_000
-    assert result.due_cents == result.total_cents - 5_000  # 110 is partially paid
-    assert result.currency == "USD"
+    [usd] = result.totals
+    assert (usd.currency, usd.invoices) == ("USD", 8)
+    assert usd.total_cents == 10_000 + 50_000 + 300_000 + 7_000 + 4_000 + 8_000 + 1_500 + 20_000
+    assert usd.due_cents == usd.total_cents - 5_000  # 110 is partially paid
     assert _by_number(result, "amount_due")["110"] == Decimal("150.00")
 
 
@@ -80,7 +81,7 @@ def test_paging_returns_one_page_while_totals_cover_every_filtered_row(engine, a
 
     assert [len(p.rows) for p in pages] == [3, 3, 2]
     assert sorted(n for p in pages for n in p.rows["number"]) == sorted(UNPAID)
-    assert all((p.total_rows, p.pages, p.due_cents) == (8, 3, everything.due_cents) for p in pages)
+    assert all((p.total_rows, p.pages, p.totals) == (8, 3, everything.totals) for p in pages)
     assert _page(engine, acme, page=99, page_size=3).page == 3  # clamped to the last page
     assert list(pages[0].rows.columns) == invoices_screen.COLUMNS
 
@@ -98,7 +99,8 @@ def test_days_overdue_and_aging_buckets_are_computed_from_now(engine, acme):
     assert list(aging.index) == list(invoices_screen.AGING_BUCKETS)
     assert aging.loc["90+", "amount_due"] == Decimal("3000.00")
     assert aging["invoices"].sum() == result.total_rows
-    assert sum(aging["amount_due"]) * 100 == result.due_cents
+    assert set(aging["currency"]) == {"USD"}
+    assert sum(aging["amount_due"]) * 100 == result.totals[0].due_cents
 
 
 @pytest.mark.parametrize(("filters", "expected"), [
@@ -149,7 +151,7 @@ def test_eligibility_agrees_with_the_rule_preview(engine, acme):
     eligible = _page(engine, acme, Filters(eligibility="eligible"))
 
     assert _numbers(eligible) == sorted(preview.covered["number"])
-    assert [agreements.Total("USD", eligible.total_rows, eligible.due_cents)] == preview.covered_totals
+    assert [agreements.Total(t.currency, t.invoices, t.due_cents) for t in eligible.totals] == preview.covered_totals
 
 
 def test_the_fallback_to_the_halopsa_id_is_marked(engine, acme):
@@ -278,7 +280,8 @@ def test_the_credits_filter_lists_credit_notes_never_eligible(engine, settings):
     credits = _page(engine, partner_id, Filters(view="credits"))
 
     assert _numbers(credits) == ["INV-201"]
-    assert (credits.total_rows, credits.due_cents, credits.view) == (1, -4_000, "credits")
+    assert (credits.total_rows, credits.totals[0].due_cents, credits.view) == (1, -4_000, "credits")
+    assert credits.tiles()[0].label == "Credit notes" and credits.tiles()[1].value == "-40.00"
     assert _by_number(credits, "eligibility") == {"INV-201": "credit note"}
     assert _page(engine, partner_id, Filters(view="credits", eligibility="eligible")).total_rows == 0
 
@@ -299,3 +302,118 @@ def test_an_unknown_view_is_refused_by_field(engine, acme):
         _page(engine, acme, Filters(view="everything"))
     assert caught.value.field == "view"
     assert Filters(view="credits").describe() == "show “Credit notes”"
+
+
+# ---- issue 14: money per currency, the number marker, search by HaloPSA ID, why a partner has no invoices ---------
+
+def _in(currency, record):
+    return replace(record, currency=currency)
+
+
+MIXED = [  # due 2026-10-20 is 13 days overdue (1-30); 2026-08-01 is 93 (90+); 2026-11-20 is not yet due
+    _in("USD", invoice(1, due=date(2026, 10, 20), total=62_500_000)),
+    _in("USD", invoice(2, due=date(2026, 8, 1), total=50_000, paid=10_000)),
+    _in("USD", invoice(3, due=date(2026, 11, 20), total=1_000)),
+    _in("CAD", invoice(4, due=date(2026, 10, 20), total=2_000_000)),
+    _in("GBP", invoice(5, due=date(2026, 11, 20), total=300_000)),
+    _in(None, invoice(6, due=date(2026, 10, 20), total=900)),
+]
+
+
+def test_amounts_are_totalled_per_currency_never_across_currencies(engine, settings):
+    """Issue 14: Northwind's USD, CAD and GBP invoices were added into one "Amount due (mixed currencies)"."""
+    partner_id = add_partner(engine, settings, now=NOW)
+    add_book(engine, partner_id, MIXED)
+
+    result = _page(engine, partner_id)
+
+    assert result.total_rows == 6
+    assert [(t.currency, t.invoices, t.total_cents, t.due_cents) for t in result.totals] == [
+        ("USD", 3, 62_551_000, 62_541_000), ("CAD", 1, 2_000_000, 2_000_000), ("GBP", 1, 300_000, 300_000),
+        (None, 1, 900, 900)]
+    assert [t.label for t in result.totals] == ["USD", "CAD", "GBP", "no currency"]
+    assert set(result.rows["currency"]) == {"USD", "CAD", "GBP", "no currency"}
+
+
+def test_the_aging_is_split_by_currency_with_every_bucket_for_each(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    add_book(engine, partner_id, MIXED)
+
+    aging = _page(engine, partner_id).aging
+
+    assert list(aging.columns) == ["currency", "bucket", "invoices", "amount_due"]
+    assert list(dict.fromkeys(aging["currency"])) == ["USD", "CAD", "GBP", "no currency"]
+    assert len(aging) == 4 * len(invoices_screen.AGING_BUCKETS)
+    due = {(row.currency, row.bucket): row.amount_due for row in aging.itertuples()}
+    assert due[("USD", "1-30")] == Decimal("625000.00") and due[("USD", "90+")] == Decimal("400.00")
+    assert due[("CAD", "1-30")] == Decimal("20000.00") and due[("CAD", "90+")] == 0
+    assert due[("no currency", "1-30")] == Decimal("9.00")
+
+
+def test_tiles_give_the_count_and_one_amount_per_currency_thousands_separated(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW)
+    add_book(engine, partner_id, MIXED)
+
+    tiles = _page(engine, partner_id).tiles()
+
+    assert [(tile.label, tile.value) for tile in tiles] == [
+        ("Unpaid invoices", "6"), ("Amount due (USD)", "625,410.00"), ("Amount due (CAD)", "20,000.00"),
+        ("Amount due (GBP)", "3,000.00"), ("Amount due (no currency)", "9.00")]
+    assert tiles[1].help == "3 invoices, invoiced 625,510.00 USD before payments."
+    assert [(t.label, t.value) for t in _page(engine, partner_id, Filters(search="nothing")).tiles()] == [
+        ("Unpaid invoices", "0")]
+
+
+def test_the_number_says_when_it_is_the_halopsa_id(engine, acme):
+    """Issue 14: the fallback was a pale checkbox headed "HaloPSA ID", scrolled off-screen."""
+    shown = _by_number(_page(engine, acme), "number_shown")
+
+    assert shown["110"] == "110 (HaloPSA ID: no third-party number)"
+    assert shown["INV-101"] == "INV-101"
+    assert _by_number(_page(engine, acme), "halo_id")["INV-101"] == 101
+
+
+@pytest.mark.parametrize("number_field", list(NumberField))
+def test_search_finds_an_invoice_by_its_halopsa_id_whatever_the_number_field(engine, settings, number_field):
+    """Issue 14: with the Third Party Invoice Number shown, searching the HaloPSA ID found nothing."""
+    partner_id = add_partner(engine, settings, now=NOW, number_field=number_field)
+    add_book(engine, partner_id, [invoice(1043, due=date(2026, 10, 20), total=100, number="NW-7"),
+                                  invoice(2043, due=date(2026, 10, 20), total=100, number="NW-8")],
+             number_field=number_field)
+
+    found = _page(engine, partner_id, Filters(search=" 1043 "))
+
+    assert list(found.rows["halo_id"]) == [1043]
+    assert _page(engine, partner_id, Filters(search="99999999999999999999999")).total_rows == 0  # no overflow
+
+
+def test_a_secondary_partner_is_told_why_it_has_no_invoices(engine, settings):
+    """Issue 14: a secondary-integration partner saw an empty chart and no reason."""
+    partner_id = add_partner(engine, settings, name="Fabrikam", now=NOW, role=IntegrationRole.SECONDARY)
+
+    note = invoices_screen.source_note(engine, CS, partner_id)
+
+    assert note is not None and not note.show_invoices
+    assert note.message.startswith("HaloPSA is the secondary integration for Fabrikam: its invoices come from the "
+                                   "primary integration")
+
+
+def test_a_secondary_partner_with_invoices_from_before_sees_them_marked_out_of_date(engine, settings):
+    partner_id = add_partner(engine, settings, name="Fabrikam", now=NOW, role=IntegrationRole.SECONDARY)
+    add_book(engine, partner_id, MIXED)
+
+    note = invoices_screen.source_note(engine, CS, partner_id)
+
+    assert note is not None and note.show_invoices
+    assert "The 6 invoices listed were synced while HaloPSA was the primary integration" in note.message
+
+
+def test_a_primary_partner_before_its_first_sync_is_told_so_and_after_it_nothing(engine, settings, acme):
+    fresh = add_partner(engine, settings, name="Fresh", now=NOW)
+
+    note = invoices_screen.source_note(engine, CS, fresh)
+    assert note is not None and not note.show_invoices and "first sync" in note.message
+    add_run(engine, settings, acme, at=NOW - timedelta(hours=1))
+    assert invoices_screen.source_note(engine, CS, acme) is None
+    with pytest.raises(AccessDenied):
+        invoices_screen.source_note(engine, Principal(Role.PM, "pm@example.com"), acme)

@@ -1,9 +1,10 @@
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from core.errors import CooldownActive, SyncAlreadyRunning
-from core.store.tables import RunKind, RunStatus
+from core.store.tables import AUDIT_TABLE, RunKind, RunStatus
 from core.sync import cooldowns, runs
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
@@ -76,3 +77,18 @@ def test_cooldown_lengths_are_configurable(engine, settings):
     run_id = start(engine, short, partner_id)
     runs.finish_run(engine, run_id, partner_id, status=RunStatus.SUCCEEDED, now=NOW)
     start(engine, short, partner_id, now=NOW + timedelta(seconds=5))
+
+
+def test_a_refused_press_is_dated_in_the_audit_log_for_the_adoption_page(engine, settings):
+    """Issue 14: refusals were only counted, so the Adoption page's dates could not apply to them."""
+    partner_id = add_partner(engine, settings, now=NOW)
+    with engine.begin() as conn:
+        cooldowns.record_refusal(conn, partner_id=partner_id, kind=RunKind.FETCH_UNPAID, actor="ops@example.com",
+                                 now=NOW)
+        cooldowns.record_refusal(conn, partner_id=partner_id, kind=RunKind.FETCH_UNPAID)  # undated: counted only
+
+    with engine.connect() as conn:
+        events = conn.execute(select(AUDIT_TABLE).where(AUDIT_TABLE.c.action == "manual_fetch_refused")).all()
+    assert [(e.at, e.actor, e.partner_id, e.detail) for e in events] == [
+        (NOW, "ops@example.com", partner_id, "Fetch unpaid invoices: refused by the cooldown")]
+    assert state(engine, partner_id, "fetch_unpaid").refused_count == 2

@@ -12,6 +12,7 @@ from tests.support.factories import add_partner, add_rule, add_run
 
 PM = Principal(role=Role.PM, user="pm@example.com")
 HOUR = timedelta(hours=1)
+WEEK = adoption.Period.ending(NOW.date(), 7)
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def report(engine, settings):
     add_run(engine, settings, partner_id, at=NOW - 2 * HOUR, kind=RunKind.FETCH_NEW_DATA, trigger="manual",
             created=3, invoices_seen=3)
     add_rule(engine, partner_id, 1, at=NOW - timedelta(days=1))
-    return adoption.report(engine, PM, now=NOW, days=7)
+    return adoption.report(engine, PM, WEEK)
 
 
 def _axes(fig):
@@ -62,7 +63,24 @@ def test_manual_fetches_stack_one_trace_per_fetch(report):
     assert sum(fig.data[0].y) == 1 and sum(fig.data[1].y) == 0
 
 
-def test_empty_figures_say_nothing_was_recorded(engine):
-    fig = charts.cooldown_pressure_figure(adoption.cooldown_pressure(engine, PM))
-    assert [a.text for a in fig.layout.annotations] == ["Nothing recorded yet."]
-    assert len(charts.records_figure(adoption.records_per_day(engine, PM, now=NOW)).layout.annotations) == 1
+def test_empty_figures_say_nothing_was_recorded_in_the_dates(engine):
+    fig = charts.cooldown_pressure_figure(adoption.cooldown_pressure(engine, PM, WEEK))
+    assert [a.text for a in fig.layout.annotations] == ["Nothing recorded in these dates."]
+    assert len(charts.records_figure(adoption.records_per_day(engine, PM, WEEK)).layout.annotations) == 1
+    assert fig.layout.yaxis.rangemode == "nonnegative"
+
+
+def test_counts_are_thousands_separated_in_labels_hovers_and_axes(report):
+    """Issue 14: chart labels showed 12345 where tiles showed 12,345."""
+    funnel = charts.funnel_figure(report.funnel).data[0]
+    assert "%{value:,}" in funnel.texttemplate and "%{x:,}" in funnel.hovertemplate
+    for fig in (charts.records_figure(report.records), charts.manual_fetches_figure(report.manual),
+                charts.cooldown_pressure_figure(report.pressure)):
+        assert fig.layout.yaxis.tickformat == ","
+        assert all("%{y:,}" in trace.hovertemplate for trace in fig.data)
+    success = charts.success_rate_figure(report.success).data[0]
+    assert "%{customdata[0]:,} of %{customdata[1]:,}" in success.hovertemplate
+
+
+def test_cooldown_pressure_no_longer_claims_all_time(report):
+    assert charts.cooldown_pressure_figure(report.pressure).layout.title.text == "Cooldown pressure"
