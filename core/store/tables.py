@@ -553,6 +553,102 @@ class TenantProbe(SQLModel, table=True):
     stale_reason: str | None = None
 
 
+class IssueType(StrEnum):
+    """A problem the Overview's worklist tracks, one open issue per partner and type (WORKER_DOWN: fleet-wide)."""
+
+    AUTH_FAILED = "auth_failed"
+    PERMISSIONS_MISSING = "permissions_missing"
+    FAILING_RUNS = "failing_runs"
+    NO_RECENT_SUCCESS = "no_recent_success"
+    RATE_LIMITED = "rate_limited"
+    RECORD_ERRORS = "record_errors"
+    SUBTYPE_UNMAPPED = "subtype_unmapped"
+    STALE_CLOCK = "stale_clock"
+    WORKER_DOWN = "worker_down"
+
+
+class IssueSeverity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class IssueOwner(StrEnum):
+    """Who can fix it: the partner (in their HaloPSA or on the console), us, or HaloPSA's side."""
+
+    PARTNER = "partner"
+    OURS = "ours"
+    HALOPSA = "halopsa"
+
+
+class IssueChange(StrEnum):
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    REOPENED = "reopened"
+    RESOLVED = "resolved"
+
+
+class AlertChannel(StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after its attempts; the reason is kept
+
+
+class Issue(SQLModel, table=True):
+    """One problem of one partner (partner_id None: the fleet's, such as no live worker). The row lives on: it is
+    resolved after its type's clean period and reopened (`reopened` counts) when the problem comes back."""
+
+    __table_args__ = (UniqueConstraint("partner_id", "type"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    type: IssueType = enum_field(IssueType)
+    severity: IssueSeverity = enum_field(IssueSeverity)
+    owner: IssueOwner = enum_field(IssueOwner)
+    detail: str = ""
+    first_seen: datetime = utc_field(nullable=False)
+    last_seen: datetime = utc_field(nullable=False)
+    resolved_at: datetime | None = utc_field()
+    reopened: int = 0
+    snoozed_until: datetime | None = utc_field()
+    snooze_reason: str | None = None
+    snoozed_by: str | None = None
+
+
+class IssueEvent(SQLModel, table=True):
+    """A change of an issue (opened, escalated, reopened, resolved): the worklist's history and the alerts' source."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    partner_id: int | None = Field(default=None, foreign_key="partner.id")
+    type: IssueType = enum_field(IssueType)
+    change: IssueChange = enum_field(IssueChange)
+    severity: IssueSeverity = enum_field(IssueSeverity)
+    at: datetime = utc_field(nullable=False, index=True)
+    detail: str = ""
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One issue event to send on one channel: an outbox row a worker sends and retries, so sending never blocks or
+    fails a sync."""
+
+    __table_args__ = (UniqueConstraint("event_id", "channel"),
+                      Index("ix_alertdelivery_due", "state", "next_attempt_at"))
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="issueevent.id")
+    channel: AlertChannel = enum_field(AlertChannel)
+    state: DeliveryState = enum_field(DeliveryState, DeliveryState.PENDING)
+    attempts: int = 0
+    next_attempt_at: datetime = utc_field(nullable=False)
+    sent_at: datetime | None = utc_field()
+    last_error: str | None = None
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -578,4 +674,7 @@ LISTING_TABLE = _table(ListingChoice)
 PROBE_TABLE = _table(TenantProbe)
 SUBTYPE_LOOKUP_TABLE = _table(SubtypeLookup)
 SUBTYPE_NAME_TABLE = _table(SubtypeName)
+ISSUE_TABLE = _table(Issue)
+ISSUE_EVENT_TABLE = _table(IssueEvent)
+ALERT_DELIVERY_TABLE = _table(AlertDelivery)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)
