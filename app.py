@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.access import pages_for
+from core.access import PAGES, pages_for
 from core.store.tables import Role
 from ui import auth, components, resources
 
@@ -15,7 +15,10 @@ st.set_page_config(page_title="HaloPSA Sync Console", page_icon=":material/sync:
 resources.get_engine()
 principal = auth.current_principal()
 if principal is None:
-    st.navigation([st.Page(auth.login_page, title="Sign in", icon=":material/login:")], position="hidden").run()
+    # the sign-in page answers at every page's address: a tab whose session ended stays where it was (its page and
+    # partner are where the sign-in returns to), instead of being switched to another page under its running timer
+    st.navigation([st.Page(auth.login_page, title="Sign in", icon=":material/login:", url_path=spec.slug,
+                           default=index == 0) for index, spec in enumerate(PAGES)], position="hidden").run()
     st.stop()
 
 allowed = pages_for(principal.role)
