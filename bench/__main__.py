@@ -269,7 +269,7 @@ class Bench:
         worst_s = max(pages[worst]["first_s"], pages[worst]["rerun_s"])
         self.rows.append(Row("4", f"Slowest page script run ({self.o.fleet} partners, one with "
                              f"{self.o.invoices // 1000}k invoices)",
-                             f"{worst_s:.2f} s ({worst})", "< 1 s each", worst_s < 1))
+                             f"{worst_s:.2f} s ({worst})", "< 0.5 s each", worst_s < 0.5))
         for page in PAGES:
             self.rows.append(Row("4", f"  {page}: open / rerun", f"{pages[page]['first_s']:.2f} / "
                                  f"{pages[page]['rerun_s']:.2f} s", "", None))
@@ -483,7 +483,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Fetch new data rounds per tenant (median counts)")
     parser.add_argument("--limit", type=int, default=12, help="rate limit: requests per window")
     parser.add_argument("--window", type=float, default=6.0, help="rate limit window, seconds")
-    parser.add_argument("--fleet", type=int, default=200)
+    parser.add_argument("--fleet", type=int, default=5_000, help="partners in the console pages' fleet (section 4)")
     parser.add_argument("--skip-rate-limit", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true", help="leave out the worker fleet section (6)")
     parser.add_argument("--only", choices=["fleet", "tenant"],

@@ -2,7 +2,8 @@
 AppTest, and the cost of one cooldown-timer tick.
 
 The database is the one the backfill benchmark filled (a partner with 100,000 invoices from the emulator), grown to a
-fleet of 200 partners here: 199 smaller partners written through the real upserts and run records.
+fleet of 5,000 partners here (--fleet): smaller partners written in bulk through the real upserts, with a week
+of run records each.
 """
 
 from __future__ import annotations
@@ -20,60 +21,92 @@ CS_EMAIL = "cs-bench@example.com"
 SUBTYPES = ("Managed Services", "Backup", "Break-fix", "Security")
 
 
+FLEET_CHUNK = 250  # partners written per transaction
+
+
 def build_fleet(engine: Any, settings: Any, *, partners: int, now: datetime) -> int:
-    """Add partners (each with customers, agreements, 40 invoices, a week of runs) until the fleet has `partners`."""
+    """Add partners (each with customers, agreements, 40 invoices through the real upserts, named subtypes, and a week
+    of finished scheduled runs, one in ten failing) until the fleet has `partners`; written in bulk, a chunk of
+    partners per transaction, so a fleet of 5,000 takes a minute or two, not an hour of one-by-one runs."""
     from sqlalchemy import func, select
 
+    from core.store.secrets import secret_box
+    from core.store.tables import PARTNER_TABLE
+
+    with engine.connect() as conn:
+        have: int = conn.scalar(select(func.count()).select_from(PARTNER_TABLE))
+        first_id: int = (conn.scalar(select(func.max(PARTNER_TABLE.c.id))) or 0) + 1
+    secret = secret_box(settings).encrypt("fleet-secret")
+    for start in range(have, partners, FLEET_CHUNK):
+        numbers = range(start, min(start + FLEET_CHUNK, partners))
+        with engine.begin() as conn:
+            _write_fleet_chunk(conn, {first_id + n - have: n for n in numbers}, secret=secret, now=now)
+    return max(0, partners - have)
+
+
+def _write_fleet_chunk(conn: Any, numbered: dict[int, int], *, secret: str, now: datetime) -> None:
+    """Partners `numbered` (id -> fleet number) with everything build_fleet gives each."""
     from core.halopsa import records
     from core.store import tables, upserts
-    from core.store.secrets import secret_box
-    from core.store.tables import Connection, NumberField, Partner, PartnerStatus, RunKind, RunStatus
-    from core.sync import cooldowns, runs, streams
-    from tests.support.subtype_names import name_subtypes
+    from core.store.tables import (
+        NumberField,
+        PartnerStatus,
+        RunKind,
+        RunStatus,
+        RunTrigger,
+        SubtypeLookupState,
+    )
+    from core.sync import cooldowns, streams
+    from tests.support.subtype_names import LOOKUP_ID
 
-    partner_table, connection_table = Partner.__table__, Connection.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        have: int = conn.scalar(select(func.count()).select_from(partner_table))
-    box = secret_box(settings)
     build = streams.invoice_row_factory(NumberField.HALO_ID)
-    for n in range(have, partners):
-        name = f"Fleet Partner {n:03d}"
-        with engine.begin() as conn:
-            partner_id = conn.execute(partner_table.insert().values(
-                name=name, status=PartnerStatus.CONNECTED, created_at=now - timedelta(days=60))).inserted_primary_key[0]
-            conn.execute(connection_table.insert().values(
-                partner_id=partner_id, app_domain=f"https://fleet{n}.halopsa.com", client_id=f"client-{n}",
-                client_secret_encrypted=box.encrypt("fleet-secret"), invoice_number_field=NumberField.HALO_ID.value,
-                integration_role="secondary" if n % 10 == 0 else "primary", connected_at=now - timedelta(days=60)))
-            cooldowns.ensure_rows(conn, partner_id)
-            customers = [records.Customer(i, f"{name} Customer {i}", False, f"ap{i}@fleet{n}.example", "USD", now)
-                         for i in range(1, 9)]
-            agreements = [records.Agreement(i, f"F{n}-AGR-{i}", i, i % 4 + 1, "Recurring", date(2026, 1, 1), None,
-                                            True, now) for i in range(1, 9)]
-            invoices = [build(records.Invoice(
-                1000 + i, str(1000 + i), None, i % 8 + 1, f"{name} Customer {i % 8 + 1}", i % 8 + 1,
-                f"F{n}-AGR-{i % 8 + 1}",
-                now.date() - timedelta(days=i * 3), now.date() - timedelta(days=i * 3 - 30), 10_000 + i,
-                0 if i % 3 else 10_000 + i, 10_000 + i if i % 3 else 0, "USD", True, False, now))
-                for i in range(1, 41)]
-            upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, streams.CUSTOMER_FIELDS,
-                                [streams.customer_row(c) for c in customers], partner_id=partner_id, now=now)
-            upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
-                                [streams.agreement_row(a) for a in agreements], partner_id=partner_id, now=now)
-            upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoices,
-                                partner_id=partner_id, now=now)
-        name_subtypes(engine, partner_id, {i + 1: subtype for i, subtype in enumerate(SUBTYPES)}, now=now)
+    since = now - timedelta(days=60)
+    conn.execute(tables.PARTNER_TABLE.insert(), [
+        {"id": pid, "name": f"Fleet Partner {n:04d}", "status": PartnerStatus.CONNECTED, "created_at": since}
+        for pid, n in numbered.items()])
+    conn.execute(tables.CONNECTION_TABLE.insert(), [
+        {"partner_id": pid, "app_domain": f"https://fleet{n}.halopsa.com", "client_id": f"client-{n}",
+         "client_secret_encrypted": secret, "invoice_number_field": NumberField.HALO_ID.value,
+         "integration_role": "secondary" if n % 10 == 0 else "primary", "connected_at": since}
+        for pid, n in numbered.items()])
+    conn.execute(tables.SUBTYPE_LOOKUP_TABLE.insert(), [
+        {"partner_id": pid, "lookup_id": LOOKUP_ID, "state": SubtypeLookupState.VERIFIED, "set_by": "bench",
+         "set_at": since, "checked_at": since, "finding": "Names every subtype id (bench data)."} for pid in numbered])
+    conn.execute(tables.SUBTYPE_NAME_TABLE.insert(), [
+        {"partner_id": pid, "subtype_id": i + 1, "lookup_name": subtype, "lookup_verified": True}
+        for pid in numbered for i, subtype in enumerate(SUBTYPES)])
+    runs = []
+    for pid, n in numbered.items():
+        name = f"Fleet Partner {n:04d}"
+        cooldowns.ensure_rows(conn, pid)
+        customers = [records.Customer(i, f"{name} Customer {i}", False, f"ap{i}@fleet{n}.example", "USD", now)
+                     for i in range(1, 9)]
+        agreements = [records.Agreement(i, f"F{n}-AGR-{i}", i, i % 4 + 1, "Recurring", date(2026, 1, 1), None,
+                                        True, now) for i in range(1, 9)]
+        invoices = [build(records.Invoice(
+            1000 + i, str(1000 + i), None, i % 8 + 1, f"{name} Customer {i % 8 + 1}", i % 8 + 1,
+            f"F{n}-AGR-{i % 8 + 1}",
+            now.date() - timedelta(days=i * 3), now.date() - timedelta(days=i * 3 - 30), 10_000 + i,
+            0 if i % 3 else 10_000 + i, 10_000 + i if i % 3 else 0, "USD", True, False, now))
+            for i in range(1, 41)]
+        upserts.upsert_rows(conn, tables.CUSTOMER_TABLE, streams.CUSTOMER_FIELDS,
+                            [streams.customer_row(c) for c in customers], partner_id=pid, now=now)
+        upserts.upsert_rows(conn, tables.AGREEMENT_TABLE, streams.AGREEMENT_FIELDS,
+                            [streams.agreement_row(a) for a in agreements], partner_id=pid, now=now)
+        upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, invoices, partner_id=pid, now=now)
+        if n % 10 == 0:
+            continue  # a secondary integration: no scheduled syncs
         for hours_ago in range(24 * 7, 0, -6):  # a week of scheduled runs, one in ten failing
             at = now - timedelta(hours=hours_ago)
-            run_id = runs.start_run(engine, partner_id=partner_id, partner_name=name, kind=RunKind.SCHEDULED,
-                                    trigger="schedule", actor="scheduler", now=at, settings=settings)
             failed = (hours_ago // 6 + n) % 10 == 0
-            with engine.begin() as conn:
-                runs.save_progress(conn, run_id, partner_id, now=at, created=2, updated=1, requests=3, pages=2)
-            runs.finish_run(engine, run_id, partner_id, status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
-                            now=at + timedelta(minutes=1),
-                            error="HaloPSA did not answer (HTTP 503)." if failed else None)
-    return partners - have
+            runs.append({
+                "partner_id": pid, "kind": RunKind.SCHEDULED, "trigger": RunTrigger.SCHEDULE,
+                "triggered_by": "scheduler", "status": RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
+                "started_at": at, "finished_at": at + timedelta(minutes=1), "heartbeat_at": at + timedelta(minutes=1),
+                "window_start": None if failed else at - timedelta(hours=6), "window_end": None if failed else at,
+                "requests": 3, "pages": 2, "created": 2, "updated": 1,
+                "error": "HaloPSA did not answer (HTTP 503)." if failed else None})
+    conn.execute(tables.RUN_TABLE.insert(), runs)
 
 
 def _principal(engine: Any) -> Any:
