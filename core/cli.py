@@ -28,6 +28,7 @@ from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.console import exports, partners, status
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
+from core.health import alerts
 from core.settings import Settings, load_settings
 from core.store import audit
 from core.store import database as db
@@ -55,8 +56,9 @@ def _operator() -> Principal:
     return Principal(role=Role.CS, user=f"cli:{os.environ.get('USER') or getpass.getuser()}")
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _say(message: str | None) -> None:
+    if message is not None:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _read_secret() -> str:
@@ -187,6 +189,10 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         queued = scheduler.enqueue_due(engine, now=now, settings=settings)
         if queued:
             _say(f"Queued {len(queued)} scheduled sync(s).")
+        try:  # alerts never stop scheduling nor fail a sync: a failure is one line on stderr
+            _say(alerts.deliver(engine, settings, now).line() or None)
+        except Exception as exc:  # noqa: BLE001
+            _say(alerts.failure_line(exc, settings))
         worst = EXIT_OK
         if args.run:
             results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
