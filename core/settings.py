@@ -121,12 +121,17 @@ def _alert_email(env: Mapping[str, str]) -> _AlertEmail:
     recipients = _addresses("HALO_ALERT_EMAIL_TO", env.get("HALO_ALERT_EMAIL_TO"))
     if len(sender) > 1:
         raise ValueError("HALO_ALERT_EMAIL_FROM must be one e-mail address, not a list")
-    if host is None and (recipients or sender or user or password):
-        raise ValueError("HALO_ALERT_EMAIL_TO, _FROM, HALO_ALERT_SMTP_USER or _PASSWORD is set but "
-                         "HALO_ALERT_SMTP_HOST is not: set the mail server's host name too, or unset them")
-    if host is not None and not (recipients and sender):
-        raise ValueError("HALO_ALERT_SMTP_HOST is set, so e-mail alerts need HALO_ALERT_EMAIL_FROM (one sender "
-                         "address) and HALO_ALERT_EMAIL_TO (comma-separated recipients) too")
+    given = {"HALO_ALERT_EMAIL_FROM": sender, "HALO_ALERT_EMAIL_TO": recipients, "HALO_ALERT_SMTP_USER": user,
+             "HALO_ALERT_SMTP_PASSWORD": password}
+    if host is None and any(given.values()):
+        named = " and ".join(name for name, value in given.items() if value)
+        raise ValueError(f"HALO_ALERT_SMTP_HOST is not set but {named} is: set the mail server's host name too, or "
+                         f"unset {named}")
+    missing = [name for name, value in (("HALO_ALERT_EMAIL_FROM", sender), ("HALO_ALERT_EMAIL_TO", recipients))
+               if not value]
+    if host is not None and missing:
+        raise ValueError(f"{' and '.join(missing)} must be set too: e-mail alerts need one sender address "
+                         "(HALO_ALERT_EMAIL_FROM) and comma-separated recipients (HALO_ALERT_EMAIL_TO)")
     if bool(user) != bool(password):
         raise ValueError("HALO_ALERT_SMTP_USER and HALO_ALERT_SMTP_PASSWORD go together: set both to sign in to the "
                          "mail server, or neither")

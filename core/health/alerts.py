@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from core.health.senders import Notice, Sender, SendFailed, redact, secrets_of, senders_for
+from core.health.senders import Notice, Sender, SendFailed, redact, secrets_of, senders_for, trial_notice
 from core.settings import Settings
 from core.store.tables import (
     ALERT_DELIVERY_TABLE,
@@ -213,3 +213,16 @@ def failure_line(exc: BaseException, settings: Settings) -> str:
     """One stderr line for an alerts step that failed as a whole (its database, say): scheduling goes on."""
     return redact(f"Alerts could not be sent this round ({type(exc).__name__}: {exc}); scheduling goes on and "
                   "alerts are tried again next round.", secrets_of(settings))
+
+
+def send_test(settings: Settings, now: datetime) -> list[tuple[AlertChannel, str | None]]:
+    """A test notice on each configured channel, now: (channel, None when it went, else why not)."""
+    results: list[tuple[AlertChannel, str | None]] = []
+    for channel, sender in senders_for(settings).items():
+        try:
+            sender(trial_notice(now))
+        except SendFailed as exc:
+            results.append((channel, exc.reason))
+        else:
+            results.append((channel, None))
+    return results

@@ -100,8 +100,9 @@ def smtp_server(*, password: str | None = None) -> Iterator[Inbox]:
 
 
 def email_settings(settings: Settings, port: int, **extra: Any) -> Settings:
-    return replace(settings, alert_smtp_host="127.0.0.1", alert_smtp_port=port, alert_smtp_starttls=False,
-                   alert_email_from=FROM, alert_email_to=TO, **extra)
+    values: dict[str, Any] = {"alert_smtp_host": "127.0.0.1", "alert_smtp_port": port, "alert_smtp_starttls": False,
+                              "alert_email_from": FROM, "alert_email_to": TO}
+    return replace(settings, **{**values, **extra})
 
 
 # ---- webhook -------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ so two senders never send one twice, and run from the scheduler without ever sto
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from core import cli
 from core.health import alerts
 from core.health.senders import Notice, SendFailed, senders_for
+from core.settings import settings_from_mapping
 from core.store.tables import (
     ALERT_DELIVERY_TABLE,
     JOB_TABLE,
@@ -254,7 +256,8 @@ def test_a_failing_webhook_is_retried_then_given_up_and_its_address_is_never_sto
     [row] = deliveries(engine)
     assert (row["state"], row["attempts"]) == (DeliveryState.FAILED, alerts.MAX_ATTEMPTS)
     assert row["last_error"] == "The webhook at 127.0.0.1 answered HTTP 500: internal_error"
-    assert lines[-1] == "Alerts: 0 sent, 1 given up. webhook: The webhook at 127.0.0.1 answered HTTP 500: internal_error"
+    assert lines[-1] == ("Alerts: 0 sent, 1 given up. webhook: The webhook at 127.0.0.1 answered HTTP 500: "
+                         "internal_error")
     assert "HTTP Request: POST" in caplog.text  # httpx did log its request: without the address
     assert WEBHOOK_PATH not in caplog.text + "".join(lines)
 
@@ -312,7 +315,7 @@ def test_a_channel_no_longer_configured_gives_its_pending_deliveries_up(engine, 
     assert (row["state"], row["last_error"]) == (DeliveryState.FAILED, alerts.UNCONFIGURED[AlertChannel.EMAIL])
 
 
-# ---- two senders at once ----------------------------------------------------------------------------------------------
+# ---- two senders at once ------------------------------------------------------------------------------------------
 
 def test_a_delivery_claimed_by_one_sender_is_not_sent_by_another(engine, settings, acme):
     configured = webhook_settings(settings, "https://hooks.example/services/x")
@@ -360,7 +363,7 @@ def test_two_senders_racing_over_many_deliveries_send_each_once(engine, settings
     assert len(set(receiver.texts)) == len(events)
 
 
-# ---- from the scheduler ------------------------------------------------------------------------------------------------
+# ---- from the scheduler ------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def scheduler_env(settings, monkeypatch, engine):
@@ -406,3 +409,103 @@ def test_the_settings_repr_hides_the_password_and_the_webhook_address(settings):
                                   f"https://hooks.example{WEBHOOK_PATH}")
     assert PASSWORD not in repr(configured) and WEBHOOK_PATH not in repr(configured)
     assert replace(configured).alert_smtp_password == PASSWORD
+
+
+# ---- settings ------------------------------------------------------------------------------------------------------
+
+EMAIL = {"HALO_ALERT_SMTP_HOST": "smtp.example.com", "HALO_ALERT_EMAIL_FROM": "alerts@example.com",
+         "HALO_ALERT_EMAIL_TO": "cs@example.com, ops@example.com"}
+
+
+def test_alert_settings_are_read_with_their_defaults():
+    plain = settings_from_mapping({})
+    assert (plain.alert_smtp_host, plain.alert_webhook_url, alerts.subscriptions(plain)) == (None, None, {})
+    configured = settings_from_mapping({**EMAIL, "HALO_ALERT_WEBHOOK_URL": "https://hooks.example/services/T/B/x",
+                                        "HALO_ALERT_WEBHOOK_TYPES": "auth_failed, WORKER_DOWN"})
+    assert (configured.alert_smtp_port, configured.alert_smtp_starttls) == (587, True)
+    assert configured.alert_email_to == ("cs@example.com", "ops@example.com")
+    assert alerts.subscriptions(configured) == {
+        AlertChannel.EMAIL: tuple(IssueType), AlertChannel.WEBHOOK: (IssueType.AUTH_FAILED, IssueType.WORKER_DOWN)}
+    tuned = settings_from_mapping({**EMAIL, "HALO_ALERT_SMTP_PORT": "2525", "HALO_ALERT_SMTP_STARTTLS": "off",
+                                   "HALO_ALERT_SMTP_USER": "alerts", "HALO_ALERT_SMTP_PASSWORD": PASSWORD})
+    assert (tuned.alert_smtp_port, tuned.alert_smtp_starttls, tuned.alert_smtp_password) == (2525, False, PASSWORD)
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({**EMAIL, "HALO_ALERT_SMTP_PORT": "70000"}, "HALO_ALERT_SMTP_PORT must be a port number from 1 to 65535"),
+    ({**EMAIL, "HALO_ALERT_SMTP_PORT": "smtp"}, "HALO_ALERT_SMTP_PORT must be a port number"),
+    ({**EMAIL, "HALO_ALERT_SMTP_STARTTLS": "maybe"}, "HALO_ALERT_SMTP_STARTTLS must be on or off"),
+    ({**EMAIL, "HALO_ALERT_EMAIL_TO": "cs@example.com; ops"}, "HALO_ALERT_EMAIL_TO must be e-mail addresses"),
+    ({**EMAIL, "HALO_ALERT_EMAIL_FROM": "a@example.com,b@example.com"}, "HALO_ALERT_EMAIL_FROM must be one"),
+    ({"HALO_ALERT_SMTP_HOST": "smtp.example.com", "HALO_ALERT_EMAIL_TO": "cs@example.com"},
+     "HALO_ALERT_EMAIL_FROM must be set too: e-mail alerts need one sender address"),
+    ({"HALO_ALERT_EMAIL_TO": "cs@example.com"}, "HALO_ALERT_SMTP_HOST is not set but HALO_ALERT_EMAIL_TO is: set the "
+                                                "mail server's host name too, or unset HALO_ALERT_EMAIL_TO"),
+    ({**EMAIL, "HALO_ALERT_SMTP_USER": "alerts"}, "HALO_ALERT_SMTP_USER and HALO_ALERT_SMTP_PASSWORD go together"),
+    ({**EMAIL, "HALO_ALERT_EMAIL_TYPES": "auth_failed,outage"}, "HALO_ALERT_EMAIL_TYPES lists unknown issue types "
+                                                                "'outage': use a comma list of auth_failed, "),
+    ({"HALO_ALERT_WEBHOOK_TYPES": "nope"}, "HALO_ALERT_WEBHOOK_TYPES lists unknown issue types 'nope'"),
+    ({"HALO_ALERT_WEBHOOK_URL": "hooks.example/services/T/B/secretpart"},
+     "HALO_ALERT_WEBHOOK_URL must be the whole incoming-webhook address, starting with https://"),
+])
+def test_a_bad_alert_setting_is_a_startup_error_naming_the_variable_and_the_fix(env, words):
+    with pytest.raises(ValueError, match="^" + re.escape(words)) as refused:
+        settings_from_mapping(env)
+    assert "secretpart" not in str(refused.value)  # the webhook address is never echoed
+
+
+def test_the_command_line_refuses_a_bad_alert_setting_with_the_configuration_error(monkeypatch, capsys):
+    monkeypatch.setenv("HALO_ALERT_SMTP_PORT", "0")
+    assert cli.main(["status", "--partner", "Acme MSP"]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.startswith("Configuration error: HALO_ALERT_SMTP_PORT must be a port number")
+
+
+# ---- python -m core alerts [--test] --------------------------------------------------------------------------------
+
+def test_alerts_test_sends_a_test_notice_on_each_configured_channel(engine, scheduler_env, capsys):
+    with smtp_server() as inbox, webhook_receiver() as receiver:
+        for key, value in {"HALO_ALERT_SMTP_HOST": "127.0.0.1", "HALO_ALERT_SMTP_PORT": str(inbox.port),
+                           "HALO_ALERT_SMTP_STARTTLS": "off", "HALO_ALERT_EMAIL_FROM": "alerts@console.example",
+                           "HALO_ALERT_EMAIL_TO": "cs@example.com", "HALO_ALERT_WEBHOOK_URL": receiver.url,
+                           "HALO_ALERT_WEBHOOK_TYPES": "auth_failed"}.items():
+            scheduler_env.setenv(key, value)
+        assert cli.main(["alerts", "--test"]) == cli.EXIT_OK
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"E-mail: To cs@example.com from alerts@console.example, through 127.0.0.1:{inbox.port} (no encryption). "
+        "Sent for every issue type.",
+        "Webhook: Posts to the incoming webhook at 127.0.0.1 (the rest of its address is a secret). Sent for Auth "
+        "failed."]
+    assert err.splitlines() == ["E-mail: test notice sent.", "Webhook: test notice sent."]
+    assert [m["Subject"] for m in inbox.messages] == ["[HaloPSA Sync] Test notice"]
+    assert receiver.texts == ["*HaloPSA Sync: test notice.* Alerts reach this channel; nothing is wrong."]
+    assert WEBHOOK_PATH not in out + err
+
+
+def test_alerts_test_says_what_failed_and_exits_4(engine, scheduler_env, capsys):
+    scheduler_env.setenv("HALO_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}{WEBHOOK_PATH}")
+    assert cli.main(["alerts", "--test"]) == cli.EXIT_FAILED
+    out, err = capsys.readouterr()
+    assert err.startswith("Webhook: test notice NOT sent. The webhook at 127.0.0.1 could not be reached: ")
+    assert WEBHOOK_PATH not in out + err
+
+
+def test_alerts_test_without_a_channel_says_how_to_configure_one(engine, scheduler_env, capsys):
+    assert cli.main(["alerts", "--test"]) == cli.EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "E-mail: Not configured: set HALO_ALERT_SMTP_HOST, HALO_ALERT_EMAIL_FROM and HALO_ALERT_EMAIL_TO (see the "
+        "README's configuration table).",
+        "Webhook: Not configured: set HALO_ALERT_WEBHOOK_URL to a Slack-compatible incoming webhook."]
+    assert err.startswith("No alert channel is configured, so no test notice was sent: set HALO_ALERT_SMTP_HOST")
+
+
+def test_alerts_lists_the_latest_deliveries(engine, settings, acme, scheduler_env, capsys):
+    configured = webhook_settings(settings, "https://hooks.example/services/x")
+    alerts.plan(engine, configured, NOW)
+    opened(engine, acme)
+    alerts.plan(engine, configured, NOW)
+    alerts.send_due(engine, configured, NOW, {AlertChannel.WEBHOOK: lambda notice: None})
+    assert cli.main(["alerts"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "  2026-11-02 12:00 Acme MSP: Auth failed opened by webhook, sent (sent 2026-11-02 12:00 UTC)"]
