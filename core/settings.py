@@ -92,8 +92,12 @@ def _webhook_url(value: str | None) -> str | None:
     """The alerts' incoming-webhook address. It is a secret (whoever has it can post): never echoed, even here."""
     if not value or not value.strip():
         return None
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(value.strip())
+        address_ok = parts.scheme in ("https", "http") and bool(parts.hostname)
+    except ValueError:  # "http://[oops/": not an address at all
+        address_ok = False
+    if not address_ok:
         raise ValueError("HALO_ALERT_WEBHOOK_URL must be the whole incoming-webhook address, starting with https:// "
                          "(e.g. https://hooks.slack.com/services/…); the value given is not one (not shown: it is "
                          "a secret)")

@@ -447,6 +447,8 @@ def test_alert_settings_are_read_with_their_defaults():
     ({"HALO_ALERT_WEBHOOK_TYPES": "nope"}, "HALO_ALERT_WEBHOOK_TYPES lists unknown issue types 'nope'"),
     ({"HALO_ALERT_WEBHOOK_URL": "hooks.example/services/T/B/secretpart"},
      "HALO_ALERT_WEBHOOK_URL must be the whole incoming-webhook address, starting with https://"),
+    ({"HALO_ALERT_WEBHOOK_URL": "https://[secretpart/x"},
+     "HALO_ALERT_WEBHOOK_URL must be the whole incoming-webhook address, starting with https://"),
 ])
 def test_a_bad_alert_setting_is_a_startup_error_naming_the_variable_and_the_fix(env, words):
     with pytest.raises(ValueError, match="^" + re.escape(words)) as refused:
