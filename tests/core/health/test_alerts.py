@@ -19,14 +19,16 @@ from core.health.senders import Notice, SendFailed, senders_for
 from core.settings import settings_from_mapping
 from core.store.tables import (
     ALERT_DELIVERY_TABLE,
-    JOB_TABLE,
+    RUN_TABLE,
     SETTING_TABLE,
     AlertChannel,
     DeliveryState,
     IssueChange,
     IssueSeverity,
     IssueType,
+    RunStatus,
 )
+from halo_emulator import HaloEmulator, serve
 from tests.support.clock import NOW
 from tests.support.factories import add_partner
 from tests.support.issue_rows import (
@@ -104,6 +106,25 @@ def test_nothing_is_planned_or_sent_when_no_channel_is_configured_and_turning_on
     third = opened(engine, acme, IssueType.STALE_CLOCK)
     assert alerts.plan(engine, configured, NOW) == 1
     assert [row["event_id"] for row in deliveries(engine)] == [third]
+
+
+def test_two_planners_at_once_plan_each_event_once(engine, settings, acme):
+    configured = webhook_settings(email_settings(settings, 2525), "https://hooks.example/services/x")
+    alerts.plan(engine, configured, NOW)
+    events = [opened(engine, acme, kind) for kind in IssueType if kind != IssueType.WORKER_DOWN]
+    start, planned = threading.Barrier(2), []
+
+    def race() -> None:
+        start.wait(30)
+        planned.append(alerts.plan(engine, configured, NOW))
+
+    threads = [threading.Thread(target=race) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(planned) == [0, 2 * len(events)]
+    assert len(deliveries(engine)) == 2 * len(events)
 
 
 def test_each_channel_gets_only_the_issue_types_it_subscribes_to(engine, settings, acme):
@@ -373,23 +394,27 @@ def scheduler_env(settings, monkeypatch, engine):
     return monkeypatch
 
 
-def test_a_refusing_mail_server_is_one_stderr_line_and_scheduling_goes_on(engine, settings, acme, scheduler_env,
-                                                                          capsys):
+def test_a_refusing_mail_server_is_one_stderr_line_and_the_scheduled_sync_still_runs(engine, settings, scheduler_env,
+                                                                                     capsys):
+    emulator = HaloEmulator(seed=5, invoices=30, start=NOW - timedelta(days=2), rate_limit=None, client_secret="abc")
     port = free_port()
     for key, value in {"HALO_ALERT_SMTP_HOST": "127.0.0.1", "HALO_ALERT_SMTP_PORT": str(port),
                        "HALO_ALERT_SMTP_STARTTLS": "off", "HALO_ALERT_EMAIL_FROM": "alerts@console.example",
                        "HALO_ALERT_EMAIL_TO": "cs@example.com", "HALO_ALERT_SMTP_USER": "alerts",
-                       "HALO_ALERT_SMTP_PASSWORD": PASSWORD}.items():
+                       "HALO_ALERT_SMTP_PASSWORD": PASSWORD, "HALO_ALLOW_LOCAL_DOMAINS": "1"}.items():
         scheduler_env.setenv(key, value)
-    alerts.plan(engine, email_settings(settings, port), NOW)  # alerts were on before this issue opened
-    opened(engine, acme)
-    assert cli.main(["scheduler", "--once"]) == cli.EXIT_OK
+    with serve(emulator) as server:
+        partner = add_partner(engine, settings, name="Acme MSP", now=NOW - timedelta(days=3), app_domain=server.url,
+                              client_id=emulator.client_id, client_secret="abc")
+        alerts.plan(engine, email_settings(settings, port), NOW)  # alerts were on before this issue opened
+        opened(engine, partner)
+        assert cli.main(["scheduler", "--once", "--run"]) == cli.EXIT_OK
     err = capsys.readouterr().err
     [line] = [line for line in err.splitlines() if line.startswith("Alerts")]
     assert line.startswith(f"Alerts: 0 sent, 1 to retry. e-mail: The mail server 127.0.0.1:{port} did not take")
     assert "Queued 1 scheduled sync(s)." in err and PASSWORD not in err
     with engine.connect() as conn:
-        assert len(conn.execute(select(JOB_TABLE)).all()) == 1
+        assert conn.execute(select(RUN_TABLE.c.status)).scalars().all() == [RunStatus.SUCCEEDED]  # its first sync
 
 
 def test_an_alerts_step_that_fails_whole_is_one_line_and_scheduling_goes_on(engine, acme, scheduler_env, capsys):
