@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
-from core.console import exports, partners, status
+from core.console import alert_config, exports, partners, status
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
+from core.health import alerts
 from core.settings import Settings, load_settings
 from core.store import audit
 from core.store import database as db
@@ -55,8 +56,9 @@ def _operator() -> Principal:
     return Principal(role=Role.CS, user=f"cli:{os.environ.get('USER') or getpass.getuser()}")
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _say(message: str | None) -> None:
+    if message is not None:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _read_secret() -> str:
@@ -187,6 +189,10 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         queued = scheduler.enqueue_due(engine, now=now, settings=settings)
         if queued:
             _say(f"Queued {len(queued)} scheduled sync(s).")
+        try:  # alerts never stop scheduling nor fail a sync: a failure is one line on stderr
+            _say(alerts.deliver(engine, settings, now).line() or None)
+        except Exception as exc:  # noqa: BLE001
+            _say(alerts.failure_line(exc, settings))
         worst = EXIT_OK
         if args.run:
             results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
@@ -194,6 +200,27 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         if args.once:
             return worst
         time.sleep(args.tick)
+
+
+def cmd_alerts(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    """Say where alerts go and the latest deliveries; with --test, send a test notice on each configured channel."""
+    view = alert_config.alerts_view(engine, _operator(), settings=settings, limit=5)
+    for channel in view.channels:
+        print(f"{channel.name}: {channel.summary}" + (f" Sent for {channel.types}." if channel.configured else ""))
+    for line in view.delivery_lines():
+        print(f"  {line}")
+    if not args.test:
+        return EXIT_OK
+    if not view.configured:
+        _say("No alert channel is configured, so no test notice was sent: set HALO_ALERT_SMTP_HOST, "
+             "HALO_ALERT_EMAIL_FROM and HALO_ALERT_EMAIL_TO for e-mail, or HALO_ALERT_WEBHOOK_URL for a webhook.")
+        return EXIT_BAD_INPUT
+    worst = EXIT_OK
+    for sent_on, failure in alerts.send_test(settings, settings.now()):
+        name = alert_config.CHANNEL_NAMES[sent_on]
+        _say(f"{name}: test notice sent." if failure is None else f"{name}: test notice NOT sent. {failure}")
+        worst = worst if failure is None else EXIT_FAILED
+    return worst
 
 
 def cmd_worker(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
@@ -287,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run what is queued now, then exit")
     p.add_argument("--threads", type=int, help="sync threads (default HALO_WORKER_THREADS, 4)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("alerts", help="where alerts go and the latest deliveries; --test sends a test notice")
+    p.add_argument("--test", action="store_true", help="send a test notice on each configured channel")
+    p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("demo", help="seed the demo partners and history into an empty embedded database")
     p.set_defaults(func=cmd_demo)

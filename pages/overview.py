@@ -4,6 +4,7 @@ partners that need a person. All numbers and rules come from core.console.overvi
 import streamlit as st
 
 from core.console import overview as overview_screen
+from ui import alerts as alerts_panel
 from ui import auth, components, resources
 
 principal = auth.require_page("overview")
@@ -56,3 +57,4 @@ COLUMNS = {
     "fetch_unpaid": st.column_config.TextColumn("Fetch unpaid invoices", width=150),
 }
 st.dataframe(shown, hide_index=True, key="overview.table", column_order=list(COLUMNS), column_config=COLUMNS)
+alerts_panel.render(principal)

@@ -32,7 +32,18 @@ from sqlmodel import SQLModel
 from core.access import Principal
 from core.actions import autopay_rules, fetches, subtype_names
 from core.actions import connect as connections
-from core.console import adoption, agreements, audit_log, exports, overview, partners, status, subtypes, syncs
+from core.console import (
+    adoption,
+    agreements,
+    alert_config,
+    audit_log,
+    exports,
+    overview,
+    partners,
+    status,
+    subtypes,
+    syncs,
+)
 from core.console import connection as connection_screen
 from core.console import invoices as invoices_screen
 from core.errors import AccessDenied, ConsoleError, CooldownActive, NotFound
@@ -333,6 +344,9 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
     "core.console.connection.renumber_preview": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d:
         connection_screen.renumber_preview(w.engine, p, pid, d.draw(
             st.sampled_from([NumberField.HALO_ID.value, NumberField.THIRD_PARTY.value]), label="field"))),
+    "core.console.alert_config.alerts_view": ((Role.CS,), False,
+                                              lambda w, p, pid, d: alert_config.alerts_view(w.engine, p,
+                                                                                            settings=w.settings)),
 }
 def _connect_and_backfill(w: World, principal: Principal, pid: int, d: Any) -> Any:
     """Connect through the partner's own tenant (a made-up one for a partner without one), then backfill from it."""

@@ -231,7 +231,8 @@ def test_any_invoice_filter_pages_the_matching_rows_or_is_refused(engine, partne
 WORDS = ["connect", "sync", "status", "invoices", "scheduler", "demo", "keygen", "new-data", "unpaid", "scheduled",
          "--partner", "--domain", "--client-id", "--tenant", "--since", "--invoice-number-field", "--secondary",
          "--json", "--unpaid", "--format", "--once", "--tick", "--help", "-h", "json", "csv", "halo_id", "third_party",
-         "Acme MSP", "2025-01-31", "2099-01-01", "http://acme.halopsa.com", "acme", "0", "-1", "", "--", "=", "-"]
+         "Acme MSP", "2025-01-31", "2099-01-01", "http://acme.halopsa.com", "acme", "0", "-1", "", "--", "=", "-",
+         "alerts", "--test"]
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +283,7 @@ def argvs(draw: st.DrawFn, url: str, client_id: str) -> list[str]:
         ["invoices", "--partner", draw(partner), "--format", draw(st.sampled_from(["json", "csv"])), "--unpaid"],
         ["scheduler", "--once", "--tick", "0"],
         ["keygen"],
+        ["alerts", "--test"],
     ]
     words = st.one_of(st.sampled_from([*WORDS, url, client_id]), st.text(max_size=15))
     argv = draw(st.one_of(st.sampled_from(templates), st.lists(words, max_size=8)))
@@ -319,7 +321,9 @@ def test_any_command_line_exits_0_2_3_or_4_with_a_message_and_never_a_traceback(
 
 @fuzz(100)
 @given(name=st.sampled_from(["HALO_PAGE_SIZE", "HALO_RATE_LIMIT", "HALO_RATE_WINDOW_S", "HALO_CONSOLE_NOW",
-                             "HALO_COOLDOWN_NEW_DATA_S", "HALO_LEASE_S", "HALO_MAX_ATTEMPTS"]),
+                             "HALO_COOLDOWN_NEW_DATA_S", "HALO_LEASE_S", "HALO_MAX_ATTEMPTS", "HALO_ALERT_SMTP_PORT",
+                             "HALO_ALERT_SMTP_STARTTLS", "HALO_ALERT_EMAIL_TO", "HALO_ALERT_WEBHOOK_URL",
+                             "HALO_ALERT_EMAIL_TYPES"]),
        value=st.text(min_size=1, max_size=12).filter(lambda v: "\x00" not in v))
 def test_bad_configuration_is_exit_2_with_the_variable_named_never_a_traceback(cli_env, capsys, monkeypatch, name,
                                                                                value):

@@ -454,6 +454,10 @@ def test_cs_tours_every_page_of_a_partner(ui: UI, tmp_path: Path) -> None:
     expect(ui.metric("Partners")).to_have_text("5")
     expect(ui.main().get_by_role("heading", name="Needs a person")).to_be_visible()
     ui.screenshot("overview")
+    alerts = ui.main().get_by_test_id("stExpander").filter(has_text="Alerts")  # none configured in the demo
+    alerts.locator("summary").click()
+    expect(alerts.get_by_text("Nothing is sent until a channel is configured.")).to_be_visible()
+    expect(alerts.get_by_text(re.compile(r"^Webhook: Not configured: set HALO_ALERT_WEBHOOK_URL"))).to_be_visible()
     ui.pick_partner("Northwind IT")
     checks: dict[str, Callable[[], None]] = {
         "Connection": lambda: expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible(),
