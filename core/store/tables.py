@@ -381,9 +381,11 @@ class RunCounters(SQLModel):
 
 
 class SyncRun(RunCounters, table=True):
-    # the scheduler reads the last interval's runs of every partner by started_at
+    # the scheduler reads the last interval's runs of every partner by started_at, Adoption a span's totals: the
+    # started_at index carries the columns they read, so they walk the index alone
     __table_args__ = (Index("ix_syncrun_partner_started", "partner_id", "started_at"),
-                      Index("ix_syncrun_started", "started_at"))
+                      Index("ix_syncrun_started_totals", "started_at", "partner_id", "kind", "trigger", "status",
+                            "finished_at", "window_end", "created", "updated", "invoices_seen"))
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
     kind: RunKind = enum_field(RunKind)

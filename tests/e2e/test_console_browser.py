@@ -49,6 +49,9 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 SEED_TIMEOUT_S = 400
 START_TIMEOUT_S = 60
+# what a page draws after a click may take a rerun or two: on 2 busy cores (the suite's other worker seeding a demo)
+# a rerun of a page has taken over 5 s, Playwright's default wait; a wait ends as soon as the text is there
+expect.set_options(timeout=15_000)
 
 # sidebar link -> the page's title (h1) and its screenshot name (the page's url_path)
 CS_PAGES = {"Overview": ("Partner overview", "overview"), "Connection": ("HaloPSA connection", "connection"),

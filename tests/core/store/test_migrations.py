@@ -175,7 +175,7 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
                                                                         "issueevent", "alertdelivery")])
             _subtypes_by_name(conn)
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
-            conn.exec_driver_sql("DROP INDEX ix_syncrun_started")
+            conn.exec_driver_sql("DROP INDEX ix_syncrun_started_totals")
     engine.dispose()
     engine = db.engine_for(_settings(url))
     try:
