@@ -3,6 +3,7 @@ cookie the sign-in page (ui.session_routes) set and which core checks at every p
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
@@ -59,7 +60,17 @@ def end_if_signed_out() -> None:
     resumed = resume_session(resources.get_engine(), cookie, now=resources.now(), keys=resources.get_session_keys(),
                              touch=False)
     if resumed.principal is None:
-        st.rerun(scope="app")
+        _leave_for_sign_in(resumed.ended)
+        st.stop()
+
+
+def _leave_for_sign_in(ended: SessionEnd | None) -> None:
+    """Load the sign-in page in this tab. A page load ends the tab's Streamlit session, so no timer of the page it
+    was on can tick into what is drawn instead: Streamlit 1.67's frontend failed on such a tick ("'setIn' cannot be
+    called on an ElementNode") and left the tab blank. The script is ours; the address is JSON-quoted with "<"
+    escaped, so nothing in it can end the script element."""
+    target = json.dumps(sign_in_url(_here(), ended)).replace("<", "\\u003c")
+    st.html(f"<script>window.location.replace({target})</script>", unsafe_allow_javascript=True)
 
 
 def _here() -> str:
@@ -80,9 +91,11 @@ def login_page() -> None:
             st.button("Sign in", type="primary", on_click=st.login)
         return
     ended = st.session_state.get(_ENDED_KEY)
-    if isinstance(ended, SessionEnd):
+    ended = ended if isinstance(ended, SessionEnd) else None
+    if ended is not None:
         st.info(resources.get_session_keys().policy.end_message(ended))
     st.link_button("Sign in", sign_in_url(_here(), ended), type="primary")
+    _leave_for_sign_in(ended)
 
 
 def logout() -> None:

@@ -1,3 +1,4 @@
+import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -36,6 +37,25 @@ def test_a_session_cookie_signs_in_until_it_is_signed_out_in_any_tab(console, si
     assert "Acme" not in str(second)
     query = parse_qs(urlsplit(_sign_in_link(second)).query)
     assert query["ended"] == ["signed_out"]
+
+
+def _redirect(at: AppTest) -> str:
+    """The address the page's own script loads: a page load ends the tab's Streamlit session and its timers."""
+    scripts = [element.proto.body for element in at.get("html")]
+    assert len(scripts) == 1 and scripts[0].startswith("<script>window.location.replace(")
+    return str(json.loads(scripts[0].removeprefix("<script>window.location.replace(").removesuffix(")</script>")))
+
+
+def test_a_tab_whose_session_ended_loads_the_sign_in_page_and_nothing_can_end_its_script(console, signed_in):
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    signed_in(at, "cs")
+    at.query_params["partner"] = "</script><script>alert(1)</script>"
+    at.run()
+    at.button(key="sidebar.logout").click().run()
+    assert "</script><script>" not in at.get("html")[0].proto.body
+    target = urlsplit(_redirect(at))
+    assert target.path == "/session/sign-in" and parse_qs(target.query)["ended"] == ["signed_out"]
+    assert _redirect(at) == _sign_in_link(at)
 
 
 def test_a_link_names_the_partner_and_picking_one_puts_it_in_the_url(console, signed_in):
