@@ -28,6 +28,7 @@ from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.console import exports, partners, status
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
+from core.health import issues
 from core.settings import Settings, load_settings
 from core.store import audit
 from core.store import database as db
@@ -191,9 +192,24 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         if args.run:
             results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
             worst = max((_report_run(result) for result in results), default=EXIT_OK)
+        _evaluate_issues(engine, settings)
         if args.once:
             return worst
         time.sleep(args.tick)
+
+
+def _evaluate_issues(engine: Engine, settings: Settings) -> None:
+    """The fleet's issues, once per tick, in their own try: a failure is said and scheduling goes on."""
+    try:
+        changes = issues.evaluate(engine, now=scheduler.clock(engine, settings), settings=settings)
+    except Exception as exc:  # noqa: BLE001 - whatever fails here must never stop the scheduling of syncs
+        log.debug("evaluating the fleet's issues failed", exc_info=True)
+        _say(f"Could not update the Overview's issues ({type(exc).__name__}: {exc}); syncs are still scheduled, and "
+             "the next tick tries again. If it keeps failing, check the database and the scheduler's log.")
+        return
+    if changes:
+        _say("Issues: " + ", ".join(f"{c.change.value} {c.type.value}"
+                                    + (f" (partner {c.partner_id})" if c.partner_id else "") for c in changes) + ".")
 
 
 def cmd_worker(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:

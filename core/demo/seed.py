@@ -10,6 +10,8 @@ Partners and their stories:
   loses two permissions.
 - Litware Systems: primary; its HaloPSA starts failing in the last week.
 A few of Northwind's records arrive unreadable (BAD_RECORDS), so the Syncs page has record errors to group.
+The fleet's issues are evaluated after every replayed hour, as the scheduler does each tick, so the Overview's worklist
+and its recently resolved issues carry their history.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.demo import sandbox
 from core.errors import ConsoleError
+from core.health import issues
 from core.settings import Settings
 from core.store.tables import AutoPayTrigger, IntegrationRole, NumberField, Partner, Role, RunKind
 from core.store.users import add_user
@@ -136,6 +139,7 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
                 rule.times = rule.fired  # spent: no later request meets it
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
                     settings=replay, factory=factory)
+            issues.evaluate(engine, now=hour, settings=replay)  # as the scheduler does each tick: the issues' history
             if hour.hour == 0:
                 say(f"Demo history: {(hour - start).days} of {days} days replayed")
             hour += timedelta(hours=1)
