@@ -89,10 +89,10 @@ def standing(item: PartnerFacts, *, now: datetime, interval: timedelta) -> Stand
     return {Freshness.ON_TIME: Standing.ON_TIME, Freshness.LATE: Standing.LATE}.get(fresh, Standing.FAILING)
 
 
-def _load(engine: Engine, principal: Principal) -> list[PartnerFacts]:
+def _load(engine: Engine, principal: Principal, now: datetime) -> list[PartnerFacts]:
     require_role(principal, Role.CS)
     with engine.connect() as conn:
-        return partner_facts(conn)
+        return partner_facts(conn, now=now)
 
 
 def _cooldown_text(item: PartnerFacts, kind: str, now: datetime) -> str:
@@ -138,7 +138,7 @@ def overview(engine: Engine, principal: Principal, *, now: datetime, settings: S
             "fetch_unpaid": _cooldown_text(item, unpaid, now),
             "standing": standing(item, now=now, interval=interval).value,
         }
-        for item in _load(engine, principal)
+        for item in _load(engine, principal, now)
     ]
     return pd.DataFrame(rows, columns=OVERVIEW_COLUMNS)
 

@@ -11,10 +11,10 @@ partner); run facts come from index walks that read a few rows per partner, not 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.engine import Connection
 
 from core.errors import ErrorKind
@@ -36,6 +36,7 @@ from core.sync.jobs import lease_now
 
 OK_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 WORKER_BEAT_WITHIN = timedelta(seconds=30)  # a worker that beat this recently is alive
+EVER = datetime(1970, 1, 1, tzinfo=UTC)
 QUEUED_GRACE = timedelta(minutes=2)  # a due job waiting longer than this with no live worker: nothing will run it
 
 
@@ -60,7 +61,7 @@ class PartnerFacts:
     subtypes: int = 0
     rules: int = 0  # rules with a subtype id: those that can charge anything
     rules_to_repick: int = 0  # rules waiting for their subtype to be picked again (since rules moved to ids)
-    cooldowns: dict[str, datetime] = field(default_factory=dict)
+    cooldowns: dict[str, datetime] = field(default_factory=dict)  # the running ones: kind -> when it is available
     latest_recorded_at: datetime | None = None  # the newest time any of its runs or cooldowns was stamped with
 
     @property
@@ -80,22 +81,30 @@ def _newest_run(*conditions: Any) -> Any:
             .order_by(run.started_at.desc(), run.id.desc()).limit(1).scalar_subquery())
 
 
+def _or_ever(started_at: Any) -> Any:
+    """A run's start, or (no such run) the beginning of time: `later > _or_ever(x)` seeks the index from x on."""
+    return func.coalesce(started_at, literal(EVER, RUN_TABLE.c.started_at.type))
+
+
 def _partners(conn: Connection) -> dict[int, PartnerFacts]:
-    """One statement: each partner with its connection, latest finished run, last success, the failures since that
-    success and the record errors since its last clean run."""
+    """One statement: each partner with its connection, latest finished run, last success, the failures (or rate
+    limits) in a row since that success, the record errors since its last clean run and its newest run's start (an
+    index seek per partner, not a scan of the run history)."""
     part, con, err = PARTNER_TABLE.c, CONNECTION_TABLE.c, ERROR_TABLE.c
     latest, ok, clean, later = (RUN_TABLE.alias(name) for name in ("latest", "ok", "clean", "later"))
 
     def since_ok(status: RunStatus) -> Any:
-        return (select(func.count()).select_from(later)
-                .where(later.c.partner_id == part.id, later.c.status == status,
-                       ok.c.started_at.is_(None) | (later.c.started_at > ok.c.started_at))
-                .scalar_subquery())
+        """Runs ending so since the last success, counted only when the latest run ended so (else 0: not in a row)."""
+        counted = (select(func.count()).select_from(later)
+                   .where(later.c.partner_id == part.id, later.c.status == status,
+                          later.c.started_at > _or_ever(ok.c.started_at))
+                   .scalar_subquery())
+        return case((latest.c.status == status, counted), else_=0)
 
     errors_since_clean = (
         select(func.count()).select_from(ERROR_TABLE.join(later, later.c.id == err.run_id))
         .where(later.c.partner_id == part.id,
-               clean.c.started_at.is_(None) | (later.c.started_at > clean.c.started_at))
+               later.c.started_at > _or_ever(clean.c.started_at))
         .scalar_subquery()
     )
     rows = conn.execute(
@@ -104,7 +113,9 @@ def _partners(conn: Connection) -> dict[int, PartnerFacts]:
                ok.c.finished_at.label("last_success_at"), latest.c.status.label("latest_status"),
                latest.c.error.label("latest_error"), latest.c.error_kind.label("latest_error_kind"),
                since_ok(RunStatus.FAILED).label("failed_in_row"),
-               since_ok(RunStatus.RATE_LIMITED).label("rate_limited_in_row"), errors_since_clean.label("open_errors"))
+               since_ok(RunStatus.RATE_LIMITED).label("rate_limited_in_row"), errors_since_clean.label("open_errors"),
+               select(func.max(RUN_TABLE.c.started_at)).where(RUN_TABLE.c.partner_id == part.id)
+               .scalar_subquery().label("latest_started_at"))
         .select_from(
             PARTNER_TABLE.outerjoin(CONNECTION_TABLE, con.partner_id == part.id)
             .outerjoin(latest, latest.c.id == _newest_run(RUN_TABLE.c.finished_at.is_not(None)))
@@ -113,11 +124,16 @@ def _partners(conn: Connection) -> dict[int, PartnerFacts]:
                                                         RUN_TABLE.c.rejected == 0))
         )
     )
-    return {row.partner_id: PartnerFacts(**{**row._mapping, "missing_scopes": (row.missing_scopes or "").split()})
-            for row in rows}
+    facts = {}
+    for row in rows:
+        values = dict(row._mapping)
+        latest_started_at = values.pop("latest_started_at")
+        item = facts[row.partner_id] = PartnerFacts(**{**values, "missing_scopes": (row.missing_scopes or "").split()})
+        _note_recorded(item, latest_started_at)
+    return facts
 
 
-def _add_mapping_and_cooldowns(conn: Connection, facts: dict[int, PartnerFacts]) -> None:
+def _add_mapping_and_cooldowns(conn: Connection, facts: dict[int, PartnerFacts], now: datetime) -> None:
     agr, rule, cool = AGREEMENT_TABLE.c, RULE_TABLE.c, COOLDOWN_TABLE.c
     subtypes = func.count(agr.subtype_id.distinct()).label("subtypes")
     agreements = select(agr.partner_id, func.count().label("n"), subtypes).group_by(agr.partner_id)
@@ -127,12 +143,11 @@ def _add_mapping_and_cooldowns(conn: Connection, facts: dict[int, PartnerFacts])
     for row in conn.execute(select(rule.partner_id, func.count().filter(~waiting).label("n"),
                                    func.count().filter(waiting).label("waiting")).group_by(rule.partner_id)):
         facts[row.partner_id].rules, facts[row.partner_id].rules_to_repick = row.n, row.waiting
-    for row in conn.execute(select(cool.partner_id, cool.kind, cool.available_at, cool.last_started_at)):
+    # only the cooldowns still running or stamped after now: any other reads as "available now" and as no clock issue
+    for row in conn.execute(select(cool.partner_id, cool.kind, cool.available_at, cool.last_started_at)
+                            .where((cool.available_at > now) | (cool.last_started_at > now))):
         facts[row.partner_id].cooldowns[row.kind] = row.available_at
         _note_recorded(facts[row.partner_id], row.last_started_at)
-    run = RUN_TABLE.c
-    for row in conn.execute(select(run.partner_id, func.max(run.started_at).label("at")).group_by(run.partner_id)):
-        _note_recorded(facts[row.partner_id], row.at)
 
 
 def _note_recorded(item: PartnerFacts, at: datetime | None) -> None:
@@ -140,10 +155,10 @@ def _note_recorded(item: PartnerFacts, at: datetime | None) -> None:
         item.latest_recorded_at = at
 
 
-def partner_facts(conn: Connection) -> list[PartnerFacts]:
-    """Every partner's facts, by name (case-insensitive)."""
+def partner_facts(conn: Connection, *, now: datetime) -> list[PartnerFacts]:
+    """Every partner's facts at `now`, by name (case-insensitive)."""
     facts = _partners(conn)
-    _add_mapping_and_cooldowns(conn, facts)
+    _add_mapping_and_cooldowns(conn, facts, now)
     return sorted(facts.values(), key=lambda item: item.name.lower())
 
 

@@ -289,7 +289,7 @@ def _read(engine: Engine, *, now: datetime) -> tuple[dict[tuple[int | None, Issu
     """What is wrong now, and the issue rows as they stand: every write after this is conditional on these rows."""
     with engine.connect() as conn:
         current = {(found.partner_id, found.type): found
-                   for found in findings(partner_facts(conn), queue_facts(conn), now=now)}
+                   for found in findings(partner_facts(conn, now=now), queue_facts(conn), now=now)}
         rows = {(row.partner_id, IssueType(row.type)): row for row in conn.execute(select(ISSUE_TABLE))}
     return current, rows
 
