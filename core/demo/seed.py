@@ -42,6 +42,7 @@ from halo_emulator import FaultRule
 log = logging.getLogger(__name__)
 DEMO_PASSWORD = "demo-password"
 REPLAY_DAYS = 21
+EVALUATE_AFTER = timedelta(minutes=59)  # into each replayed hour: after its last press (see _presses)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
                 rule.times = rule.fired  # spent: no later request meets it
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
                     settings=replay, factory=factory)
-            issues.evaluate(engine, now=hour, settings=replay)  # as the scheduler does each tick: the issues' history
+            # as the scheduler does each tick, once the hour's presses are in: the issues carry their history
+            issues.evaluate(engine, now=min(hour + EVALUATE_AFTER, now), settings=replay)
             if hour.hour == 0:
                 say(f"Demo history: {(hour - start).days} of {days} days replayed")
             hour += timedelta(hours=1)
