@@ -268,7 +268,6 @@ class UI:
     def options(self, label: str) -> list[str]:
         box = self.main().get_by_role("combobox", name=label)
         box.click()
-        expect(self.page.get_by_role("option").first).to_be_visible()
         names = [text.strip() for text in self.page.get_by_role("option").all_inner_texts()]
         box.press("Escape")
         return names
@@ -490,23 +489,34 @@ def test_cs_tours_every_page_of_a_partner(ui: UI, tmp_path: Path) -> None:
     ui.assert_clean()
 
 
-def _pick_issue(tab: UI, label: str) -> None:
-    """Pick an issue in the Overview's "Issue" box. A click on the box right after the page drew it sometimes leaves
-    its list closed (seen on the page opened again from the sidebar): click again until the list shows."""
+def _open_issue_list(tab: UI) -> Locator:
+    """Open the Overview's "Issue" box; returns it. A click on the box right after the page drew it sometimes leaves
+    its list closed (seen on the page opened again from the sidebar, and under load): click again until it shows."""
     box = tab.main().get_by_role("combobox", name="Issue")
-    option = tab.page.get_by_role("option", name=label, exact=True)
     for _ in range(3):
+        tab.settle()
         box.click()
         try:
-            expect(option).to_be_visible(timeout=3_000)
+            expect(tab.page.get_by_role("option").first).to_be_visible(timeout=5_000)
         except AssertionError:
             tab.page.keyboard.press("Escape")
             continue
-        option.click()
-        expect(box).to_have_value(label)
-        tab.settle()
-        return
-    raise AssertionError(f"the Issue box never listed {label!r}")
+        return box
+    raise AssertionError("the Issue box never opened its list")
+
+
+def _issues_listed(tab: UI) -> list[str]:
+    _open_issue_list(tab)
+    names = [text.strip() for text in tab.page.get_by_role("option").all_inner_texts()]
+    tab.page.keyboard.press("Escape")
+    return names
+
+
+def _pick_issue(tab: UI, label: str) -> None:
+    box = _open_issue_list(tab)
+    tab.page.get_by_role("option", name=label, exact=True).click()
+    expect(box).to_have_value(label)
+    tab.settle()
 
 
 def test_cs_works_the_issues_worklist(ui: UI) -> None:
@@ -516,15 +526,15 @@ def test_cs_works_the_issues_worklist(ui: UI) -> None:
     expect(ui.page.get_by_role("heading", level=1, name="Partner overview")).to_be_visible()
     tiles = ("On time", "Late", "Failing", "Not syncing by design", "Never synced")
     assert sum(int(ui.metric(label).inner_text()) for label in tiles) == int(ui.metric("Partners").inner_text()) == 5
-    listed = ui.options("Issue")
+    listed = _issues_listed(ui)
     ranks = [SEVERITIES.index(label.split(" · ")[0]) for label in listed]
     assert ranks == sorted(ranks) and listed[0] == "critical · Failing runs · Litware Systems", listed
 
     _pick_issue(ui, listed[0])
     ui.main().get_by_role("link", name="Open Syncs for Litware Systems").click()
-    expect(ui.page.get_by_role("heading", level=1, name="Syncs")).to_be_visible()
+    expect(ui.page.get_by_role("heading", level=1, name="Syncs")).to_be_visible(timeout=30_000)
     ui.settle()
-    expect(ui.page).to_have_url(re.compile(r"/syncs\?partner=\d+$"))
+    expect(ui.page).to_have_url(re.compile(r"/syncs\?partner=\d+$"), timeout=30_000)
     expect(ui.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner")).to_have_value(
         "Litware Systems")
 
@@ -533,9 +543,10 @@ def test_cs_works_the_issues_worklist(ui: UI) -> None:
     _pick_issue(ui, waiting)
     ui.main().get_by_role("textbox", name="Reason").fill("Their admin ticks the permissions on Monday")
     ui.main().get_by_role("button", name="Snooze", exact=True).click()
-    expect(ui.main().get_by_text(re.compile(r"^Snoozed until \d{4}-\d\d-\d\d \d\d:\d\d UTC\.$"))).to_be_visible()
+    snoozed = re.compile(r"^Snoozed until \d{4}-\d\d-\d\d \d\d:\d\d UTC\.$")
+    expect(ui.main().get_by_text(snoozed)).to_be_visible(timeout=30_000)
     ui.settle()
-    assert ui.options("Issue")[-1] == waiting
+    assert _issues_listed(ui)[-1] == waiting
     _pick_issue(ui, waiting)
     expect(ui.main().get_by_text(re.compile(
         r"^This issue is snoozed until .*: Their admin ticks the permissions on Monday \(by cs@"))).to_be_visible()
