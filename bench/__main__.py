@@ -288,6 +288,9 @@ class Bench:
                 f"{tick['read_cpu_s'] * 1000:.2f} / {tick['render_cpu_s'] * 1000:.2f} ms; "
                 f"{tick['upper_bound_s'] * 1000:.2f} ms", "", None),
         ]
+        evaluated = found["issues"]
+        self.rows.append(Row("4", f"  issues on the fleet ({evaluated['open']:,} open): first / steady evaluation",
+                             f"{evaluated['first_s']:.2f} / {evaluated['steady_s']:.2f} s", "", None))
         self.notes.append(f"fleet built in {found['fleet_build_s']:.1f} s ({found['fleet_added']} partners added)")
         self.details["console"] = found
 

@@ -1,5 +1,6 @@
 """Console at scale (run in a child process by `python -m bench`): every page's script run through Streamlit's
-AppTest, and the cost of one cooldown-timer tick.
+AppTest (the Overview with the fleet's issues evaluated once, as the scheduler keeps them), and the cost of one
+cooldown-timer tick.
 
 The database is the one the backfill benchmark filled (a partner with 100,000 invoices from the emulator), grown to a
 fleet of 5,000 partners here (--fleet): smaller partners written in bulk through the real upserts, with a week
@@ -107,6 +108,26 @@ def _write_fleet_chunk(conn: Any, numbered: dict[int, int], *, secret: str, now:
                 "requests": 3, "pages": 2, "created": 2, "updated": 1,
                 "error": "HaloPSA did not answer (HTTP 503)." if failed else None})
     conn.execute(tables.RUN_TABLE.insert(), runs)
+
+
+def _evaluate_issues(engine: Any, settings: Any, now: datetime) -> dict[str, Any]:
+    """The fleet's issues, as the scheduler keeps them (the Overview lists them): the first evaluation opens them, the
+    second is a tick's steady state (each issue seen again)."""
+    from sqlalchemy import func, select
+
+    from core.health import issues
+    from core.store.tables import ISSUE_TABLE
+
+    started = time.perf_counter()
+    opened = len(issues.evaluate(engine, now=now, settings=settings))
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    issues.evaluate(engine, now=now, settings=settings)
+    steady = time.perf_counter() - started
+    with engine.connect() as conn:
+        open_issues = conn.scalar(select(func.count()).select_from(ISSUE_TABLE)
+                                  .where(ISSUE_TABLE.c.resolved_at.is_(None)))
+    return {"changes": opened, "open": open_issues, "first_s": first, "steady_s": steady}
 
 
 def _principal(engine: Any) -> Any:
@@ -242,9 +263,10 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     added = build_fleet(engine, settings, partners=int(args["partners"]), now=now)
     build_s = time.perf_counter() - started
+    evaluated = _evaluate_issues(engine, settings, now)
     principal = _principal(engine)
     cookie = _session_cookie(engine, settings)
     pages = {page: _page_runs(cookie, args["partner_id"], page, int(args["reruns"])) for page in PAGES}
     tick = _tick_cost(engine, principal, args["partner_id"], now, int(args["ticks"]))
     engine.dispose()
-    return {"fleet_added": added, "fleet_build_s": build_s, "pages": pages, "tick": tick}
+    return {"fleet_added": added, "fleet_build_s": build_s, "issues": evaluated, "pages": pages, "tick": tick}

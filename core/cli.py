@@ -28,7 +28,7 @@ from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.console import alert_config, exports, partners, status
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
-from core.health import alerts
+from core.health import alerts, issues
 from core.settings import Settings, load_settings
 from core.store import audit
 from core.store import database as db
@@ -189,14 +189,15 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         queued = scheduler.enqueue_due(engine, now=now, settings=settings)
         if queued:
             _say(f"Queued {len(queued)} scheduled sync(s).")
-        try:  # alerts never stop scheduling nor fail a sync: a failure is one line on stderr
-            _say(alerts.deliver(engine, settings, now).line() or None)
-        except Exception as exc:  # noqa: BLE001
-            _say(alerts.failure_line(exc, settings))
         worst = EXIT_OK
         if args.run:
             results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
             worst = max((_report_run(result) for result in results), default=EXIT_OK)
+        _evaluate_issues(engine, settings)  # then the alerts: what changed this tick is sent this tick
+        try:  # alerts never stop scheduling nor fail a sync: a failure is one line on stderr
+            _say(alerts.deliver(engine, settings, now).line() or None)
+        except Exception as exc:  # noqa: BLE001
+            _say(alerts.failure_line(exc, settings))
         if args.once:
             return worst
         time.sleep(args.tick)
@@ -221,6 +222,20 @@ def cmd_alerts(args: argparse.Namespace, engine: Engine, settings: Settings) -> 
         _say(f"{name}: test notice sent." if failure is None else f"{name}: test notice NOT sent. {failure}")
         worst = worst if failure is None else EXIT_FAILED
     return worst
+
+
+def _evaluate_issues(engine: Engine, settings: Settings) -> None:
+    """The fleet's issues, once per tick, in their own try: a failure is said and scheduling goes on."""
+    try:
+        changes = issues.evaluate(engine, now=scheduler.clock(engine, settings), settings=settings)
+    except Exception as exc:  # noqa: BLE001 - whatever fails here must never stop the scheduling of syncs
+        log.debug("evaluating the fleet's issues failed", exc_info=True)
+        _say(f"Could not update the Overview's issues ({type(exc).__name__}: {exc}); syncs are still scheduled, and "
+             "the next tick tries again. If it keeps failing, check the database and the scheduler's log.")
+        return
+    if changes:
+        _say("Issues: " + ", ".join(f"{c.change.value} {c.type.value}"
+                                    + (f" (partner {c.partner_id})" if c.partner_id else "") for c in changes) + ".")
 
 
 def cmd_worker(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:

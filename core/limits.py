@@ -30,6 +30,7 @@ TEXT_LIMITS: dict[str, TextLimit] = {
     "email": TextLimit("E-mail", 254),  # RFC 5321's longest address
     "password": TextLimit("Password", 1024),
     "subtype_name": TextLimit("Subtype name", 100),
+    "snooze_reason": TextLimit("Reason", 300),
 }
 
 

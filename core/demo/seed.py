@@ -10,6 +10,8 @@ Partners and their stories:
   loses two permissions.
 - Litware Systems: primary; its HaloPSA starts failing in the last week.
 A few of Northwind's records arrive unreadable (BAD_RECORDS), so the Syncs page has record errors to group.
+The fleet's issues are evaluated after every replayed hour, as the scheduler does each tick, so the Overview's worklist
+and its recently resolved issues carry their history.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from core.actions import connect as connections
 from core.actions import fetches as actions
 from core.demo import sandbox
 from core.errors import ConsoleError
+from core.health import issues
 from core.settings import Settings
 from core.store.tables import AutoPayTrigger, IntegrationRole, NumberField, Partner, Role, RunKind
 from core.store.users import add_user
@@ -39,6 +42,7 @@ from halo_emulator import FaultRule
 log = logging.getLogger(__name__)
 DEMO_PASSWORD = "demo-password"
 REPLAY_DAYS = 21
+EVALUATE_AFTER = timedelta(minutes=59)  # into each replayed hour: after its last press (see _presses)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
                 rule.times = rule.fired  # spent: no later request meets it
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
                     settings=replay, factory=factory)
+            # as the scheduler does each tick, once the hour's presses are in: the issues carry their history
+            issues.evaluate(engine, now=min(hour + EVALUATE_AFTER, now), settings=replay)
             if hour.hour == 0:
                 say(f"Demo history: {(hour - start).days} of {days} days replayed")
             hour += timedelta(hours=1)

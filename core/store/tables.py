@@ -141,6 +141,8 @@ class AuditAction(StrEnum):
     TENANT_CHECK = "tenant_check"  # asked for a check of what the partner's HaloPSA supports
     SUBTYPE_NAMES = "subtype_names"  # the subtype lookup set or cleared, a subtype's name set or cleared
     MANUAL_FETCH_REFUSED = "manual_fetch_refused"  # a press refused by the cooldown, dated for the Adoption page
+    SNOOZE_ISSUE = "snooze_issue"  # an Overview issue set aside until a time, with a reason
+    UNSNOOZE_ISSUE = "unsnooze_issue"  # its snooze ended early
 
 
 class ThrottleScope(StrEnum):

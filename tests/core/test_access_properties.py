@@ -32,6 +32,7 @@ from sqlmodel import SQLModel
 from core.access import Principal
 from core.actions import autopay_rules, fetches, subtype_names
 from core.actions import connect as connections
+from core.actions import issues as issue_actions
 from core.console import (
     adoption,
     agreements,
@@ -49,6 +50,7 @@ from core.console import invoices as invoices_screen
 from core.errors import AccessDenied, ConsoleError, CooldownActive, NotFound
 from core.halopsa import records
 from core.halopsa.config import REQUIRED_SCOPES
+from core.health import issues
 from core.settings import Settings
 from core.store import audit, tables, upserts
 from core.store import database as db
@@ -145,6 +147,7 @@ def world(tmp_path_factory) -> Iterator[World]:
             add_run(engine, settings, partner_id, at=NOW - timedelta(hours=hours), status=outcome, record_errors=2,
                     error=f"{prefix} run error" if outcome == RunStatus.FAILED else None)
         add_rule(engine, partner_id, 2, at=NOW - timedelta(days=1))
+    issues.evaluate(engine, now=NOW, settings=settings)  # each partner's issues, whose details carry its markers
     assert list(ids.values()) == [1, 2, 3]  # the ids the principal strategy draws from
     yield World(engine, settings, ids, emulators)
     engine.dispose()
@@ -270,7 +273,14 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                         lambda w, p, pid, d: agreements.preview(w.engine, p, pid, _rule(d), now=NOW)),
     "core.console.overview.overview": ((Role.CS,), False,
                        lambda w, p, pid, d: overview.overview(w.engine, p, now=NOW, settings=w.settings)),
-    "core.console.overview.worklist": ((Role.CS,), False, lambda w, p, pid, d: overview.worklist(w.engine, p, now=NOW)),
+    "core.console.overview.issues": ((Role.CS,), False, lambda w, p, pid, d: overview.issues(w.engine, p, now=NOW)),
+    "core.console.overview.recently_resolved": ((Role.CS,), False,
+                                                lambda w, p, pid, d: overview.recently_resolved(w.engine, p, now=NOW)),
+    "core.actions.issues.snooze": ((Role.CS,), False, lambda w, p, pid, d: issue_actions.snooze(
+        w.engine, p, d.draw(st.integers(1, 9), label="issue id"), NOW + timedelta(days=1),
+        f"{_name(w, pid)} asked to wait", now=NOW)),
+    "core.actions.issues.unsnooze": ((Role.CS,), False, lambda w, p, pid, d: issue_actions.unsnooze(
+        w.engine, p, d.draw(st.integers(1, 9), label="issue id"), now=NOW)),
     "core.console.adoption.funnel": ((Role.CS, Role.PM), False,
                                      lambda w, p, pid, d: adoption.funnel(w.engine, p, ADOPTION_PERIOD)),
     "core.console.adoption.records_per_day": ((Role.CS, Role.PM), False,

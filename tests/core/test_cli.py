@@ -17,9 +17,12 @@ from sqlalchemy.engine import Engine
 
 from core.cli import main as cli_main
 from core.console import exports
+from core.health import issues
 from core.settings import PROJECT_ROOT, Settings
 from core.store import database as db
+from core.store import tables
 from core.store.tables import AUDIT_TABLE, NumberField
+from core.sync import scheduler
 from halo_emulator import HaloEmulator, serve
 from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
@@ -234,3 +237,33 @@ def test_a_reader_that_stops_early_gets_a_message_not_a_traceback_and_the_export
     assert "Traceback" not in stderr and "output was closed" in stderr
     [event] = _export_events(engine)
     assert "stopped" in event
+
+
+def test_each_scheduler_tick_updates_the_overviews_issues(tmp_path, monkeypatch, capsys):
+    engine = _book_database(tmp_path, [invoice(1, due=date(2026, 10, 1), total=1_000)])
+    for key, value in cli_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    with engine.begin() as conn:  # as a failed sync leaves it
+        conn.execute(tables.CONNECTION_TABLE.update().values(missing_scopes="read:invoices"))
+    monkeypatch.setattr(scheduler, "enqueue_due", lambda *a, **k: [])  # nothing to queue: no HaloPSA needed
+    assert cli_main(["scheduler", "--once", "--tick", "0"]) == 0
+    assert "Issues: opened permissions_missing (partner 1)" in capsys.readouterr().err
+    with engine.connect() as conn:
+        assert "permissions_missing" in {row.type for row in conn.execute(select(tables.ISSUE_TABLE))}
+
+
+def test_a_failing_issue_evaluation_is_said_and_scheduling_goes_on(tmp_path, monkeypatch, capsys):
+    _book_database(tmp_path, [])
+    for key, value in cli_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    queued = []
+    monkeypatch.setattr(scheduler, "enqueue_due", lambda *a, **k: queued.append(1) or [])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(issues, "evaluate", broken)
+    assert cli_main(["scheduler", "--once", "--tick", "0"]) == 0
+    assert queued == [1]
+    assert ("Could not update the Overview's issues (RuntimeError: database is locked); syncs are still scheduled"
+            in capsys.readouterr().err)

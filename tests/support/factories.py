@@ -122,3 +122,15 @@ def add_invoices(engine: Engine, partner_id: int, invoices: list[tuple[int | Non
     )) for i, (agreement, due, paid) in enumerate(invoices)]
     with engine.begin() as conn:
         upserts.upsert_rows(conn, tables.INVOICE_TABLE, streams.INVOICE_FIELDS, rows, partner_id=partner_id, now=now)
+
+
+def add_stuck_job(engine: Engine, partner_id: int) -> int:
+    """A manual fetch queued and due for longer than the grace a worker gets to claim it (core.health.facts)."""
+    from core.health.facts import QUEUED_GRACE
+    from core.store.tables import RunTrigger
+    from core.sync import jobs
+
+    with engine.begin() as conn:
+        return jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, trigger=RunTrigger.MANUAL,
+                            requested_by="cs@example.com", now=jobs.lease_now(conn) - QUEUED_GRACE * 2,
+                            not_before=jobs.lease_now(conn) - QUEUED_GRACE * 2)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
 from core.access import Principal
+from core.health import issues
 from core.settings import Settings, load_settings
 from core.store.tables import IntegrationRole, NumberField, Role
 from core.store.users import add_user, principal_for_email
@@ -23,13 +24,14 @@ from ui.auth import COOKIE_KEY
 
 @pytest.fixture
 def console(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dict[str, Principal]:
-    """Acme (primary) and Globex (secondary) with data; returns a principal per account name."""
+    """Acme (primary) and Globex (secondary) with data, their issues evaluated; returns a principal per account name."""
     acme = add_partner(engine, settings, name="Acme MSP", now=NOW - timedelta(days=2),
                        app_domain="https://acme.halopsa.com", number_field=NumberField.THIRD_PARTY)
     globex = add_partner(engine, settings, name="Globex Partners", now=NOW - timedelta(days=2),
                          app_domain="https://globex.halopsa.com", role=IntegrationRole.SECONDARY)
     fill_partner(engine, settings, acme, "Acme", 60)
     fill_partner(engine, settings, globex, "Globex", 20)
+    issues.evaluate(engine, now=NOW, settings=settings)  # as the scheduler does: the Overview lists the issues
     accounts = {"cs": ("cs@example.com", Role.CS, None), "acme": ("ap@acme.example", Role.PARTNER, acme),
                 "globex": ("ap@globex.example", Role.PARTNER, globex), "pm": ("pm@example.com", Role.PM, None)}
     for email, role, partner_id in accounts.values():

@@ -15,7 +15,7 @@ from tests.support.page_tree import connection_mode
 
 # which limit each text input takes, by key; a text input missing here fails the first test
 TEXT_FIELDS = {"invoices.search": "search", "overview.search": "search", "agreements.max_amount": "max_amount",
-               "agreements.name": "subtype_name",
+               "agreements.name": "subtype_name", "overview.snooze_reason": "snooze_reason",
                **{f"connection.{name}": name
                   for name in ("partner_name", "app_domain", "client_id", "client_secret", "tenant")}}
 HUGE = "%" * 60_000

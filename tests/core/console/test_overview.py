@@ -8,11 +8,21 @@ from core.access import Principal
 from core.console import overview as overview_screen
 from core.console.overview import Freshness, classify_freshness
 from core.errors import AccessDenied
+from core.health import issues
 from core.store import database
-from core.store.tables import COOLDOWN_TABLE, Connection, IntegrationRole, Role, RunKind, RunStatus
+from core.store.tables import (
+    COOLDOWN_TABLE,
+    ISSUE_TABLE,
+    PARTNER_TABLE,
+    Connection,
+    IntegrationRole,
+    Role,
+    RunKind,
+    RunStatus,
+)
 from tests.support import databases
 from tests.support.clock import NOW
-from tests.support.factories import add_agreements, add_partner, add_rule, add_run
+from tests.support.factories import add_agreements, add_partner, add_rule, add_run, add_stuck_job
 
 CS = Principal(role=Role.CS, user="cs@example.com")
 HOUR = timedelta(hours=1)
@@ -112,30 +122,72 @@ def test_open_record_errors_count_only_runs_since_the_last_clean_run(engine, set
     assert table.loc[0, "open_record_errors"] == 3
 
 
-def test_worklist_gives_each_reason_with_a_next_step(engine, fleet_of_four):
-    items = overview_screen.worklist(engine, CS, now=NOW)
-    reasons = {(row.partner, row.reason): row for row in items.itertuples()}
-    assert set(reasons) == {
-        ("Broken Bits", "Latest runs failing"),
-        ("Scoped Ltd", "No successful sync in 24 h"),
-        ("Scoped Ltd", "Missing permissions"),
-        ("Scoped Ltd", "No subtype mapped"),
-    }
-    failing = reasons["Broken Bits", "Latest runs failing"]
-    assert failing.detail == "The last 2 runs failed: HaloPSA rejected the Client ID or Client Secret."
-    assert "new Client Secret" in failing.next_step
-    assert "read:contracts, edit:contracts" in reasons["Scoped Ltd", "Missing permissions"].detail
-    assert reasons["Scoped Ltd", "No subtype mapped"].detail.startswith("3 agreements synced across 2 subtypes")
-    assert "29 h ago" in reasons["Scoped Ltd", "No successful sync in 24 h"].detail
-    assert all(items["next_step"].str.len() > 20)
+def _issues_now(engine, settings, at=NOW):
+    issues.evaluate(engine, now=at, settings=settings)
+    return overview_screen.issues(engine, CS, now=at)
 
 
-def test_a_connected_partner_that_never_synced_is_on_the_worklist_after_a_day(engine, settings):
-    add_partner(engine, settings, name="Fresh", now=NOW - 2 * HOUR)
-    add_partner(engine, settings, name="Forgotten", now=NOW - 25 * HOUR)
-    items = overview_screen.worklist(engine, CS, now=NOW)
-    assert items[["partner", "reason"]].values.tolist() == [["Forgotten", "No successful sync in 24 h"]]
-    assert items.loc[0, "detail"] == "Connected, never synced."
+def test_the_worklist_lists_issues_by_severity_then_age_with_a_link_to_the_fixing_page(engine, settings,
+                                                                                      fleet_of_four):
+    issues.evaluate(engine, now=NOW - HOUR, settings=settings)
+    with engine.begin() as conn:  # Broken's auth issue is the oldest of them
+        conn.execute(update(ISSUE_TABLE).where(ISSUE_TABLE.c.partner_id == fleet_of_four["broken"])
+                     .values(first_seen=NOW - 3 * HOUR))
+    listed = _issues_now(engine, settings)
+    rows = [(row.severity, row.type, row.partner) for row in listed.itertuples()]
+    assert rows == [
+        ("high", "Auth failed", "Broken Bits"),
+        ("high", "Permissions missing", "Scoped Ltd"),
+        ("high", "No success for 24 h", "Scoped Ltd"),
+        ("low", "Subtype unmapped", "Scoped Ltd"),
+    ]
+    broken, scoped = fleet_of_four["broken"], fleet_of_four["scoped"]
+    auth = listed[listed["type"] == "Auth failed"].iloc[0]
+    assert auth["found"] == ("HaloPSA refused the credentials; 2 runs failed in a row since the last success at "
+                             "2026-11-02 07:01 UTC: HaloPSA rejected the Client ID or Client Secret.")
+    assert (auth["owner"], auth["link"]) == ("partner", f"/connection?partner={broken}")
+    assert "new Client Secret" in auth["next_step"]
+    unmapped = listed[listed["type"] == "Subtype unmapped"].iloc[0]
+    assert unmapped["link"] == f"/agreements?partner={scoped}"
+    assert unmapped["found"].startswith("3 agreements synced across 2 subtypes")
+    assert listed.iloc[0]["first_seen"] == NOW - 3 * HOUR and listed.iloc[0]["last_seen"] == NOW
+    assert all(listed["next_step"].str.len() > 20) and set(listed["snoozed"]) == {""}
+
+
+def test_worklist_filters_by_severity_owner_and_type(engine, settings, fleet_of_four):
+    listed = _issues_now(engine, settings)
+    assert set(overview_screen.filter_issues(listed, severities=["low"])["type"]) == {"Subtype unmapped"}
+    assert set(overview_screen.filter_issues(listed, owners=["ours"])["type"]) == {"No success for 24 h"}
+    assert list(overview_screen.filter_issues(listed, types=["Auth failed"], owners=["partner"])["partner"]) == [
+        "Broken Bits"]
+    assert overview_screen.filter_issues(listed, severities=["critical"]).empty
+    assert set(overview_screen.SEVERITY_CHOICES) >= set(listed["severity"])
+    assert set(overview_screen.OWNER_CHOICES) >= set(listed["owner"])
+    assert set(overview_screen.TYPE_CHOICES) >= set(listed["type"])
+    assert overview_screen.issue_choices(listed.head(1)) == {
+        int(listed.iloc[0]["issue_id"]): f"high · {listed.iloc[0]['type']} · {listed.iloc[0]['partner']}"}
+
+
+def test_recently_resolved_shows_the_last_seven_days(engine, settings, fleet_of_four):
+    _issues_now(engine, settings)
+    add_run(engine, settings, fleet_of_four["broken"], at=NOW + HOUR)  # a success: auth is fine again
+    resolved_at = NOW + 3 * HOUR
+    assert overview_screen.issues(engine, CS, now=resolved_at)["type"].tolist().count("Auth failed") == 1
+    listed = _issues_now(engine, settings, resolved_at)
+    assert "Auth failed" not in set(listed["type"])
+    recent = overview_screen.recently_resolved(engine, CS, now=resolved_at)
+    assert [(row.type, row.partner, row.resolved_at) for row in recent.itertuples()] == [
+        ("Auth failed", "Broken Bits", resolved_at)]
+    assert overview_screen.recently_resolved(engine, CS, now=resolved_at + timedelta(days=7, seconds=1)).empty
+
+
+def test_the_fleets_own_issue_has_no_partner_and_links_to_the_page(engine, settings):
+    partner_id = add_partner(engine, settings, now=NOW - timedelta(days=1))
+    add_stuck_job(engine, partner_id)
+    listed = _issues_now(engine, settings)
+    fleet = listed[listed["type"] == "Worker down"].iloc[0]
+    assert (fleet["severity"], fleet["partner"], fleet["link"]) == ("critical", "Whole fleet", "/syncs")
+    assert listed.iloc[0]["type"] == "Worker down"
 
 
 def test_filters_combine_role_freshness_and_text(engine, settings, fleet_of_four):
@@ -144,8 +196,23 @@ def test_filters_combine_role_freshness_and_text(engine, settings, fleet_of_four
     assert list(overview_screen.filter_overview(table, roles=["secondary"])["partner"]) == ["Second Co"]
     assert list(overview_screen.filter_overview(table, search="CONTRACTS")["partner"]) == ["Scoped Ltd"]
     assert overview_screen.filter_overview(table, roles=["secondary"], states=["failing"]).empty
-    assert overview_screen.freshness_counts(table) == {"on time": 1, "late": 0, "failing": 2, "not syncing": 1,
-                                             "not connected": 0}
+    assert overview_screen.fleet_tiles(table) == {"on time": 1, "late": 0, "failing": 2, "not syncing by design": 1,
+                                                  "never synced": 0}
+
+
+def test_the_tiles_partition_the_fleet(engine, settings, fleet_of_four):
+    new = add_partner(engine, settings, name="New Co", now=NOW - 2 * HOUR)  # connected, no success yet
+    with engine.begin() as conn:  # a partner whose connection is gone
+        conn.execute(PARTNER_TABLE.insert().values(name="Gone Ltd", status="disconnected", created_at=NOW))
+    add_run(engine, settings, new, at=NOW - HOUR, status=RunStatus.FAILED, error="down")
+    table = overview_screen.overview(engine, CS, now=NOW, settings=settings)
+    tiles = overview_screen.fleet_tiles(table)
+    assert sum(tiles.values()) == len(table) == 6
+    assert tiles == {"on time": 1, "late": 0, "failing": 2, "not syncing by design": 1, "never synced": 2}
+    by_partner = table.set_index("partner")
+    assert by_partner.loc["Gone Ltd", "last_success_at"] == "never"
+    assert by_partner.loc["Healthy IT", "last_success_at"] == "2026-11-02 11:31"
+    assert "None" not in set(table["last_success_at"]) | set(table["last_success_ago"])
 
 
 def _queries_for(engine, settings, partners):
@@ -154,6 +221,7 @@ def _queries_for(engine, settings, partners):
         add_run(engine, settings, partner_id, at=NOW - 3 * HOUR, status=RunStatus.PARTIAL, record_errors=1)
         add_run(engine, settings, partner_id, at=NOW - HOUR, status=RunStatus.FAILED, error="down")
         add_rule(engine, partner_id, 1, at=NOW)
+    issues.evaluate(engine, now=NOW - HOUR, settings=settings)  # failing runs and record errors opened
     statements = []
 
     def count(conn, cursor, statement, parameters, context, executemany):
@@ -162,14 +230,15 @@ def _queries_for(engine, settings, partners):
     event.listen(engine, "before_cursor_execute", count)
     try:
         overview = overview_screen.overview(engine, CS, now=NOW, settings=settings)
-        worklist = overview_screen.worklist(engine, CS, now=NOW)
+        found = issues.evaluate(engine, now=NOW, settings=settings)  # the steady state: every issue seen again
+        worklist = overview_screen.issues(engine, CS, now=NOW)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert len(overview) == partners and len(worklist) == partners
+    assert len(overview) == partners and len(worklist) == 2 * partners and found == []
     return len(statements)
 
 
-def test_overview_and_worklist_use_the_same_number_of_queries_for_2_and_20_partners(engine, settings, tmp_path):
+def test_overview_evaluation_and_worklist_take_as_many_queries_for_2_as_for_20_partners(engine, settings, tmp_path):
     other_settings = replace(settings, database_url=databases.database_url(tmp_path, "other"))
     other = database.engine_for(other_settings)
     try:
@@ -185,12 +254,15 @@ def test_overview_and_worklist_use_the_same_number_of_queries_for_2_and_20_partn
 def test_only_customer_success_sees_the_fleet(engine, settings, fleet_of_four, principal):
     with pytest.raises(AccessDenied):
         overview_screen.overview(engine, principal, now=NOW, settings=settings)
-    with pytest.raises(AccessDenied):
-        overview_screen.worklist(engine, principal, now=NOW)
+    for read in (overview_screen.issues, overview_screen.recently_resolved):
+        with pytest.raises(AccessDenied):
+            read(engine, principal, now=NOW)
 
 
 def test_an_empty_fleet_gives_empty_tables(engine, settings):
     table = overview_screen.overview(engine, CS, now=NOW, settings=settings)
     assert table.empty and list(table.columns) == overview_screen.OVERVIEW_COLUMNS
     assert overview_screen.filter_overview(table, search="x").empty
-    assert overview_screen.worklist(engine, CS, now=NOW).empty
+    assert overview_screen.issues(engine, CS, now=NOW).empty
+    assert list(overview_screen.issues(engine, CS, now=NOW).columns) == overview_screen.ISSUE_COLUMNS
+    assert overview_screen.fleet_tiles(table) == dict.fromkeys(overview_screen.fleet_tiles(table), 0)

@@ -15,6 +15,7 @@ from core.console import adoption, agreements, exports, overview, subtypes
 from core.console import invoices as invoices_screen
 from core.errors import BadInput
 from core.halopsa import records
+from core.health import issues
 from core.store import tables, upserts
 from core.store.tables import RULE_TABLE, Role
 from core.sync import streams
@@ -90,7 +91,7 @@ def test_a_rule_whose_subtype_lost_its_name_shows_the_name_it_was_saved_with_as_
     assert _summary(engine, acme)["Subtype 2"] == "on the due date"
 
 
-def test_a_rule_waiting_for_its_subtype_matches_nothing_and_the_overview_says_so(engine, acme):
+def test_a_rule_waiting_for_its_subtype_matches_nothing_and_the_overview_says_so(engine, settings, acme):
     rule_id = autopay_rules.save_rule(engine, CS, acme, autopay_rules.RuleInput(2), now=NOW)
     with engine.begin() as conn:  # as migration 0007 leaves a rule whose name named several subtype ids
         conn.execute(update(RULE_TABLE).where(RULE_TABLE.c.id == rule_id).values(subtype_id=None))
@@ -100,9 +101,11 @@ def test_a_rule_waiting_for_its_subtype_matches_nothing_and_the_overview_says_so
     assert set(_summary(engine, acme).values()) == {"not mapped"}
     assert _eligibility(engine, acme)["INV-108"] == "subtype not mapped"
     assert adoption.autopay_coverage(engine, PM)["covered_cents"].sum() == 0
-    reasons = overview.worklist(engine, CS, now=NOW).set_index("reason")
-    assert reasons.loc["Rule without its subtype", "detail"].startswith("1 auto-pay rule names its subtype by a name")
-    assert "No subtype mapped" in reasons.index  # a rule without its subtype maps nothing
+    issues.evaluate(engine, now=NOW, settings=settings)
+    found = overview.issues(engine, CS, now=NOW).set_index("type").loc["Subtype unmapped", "found"]
+    assert "1 auto-pay rule wait for their subtype to be picked again" not in found
+    assert found.endswith("1 auto-pay rule waits for its subtype to be picked again; it charges nothing meanwhile.")
+    assert "none mapped to an auto-pay rule" in found  # a rule without its subtype maps nothing
 
     autopay_rules.assign_subtype(engine, CS, acme, rule_id, 2, now=NOW)
 

@@ -12,9 +12,18 @@ import pytest
 from sqlalchemy import select
 
 from core.access import Principal
-from core.console import agreements, subtypes, syncs
+from core.console import agreements, overview, subtypes, syncs
 from core.demo import sandbox, seed
-from core.store.tables import ERROR_TABLE, PARTNER_TABLE, RUN_TABLE, Role, RunKind, RunStatus, SubtypeLookupState
+from core.store.tables import (
+    ERROR_TABLE,
+    ISSUE_EVENT_TABLE,
+    PARTNER_TABLE,
+    RUN_TABLE,
+    Role,
+    RunKind,
+    RunStatus,
+    SubtypeLookupState,
+)
 from tests.support.clock import NOW
 
 CS = Principal(role=Role.CS, user="cs@demo.local")
@@ -81,3 +90,16 @@ def test_the_demo_seeds_rules_mapped_by_subtype_id_and_each_lookup_story(engine,
     assert tailspin_lookup.state == SubtypeLookupState.UNVERIFIED and "no name for subtype" in tailspin_lookup.finding
     shown = set(agreements.subtype_summary(engine, seed.CS, contoso, now=NOW + timedelta(days=1))["subtype"])
     assert shown and all(label.startswith("Subtype ") for label in shown)
+
+
+def test_the_demo_shows_issues_with_their_history(engine, seeded):
+    listed = overview.issues(engine, CS, now=NOW)
+    found = {(row.partner, row.type) for row in listed.itertuples()}
+    assert ("Litware Systems", "Subtype unmapped") in found  # two days in: before anyone mapped its subtypes
+    assert ("Northwind IT", "Record errors") in found
+    with engine.connect() as conn:
+        events = conn.execute(select(ISSUE_EVENT_TABLE.c.at)).scalars().all()
+    assert len(events) >= len(listed)
+    assert all(END - timedelta(days=2) <= at <= NOW for at in events)  # each at its replayed hour
+    with engine.connect() as conn:  # the replay's presses (minutes into their hour) never look stamped in the future
+        assert not conn.execute(select(ISSUE_EVENT_TABLE.c.id).where(ISSUE_EVENT_TABLE.c.type == "stale_clock")).all()

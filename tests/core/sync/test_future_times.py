@@ -7,6 +7,7 @@ from sqlalchemy import update
 
 from core.access import Principal
 from core.console import overview
+from core.health import issues
 from core.store.tables import COOLDOWN_TABLE, Role, RunKind
 from core.sync import cooldowns, scheduler
 from tests.support.clock import NOW
@@ -39,9 +40,11 @@ def test_a_partner_whose_last_run_is_stamped_in_the_future_is_scheduled_again(en
 def test_the_overview_flags_times_in_the_future(engine, settings):
     partner_id = add_partner(engine, settings, now=NOW - timedelta(days=2))
     add_run(engine, settings, partner_id, at=NOW - timedelta(hours=1), kind=RunKind.BACKFILL)
-    assert "Times in the future" not in set(overview.worklist(engine, CS, now=NOW)["reason"])
+    issues.evaluate(engine, now=NOW, settings=settings)
+    assert "Clock ahead" not in set(overview.issues(engine, CS, now=NOW)["type"])
     with engine.begin() as conn:
         conn.execute(update(COOLDOWN_TABLE).values(last_started_at=FUTURE))
     add_run(engine, settings, partner_id, at=FUTURE)
-    flagged = overview.worklist(engine, CS, now=NOW)
-    assert list(flagged[flagged["reason"] == "Times in the future"]["partner_id"]) == [partner_id]
+    issues.evaluate(engine, now=NOW, settings=settings)
+    flagged = overview.issues(engine, CS, now=NOW)
+    assert list(flagged[flagged["type"] == "Clock ahead"]["partner_id"]) == [partner_id]
