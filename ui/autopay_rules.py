@@ -76,25 +76,54 @@ def _confirmed(key: str, done: str, action: Any) -> None:
     act(done, action)
 
 
+def _form_rule(subtype_id: int) -> autopay_rules.RuleInput:
+    """The terms as the form holds them now; raises BadInput (with its field) for a bad maximum amount."""
+    state = st.session_state
+    return autopay_rules.RuleInput(subtype_id, bool(state["agreements.enabled"]), state["agreements.trigger"],
+                                   int(state["agreements.days"]),
+                                   autopay_rules.parse_amount(state["agreements.max_amount"]),
+                                   bool(state["agreements.overdue_opt_in"]))
+
+
+def _save(engine: Engine, principal: Principal, partner_id: int, rule: autopay_rules.RuleInput, done: str) -> None:
+    act(done, lambda: autopay_rules.save_rule(engine, principal, partner_id, rule, now=resources.now()))
+
+
+def _on_save(engine: Engine, principal: Principal, partner_id: int, saved: autopay_rules.Rule | None,
+             subtype_id: int, done: str) -> None:
+    """Save rule: the terms as the form holds them at the click, not as they were when the button was drawn (a
+    toggle flipped just before the click reaches the server with it: terms bound at drawing time saved a rule
+    disabled under an Enabled toggle, with no question asked). A save that starts charging asks first."""
+    try:
+        rule = _form_rule(subtype_id)
+    except ConsoleError:
+        return  # the rerun shows the error under its field
+    if autopay_rules.starts_charging(saved, rule):
+        st.session_state[CONFIRM_SAVE] = rule
+    else:
+        _save(engine, principal, partner_id, rule, done)
+
+
+def _on_confirm(engine: Engine, principal: Principal, partner_id: int, done: str) -> None:
+    """Enable and charge: saves exactly the terms the question showed."""
+    rule = st.session_state.pop(CONFIRM_SAVE, None)
+    if rule is not None:
+        _save(engine, principal, partner_id, rule, done)
+
+
 def _save_controls(engine: Engine, principal: Principal, partner_id: int, rule: autopay_rules.RuleInput,
                    saved: autopay_rules.Rule | None, preview: agreements.Preview, subject: str) -> None:
-    """Save at once, or, when the save starts charging, first say what it charges and ask to confirm."""
+    """Save rule, or, when the terms shown start charging and were asked about, what they charge and the question."""
     done = f"Saved the auto-pay rule for {subject}."
-
-    def save() -> int:
-        return autopay_rules.save_rule(engine, principal, partner_id, rule, now=resources.now())
-
-    if not autopay_rules.starts_charging(saved, rule):
-        st.button("Save rule", type="primary", key="agreements.save", on_click=act, args=(done, save))
-        return
-    if st.session_state.get(CONFIRM_SAVE) != rule:  # not asked yet, or asked for other terms
-        st.button("Save rule", type="primary", key="agreements.save", on_click=_ask, args=(CONFIRM_SAVE, rule))
+    if st.session_state.get(CONFIRM_SAVE) != rule or not autopay_rules.starts_charging(saved, rule):
+        st.button("Save rule", type="primary", key="agreements.save", on_click=_on_save,
+                  args=(engine, principal, partner_id, saved, rule.subtype_id, done))
         return
     st.warning(escape_markdown(f"Saving starts charging. {preview.outlook_text()}"))
     st.dataframe(preview.outlook, hide_index=True, key="agreements.outlook", column_config=PREVIEW_COLUMNS)
     yes_at, no_at, _ = st.columns([1, 1, 3])
-    yes_at.button("Enable and charge", type="primary", key="agreements.confirm", on_click=_confirmed,
-                  args=(CONFIRM_SAVE, done, save))
+    yes_at.button("Enable and charge", type="primary", key="agreements.confirm", on_click=_on_confirm,
+                  args=(engine, principal, partner_id, done))
     no_at.button("Cancel", key="agreements.cancel", on_click=st.session_state.pop, args=(CONFIRM_SAVE, None))
 
 
@@ -107,21 +136,19 @@ def rule_form(engine: Engine, principal: Principal, partner_id: int, subtypes: d
     if st.session_state.get("agreements.form_for") != subtype_id:
         _fill_form(rules.get(subtype_id), subtype_id)
     enabled_at, trigger_at, days_at, max_at = st.columns([1, 2, 1, 1])
-    enabled = enabled_at.toggle("Enabled", key="agreements.enabled", help="A new rule starts disabled.")
+    enabled_at.toggle("Enabled", key="agreements.enabled", help="A new rule starts disabled.")
     trigger = trigger_at.selectbox("Charge", autopay_rules.TRIGGERS,
                                    format_func=autopay_rules.TRIGGER_LABELS.__getitem__, key="agreements.trigger",
                                    on_change=_trigger_changed)
-    days = days_at.number_input("N (days)", 0, autopay_rules.MAX_DAYS, step=1, key="agreements.days",
-                                disabled=trigger == "on_due_date", help="Not used when charging on the due date.")
-    max_text = components.text_input(max_at, "Maximum amount (optional)", field="max_amount",
-                                     key="agreements.max_amount", placeholder="e.g. 2500.00")
+    days_at.number_input("N (days)", 0, autopay_rules.MAX_DAYS, step=1, key="agreements.days",
+                         disabled=trigger == "on_due_date", help="Not used when charging on the due date.")
+    components.text_input(max_at, "Maximum amount (optional)", field="max_amount", key="agreements.max_amount",
+                          placeholder="e.g. 2500.00")
     slots = {"days": days_at.empty(), "max_amount": max_at.empty(), "trigger": trigger_at.empty()}
     overdue_days = resources.get_settings().autopay_overdue_days
-    opt_in = st.toggle(agreements.opt_in_label(overdue_days), key="agreements.overdue_opt_in",
-                       help=agreements.OPT_IN_HELP)
+    st.toggle(agreements.opt_in_label(overdue_days), key="agreements.overdue_opt_in", help=agreements.OPT_IN_HELP)
     try:
-        rule = autopay_rules.RuleInput(subtype_id, enabled, trigger, int(days), autopay_rules.parse_amount(max_text),
-                                       opt_in)
+        rule = _form_rule(subtype_id)
         preview = agreements.preview(engine, principal, partner_id, rule, now=resources.now(),
                                      overdue_days=overdue_days)
     except ConsoleError as exc:

@@ -233,10 +233,12 @@ def _open(engine: Engine, finding: Finding, now: datetime) -> Change | None:
                 taken = exists().where(issue.partner_id.is_(None), issue.type == finding.type)
                 source = select(*(literal(value, ISSUE_TABLE.c[name].type).label(name)
                                   for name, value in values.items())).where(~taken)
-                if conn.execute(insert(ISSUE_TABLE).from_select(list(values), source)).rowcount != 1:
+                # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT … SELECT
+                opened = conn.execute(insert(ISSUE_TABLE).from_select(list(values), source)
+                                      .returning(issue.id)).scalar_one_or_none()
+                if opened is None:
                     return None
-                issue_id = conn.execute(select(issue.id).where(issue.partner_id.is_(None),
-                                                               issue.type == finding.type)).scalar_one()
+                issue_id = int(opened)
             return _event(conn, issue_id, finding, IssueChange.OPENED, finding.severity, finding.detail, now)
     except IntegrityError:  # another evaluator opened it first, and wrote the event
         return None

@@ -125,6 +125,23 @@ def test_enabling_a_rule_first_says_what_it_charges_today_and_in_the_next_days_a
     assert not at.warning and len(_events(engine)) == 2
 
 
+def test_a_save_clicked_with_the_toggle_just_flipped_saves_what_the_form_shows_and_asks_first(app_as, console,
+                                                                                              engine):
+    """Seen in the browser: Enabled flipped and Save clicked before the page redrew saved the rule disabled, with no
+    question (the button's terms were those it was drawn with); the click carries the toggle's new value."""
+    at = _open(app_as, "acme", console)
+    acme = console["acme"].partner_id
+    at.selectbox(key="agreements.subtype").set_value(2).run()
+    at.toggle(key="agreements.enabled").set_value(True)
+    at.button(key="agreements.save").click().run()  # one rerun carries both
+
+    assert not at.exception and agreements.list_rules(engine, console["acme"], acme) == []
+    assert plain_text(at.warning[0].value).startswith("Saving starts charging. Enabled, it charges today: ")
+    at.button(key="agreements.confirm").click().run()
+    [rule] = agreements.list_rules(engine, console["acme"], acme)
+    assert rule.enabled
+
+
 def test_a_long_overdue_invoice_is_held_back_until_the_rule_opts_in(app_as, console, engine):
     """Issue 14: an invoice 552 days overdue was shown as "charge on <today>" without a warning."""
     acme = console["acme"].partner_id
