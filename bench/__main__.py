@@ -291,6 +291,9 @@ class Bench:
         evaluated = found["issues"]
         self.rows.append(Row("4", f"  issues on the fleet ({evaluated['open']:,} open): first / steady evaluation",
                              f"{evaluated['first_s']:.2f} / {evaluated['steady_s']:.2f} s", "", None))
+        rolled = found["run_days"]
+        self.rows.append(Row("4", f"  Adoption's run totals: first roll-up ({rolled['runs']:,} runs)",
+                             f"{rolled['first_s']:.2f} s", "", None))
         self.notes.append(f"fleet built in {found['fleet_build_s']:.1f} s ({found['fleet_added']} partners added)")
         self.details["console"] = found
 

@@ -1,6 +1,6 @@
 """Console at scale (run in a child process by `python -m bench`): every page's script run through Streamlit's
-AppTest (the Overview with the fleet's issues evaluated once, as the scheduler keeps them), and the cost of one
-cooldown-timer tick.
+AppTest (the Overview with the fleet's issues evaluated and the Adoption page's run totals rolled up once, as the
+scheduler keeps them), and the cost of one cooldown-timer tick.
 
 The database is the one the backfill benchmark filled (a partner with 100,000 invoices from the emulator), grown to a
 fleet of 5,000 partners here (--fleet): smaller partners written in bulk through the real upserts, with a week
@@ -128,6 +128,15 @@ def _evaluate_issues(engine: Any, settings: Any, now: datetime) -> dict[str, Any
         open_issues = conn.scalar(select(func.count()).select_from(ISSUE_TABLE)
                                   .where(ISSUE_TABLE.c.resolved_at.is_(None)))
     return {"changes": opened, "open": open_issues, "first_s": first, "steady_s": steady}
+
+
+def _roll_up_run_days(engine: Any, now: datetime) -> dict[str, Any]:
+    """The Adoption page's run totals, as the scheduler keeps them: the first tick rolls up every finished run."""
+    from core.store import run_days
+
+    started = time.perf_counter()
+    runs = run_days.advance(engine, now)
+    return {"runs": runs, "first_s": time.perf_counter() - started}
 
 
 def _principal(engine: Any) -> Any:
@@ -264,9 +273,11 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     added = build_fleet(engine, settings, partners=int(args["partners"]), now=now)
     build_s = time.perf_counter() - started
     evaluated = _evaluate_issues(engine, settings, now)
+    rolled = _roll_up_run_days(engine, now)
     principal = _principal(engine)
     cookie = _session_cookie(engine, settings)
     pages = {page: _page_runs(cookie, args["partner_id"], page, int(args["reruns"])) for page in PAGES}
     tick = _tick_cost(engine, principal, args["partner_id"], now, int(args["ticks"]))
     engine.dispose()
-    return {"fleet_added": added, "fleet_build_s": build_s, "issues": evaluated, "pages": pages, "tick": tick}
+    return {"fleet_added": added, "fleet_build_s": build_s, "issues": evaluated, "run_days": rolled,
+            "pages": pages, "tick": tick}

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import replace
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -30,7 +30,7 @@ from core.console import alert_config, exports, partners, status
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
 from core.health import alerts, issues
 from core.settings import Settings, load_settings
-from core.store import audit
+from core.store import audit, run_days
 from core.store import database as db
 from core.store.secrets import SecretBox
 from core.store.tables import (
@@ -47,6 +47,7 @@ from core.sync.connector import stored_client_factory
 from core.sync.runs import RunResult
 from core.sync.worker import Worker, WorkerConfig
 
+T = TypeVar("T")
 log = logging.getLogger("core.cli")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4
 SYNC_KINDS = {"new-data": RunKind.FETCH_NEW_DATA, "unpaid": RunKind.FETCH_UNPAID, "scheduled": RunKind.SCHEDULED}
@@ -193,6 +194,7 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         if args.run:
             results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
             worst = max((_report_run(result) for result in results), default=EXIT_OK)
+        _roll_up_run_days(engine, now)
         _evaluate_issues(engine, settings)  # then the alerts: what changed this tick is sent this tick
         try:  # alerts never stop scheduling nor fail a sync: a failure is one line on stderr
             _say(alerts.deliver(engine, settings, now).line() or None)
@@ -224,18 +226,31 @@ def cmd_alerts(args: argparse.Namespace, engine: Engine, settings: Settings) -> 
     return worst
 
 
+def _roll_up_run_days(engine: Engine, now: datetime) -> None:
+    """The Adoption page's run totals, once per tick (the page reads the runs past the mark itself, so a failure here
+    only slows it down)."""
+    _beside_scheduling("roll up the Adoption page's run totals", lambda: run_days.advance(engine, now))
+
+
 def _evaluate_issues(engine: Engine, settings: Settings) -> None:
-    """The fleet's issues, once per tick, in their own try: a failure is said and scheduling goes on."""
-    try:
-        changes = issues.evaluate(engine, now=scheduler.clock(engine, settings), settings=settings)
-    except Exception as exc:  # noqa: BLE001 - whatever fails here must never stop the scheduling of syncs
-        log.debug("evaluating the fleet's issues failed", exc_info=True)
-        _say(f"Could not update the Overview's issues ({type(exc).__name__}: {exc}); syncs are still scheduled, and "
-             "the next tick tries again. If it keeps failing, check the database and the scheduler's log.")
-        return
+    """The fleet's issues, once per tick."""
+    changes = _beside_scheduling("update the Overview's issues", lambda: issues.evaluate(
+        engine, now=scheduler.clock(engine, settings), settings=settings), hint=" If it keeps failing, check the "
+        "database and the scheduler's log.")
     if changes:
         _say("Issues: " + ", ".join(f"{c.change.value} {c.type.value}"
                                     + (f" (partner {c.partner_id})" if c.partner_id else "") for c in changes) + ".")
+
+
+def _beside_scheduling(what: str, step: Callable[[], T], *, hint: str = "") -> T | None:
+    """Run a tick's step in its own try: a failure is said (then `hint`) and scheduling goes on (None)."""
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001 - whatever fails here must never stop the scheduling of syncs
+        log.debug("could not %s", what, exc_info=True)
+        _say(f"Could not {what} ({type(exc).__name__}: {exc}); syncs are still scheduled, and the next tick tries "
+             f"again.{hint}")
+        return None
 
 
 def cmd_worker(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:

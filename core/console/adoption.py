@@ -16,20 +16,21 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, and_, func, select, tuple_
+from sqlalchemy import Date, and_, case, func, select, tuple_
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import Selectable
 
 from core.access import Principal, require_role
 from core.console import exports
 from core.console.formatting import Tile, change, currency_label, money_in, money_text, number
-from core.console.overview import OK_STATUSES
 from core.errors import BadInput, format_duration
+from core.store import run_days
 from core.store.tables import (
     AGREEMENT_TABLE,
     AUDIT_TABLE,
     CONNECTION_TABLE,
     INVOICE_TABLE,
+    OK_STATUSES,
     PARTNER_TABLE,
     RULE_TABLE,
     RUN_TABLE,
@@ -222,33 +223,49 @@ def funnel(engine: Engine, principal: Principal, period: Period) -> pd.DataFrame
     return _funnel(_stage_times(engine), period)
 
 
-def _daily(engine: Engine, period: Period) -> pd.DataFrame:
-    """Per UTC day the runs started from the day before the period's last two weeks or its first day, whichever is
-    earlier, to its last: records created, invoices read, finished and successful runs, and manual fetches (and
-    those that found nothing new) per fetch; then refusals per fetch from the audit log. Zero-filled, by day."""
-    run, event = RUN_TABLE.c, AUDIT_TABLE.c
+@dataclass(frozen=True)
+class Activity:
+    """The runs and cooldown refusals from the day before the period's last two weeks or its first day, whichever is
+    earlier (`first`), to its last: run totals (run_days.TOTALS) by day, kind and manual, and over the period by
+    partner and manual; refusals by partner, day and fetch. Read once for every chart and table."""
+
+    first: date
+    runs_by_day: pd.DataFrame
+    runs_by_partner: pd.DataFrame
+    refusals: pd.DataFrame
+
+
+def _activity(engine: Engine, period: Period) -> Activity:
+    event = AUDIT_TABLE.c
     first = min(period.first, period.weeks()[1].first)
-    start = datetime.combine(first, time(), tzinfo=UTC)
-    day = func.date(run.started_at, type_=Date).label("day")
-    manual = run.trigger == "manual"
-    columns = [func.sum(run.created).label("records_created"), func.sum(run.invoices_seen).label("invoices_read"),
-               func.count().filter(run.finished_at.is_not(None)).label("finished_runs"),
-               func.count().filter(run.finished_at.is_not(None), run.status.in_(OK_STATUSES)).label("successful_runs")]
+    day = func.date(event.at, type_=Date).label("day")
+    fetch = case(*((event.detail == refusal_detail(kind), kind.value) for kind in LABELS)).label("fetch")
+    refusals = _read(engine, select(event.partner_id, day, fetch, func.count().label("refusals"))
+                     .where(event.action == AuditAction.MANUAL_FETCH_REFUSED,
+                            event.at >= datetime.combine(first, time(), tzinfo=UTC), event.at < period.end)
+                     .group_by(event.partner_id, day, fetch))
+    by_day = run_days.totals(engine, first, period.last, ["day", "kind", "manual"])
+    return Activity(first, by_day.assign(day=pd.to_datetime(by_day["day"])),
+                    run_days.totals(engine, period.first, period.last, ["partner_id", "manual"]),
+                    refusals.assign(day=pd.to_datetime(refusals["day"])))
+
+
+def _daily(activity: Activity, period: Period) -> pd.DataFrame:
+    """Per UTC day of the activity: records created, invoices read, finished and successful runs, manual fetches (and
+    those that found nothing new) per fetch, and refusals per fetch. Zero-filled, by day."""
+    runs = activity.runs_by_day
+    manual = runs[runs["manual"]]
+    names = {"created": "records_created", "invoices_read": "invoices_read", "finished": "finished_runs",
+             "successful": "successful_runs"}
+    columns: list[pd.DataFrame | pd.Series] = [runs.groupby("day")[list(names)].sum().rename(columns=names)]
     for kind in LABELS:
-        columns += [func.count().filter(manual, run.kind == kind).label(f"fetches:{kind.value}"),
-                    func.count().filter(manual, run.kind == kind, run.created + run.updated == 0)
-                    .label(f"empty:{kind.value}")]
-    runs = _read(engine, select(day, *columns).where(run.started_at >= start, run.started_at < period.end)
-                 .group_by(day))
-    refused_day = func.date(event.at, type_=Date).label("day")
-    per_fetch = [func.count().filter(event.detail == refusal_detail(kind)).label(f"refusals:{kind.value}")
-                 for kind in LABELS]
-    refusals = _read(engine, select(refused_day, *per_fetch)
-                     .where(event.action == AuditAction.MANUAL_FETCH_REFUSED, event.at >= start, event.at < period.end)
-                     .group_by(refused_day))
-    index = pd.date_range(start=first, end=period.last, freq="D", name="day")
-    frames = [frame.assign(day=pd.to_datetime(frame["day"])).set_index("day") for frame in (runs, refusals)]
-    return pd.concat(frames, axis=1, sort=True).reindex(index).fillna(0).astype("int64")
+        of_kind = manual[manual["kind"] == kind.value].groupby("day")
+        columns += [of_kind["runs"].sum().rename(f"fetches:{kind.value}"),
+                    of_kind["empty"].sum().rename(f"empty:{kind.value}")]
+    refused = activity.refusals.groupby(["day", "fetch"])["refusals"].sum().unstack("fetch")
+    columns.append(refused.reindex(columns=[kind.value for kind in LABELS]).add_prefix("refusals:"))
+    index = pd.date_range(start=activity.first, end=period.last, freq="D", name="day")
+    return pd.concat(columns, axis=1, sort=True).reindex(index).fillna(0).astype("int64")
 
 
 def _within(daily: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -262,7 +279,7 @@ def _records(daily: pd.DataFrame, period: Period) -> pd.DataFrame:
 def records_per_day(engine: Engine, principal: Principal, period: Period) -> pd.DataFrame:
     """Records created (sum of SyncRun.created: invoices, customers, agreements) and invoices read, per day."""
     _allow(principal)
-    return _records(_daily(engine, period), period)
+    return _records(_daily(_activity(engine, period), period), period)
 
 
 def _success(daily: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -274,7 +291,7 @@ def _success(daily: pd.DataFrame, period: Period) -> pd.DataFrame:
 def success_rate_per_day(engine: Engine, principal: Principal, period: Period) -> pd.DataFrame:
     """Per day: finished runs, those that succeeded or partially succeeded, and their share (NaN without runs)."""
     _allow(principal)
-    return _success(_daily(engine, period), period)
+    return _success(_daily(_activity(engine, period), period), period)
 
 
 def _manual(daily: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -285,7 +302,7 @@ def _manual(daily: pd.DataFrame, period: Period) -> pd.DataFrame:
 def manual_fetches_per_day(engine: Engine, principal: Principal, period: Period) -> pd.DataFrame:
     """Manual fetches started per day, one column per fetch (labelled as on the Syncs page)."""
     _allow(principal)
-    return _manual(_daily(engine, period), period)
+    return _manual(_daily(_activity(engine, period), period), period)
 
 
 def _pressure(daily: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -301,7 +318,7 @@ def cooldown_pressure(engine: Engine, principal: Principal, period: Period) -> p
     """Per manual fetch, in the period: fetches run, presses refused by the cooldown, refusals per fetch, and fetches
     that found nothing new (a hint partners do not trust the automatic sync)."""
     _allow(principal)
-    return _pressure(_daily(engine, period), period)
+    return _pressure(_daily(_activity(engine, period), period), period)
 
 
 def autopay_coverage(engine: Engine, principal: Principal) -> pd.DataFrame:
@@ -333,18 +350,15 @@ def autopay_coverage(engine: Engine, principal: Principal) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _per_partner_runs(engine: Engine, period: Period) -> pd.DataFrame:
-    run, event = RUN_TABLE.c, AUDIT_TABLE.c
-    runs = _read(engine, select(
-        run.partner_id, func.count().filter(run.finished_at.is_not(None)).label("runs_finished"),
-        func.count().filter(run.finished_at.is_not(None), run.status.in_(OK_STATUSES)).label("successful_runs"),
-        func.coalesce(func.sum(run.created), 0).label("records_created"),
-        func.count().filter(run.trigger == "manual").label("manual_fetches"))
-        .where(run.started_at >= period.start, run.started_at < period.end).group_by(run.partner_id))
-    refusals = _read(engine, select(event.partner_id, func.count().label("cooldown_refusals"))
-                     .where(event.action == AuditAction.MANUAL_FETCH_REFUSED, event.at >= period.start,
-                            event.at < period.end).group_by(event.partner_id))
-    return pd.concat([runs.set_index("partner_id"), refusals.set_index("partner_id")], axis=1, sort=True)
+def _per_partner_runs(activity: Activity, period: Period) -> pd.DataFrame:
+    """Per partner, in the period: finished and successful runs, records created, manual fetches and refusals."""
+    runs = activity.runs_by_partner
+    refusals = activity.refusals[activity.refusals["day"] >= pd.Timestamp(period.first)]
+    totals = runs.assign(manual_fetches=runs["runs"].where(runs["manual"], 0)).groupby("partner_id")[
+        ["finished", "successful", "created", "manual_fetches"]].sum()
+    return pd.concat([totals.rename(columns={"finished": "runs_finished", "successful": "successful_runs",
+                                             "created": "records_created"}),
+                      refusals.groupby("partner_id")["refusals"].sum().rename("cooldown_refusals")], axis=1, sort=True)
 
 
 def _breakdown(times: pd.DataFrame, activity: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -370,7 +384,7 @@ def partner_breakdown(engine: Engine, principal: Principal, period: Period) -> p
     connecting to its first successful sync and to its first mapped subtype (as of the period's end), its enabled
     auto-pay rules now, and its runs, success rate, records created, manual fetches and refusals in the period."""
     _allow(principal)
-    return _breakdown(_stage_times(engine), _per_partner_runs(engine, period), period)
+    return _breakdown(_stage_times(engine), _per_partner_runs(_activity(engine, period), period), period)
 
 
 def _count_in(times: pd.Series, period: Period) -> int:
@@ -412,7 +426,7 @@ def week_over_week(engine: Engine, principal: Principal, period: Period) -> pd.D
     first mapped, runs finished, the sync success rate, records created, manual fetches and cooldown refusals, each
     as shown with its change."""
     _allow(principal)
-    return _weekly(_stage_times(engine), _daily(engine, period), period)
+    return _weekly(_stage_times(engine), _daily(_activity(engine, period), period), period)
 
 
 @dataclass(frozen=True)
@@ -483,16 +497,17 @@ class AdoptionReport:
 
 
 def report(engine: Engine, principal: Principal, period: Period) -> AdoptionReport:
-    """Everything the Adoption page shows, over `period` (read once each: the stage times and the daily runs)."""
+    """Everything the Adoption page shows, over `period` (read once each: the stage times and the activity)."""
     _allow(principal)
-    times, daily = _stage_times(engine), _daily(engine, period)
+    times, activity = _stage_times(engine), _activity(engine, period)
+    daily = _daily(activity, period)
     known = _by_end(times, period)["integration_role"]
     return AdoptionReport(
         period=period, connected=int((known == IntegrationRole.PRIMARY).sum()),
         secondary=int((known == IntegrationRole.SECONDARY).sum()),
         funnel=_funnel(times, period), records=_records(daily, period), success=_success(daily, period),
         manual=_manual(daily, period), pressure=_pressure(daily, period), coverage=autopay_coverage(engine, principal),
-        partners=_breakdown(times, _per_partner_runs(engine, period), period), weekly=_weekly(times, daily, period),
+        partners=_breakdown(times, _per_partner_runs(activity, period), period), weekly=_weekly(times, daily, period),
     )
 
 

@@ -22,7 +22,6 @@ from sqlalchemy.engine import Engine
 
 from core.access import Principal, page_spec, require_role
 from core.console.formatting import ago
-from core.health.facts import OK_STATUSES as OK_STATUSES  # read by the Adoption page's models
 from core.health.facts import PartnerFacts, partner_facts
 from core.health.issues import (
     ISSUE_KINDS,

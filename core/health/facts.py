@@ -24,6 +24,7 @@ from core.store.tables import (
     COOLDOWN_TABLE,
     ERROR_TABLE,
     JOB_TABLE,
+    OK_STATUSES,
     PARTNER_TABLE,
     RULE_TABLE,
     RUN_TABLE,
@@ -34,7 +35,6 @@ from core.store.tables import (
 from core.sync import worker_presence
 from core.sync.jobs import lease_now
 
-OK_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 WORKER_BEAT_WITHIN = timedelta(seconds=30)  # a worker that beat this recently is alive
 EVER = datetime(1970, 1, 1, tzinfo=UTC)
 QUEUED_GRACE = timedelta(minutes=2)  # a due job waiting longer than this with no live worker: nothing will run it

@@ -285,6 +285,8 @@ class Invoice(SQLModel, table=True):
         UniqueConstraint("partner_id", "halo_id"),
         Index("ix_invoice_partner_status_due", "partner_id", "status", "due_date"),
         Index("ix_invoice_partner_agreement", "partner_id", "agreement_halo_id"),
+        # the fleet's unpaid value per currency (Adoption) is read from this index alone
+        Index("ix_invoice_status_currency", "status", "currency", "amount_due_cents"),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")
@@ -386,6 +388,7 @@ class SyncRun(RunCounters, table=True):
     # the scheduler reads the last interval's runs of every partner by started_at, Adoption a span's totals: the
     # started_at index carries the columns they read, so they walk the index alone
     __table_args__ = (Index("ix_syncrun_partner_started", "partner_id", "started_at"),
+                      Index("ix_syncrun_finished", "finished_at"),  # the runs past the run-day mark (run_days)
                       Index("ix_syncrun_started_totals", "started_at", "partner_id", "kind", "trigger", "status",
                             "finished_at", "window_end", "created", "updated", "invoices_seen"))
     id: int | None = Field(default=None, primary_key=True)
@@ -405,6 +408,35 @@ class SyncRun(RunCounters, table=True):
     waiting_until: datetime | None = utc_field()  # set while the run waits (rate limit, retry), cleared after
     error_kind: ErrorKind | None = enum_field(ErrorKind, nullable=True)
     error: str | None = None
+
+
+class DayTotals(SQLModel):
+    """What runs of one day add up to, defined once: the columns of RunDay and FleetRunDay."""
+
+    runs: int = 0
+    finished: int = 0
+    successful: int = 0  # succeeded or partially succeeded
+    created: int = big_field()
+    invoices_read: int = big_field()
+    empty: int = 0  # created and updated nothing
+
+
+class RunDay(DayTotals, table=True):
+    """Totals of one partner's finished runs of one kind started on one UTC day, by hand or not, rolled up by the
+    scheduler (core.store.run_days) so the Adoption page does not walk every run of the fleet."""
+
+    day: date = Field(primary_key=True)  # first in the key: the page reads a span of days
+    partner_id: int = Field(foreign_key="partner.id", primary_key=True)
+    kind: RunKind = Field(sa_column=Column(EnumText(RunKind), primary_key=True))
+    manual: bool = Field(primary_key=True)
+
+
+class FleetRunDay(DayTotals, table=True):
+    """RunDay summed over the fleet: the Adoption page's charts read a row per day, not one per partner and day."""
+
+    day: date = Field(primary_key=True)
+    kind: RunKind = Field(sa_column=Column(EnumText(RunKind), primary_key=True))
+    manual: bool = Field(primary_key=True)
 
 
 class SyncRecordError(SQLModel, table=True):
@@ -665,6 +697,8 @@ AGREEMENT_TABLE = _table(Agreement)
 INVOICE_TABLE = _table(Invoice)
 RULE_TABLE = _table(AutoPayRule)
 RUN_TABLE = _table(SyncRun)
+RUN_DAY_TABLE = _table(RunDay)
+FLEET_DAY_TABLE = _table(FleetRunDay)
 ERROR_TABLE = _table(SyncRecordError)
 COOLDOWN_TABLE = _table(Cooldown)
 JOB_TABLE = _table(Job)
@@ -682,3 +716,4 @@ ISSUE_TABLE = _table(Issue)
 ISSUE_EVENT_TABLE = _table(IssueEvent)
 ALERT_DELIVERY_TABLE = _table(AlertDelivery)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)
+OK_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)  # a run that succeeded (partially: some rejected)

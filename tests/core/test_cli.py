@@ -20,7 +20,7 @@ from core.console import exports
 from core.health import issues
 from core.settings import PROJECT_ROOT, Settings
 from core.store import database as db
-from core.store import tables
+from core.store import run_days, tables
 from core.store.tables import AUDIT_TABLE, NumberField
 from core.sync import scheduler
 from halo_emulator import HaloEmulator, serve
@@ -252,7 +252,10 @@ def test_each_scheduler_tick_updates_the_overviews_issues(tmp_path, monkeypatch,
         assert "permissions_missing" in {row.type for row in conn.execute(select(tables.ISSUE_TABLE))}
 
 
-def test_a_failing_issue_evaluation_is_said_and_scheduling_goes_on(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(("module", "step", "said"), [
+    (issues, "evaluate", "Could not update the Overview's issues"),
+    (run_days, "advance", "Could not roll up the Adoption page's run totals")])
+def test_a_failing_tick_step_is_said_and_scheduling_goes_on(tmp_path, monkeypatch, capsys, module, step, said):
     _book_database(tmp_path, [])
     for key, value in cli_env(tmp_path).items():
         monkeypatch.setenv(key, value)
@@ -262,8 +265,17 @@ def test_a_failing_issue_evaluation_is_said_and_scheduling_goes_on(tmp_path, mon
     def broken(*args, **kwargs):
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(issues, "evaluate", broken)
+    monkeypatch.setattr(module, step, broken)
     assert cli_main(["scheduler", "--once", "--tick", "0"]) == 0
     assert queued == [1]
-    assert ("Could not update the Overview's issues (RuntimeError: database is locked); syncs are still scheduled"
-            in capsys.readouterr().err)
+    assert f"{said} (RuntimeError: database is locked); syncs are still scheduled" in capsys.readouterr().err
+
+
+def test_a_scheduler_tick_rolls_up_the_runs_finished_an_hour_before_it(tmp_path, monkeypatch):
+    engine = _book_database(tmp_path, [])
+    for key, value in cli_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert cli_main(["scheduler", "--once", "--tick", "0"]) == 0
+    with engine.connect() as conn:
+        mark = conn.scalar(select(tables.SETTING_TABLE.c.value).where(tables.SETTING_TABLE.c.key == run_days.MARK))
+    assert mark == (NOW - run_days.MARGIN).isoformat()

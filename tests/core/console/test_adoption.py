@@ -10,6 +10,7 @@ from core.access import Principal
 from core.actions import fetches
 from core.console import adoption, exports
 from core.errors import AccessDenied, BadInput, CooldownActive, Refused
+from core.store import run_days
 from core.store.tables import AUDIT_TABLE, JOB_TABLE, IntegrationRole, JobState, Role, RunKind, RunStatus
 from core.sync import cooldowns, runs
 from tests.support.clock import NOW
@@ -23,6 +24,22 @@ HOUR = timedelta(hours=1)
 INVOICE_COLUMNS = {"halo_id", "invoice_number", "third_party_number", "display_number", "customer", "customer_name",
                    "customer_halo_id", "due_date", "invoice_date", "total_cents", "amount_due_cents", "client_id",
                    "client_secret", "client_secret_encrypted"}
+
+
+@pytest.fixture(autouse=True, params=["runs", "half rolled up", "rolled up"])
+def rolled_up(request, monkeypatch, engine):
+    """Every test reads its runs three ways, and must see the same: from the runs alone (no scheduler has rolled any
+    up), with those finished before NOW - 5 days rolled up (the rest read from the runs), and with all rolled up."""
+    if request.param == "runs":
+        return
+    upto = NOW - timedelta(days=5) if request.param == "half rolled up" else NOW + timedelta(days=60)
+    totals = run_days.totals
+
+    def rolled_then_read(*args, **kwargs):
+        run_days.advance(engine, upto + run_days.MARGIN)
+        return totals(*args, **kwargs)
+
+    monkeypatch.setattr(run_days, "totals", rolled_then_read)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from tests.support.clock import NOW
 from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_database
 
 NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice", "subtypelookup",
-              "subtypename", "tenantprobe", "issue", "issueevent", "alertdelivery"}
+              "subtypename", "tenantprobe", "issue", "issueevent", "alertdelivery", "runday", "fleetrunday"}
 NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"},
                "connection": {"numbered_by"}, "autopayrule": {"subtype_id", "overdue_opt_in"}}
 BIGINT_COLUMNS = {"customer": {"halo_id"}, "agreement": {"halo_id", "customer_halo_id", "subtype_id"},
@@ -172,10 +172,12 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
                                                                         "signinthrottle", "listingchoice",
                                                                         "subtypelookup", "subtypename", "agreement",
                                                                         "autopayrule", "tenantprobe", "issue",
-                                                                        "issueevent", "alertdelivery")])
+                                                                        "issueevent", "alertdelivery", "runday",
+                                                                        "fleetrunday")])
             _subtypes_by_name(conn)
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
-            conn.exec_driver_sql("DROP INDEX ix_syncrun_started_totals")
+            for later in ("ix_syncrun_started_totals", "ix_syncrun_finished", "ix_invoice_status_currency"):
+                conn.exec_driver_sql(f"DROP INDEX {later}")
     engine.dispose()
     engine = db.engine_for(_settings(url))
     try:
