@@ -25,9 +25,9 @@ st.caption("Every partner counts in exactly one tile after Partners: never synce
            "(a partner without a connection included); not syncing by design means HaloPSA is its secondary "
            "integration.")
 
-issue_worklist.worklist(open_issues)
-if not open_issues.empty:
-    issue_worklist.act_on_one(engine, principal, open_issues, now)
+listed = issue_worklist.worklist(open_issues)
+if not listed.empty:
+    issue_worklist.act_on_one(engine, principal, listed, now)
 issue_worklist.recently_resolved(resolved)
 partner_table.partner_table(table)
 alerts_panel.render(principal)

@@ -17,17 +17,19 @@ from core.console.formatting import escape_markdown
 from ui import components
 
 
-def worklist(open_issues: pd.DataFrame) -> None:
+def worklist(open_issues: pd.DataFrame) -> pd.DataFrame:
+    """The filters and the listed issues (overview_screen.listed_issues), returned for acting on one."""
     st.subheader(f"Issues ({len(open_issues):,} open)")
     severity_at, owner_at, type_at = st.columns(3)
     severities = severity_at.multiselect("Severity", overview_screen.SEVERITY_CHOICES, key="overview.severity")
     owners = owner_at.multiselect("Owner", overview_screen.OWNER_CHOICES, key="overview.owner")
     types = type_at.multiselect("Type", overview_screen.TYPE_CHOICES, key="overview.type")
-    shown_issues = overview_screen.filter_issues(open_issues, severities=severities, owners=owners, types=types)
+    matching = overview_screen.filter_issues(open_issues, severities=severities, owners=owners, types=types)
+    shown_issues = overview_screen.listed_issues(matching)
     if open_issues.empty:
         st.success("No open issues: every partner is syncing with nothing to follow up.")
     else:
-        st.caption(f"{len(shown_issues):,} of {len(open_issues):,} open issues. {overview_screen.ISSUES_LEGEND}")
+        st.caption(overview_screen.worklist_caption(len(shown_issues), len(matching), len(open_issues)))
         # rows taller than 4rem let Streamlit wrap the sentences instead of cutting them at the column edge
         st.dataframe(shown_issues, hide_index=True, key="overview.issues", row_height=84,
                      height=min(max(len(shown_issues), 1), 8) * 84 + 38,  # a short list shows whole
@@ -53,14 +55,15 @@ def worklist(open_issues: pd.DataFrame) -> None:
         st.dataframe(overview_screen.issue_types(), hide_index=True, key="overview.issue_types",
                      column_config={"type": "Type", "severity": "Severity", "escalates": "Escalates",
                                     "owner": "Owner", "resolves_after": "Resolves after", "fixed_on": "Fixed on"})
+    return shown_issues
 
 
-def act_on_one(engine: Engine, principal: Principal, open_issues: pd.DataFrame, now: datetime) -> None:
-    """The picked issue's page and partner, and its snooze (or the end of it)."""
+def act_on_one(engine: Engine, principal: Principal, listed: pd.DataFrame, now: datetime) -> None:
+    """The picked issue (of those listed)'s page and partner, and its snooze (or the end of it)."""
     st.subheader("Act on an issue")
-    choices = overview_screen.issue_choices(open_issues)
+    choices = overview_screen.issue_choices(listed)
     picked = st.selectbox("Issue", list(choices), format_func=choices.__getitem__, key="overview.issue")
-    issue = overview_screen.picked_issue(open_issues, picked)
+    issue = overview_screen.picked_issue(listed, picked)
     st.page_link(issue.page_path, label=issue.fix_label, icon=":material/arrow_forward:",
                  query_params=None if issue.partner_id is None else {"partner": str(issue.partner_id)})
     if issue.snoozed:

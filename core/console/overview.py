@@ -34,7 +34,7 @@ from core.health.issues import (
 )
 from core.limits import check_length
 from core.settings import Settings
-from core.store.tables import ISSUE_TABLE, PARTNER_TABLE, IntegrationRole, IssueOwner, IssueSeverity, IssueType, Role
+from core.store.tables import ISSUE_TABLE, PARTNER_TABLE, IntegrationRole, IssueType, Role
 from core.sync.cooldowns import MANUAL_KINDS
 
 ON_TIME_FACTOR = 1.5
@@ -172,6 +172,7 @@ ISSUE_COLUMNS = ["issue_id", "partner_id", "severity", "type", "owner", "partner
 RESOLVED_COLUMNS = ["issue_id", "partner_id", "type", "severity", "owner", "partner", "found", "first_seen",
                     "resolved_at", "reopened"]
 RESOLVED_WITHIN = timedelta(days=7)
+WORKLIST_ROWS = 500  # issues listed at once: a fleet-wide outage opens one per partner
 SEVERITY_CHOICES = tuple(severity.value for severity in SEVERITY_ORDER)
 OWNER_CHOICES = tuple(OWNER_LABELS.values())
 TYPE_CHOICES = tuple(kind.label for kind in ISSUE_KINDS.values())
@@ -191,15 +192,20 @@ def _issue_rows(engine: Engine, principal: Principal, *conditions: Any) -> list[
             .where(*conditions)))
 
 
-def _snoozed(row: Any, now: datetime) -> bool:
-    return row.snoozed_until is not None and row.snoozed_until > now
+def _columns(rows: list[Any]) -> dict[str, list[Any]]:
+    """The issue rows (with their partner's name) a column at a time: a fleet-wide outage lists thousands."""
+    names = [column.name for column in ISSUE_TABLE.c] + ["partner"]
+    return {name: [row[index] for row in rows] for index, name in enumerate(names)}
 
 
-def _common(row: Any) -> dict[str, Any]:
-    kind = ISSUE_KINDS[IssueType(row.type)]
-    return {"issue_id": row.id, "partner_id": row.partner_id, "severity": IssueSeverity(row.severity).value,
-            "type": kind.label, "owner": OWNER_LABELS[IssueOwner(row.owner)], "partner": row.partner or FLEET,
-            "found": row.detail, "first_seen": row.first_seen}
+def _common(raw: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The columns every issue row has; its type, severity and owner come back from the database as their enums."""
+    return {"issue_id": raw["id"], "partner_id": raw["partner_id"],
+            "severity": [severity.value for severity in raw["severity"]],
+            "type": [ISSUE_KINDS[issue_type].label for issue_type in raw["type"]],
+            "owner": [OWNER_LABELS[owner] for owner in raw["owner"]],
+            "partner": [partner or FLEET for partner in raw["partner"]], "found": raw["detail"],
+            "first_seen": raw["first_seen"]}
 
 
 def _fix_label(issue_type: IssueType, partner: str | None) -> str:
@@ -207,20 +213,41 @@ def _fix_label(issue_type: IssueType, partner: str | None) -> str:
     return f"Open {title} for {partner}" if partner else f"Open {title}"
 
 
+def _snooze_text(until: datetime | None, reason: str | None, by: str | None, now: datetime) -> str:
+    return f"snoozed until {until:%Y-%m-%d %H:%M} UTC: {reason} (by {by})" if until is not None and until > now else ""
+
+
 def issues(engine: Engine, principal: Principal, *, now: datetime) -> pd.DataFrame:
     """The open issues, by severity then age (first seen, oldest first), the snoozed ones after the others (in the
     same order) with "snoozed until X: reason (by whom)"; a snooze whose end has passed counts no more."""
-    rows = sorted(_issue_rows(engine, principal, ISSUE_TABLE.c.resolved_at.is_(None)),
-                  key=lambda row: (_snoozed(row, now), SEVERITY_RANK[IssueSeverity(row.severity)], row.first_seen,
-                                   row.id))
-    return pd.DataFrame([
-        {**_common(row), "last_seen": row.last_seen, "next_step": ISSUE_KINDS[IssueType(row.type)].next_step,
-         "link": link(IssueType(row.type), row.partner_id), "page": ISSUE_KINDS[IssueType(row.type)].page,
-         "fix_label": _fix_label(IssueType(row.type), row.partner),
-         "snoozed": (f"snoozed until {row.snoozed_until:%Y-%m-%d %H:%M} UTC: {row.snooze_reason} "
-                     f"(by {row.snoozed_by})") if _snoozed(row, now) else ""}
-        for row in rows
-    ], columns=ISSUE_COLUMNS)
+    rows = sorted(_issue_rows(engine, principal, ISSUE_TABLE.c.resolved_at.is_(None)), key=lambda row: (
+        row.snoozed_until is not None and row.snoozed_until > now, SEVERITY_RANK[row.severity], row.first_seen,
+        row.id))
+    raw = _columns(rows)
+    kinds = [ISSUE_KINDS[issue_type] for issue_type in raw["type"]]
+    pairs = list(zip(raw["type"], raw["partner_id"], raw["partner"], strict=True))
+    return pd.DataFrame({
+        **_common(raw), "last_seen": raw["last_seen"], "next_step": [kind.next_step for kind in kinds],
+        "link": [link(issue_type, partner_id) for issue_type, partner_id, _ in pairs],
+        "page": [kind.page for kind in kinds],
+        "fix_label": [_fix_label(issue_type, partner) for issue_type, _, partner in pairs],
+        "snoozed": [_snooze_text(*snooze, now) for snooze in zip(raw["snoozed_until"], raw["snooze_reason"],
+                                                                   raw["snoozed_by"], strict=True)],
+    }, columns=ISSUE_COLUMNS)
+
+
+def listed_issues(frame: pd.DataFrame) -> pd.DataFrame:
+    """The first WORKLIST_ROWS of the (filtered) worklist, in its order: what the page lists and acts on. The most
+    severe and oldest come first, so a long list cut there hides the least urgent; filters reach the rest."""
+    return frame.head(WORKLIST_ROWS)
+
+
+def worklist_caption(listed: int, matching: int, open_count: int) -> str:
+    """What the worklist shows of the open issues, and how to see the others when it is cut."""
+    shown = (f"{matching:,} of {open_count:,} open issues" if listed == matching
+             else f"The first {listed:,} of {matching:,} matching issues ({open_count:,} open); filter by severity, "
+                  "owner or type to list the others")
+    return f"{shown}. {ISSUES_LEGEND}"
 
 
 def filter_issues(frame: pd.DataFrame, *, severities: Collection[str] = (), owners: Collection[str] = (),
@@ -237,7 +264,8 @@ def recently_resolved(engine: Engine, principal: Principal, *, now: datetime) ->
     """Issues resolved in the last 7 days, the newest first."""
     rows = _issue_rows(engine, principal, ISSUE_TABLE.c.resolved_at >= now - RESOLVED_WITHIN)
     rows.sort(key=lambda row: (row.resolved_at, row.id), reverse=True)
-    return pd.DataFrame([{**_common(row), "resolved_at": row.resolved_at, "reopened": row.reopened} for row in rows],
+    raw = _columns(rows)
+    return pd.DataFrame({**_common(raw), "resolved_at": raw["resolved_at"], "reopened": raw["reopened"]},
                         columns=RESOLVED_COLUMNS)
 
 

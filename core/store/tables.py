@@ -284,7 +284,9 @@ class Invoice(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("partner_id", "halo_id"),
         Index("ix_invoice_partner_status_due", "partner_id", "status", "due_date"),
-        Index("ix_invoice_partner_agreement", "partner_id", "agreement_halo_id"),
+        # the Agreements page totals and classifies a partner's invoices per agreement from this index alone
+        Index("ix_invoice_partner_agreement", "partner_id", "agreement_halo_id", "currency", "status", "due_date",
+              "amount_due_cents", "invoice_date", "voided", "halo_id"),
         # the fleet's unpaid value per currency (Adoption) is read from this index alone
         Index("ix_invoice_status_currency", "status", "currency", "amount_due_cents"),
     )

@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from core.console import overview as overview_screen
 from core.store.tables import ISSUE_TABLE, AuditEvent
 from tests.support.clock import NOW
 from tests.support.factories import add_partner, add_run
@@ -59,6 +60,18 @@ def test_the_worklist_filters_by_severity_owner_and_type(app_as):
     at.multiselect(key="overview.type").select("Subtype unmapped").run()
     assert len(_frame_with(at, "next_step")) == 2
     assert not at.exception
+
+
+def test_a_long_worklist_lists_the_most_urgent_first_and_says_how_to_reach_the_rest(app_as, monkeypatch):
+    monkeypatch.setattr(overview_screen, "WORKLIST_ROWS", 1)
+    at = app_as("cs").switch_page(PAGE).run()
+    listed = _frame_with(at, "next_step")
+    assert len(listed) == 1
+    assert any(caption.value.startswith("The first 1 of 2 matching issues (2 open); filter by severity, owner or "
+                                        "type") for caption in at.caption)
+    assert at.selectbox(key="overview.issue").options == [at.selectbox(key="overview.issue").format_func(
+        int(listed.iloc[0]["issue_id"]))]
+    assert [subheader.value for subheader in at.subheader][:1] == ["Issues (2 open)"]
 
 
 def test_the_issue_picker_links_to_the_page_and_partner_that_fix_it(app_as):

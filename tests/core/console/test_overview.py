@@ -168,6 +168,17 @@ def test_worklist_filters_by_severity_owner_and_type(engine, settings, fleet_of_
         int(listed.iloc[0]["issue_id"]): f"high · {listed.iloc[0]['type']} · {listed.iloc[0]['partner']}"}
 
 
+def test_a_long_worklist_is_cut_after_the_most_urgent_and_the_caption_says_so(engine, settings, fleet_of_four,
+                                                                              monkeypatch):
+    listed = _issues_now(engine, settings)
+    monkeypatch.setattr(overview_screen, "WORKLIST_ROWS", 2)
+    cut = overview_screen.listed_issues(listed)
+    assert list(cut["issue_id"]) == list(listed["issue_id"][:2])
+    assert overview_screen.worklist_caption(2, 4, 4).startswith(
+        "The first 2 of 4 matching issues (4 open); filter by severity, owner or type to list the others.")
+    assert overview_screen.worklist_caption(1, 1, 4).startswith("1 of 4 open issues. Ordered by severity")
+
+
 def test_recently_resolved_shows_the_last_seven_days(engine, settings, fleet_of_four):
     _issues_now(engine, settings)
     add_run(engine, settings, fleet_of_four["broken"], at=NOW + HOUR)  # a success: auth is fine again
