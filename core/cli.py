@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
-from core.console import alert_config, exports, partners, status
+from core.console import alert_config, exports, partners, status, support_bundle
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
 from core.health import alerts, issues
 from core.settings import Settings, load_settings
@@ -176,6 +177,26 @@ def cmd_invoices(args: argparse.Namespace, engine: Engine, settings: Settings) -
         _say("The output was closed before the export finished, so it stopped. To keep every row, write it to a "
              "file: python -m core invoices ... > invoices.csv")
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_bundle(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    """Write a partner's support bundle (a zip of JSON and CSV, no secret) to a file, never over an existing one."""
+    principal = _operator()
+    partner_id = partners.partner_id_by_name(engine, principal, args.partner)
+    if args.output is not None and args.output.exists():
+        _say(f"{args.output} already exists: nothing was written. Pass another --output, or move that file away.")
+        return EXIT_BAD_INPUT
+    bundle = support_bundle.build(engine, principal, partner_id, now=settings.now())
+    target = args.output or Path(bundle.file_name)
+    try:
+        with target.open("xb") as out:
+            out.write(bundle.data)
+    except OSError as exc:
+        _say(f"Could not write {target} ({exc.strerror or exc}): nothing was written. Pass an --output in a folder "
+             "you can write to, under a name not taken yet.")
+        return EXIT_FAILED
+    print(f"Wrote {target} ({len(bundle.data):,} bytes): {', '.join(bundle.files)}.")
     return EXIT_OK
 
 
@@ -333,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unpaid", action="store_true")
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.set_defaults(func=cmd_invoices)
+
+    p = sub.add_parser("bundle", help="write a partner's support bundle (zip of JSON and CSV, no secret) to a file")
+    p.add_argument("--partner", required=True)
+    p.add_argument("--output", type=Path, help="the zip to write (default: support-bundle-<partner>-<time>.zip here)")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("scheduler", help="queue due scheduled syncs for every connected partner")
     p.add_argument("--once", action="store_true")

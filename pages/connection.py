@@ -1,12 +1,12 @@
-"""Connection: the HaloPSA setup checklist, the stored connection, and the setup form (verify, test, save, backfill;
-the form is ui.connection_form)."""
+"""Connection: the HaloPSA setup checklist, the stored connection (with the support bundle for customer success), and
+the setup form (verify, test, save, backfill; the form is ui.connection_form)."""
 
 import streamlit as st
 
 from core.console import connection as connection_screen
 from core.console import partners
 from core.console.formatting import escape_markdown
-from ui import auth, components, connection_form, resources, tenant_check
+from ui import auth, components, connection_form, resources, support_bundle, tenant_check
 
 principal = auth.require_page("connection")
 engine, settings = resources.get_engine(), resources.get_settings()
@@ -37,6 +37,7 @@ if stored:  # outside text (names, ids, errors from HaloPSA) is escaped: drawn a
     if stored.last_error:
         st.error(f"Last error: {escape_markdown(stored.last_error)}")
     tenant_check.show(engine, principal, stored.partner_id)
+    support_bundle.section(engine, principal, stored.partner_id, stored.partner_name)
 
 slots = connection_form.form(editing=mode == "edit", has_stored=stored is not None)
 connection_form.act(engine, principal, settings, partner_id=edited, slots=slots)

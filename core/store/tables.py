@@ -375,7 +375,9 @@ class SubtypeName(SQLModel, table=True):
 class RunCounters(SQLModel):
     """What a run has done so far, defined once: the columns of a run record and the engine's running tally."""
 
-    requests: int = 0
+    requests: int = 0  # every HTTP request sent: token requests, retries and refused ones included
+    retries: int = 0  # of those, requests sent again after a failure or a rate limit (migration 0012)
+    rate_limited: int = 0  # answers of HTTP 429 (migration 0012)
     pages: int = 0
     customers_seen: int = 0
     agreements_seen: int = 0

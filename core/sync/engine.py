@@ -223,7 +223,7 @@ def _store_page(ctx: RunContext, stream: Stream, found: list[Any], errors: list[
     tally = ctx.tally
     tally.pages += 1
     if ctx.client is not None:
-        tally.requests = ctx.client.stats.requests
+        _count_requests(tally, ctx.client)
     setattr(tally, stream.seen_counter, getattr(tally, stream.seen_counter) + len(found))
     tally.rejected += len(errors)
     message = f"{stream.entity.capitalize()}s: {getattr(tally, stream.seen_counter):,} read"
@@ -418,7 +418,13 @@ def work(ctx: RunContext, client: HaloClient) -> None:
                 _sync_pages(ctx, stream, stream.list_all(client, ctx.connection))
     elif ctx.kind == RunKind.FETCH_UNPAID:
         _refresh_unpaid(ctx, client, methods)
-    ctx.tally.requests = client.stats.requests
+    _count_requests(ctx.tally, client)
+
+
+def _count_requests(tally: RunCounters, client: HaloClient) -> None:
+    """The client's requests so far into the run's tally: all of them, the retries and the 429s among them."""
+    stats = client.stats
+    tally.requests, tally.retries, tally.rate_limited = stats.requests, stats.retries, stats.rate_limited_responses
 
 
 # --- finish --------------------------------------------------------------------------------------------------------
@@ -511,7 +517,7 @@ def run_sync(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrig
                     work(ctx, client)
                     scopes = client.last_scope_check()
                 finally:  # every request sent, retries and refused ones too, also when the run fails
-                    ctx.tally.requests = client.stats.requests
+                    _count_requests(ctx.tally, client)
     except jobs.LeaseLost:
         log.warning("run %s lost its lease mid-run and stopped writing", ctx.run_id)
         return RunResult(run_id=ctx.run_id, kind=ctx.kind, status=RunStatus.INTERRUPTED, tally=ctx.tally,

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -279,3 +280,20 @@ def test_a_scheduler_tick_rolls_up_the_runs_finished_an_hour_before_it(tmp_path,
     with engine.connect() as conn:
         mark = conn.scalar(select(tables.SETTING_TABLE.c.value).where(tables.SETTING_TABLE.c.key == run_days.MARK))
     assert mark == (NOW - run_days.MARGIN).isoformat()
+
+
+def test_bundle_writes_a_partners_support_zip_and_never_over_an_existing_file(tmp_path, monkeypatch, capsys):
+    _book_database(tmp_path, [invoice(1, due=date(2026, 10, 1), total=1_000)])
+    for key, value in cli_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    target = tmp_path / "acme.zip"
+    assert cli_main(["bundle", "--partner", "Acme", "--output", str(target)]) == 0
+    with zipfile.ZipFile(target) as archive:
+        assert "connection.json" in archive.namelist() and "runs.csv" in archive.namelist()
+    assert f"Wrote {target}" in capsys.readouterr().out
+    written = target.read_bytes()
+    assert cli_main(["bundle", "--partner", "Acme", "--output", str(target)]) == 2
+    assert "already exists: nothing was written" in capsys.readouterr().err
+    assert target.read_bytes() == written
+    assert cli_main(["bundle", "--partner", "Nobody", "--output", str(tmp_path / "nobody.zip")]) == 2
+    assert not (tmp_path / "nobody.zip").exists()

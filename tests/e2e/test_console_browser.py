@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,6 +443,22 @@ def _download_csv(tab: UI, tmp_path: Path, header: list[str] = CSV_HEADER) -> li
         return list(reader)
 
 
+def _check_support_bundle(tab: UI, tmp_path: Path) -> None:
+    """Northwind's stored connection, and its support bundle: a zip of the files it names, without the secret."""
+    expect(tab.main().get_by_text("Stored connection: Northwind IT")).to_be_visible()
+    tab.settle()
+    with tab.page.expect_download() as download:
+        tab.main().get_by_role("button", name="Download support bundle").click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name.startswith("support-bundle-northwind-it-") and path.suffix == ".zip"
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        data = b"".join(archive.read(name) for name in names)
+    assert {"connection.json", "runs.csv", "record_errors.csv", "issues.csv"} <= names
+    assert sandbox.credentials("northwind.sandbox")[1].encode() not in data
+
+
 def _unpaid_count(tab: UI) -> int:
     return int(tab.metric("Unpaid invoices").inner_text().replace(",", ""))
 
@@ -451,7 +468,8 @@ def _unpaid_count(tab: UI) -> int:
 
 def test_cs_tours_every_page_of_a_partner(ui: UI, tmp_path: Path) -> None:
     """Customer success signs in, sees the fleet, picks Northwind in the sidebar and opens every page: the auto-pay
-    rule holds back Northwind's long-overdue invoices, and the audit log shows (and downloads) Northwind's events."""
+    rule holds back Northwind's long-overdue invoices, its support bundle downloads, and the audit log shows (and
+    downloads) Northwind's events."""
     ui.sign_in(CS.user)
     expect(ui.page.get_by_role("heading", level=1, name="Partner overview")).to_be_visible()
     assert ui.nav_links() == list(CS_PAGES)
@@ -464,7 +482,7 @@ def test_cs_tours_every_page_of_a_partner(ui: UI, tmp_path: Path) -> None:
     expect(alerts.get_by_text(re.compile(r"^Webhook: Not configured: set HALO_ALERT_WEBHOOK_URL"))).to_be_visible()
     ui.pick_partner("Northwind IT")
     checks: dict[str, Callable[[], None]] = {
-        "Connection": lambda: expect(ui.main().get_by_text("Stored connection: Northwind IT")).to_be_visible(),
+        "Connection": lambda: _check_support_bundle(ui, tmp_path),
         "Syncs": lambda: _check_sync_history(ui),
         "Invoices": lambda: expect(ui.metric("Unpaid invoices")).not_to_have_text("0"),
         "Agreements": lambda: expect(ui.main().get_by_text(re.compile(

@@ -100,6 +100,18 @@ def test_the_stored_connection_shows_without_its_secret(open_connection, account
         assert step in _markdown(at)
 
 
+@pytest.mark.parametrize(("account", "partner", "offered"), [("cs", "acme", True), ("acme", None, False)])
+def test_customer_success_is_offered_the_support_bundle_and_a_partner_is_not(open_connection, account, partner,
+                                                                            offered):
+    at = open_connection(account, partner)
+    buttons = [button for button in at.get("download_button") if button.proto.label == "Download support bundle"]
+    assert ("Support bundle" in [header.value for header in at.subheader]) is offered
+    assert len(buttons) == int(offered)
+    if offered:
+        assert buttons[0].proto.label == "Download support bundle"
+        assert "no secret and no customer e-mail" in "\n".join(caption.value for caption in at.caption)
+
+
 def test_the_form_is_filled_again_after_visiting_another_page(open_connection):
     at = open_connection("cs", "acme")
     at.switch_page("pages/syncs.py").run()

@@ -46,8 +46,9 @@ from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_d
 
 NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice", "subtypelookup",
               "subtypename", "tenantprobe", "issue", "issueevent", "alertdelivery", "runday", "fleetrunday"}
-NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until"}, "cooldown": {"last_job_id"},
-               "connection": {"numbered_by"}, "autopayrule": {"subtype_id", "overdue_opt_in"}}
+NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until", "retries", "rate_limited"},
+               "cooldown": {"last_job_id"}, "connection": {"numbered_by"},
+               "autopayrule": {"subtype_id", "overdue_opt_in"}}
 BIGINT_COLUMNS = {"customer": {"halo_id"}, "agreement": {"halo_id", "customer_halo_id", "subtype_id"},
                   "invoice": {"halo_id", "customer_halo_id", "agreement_halo_id", "total_cents", "amount_paid_cents",
                               "amount_due_cents"},
@@ -176,6 +177,8 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
                                                                         "fleetrunday")])
             _subtypes_by_name(conn)
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
+            for counter in ("retries", "rate_limited"):
+                conn.exec_driver_sql(f"ALTER TABLE syncrun DROP COLUMN {counter}")
             for later in ("ix_syncrun_started_totals", "ix_syncrun_finished", "ix_invoice_status_currency"):
                 conn.exec_driver_sql(f"DROP INDEX {later}")
     engine.dispose()

@@ -210,3 +210,18 @@ def test_a_runs_request_count_includes_every_retry_even_when_the_run_fails(engin
     with engine.connect() as conn:
         stored = conn.scalar(select(RUN_TABLE.c.requests).where(RUN_TABLE.c.id == result.run_id))
     assert stored == result.tally.requests == emu.stats.requests - before > 0
+
+
+@pytest.mark.parametrize(("fault", "status"), [("status", 503), ("rate_limit", 429)])
+def test_a_run_records_its_retries_and_the_429s_among_its_answers(engine, sync_settings, emu, fault, status):
+    """The support bundle lists each run's retries and 429 answers: a run that met one refusal, then an answer."""
+    partner_id = connect(engine, sync_settings, emu)
+    run(engine, sync_settings, emu, partner_id, RunKind.BACKFILL, trigger="connect")
+    emu.advance(emu.now + timedelta(hours=2))
+    emu.add_fault(FaultRule(kind=fault, status=status, path="/api/client", times=1, retry_after=0))
+    result = run(engine, sync_settings, emu, partner_id, RunKind.SCHEDULED)
+    assert result.status == RunStatus.SUCCEEDED
+    with engine.connect() as conn:
+        stored = conn.execute(select(RUN_TABLE.c.retries, RUN_TABLE.c.rate_limited)
+                              .where(RUN_TABLE.c.id == result.run_id)).one()
+    assert tuple(stored) == (1, 1 if status == 429 else 0)

@@ -5,6 +5,8 @@
   until its first tick the page reads the runs themselves
 - ix_syncrun_finished: the runs past the run-day mark, found by when they finished
 - ix_invoice_status_currency: the fleet's unpaid value per currency, read from the index alone
+- syncrun.retries and syncrun.rate_limited: of a run's requests, those sent again and the answers of HTTP 429 (the
+  support bundle lists them; earlier runs read 0)
 - ix_invoice_partner_agreement carries the columns the Agreements page totals and classifies by (currency, status,
   dates, amount due, voided, HaloPSA id), so a partner's 100,000 invoices are read from the index, not row by row
 
@@ -50,6 +52,8 @@ def upgrade() -> None:
         *_totals(),
         sa.PrimaryKeyConstraint("day", "kind", "manual"),
     )
+    for counter in ("retries", "rate_limited"):
+        op.add_column("syncrun", sa.Column(counter, sa.Integer(), nullable=False, server_default="0"))
     op.create_index("ix_syncrun_finished", "syncrun", ["finished_at"])
     op.create_index("ix_invoice_status_currency", "invoice", ["status", "currency", "amount_due_cents"])
     op.drop_index("ix_invoice_partner_agreement", table_name="invoice")
@@ -61,6 +65,9 @@ def downgrade() -> None:
     op.create_index("ix_invoice_partner_agreement", "invoice", ["partner_id", "agreement_halo_id"])
     op.drop_index("ix_invoice_status_currency", table_name="invoice")
     op.drop_index("ix_syncrun_finished", table_name="syncrun")
+    with op.batch_alter_table("syncrun") as batch:  # SQLite drops a column by copying the table
+        batch.drop_column("rate_limited")
+        batch.drop_column("retries")
     op.drop_table("fleetrunday")
     op.drop_table("runday")
     op.execute("DELETE FROM setting WHERE key = 'runday_through'")
