@@ -143,6 +143,7 @@ class AuditAction(StrEnum):
     MANUAL_FETCH_REFUSED = "manual_fetch_refused"  # a press refused by the cooldown, dated for the Adoption page
     SNOOZE_ISSUE = "snooze_issue"  # an Overview issue set aside until a time, with a reason
     UNSNOOZE_ISSUE = "unsnooze_issue"  # its snooze ended early
+    TRACE_LOOKUP = "trace_lookup"  # an invoice looked up live in HaloPSA by the tracer (what was asked, the answer)
 
 
 class ThrottleScope(StrEnum):
