@@ -286,6 +286,9 @@ class Invoice(SQLModel, table=True):
         UniqueConstraint("partner_id", "halo_id"),
         Index("ix_invoice_partner_status_due", "partner_id", "status", "due_date"),
         Index("ix_invoice_partner_agreement", "partner_id", "agreement_halo_id"),
+        # the invoice tracer finds an invoice by the number typed (migration 0013)
+        Index("ix_invoice_partner_number", "partner_id", "display_number"),
+        Index("ix_invoice_partner_third_party", "partner_id", "third_party_number"),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")

@@ -176,6 +176,8 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
             _subtypes_by_name(conn)
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
             conn.exec_driver_sql("DROP INDEX ix_syncrun_started_totals")
+            for later in ("ix_invoice_partner_number", "ix_invoice_partner_third_party"):  # migration 0013
+                conn.exec_driver_sql(f"DROP INDEX {later}")
     engine.dispose()
     engine = db.engine_for(_settings(url))
     try:
