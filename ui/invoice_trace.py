@@ -20,9 +20,8 @@ from ui import resources
 
 TRACED = "invoices.traced"  # the search text the Trace button was pressed for
 LIVE = "invoices.trace_live"  # (partner, search text, the live answer) once looked up in HaloPSA
-# how each answer is drawn: what is fine (stored, charged or paid), a reason it is not charged, or trouble
+# how each answer is drawn: here as it should be (green), trouble to act on (amber), else why it is not charged (blue)
 _WARN = {Answer.REJECTED, Answer.MISSED, Answer.NOT_FOUND, Answer.NOT_SYNCED_FROM_HALOPSA}
-_INFO = {Answer.STORED, Answer.UNKNOWN_HERE, Answer.NOT_SYNCED_YET}
 
 
 def _draw(result: TraceResult) -> None:
@@ -33,7 +32,7 @@ def _draw(result: TraceResult) -> None:
         box.markdown(escape_markdown(result.headline))
     for trace in result.traces:
         text = escape_markdown(trace.summary)
-        show = box.warning if trace.answer in _WARN else box.info if trace.answer in _INFO else box.success
+        show = box.success if trace.answer == Answer.STORED else box.warning if trace.answer in _WARN else box.info
         show(text)
         for fact in trace.facts:
             box.markdown(f"- {escape_markdown(fact)}")
