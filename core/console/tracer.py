@@ -250,8 +250,10 @@ def _stored_trace(row: Any, error: Any | None, ctx: Context) -> Trace:
         facts.append(f"Agreement: {row.agreement or 'no reference'}"
                      + (f", subtype {subtypes.shown(row)}" if row.subtype_id is not None else "") + ".")
     if error is not None and row.synced_at is not None and error.started_at > row.synced_at:
-        facts.append(f"Run {error.run_id} at {_at(error.started_at)} could not read its newer version: "
-                     f"{error.reason}. Until a sync reads it, the copy here is older than HaloPSA's.")
+        return Trace(Answer.REJECTED, f"{what} is here as last read at {_at(row.synced_at)} ({_STATUS_WORDS[status]}), "
+                     f"but run {error.run_id} at {_at(error.started_at)} could not read its newer version from HaloPSA "
+                     f"({error.reason}): the copy here may be out of date.", REJECTED_STEP, tuple(facts), row.halo_id,
+                     row.display_number)
     summary = {
         Answer.STORED: f"{what} is here: {_STATUS_WORDS[status]}; auto-pay: {row.eligibility}.",
         Answer.SUBTYPE_UNMAPPED: f"{what} is here, {_STATUS_WORDS[status]}, but never auto-paid: its agreement "
@@ -278,16 +280,19 @@ def _stored_trace(row: Any, error: Any | None, ctx: Context) -> Trace:
     return Trace(answer, summary, step, tuple(facts), row.halo_id, row.display_number)
 
 
+REJECTED_STEP = ("Correct the invoice in HaloPSA (the Syncs page groups the run's record errors with an excerpt); the "
+                 "next sync that reads it stores it. Tell the console's maintainers if the record looks right in "
+                 "HaloPSA.")
+
+
 def _rejected_trace(error: Any) -> Trace:
     what = (f"Invoice with HaloPSA ID {error.halo_id}" if error.halo_id is not None
             else "An invoice whose record names it")
     return Trace(
         Answer.REJECTED,
         f"{what} is not here: run {error.run_id} at {_at(error.started_at)} could not read it from HaloPSA "
-        f"({error.reason}).",
-        "Correct the invoice in HaloPSA (the Syncs page groups the run's record errors with an excerpt); the next "
-        "sync that reads it stores it. Tell the console's maintainers if the record looks right in HaloPSA.",
-        (f"Record error of run {error.run_id}: {error.reason}.",), error.halo_id, None)
+        f"({error.reason}).", REJECTED_STEP, (f"Record error of run {error.run_id}: {error.reason}.",), error.halo_id,
+        None)
 
 
 def _not_from_halopsa(ctx: Context) -> Trace:

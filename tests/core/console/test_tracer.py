@@ -170,6 +170,6 @@ def test_a_stored_invoice_whose_newer_version_was_rejected_says_the_copy_is_olde
         runs.add_record_errors(conn, run_id, tenant.partner_id, [
             records.RecordError("invoice", made["id"], "total is not a number", {"id": made["id"]})])
     trace = _one(tenant.trace("TR-8001"))
-    assert trace.answer == Answer.SUBTYPE_UNMAPPED
-    assert (f"Run {run_id} at {later:%Y-%m-%d %H:%M} UTC could not read its newer version: total is not a number."
-            in trace.facts[-1])
+    assert trace.answer == Answer.REJECTED and trace.next_step == tracer.REJECTED_STEP
+    assert (f"is here as last read at {NOW:%Y-%m-%d %H:%M} UTC (unpaid), but run {run_id} at {later:%Y-%m-%d %H:%M} "
+            "UTC could not read its newer version from HaloPSA (total is not a number)") in trace.summary
