@@ -33,13 +33,15 @@ LOOKUP_NEXT_STEP = ("Nothing was stored. Try the lookup again in a few minutes; 
 
 
 class BudgetBusy(Refused):
-    """The tenant's rate budget is spent by syncs for now: looking up would wait, so it is refused."""
+    """Looking up would make a person wait: the tenant's rate budget is spent by syncs for now, or HaloPSA itself asks
+    to wait (a long rate limit); refused, with when to try again."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, by_halopsa: bool = False) -> None:
         self.seconds = seconds
-        super().__init__(f"This partner's HaloPSA request budget is in use by syncs for the next "
-                         f"{format_duration(timedelta(seconds=seconds))}, so the lookup was not sent. Try again after "
-                         "that; nothing was stored.")
+        wait = format_duration(timedelta(seconds=seconds))
+        why = (f"HaloPSA is rate limiting this partner's tenant for the next {wait}" if by_halopsa
+               else f"This partner's HaloPSA request budget is in use by syncs for the next {wait}")
+        super().__init__(f"{why}, so the lookup was not sent. Try again after that; nothing was stored.")
 
 
 def _impatient(event: ClientEvent) -> None:
@@ -47,7 +49,7 @@ def _impatient(event: ClientEvent) -> None:
     if event.kind == "rate_budget" and event.seconds > MAX_WAIT_S:
         raise BudgetBusy(event.seconds)
     if event.kind == "resume_later":
-        raise BudgetBusy(event.seconds)
+        raise BudgetBusy(event.seconds, by_halopsa=True)
 
 
 def _searched(halo_id: int | None, method: str | None) -> str:
