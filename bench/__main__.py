@@ -11,7 +11,8 @@ Sections:
      best of --repeats each, alternated; memory as peak RSS growth of the backfill's own process.
   2. The same backfill under a scaled rate limit (--limit requests per --window seconds on both sides).
   3. Fetch new data with 50 changed invoices on the big tenant vs a 1,000-invoice one; Fetch unpaid invoices.
-  4. Every console page (AppTest) with the big partner in a fleet of --fleet partners; rows sent by Invoices.
+  4. Every console page (AppTest) with the big partner in a fleet of --fleet partners; rows sent by Invoices; the
+     invoice tracer's answer time from local data for the big partner (issue 15).
   5. One cooldown-timer tick (the Syncs page's fragment) in server CPU.
   6. Worker fleet (issue 11): `python -m core worker` processes against tenants behind one emulator address with
      --fleet-latency-ms per answer: --fleet-partners small partners due at once for one worker (SQLite), extrapolated
@@ -287,6 +288,15 @@ class Bench:
             Row("5", "  core read / elements; whole AppTest run less an empty one",
                 f"{tick['read_cpu_s'] * 1000:.2f} / {tick['render_cpu_s'] * 1000:.2f} ms; "
                 f"{tick['upper_bound_s'] * 1000:.2f} ms", "", None),
+        ]
+        traced = found["trace"]
+        self.rows += [
+            Row("4", f"Invoice tracer: answer from local data, {self.o.invoices // 1000}k-invoice partner (slowest "
+                f"kind: {traced['slowest']})", f"{traced['slowest_s'] * 1000:.1f} ms", "< 100 ms",
+                traced["slowest_s"] < 0.1),
+            Row("4", "  by number / HaloPSA ID / lower case / unknown",
+                " / ".join(f"{traced['times_s'][kind] * 1000:.1f}" for kind in ("number", "halo_id", "lower_case",
+                                                                               "unknown")) + " ms", "", None),
         ]
         evaluated = found["issues"]
         self.rows.append(Row("4", f"  issues on the fleet ({evaluated['open']:,} open): first / steady evaluation",

@@ -259,6 +259,36 @@ def _tick_cost(engine: Any, principal: Any, partner_id: int, now: datetime, tick
             "apptest_empty_s": empty_s}
 
 
+def trace_times(engine: Any, principal: Any, partner_id: int, now: datetime, repeats: int) -> dict[str, Any]:
+    """The invoice tracer's answer from local data (core.console.tracer.trace, the whole read model) for the big
+    partner, median wall time per kind of identifier: its shown number, its HaloPSA ID, its number typed in lower
+    case (matched in any case), and a number no invoice has (every number compared in any case before saying so)."""
+    from sqlalchemy import func, select
+
+    from core.console import tracer
+    from core.store.tables import INVOICE_TABLE
+
+    inv = INVOICE_TABLE.c
+    with engine.connect() as conn:
+        middle = conn.scalar(select(func.count()).where(inv.partner_id == partner_id)) // 2
+        row = conn.execute(select(inv.halo_id, inv.display_number).where(inv.partner_id == partner_id)
+                           .order_by(inv.id).offset(middle).limit(1)).one()
+    kinds = {"number": row.display_number, "halo_id": str(row.halo_id), "lower_case": row.display_number.lower(),
+             "unknown": "NO-SUCH-INVOICE-1"}
+    times: dict[str, float] = {}
+    answers: dict[str, str] = {}
+    for kind, typed in kinds.items():
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            found = tracer.trace(engine, principal, partner_id, typed, now=now, schedule_interval=timedelta(hours=1))
+            samples.append(time.perf_counter() - started)
+        times[kind] = statistics.median(samples)
+        answers[kind] = found.traces[0].answer.value
+    slowest = max(times, key=lambda kind: times[kind])
+    return {"times_s": times, "answers": answers, "slowest": slowest, "slowest_s": times[slowest]}
+
+
 def measure(args: dict[str, Any]) -> dict[str, Any]:
     """`args`: db, key, now (ISO), partner_id (the big partner), partners (fleet size), reruns, ticks."""
     from core.settings import load_settings
@@ -278,6 +308,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     cookie = _session_cookie(engine, settings)
     pages = {page: _page_runs(cookie, args["partner_id"], page, int(args["reruns"])) for page in PAGES}
     tick = _tick_cost(engine, principal, args["partner_id"], now, int(args["ticks"]))
+    traced = trace_times(engine, principal, args["partner_id"], now, 9)
     engine.dispose()
     return {"fleet_added": added, "fleet_build_s": build_s, "issues": evaluated, "run_days": rolled,
-            "pages": pages, "tick": tick}
+            "pages": pages, "tick": tick, "trace": traced}

@@ -27,7 +27,8 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
-from core.console import alert_config, exports, partners, status, support_bundle
+from core.actions import trace_lookup
+from core.console import alert_config, exports, partners, status, support_bundle, tracer
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
 from core.health import alerts, issues
 from core.settings import Settings, load_settings
@@ -200,6 +201,34 @@ def cmd_bundle(args: argparse.Namespace, engine: Engine, settings: Settings) -> 
     return EXIT_OK
 
 
+def cmd_trace(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    """Where an invoice stands and why, from local data; with --live, asking the partner's HaloPSA once when local
+    data cannot tell (audited)."""
+    principal = _operator()
+    partner_id = partners.partner_id_by_name(engine, principal, args.partner)
+    if args.live:
+        result = trace_lookup.look_up(engine, principal, partner_id, args.invoice, now=settings.now(),
+                                      settings=settings)
+    else:
+        result = tracer.trace(engine, principal, partner_id, args.invoice, now=settings.now(),
+                              schedule_interval=timedelta(seconds=settings.schedule_interval_s))
+    if result.can_look_up:
+        _say(f"To ask HaloPSA, run: python -m core trace --partner \"{args.partner}\" \"{result.identifier}\" --live")
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return EXIT_OK
+    if len(result.traces) > 1:
+        print(result.headline)
+    for trace in result.traces:
+        print(f"{trace.answer.value}: {trace.summary}")
+        for fact in trace.facts:
+            print(f"  {fact}")
+        print(f"  Next: {trace.next_step}")
+    for note in result.notes:
+        print(note)
+    return EXIT_OK
+
+
 def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     """Queue due partners (workers run them); with --run, run the queue dry here too (one process, no worker)."""
     factory = stored_client_factory(settings, engine=engine)
@@ -359,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partner", required=True)
     p.add_argument("--output", type=Path, help="the zip to write (default: support-bundle-<partner>-<time>.zip here)")
     p.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser("trace", help="why an invoice is (not) here: where it stands and what to do")
+    p.add_argument("--partner", required=True)
+    p.add_argument("invoice", help="display number, HaloPSA ID or third-party number")
+    p.add_argument("--live", action="store_true", help="ask HaloPSA once when local data cannot tell (audited)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("scheduler", help="queue due scheduled syncs for every connected partner")
     p.add_argument("--once", action="store_true")

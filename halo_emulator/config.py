@@ -105,6 +105,10 @@ class EmulatorConfig:
     """An `order` on a field outside `sortable_fields`: None ignores it (natural id order); 400 or 500 refuses it."""
     datesearch: bool = False
     """`datesearch=<field>&start_date=…[&end_date=…]` filters listings (newer builds); False: ignored, as older ones."""
+    third_party_id_filter: bool = False
+    """`third_party_id=<number>` finds invoices by their third-party number (newer builds); False: ignored."""
+    invoice_search: bool = True
+    """`search=<text>` filters invoices by number and customer name; False: ignored (the whole listing is sent)."""
     ignore_paging: bool = False
     """A paginated listing sends every matching row whatever `page_size` and `page_no` ask (pages longer than asked)."""
     served_page_size: int | None = None

@@ -105,6 +105,14 @@ class Filters:
             self._signature.append(("search", text))
         return self
 
+    def equals(self, param: str, field: str) -> Filters:
+        """`?param=text`: the row's `field` is that text (case-insensitive, trimmed)."""
+        text = (self._params.get(param) or "").strip().casefold()
+        if text:
+            self._predicates.append(lambda row: str(row.get(field) or "").strip().casefold() == text)
+            self._signature.append((param, text))
+        return self
+
     def dated(self) -> Filters:
         """`datesearch=<field>&start_date=…&end_date=…` (newer builds): the row's `field` within the bounds (either
         may be absent; a date alone means its midnight); rows without that date are left out."""
@@ -152,8 +160,9 @@ def contract_filters(params: Mapping[str, str]) -> Filters:
     )
 
 
-def invoice_filters(params: Mapping[str, str]) -> Filters:
-    return (
+def invoice_filters(params: Mapping[str, str], config: EmulatorConfig | None = None) -> Filters:
+    """`search` unless the tenant ignores it (`invoice_search`); `third_party_id` where the build has it."""
+    filters = (
         Filters(params)
         .one_of("client_id", "client_id")
         .one_of("client_ids", "client_id")
@@ -162,8 +171,12 @@ def invoice_filters(params: Mapping[str, str]) -> Filters:
         .one_of("paymentstatuses", "paymentstatus")
         .when("postedonly", lambda r: bool(r.get("posted")))
         .when("notpostedonly", lambda r: not r.get("posted"))
-        .search("invoicenumber", "thirdpartyinvoicenumber", "client_name")
     )
+    if config is None or config.invoice_search:
+        filters.search("invoicenumber", "thirdpartyinvoicenumber", "client_name")
+    if config is not None and config.third_party_id_filter:
+        filters.equals("third_party_id", "thirdpartyinvoicenumber")
+    return filters
 
 
 def payment_filters(params: Mapping[str, str]) -> Filters:

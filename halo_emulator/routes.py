@@ -62,7 +62,8 @@ def _resources(config: EmulatorConfig, s: TenantState) -> dict[str, Resource]:
             "clients", "read:customers", "edit:customers", client_filters, s.clients, s.create_client, s.update_client
         ),
         "invoice": Resource(
-            "invoices", "read:invoices", "edit:invoices", invoice_filters, s.invoices, s.create_invoice,
+            "invoices", "read:invoices", "edit:invoices", lambda params: invoice_filters(params, config), s.invoices,
+            s.create_invoice,
             s.update_invoice,
         ),
         "clientcontract": Resource(

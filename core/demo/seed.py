@@ -10,6 +10,11 @@ Partners and their stories:
   loses two permissions.
 - Litware Systems: primary; its HaloPSA starts failing in the last week.
 A few of Northwind's records arrive unreadable (BAD_RECORDS), so the Syncs page has record errors to group.
+For the invoice tracer, every kind of answer has an invoice: Northwind's unreadable invoices (rejected), credit notes,
+drafts, voided and deleted invoices in the sandboxes' books, Contoso's unmapped subtypes, Tailspin's invoices dated
+before its Invoices Created Since (never synced), and invoices raised after a last sync window: customer success
+cancels the last scheduled syncs of Contoso or Tailspin (STALLED), from the hour after the latest invoice one of their
+books raised, so that invoice is in HaloPSA and not synced yet (`traceable` names one of each).
 The fleet's issues are evaluated after every replayed hour, as the scheduler does each tick, so the Overview's worklist
 and its recently resolved issues carry their history.
 """
@@ -35,9 +40,10 @@ from core.health import issues
 from core.settings import Settings
 from core.store.tables import AutoPayTrigger, IntegrationRole, NumberField, Partner, Role, RunKind
 from core.store.users import add_user
-from core.sync import scheduler
+from core.sync import jobs, scheduler, worker
 from core.sync.connector import ClientFactory, stored_client_factory
-from halo_emulator import FaultRule
+from halo_emulator import EmulatorConfig, FaultRule
+from halo_emulator.evolution import plan_hour
 
 log = logging.getLogger(__name__)
 DEMO_PASSWORD = "demo-password"
@@ -57,6 +63,8 @@ class DemoPartner:
     lookup: int | None = None
     """Which of its sandbox tenant's lookups is set as the subtype lookup right after connecting (0: the subtypes';
     another: one of its other tables, which does not verify); None: none."""
+    created_since: timedelta | None = None
+    """Invoices Created Since, this long before the replay starts; None: every invoice is synced."""
 
 
 DEMO_PARTNERS = (
@@ -71,7 +79,8 @@ DEMO_PARTNERS = (
         },
     ),
     DemoPartner("Litware Systems", "litware.sandbox", timedelta(days=1, hours=11)),
-    DemoPartner("Tailspin Technologies", "tailspin.sandbox", timedelta(days=2, hours=14), lookup=2),
+    DemoPartner("Tailspin Technologies", "tailspin.sandbox", timedelta(days=2, hours=14), lookup=2,
+                created_since=timedelta(days=7)),
     DemoPartner("Contoso Managed Services", "contoso.sandbox", timedelta(days=4, hours=10)),
     DemoPartner("Fabrikam Networks", "fabrikam.sandbox", timedelta(days=6, hours=16),
                 role=IntegrationRole.SECONDARY),
@@ -83,6 +92,9 @@ BAD_RECORDS: tuple[tuple[str, int, str], ...] = (
     ("Northwind IT", 40, "/api/Invoice"), ("Northwind IT", 30, "/api/Invoice"), ("Northwind IT", 30, "/api/Client"),
     ("Northwind IT", 20, "/api/ClientContract"), ("Northwind IT", 20, "/api/Invoice"),
 )
+STALLED = ("Contoso Managed Services", "Tailspin Technologies")
+"""Partners whose last scheduled syncs customer success cancels (see `stalled`), at most STALLED_HOURS of them."""
+STALLED_HOURS = 20
 CS = Principal(role=Role.CS, user="cs@demo.local")
 PM_EMAIL = "pm@demo.local"
 PARTNER_EMAIL = "finance@northwind.demo"
@@ -96,12 +108,13 @@ def should_seed(engine: Engine, settings: Settings) -> bool:
         return not conn.scalar(select(func.count()).select_from(Partner))
 
 
-def _connect(engine: Engine, partner: DemoPartner, *, now: datetime, settings: Settings,
+def _connect(engine: Engine, partner: DemoPartner, *, now: datetime, start: datetime, settings: Settings,
              factory: ClientFactory) -> int:
     client_id, client_secret = sandbox.credentials(partner.host)
+    since = (start - partner.created_since).date() if partner.created_since is not None else None
     form = connections.ConnectionForm(
         partner_name=partner.name, app_domain=partner.host, client_id=client_id, client_secret=client_secret,
-        invoice_number_field=partner.number_field, integration_role=partner.role,
+        invoice_number_field=partner.number_field, integration_role=partner.role, invoices_created_since=since,
     )
     partner_id = connections.connect_and_backfill(engine, CS, form, now=now, settings=settings,
                                                   client_factory=factory).partner_id
@@ -123,19 +136,24 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
     start = end - timedelta(days=days)
     partner_ids: dict[str, int] = {}
     partner_user: Principal | None = None
+    stall = stalled(end, replay)
     try:
         hour = start
         while hour <= end:
             sandbox.REGISTRY.pinned_now = hour
             for partner in DEMO_PARTNERS:
                 if partner.name not in partner_ids and hour >= start + partner.connect_after:
-                    partner_ids[partner.name] = _connect(engine, partner, now=hour, settings=replay,
+                    partner_ids[partner.name] = _connect(engine, partner, now=hour, start=start, settings=replay,
                                                          factory=factory)
                     if partner.fetches and partner_user is None:
                         partner_user = _add_accounts(engine, partner_ids[partner.name])
             spoilt = _spoil_records(hour=hour, end=end, partner_ids=partner_ids, settings=replay)
             # the replay's syncs run on its clock: each at its hour, not all at the moment of seeding
-            scheduler.tick(engine, now=hour, settings=replace(replay, fixed_now=hour), client_factory=factory)
+            hourly = replace(replay, fixed_now=hour)
+            scheduler.enqueue_due(engine, now=hour, settings=hourly)
+            if stall is not None and hour >= stall[1] and stall[0] in partner_ids:
+                _cancel_scheduled(engine, partner_ids[stall[0]], now=hour)
+            worker.drain(engine, hourly, factory, lease=timedelta(seconds=hourly.lease_s))
             for rule in spoilt:
                 rule.times = rule.fired  # spent: no later request meets it
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
@@ -148,6 +166,34 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
     finally:
         sandbox.REGISTRY.pinned_now = None
     say("Demo ready.")
+
+
+def _raises_invoices(config: EmulatorConfig, hour: datetime) -> bool:
+    """Whether a sandbox's books raise an invoice during the hour starting at `hour` (its clock is a pure function)."""
+    return any(event.kind in ("new_invoice", "recurring")
+               for event in plan_hour(config, int(hour.timestamp()) // 3600))
+
+
+def stalled(end: datetime, settings: Settings) -> tuple[str, datetime] | None:
+    """Which STALLED partner's scheduled syncs customer success cancels at the end of the replay, and from which hour:
+    the one whose books raised an invoice most recently (within STALLED_HOURS), from the hour after. That invoice is
+    then in HaloPSA, raised after the partner's last sync window, and not synced yet. None: neither raised one."""
+    hosts = {partner.name: partner.host for partner in DEMO_PARTNERS}
+    for back in range(1, STALLED_HOURS + 1):
+        hour = end - timedelta(hours=back)
+        for name in STALLED:
+            if _raises_invoices(sandbox.REGISTRY.tenant(hosts[name], settings).emulator.config, hour):
+                return name, hour + timedelta(hours=1)
+    log.warning("no stalled partner raised an invoice in the last %s hours", STALLED_HOURS)
+    return None
+
+
+def _cancel_scheduled(engine: Engine, partner_id: int, *, now: datetime) -> None:
+    """Customer success cancels the partner's queued scheduled sync (audited), as during a HaloPSA maintenance."""
+    with engine.connect() as conn:
+        job_id = jobs.waiting_job(conn, partner_id, RunKind.SCHEDULED)
+    if job_id is not None:
+        actions.cancel_sync(engine, CS, partner_id=partner_id, job_id=job_id, now=now)
 
 
 def _spoil_records(*, hour: datetime, end: datetime, partner_ids: dict[str, int],

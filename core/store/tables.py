@@ -143,6 +143,7 @@ class AuditAction(StrEnum):
     MANUAL_FETCH_REFUSED = "manual_fetch_refused"  # a press refused by the cooldown, dated for the Adoption page
     SNOOZE_ISSUE = "snooze_issue"  # an Overview issue set aside until a time, with a reason
     UNSNOOZE_ISSUE = "unsnooze_issue"  # its snooze ended early
+    TRACE_LOOKUP = "trace_lookup"  # an invoice looked up live in HaloPSA by the tracer (what was asked, the answer)
 
 
 class ThrottleScope(StrEnum):
@@ -289,6 +290,9 @@ class Invoice(SQLModel, table=True):
               "amount_due_cents", "invoice_date", "voided", "halo_id"),
         # the fleet's unpaid value per currency (Adoption) is read from this index alone
         Index("ix_invoice_status_currency", "status", "currency", "amount_due_cents"),
+        # the invoice tracer finds an invoice by the number typed (migration 0013)
+        Index("ix_invoice_partner_number", "partner_id", "display_number"),
+        Index("ix_invoice_partner_third_party", "partner_id", "third_party_number"),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id")

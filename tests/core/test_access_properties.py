@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from core.access import Principal
-from core.actions import autopay_rules, fetches, subtype_names
+from core.actions import autopay_rules, fetches, subtype_names, trace_lookup
 from core.actions import connect as connections
 from core.actions import issues as issue_actions
 from core.console import (
@@ -43,7 +43,9 @@ from core.console import (
     partners,
     status,
     subtypes,
+    support_bundle,
     syncs,
+    tracer,
 )
 from core.console import connection as connection_screen
 from core.console import invoices as invoices_screen
@@ -205,6 +207,13 @@ def _filters(data: st.DataObject) -> invoices_screen.Filters:
         aging=data.draw(st.sampled_from([None, *invoices_screen.AGING_BUCKETS]), label="aging"))
 
 
+def _invoice_typed(world: World, pid: Any, data: st.DataObject) -> str:
+    """What a person types to trace one of the target partner's invoices: its number, its HaloPSA ID, or a number only
+    its HaloPSA might have (looked up there)."""
+    prefix = _prefix_of(world, pid) or "Umbrella"
+    return data.draw(st.sampled_from([f"#{prefix}-INV-0003", "103", "424242"]), label="invoice")
+
+
 def _name(world: World, pid: Any) -> str:
     prefix = _prefix_of(world, pid)
     return PREFIXES[prefix][0] if prefix else NEW_PARTNER
@@ -273,6 +282,8 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                         lambda w, p, pid, d: agreements.preview(w.engine, p, pid, _rule(d), now=NOW)),
     "core.console.overview.overview": ((Role.CS,), False,
                        lambda w, p, pid, d: overview.overview(w.engine, p, now=NOW, settings=w.settings)),
+    "core.console.support_bundle.build": ((Role.CS,), True,
+                                          lambda w, p, pid, d: support_bundle.build(w.engine, p, pid, now=NOW)),
     "core.console.overview.issues": ((Role.CS,), False, lambda w, p, pid, d: overview.issues(w.engine, p, now=NOW)),
     "core.console.overview.recently_resolved": ((Role.CS,), False,
                                                 lambda w, p, pid, d: overview.recently_resolved(w.engine, p, now=NOW)),
@@ -354,6 +365,10 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
     "core.console.connection.renumber_preview": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d:
         connection_screen.renumber_preview(w.engine, p, pid, d.draw(
             st.sampled_from([NumberField.HALO_ID.value, NumberField.THIRD_PARTY.value]), label="field"))),
+    "core.console.tracer.trace": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: tracer.trace(
+        w.engine, p, pid, _invoice_typed(w, pid, d), now=NOW, schedule_interval=timedelta(hours=1))),
+    "core.actions.trace_lookup.look_up": ((Role.CS, Role.PARTNER), True, lambda w, p, pid, d: trace_lookup.look_up(
+        w.engine, p, pid, _invoice_typed(w, pid, d), now=NOW, settings=w.settings, client_factory=w.factory())),
     "core.console.alert_config.alerts_view": ((Role.CS,), False,
                                               lambda w, p, pid, d: alert_config.alerts_view(w.engine, p,
                                                                                             settings=w.settings)),

@@ -24,7 +24,7 @@ from core.store import database as db
 from core.store import run_days, tables
 from core.store.tables import AUDIT_TABLE, NumberField
 from core.sync import scheduler
-from halo_emulator import HaloEmulator, serve
+from halo_emulator import FaultRule, HaloEmulator, serve
 from tests.support import databases
 from tests.support.clock import NOW, TEST_KEY
 from tests.support.factories import add_partner
@@ -297,3 +297,40 @@ def test_bundle_writes_a_partners_support_zip_and_never_over_an_existing_file(tm
     assert target.read_bytes() == written
     assert cli_main(["bundle", "--partner", "Nobody", "--output", str(tmp_path / "nobody.zip")]) == 2
     assert not (tmp_path / "nobody.zip").exists()
+
+
+def test_trace_answers_from_local_data_and_asks_halopsa_only_with_live(tmp_path, monkeypatch, capsys):
+    emu = HaloEmulator(seed=3, invoices=10, start=NOW, client_secret=SECRET, rate_limit=None)
+    settings = Settings(database_url=databases.database_url(tmp_path, "cli"), secret_key=TEST_KEY, fixed_now=NOW)
+    databases.prepare(settings)
+    engine = db.engine_for(settings)
+    for key, value in {**cli_env(tmp_path), "HALO_MAX_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    with serve(emu) as server:
+        partner_id = add_partner(engine, settings, name="Acme", now=NOW, app_domain=server.url,
+                                 client_id=emu.client_id, client_secret=SECRET, number_field=NumberField.THIRD_PARTY)
+        add_book(engine, partner_id, [invoice(105, due=date(2026, 10, 1), total=20_000, voided=True)])
+
+        assert cli_main(["trace", "--partner", "Acme", " #INV-105"]) == 0
+        said = capsys.readouterr()
+        assert said.out.startswith("voided: Invoice INV-105 (HaloPSA ID 105) was voided in HaloPSA") and "  Next: " \
+            in said.out and said.err == ""
+
+        assert cli_main(["trace", "--partner", "Acme", "NOPE-9", "--json"]) == 0
+        said = capsys.readouterr()
+        unknown = json.loads(said.out)
+        assert unknown["invoices"][0]["answer"] == "unknown_here" and unknown["can_look_up"] and not unknown["live"]
+        assert 'python -m core trace --partner "Acme" "NOPE-9" --live' in said.err
+
+        halo_id = max(emu.invoices)
+        assert cli_main(["trace", "--partner", "Acme", str(halo_id), "--live", "--json"]) == 0
+        live = json.loads(capsys.readouterr().out)
+        assert live["live"] and live["requests"] >= 1 and live["invoices"][0]["halo_id"] == halo_id
+
+        emu.add_fault(FaultRule(kind="status", status=503, times=10**6))
+        assert cli_main(["trace", "--partner", "Acme", "12345", "--live"]) == 4
+        assert "Try the lookup again in a few minutes" in capsys.readouterr().err
+    assert cli_main(["trace", "--partner", "Nobody", "1"]) == 2
+    with engine.connect() as conn:
+        looked_up = list(conn.scalars(select(AUDIT_TABLE.c.detail).where(AUDIT_TABLE.c.action == "trace_lookup")))
+    assert len(looked_up) == 2 and "not answered" in looked_up[-1]

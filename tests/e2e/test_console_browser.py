@@ -28,15 +28,19 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Locator, Page, Route, expect, sync_playwright
 
+from core.console.tracer import Answer
 from core.demo import sandbox
 from core.demo.seed import CS, DEMO_PASSWORD, PARTNER_EMAIL, PM_EMAIL
-from core.settings import PROJECT_ROOT
+from core.demo.traceable import Example, traceable
+from core.settings import PROJECT_ROOT, Settings
+from core.store import database
 from tests.support import databases
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -575,6 +579,63 @@ def test_cs_works_the_issues_worklist(ui: UI) -> None:
     _pick_issue(ui, waiting)
     expect(ui.main().get_by_text(re.compile(
         r"^This issue is snoozed until .*: Their admin ticks the permissions on Monday \(by cs@"))).to_be_visible()
+    ui.assert_clean()
+
+
+# what the tracer says of each kind of invoice the demo holds (core.demo.traceable finds one of each)
+TRACE_SAYS = {
+    Answer.STORED: r"\) is here: (unpaid|partially paid); auto-pay: eligible \(rule: ",
+    Answer.SUBTYPE_UNMAPPED: r" but never auto-paid: its agreement subtype \(.+\) is not mapped to an auto-pay rule\.",
+    Answer.CREDIT_NOTE: r"\) is a credit note: it is here but never unpaid and never auto-paid\.",
+    Answer.DRAFT: r"\) is not posted in HaloPSA \(a draft or awaiting approval\)",
+    Answer.VOIDED: r"\) was voided in HaloPSA: it is here but never owed\.",
+    Answer.DELETED: r"\) was deleted in HaloPSA: the last sync found it neither listed nor by its id\.",
+    Answer.REJECTED: r" could not read (it|its newer version) from HaloPSA \(",
+    Answer.EXCLUDED_BY_DATE: r"\) is dated [\d-]+, before this connection's Invoices Created Since \([\d-]+\), so "
+                             r"it is never synced\.",
+    Answer.NOT_SYNCED_YET: r"\) is in HaloPSA but not synced yet: it changed after the last sync window\.",
+    Answer.NOT_FOUND: r"^HaloPSA has no invoice “987654321” \(looked up by HaloPSA ID\)\.$",
+}
+
+
+def _traceable(demo_template: Path, tmp_path: Path) -> dict[Answer, Example]:
+    """One invoice of each kind in the demo, found on a copy of its database at the console's time (the sandbox books
+    are a pure function of the stored epoch and the time, so this process sees the console's HaloPSA)."""
+    copy = tmp_path / "traced"
+    shutil.copytree(demo_template, copy)
+    settings = Settings(database_url=databases.copied_database_env(demo_template, copy)["DATABASE_URL"])
+    engine = database.engine_for(settings)
+    try:
+        return traceable(engine, settings, now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+
+
+def test_cs_traces_one_invoice_of_each_kind_from_the_invoices_search_box(ui: UI, demo_template: Path,
+                                                                         tmp_path: Path) -> None:
+    """Issue 15: "why isn't invoice X here?" typed in the Invoices search box, for one invoice of each kind the demo
+    holds; the kinds only HaloPSA knows are looked up in its (sandbox) HaloPSA with the page's button."""
+    examples = _traceable(demo_template, tmp_path)
+    assert set(examples) == set(TRACE_SAYS)
+    ui.sign_in(CS.user)
+    ui.open("Invoices", "Invoices")
+    search = ui.main().get_by_role("textbox", name="Search")
+    for answer, example in sorted(examples.items(), key=lambda item: item[1].partner):
+        if ui.page.get_by_test_id("stSidebar").get_by_role("combobox", name="Partner").input_value() != \
+                example.partner:
+            ui.pick_partner(example.partner)
+        search.fill(example.identifier)
+        search.press("Enter")
+        ui.settle()
+        ui.main().get_by_role("button", name="Trace", exact=True).click()
+        ui.settle()
+        if example.live:
+            expect(ui.main().get_by_text(re.compile(r"^No invoice “.+” is here and no sync reported trouble"))
+                   ).to_be_visible()
+            ui.main().get_by_role("button", name="Look it up in HaloPSA").click()
+            ui.settle()
+        expect(ui.main().get_by_text(re.compile(TRACE_SAYS[answer])).first).to_be_visible()
+        expect(ui.main().get_by_text(re.compile(r"^What to do:")).first).to_be_visible()
     ui.assert_clean()
 
 

@@ -4,9 +4,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from core.actions import trace_lookup
 from core.console import exports
+from core.console.formatting import escape_markdown
 from core.store import audit
 from core.store.tables import AUDIT_TABLE, INVOICE_TABLE
+from core.sync import connector
+from halo_emulator import HaloEmulator
 from tests.support.clock import NOW
 
 PAGE = "pages/invoices.py"
@@ -170,3 +174,56 @@ def test_a_secondary_partner_with_invoices_from_before_sees_them_and_why(app_as,
     assert not at.exception
     assert any("20 invoices listed were synced while HaloPSA was the primary" in info.value for info in at.info)
     assert at.metric[0].value == "20"
+
+
+def test_a_search_matching_no_row_says_where_that_invoice_stands(app_as, console):
+    at = _open(app_as, "acme", console)
+    at.selectbox(key="invoices.view").set_value("credits").run()
+    at.text_input(key="invoices.search").input(" #Acme-INV-0003").run()  # an unpaid invoice, not a credit note
+
+    assert not at.exception and at.dataframe[0].value.empty
+    assert [i.value for i in at.info] == [escape_markdown(
+        "Invoice Acme-INV-0003 (HaloPSA ID 1003) is here, partially paid, but never auto-paid: its agreement subtype "
+        "(Backup (id 2)) is not mapped to an auto-pay rule.")]
+    assert "**What to do:** " + escape_markdown("To charge it, map its agreement subtype to an auto-pay rule on the "
+                                                "Agreements page.") in [m.value for m in at.markdown]
+    assert not [b for b in at.button if b.key == "invoices.trace_lookup"]  # local data told
+
+
+def test_the_trace_button_explains_a_listed_invoice_too(app_as, console):
+    at = _open(app_as, "acme", console)
+    at.text_input(key="invoices.search").input("Acme-INV-0012").run()
+    assert len(at.dataframe[0].value) == 1 and not at.info
+
+    at.button(key="invoices.trace_button").click().run()
+
+    assert any("its agreement subtype" in i.value and "is not mapped to an auto\\-pay rule" in i.value
+               for i in at.info)
+
+
+def test_an_unknown_number_offers_the_lookup_in_halopsa_which_answers_and_is_audited(app_as, console, engine,
+                                                                                    monkeypatch):
+    emu = HaloEmulator(seed=5, invoices=10, start=NOW, rate_limit=None, client_id="client-id",
+                       client_secret="s3cret-value")
+    monkeypatch.setattr(trace_lookup, "stored_client_factory", lambda settings, engine=None: (
+        connector.stored_client_factory(settings, engine=engine, transport=emu.transport())))
+    at = _open(app_as, "acme", console)
+    at.text_input(key="invoices.search").input("ZZ-404").run()
+    assert any(i.value.startswith("No invoice “ZZ\\-404” is here") for i in at.info)
+
+    at.button(key="invoices.trace_lookup").click().run()
+
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["HaloPSA has no invoice “ZZ\\-404” \\(searched by invoice number\\)\\."]
+    assert any("looked up just now; nothing stored" in c.value for c in at.caption)
+    with engine.connect() as conn:
+        assert conn.scalar(select(AUDIT_TABLE.c.detail).where(AUDIT_TABLE.c.action == "trace_lookup")) == (
+            "Invoice looked up in HaloPSA: “ZZ-404”: not_found; 4 requests")
+
+
+def test_what_was_typed_is_escaped_in_the_answer(app_as, console):
+    at = _open(app_as, "acme", console)
+    at.text_input(key="invoices.search").input("**boom** [x](http://evil.example)").run()
+
+    shown = " ".join(i.value for i in at.info) + " ".join(c.value for c in at.caption)
+    assert escape_markdown("**boom** [x](http://evil.example)") in shown and "**boom**" not in shown

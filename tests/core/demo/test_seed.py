@@ -12,9 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from core.access import Principal
-from core.console import agreements, overview, subtypes, syncs
+from core.actions import trace_lookup
+from core.console import agreements, overview, subtypes, syncs, tracer
+from core.console.tracer import Answer
 from core.demo import sandbox, seed
+from core.demo.traceable import traceable
 from core.store.tables import (
+    AUDIT_TABLE,
     ERROR_TABLE,
     ISSUE_EVENT_TABLE,
     PARTNER_TABLE,
@@ -103,3 +107,24 @@ def test_the_demo_shows_issues_with_their_history(engine, seeded):
     assert all(END - timedelta(days=2) <= at <= NOW for at in events)  # each at its replayed hour
     with engine.connect() as conn:  # the replay's presses (minutes into their hour) never look stamped in the future
         assert not conn.execute(select(ISSUE_EVENT_TABLE.c.id).where(ISSUE_EVENT_TABLE.c.type == "stale_clock")).all()
+
+
+@pytest.mark.slow
+def test_the_demo_holds_an_invoice_of_each_kind_the_tracer_answers(engine, settings, seeded_week):
+    """Issue 15: the README and the browser test trace these; each answers as its kind, the last three only from
+    HaloPSA (the sandbox books, looked up once each)."""
+    sandbox.REGISTRY.pinned_now = NOW
+    examples = traceable(engine, settings, now=NOW)
+    assert set(examples) == set(Answer) - {Answer.RULE_DISABLED, Answer.AGREEMENT_INACTIVE, Answer.AGREEMENT_EXPIRED,
+                                           Answer.MISSED, Answer.UNKNOWN_HERE, Answer.NOT_SYNCED_FROM_HALOPSA}
+    for answer, example in examples.items():
+        partner_id = seeded_week[example.partner]
+        local = tracer.trace(engine, CS, partner_id, example.identifier, now=NOW, schedule_interval=timedelta(hours=1))
+        assert local.can_look_up == example.live, (answer, example)
+        found = (trace_lookup.look_up(engine, CS, partner_id, example.identifier, now=NOW, settings=settings)
+                 if example.live else local)
+        assert [trace.answer for trace in found.traces] == [answer], (example, found.traces)
+    stalled = examples[Answer.NOT_SYNCED_YET].partner
+    with engine.connect() as conn:  # customer success cancelled its last scheduled syncs, so that invoice waits
+        assert conn.scalar(select(AUDIT_TABLE.c.partner_id).where(AUDIT_TABLE.c.action == "cancel_sync")) == (
+            seeded_week[stalled])

@@ -179,7 +179,8 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
             for counter in ("retries", "rate_limited"):
                 conn.exec_driver_sql(f"ALTER TABLE syncrun DROP COLUMN {counter}")
-            for later in ("ix_syncrun_started_totals", "ix_syncrun_finished", "ix_invoice_status_currency"):
+            for later in ("ix_syncrun_started_totals", "ix_syncrun_finished", "ix_invoice_status_currency",
+                          "ix_invoice_partner_number", "ix_invoice_partner_third_party"):
                 conn.exec_driver_sql(f"DROP INDEX {later}")
     engine.dispose()
     engine = db.engine_for(_settings(url))
