@@ -31,6 +31,8 @@ KIND_LABELS: dict[str, str] = {
     RunKind.SCHEDULED.value: "Scheduled",
     RunKind.RENUMBER.value: "Renumber invoices",
     RunKind.PROBE.value: "Check HaloPSA",
+    RunKind.RECONCILE.value: "Reconcile",
+    RunKind.RESYNC.value: "Resync differing invoices",
     **{kind.value: label for kind, label in cooldowns.LABELS.items()},
 }
 STATUS_LABELS: dict[str, str] = {status.value: status.value.replace("_", " ").capitalize() for status in RunStatus}

@@ -102,6 +102,9 @@ _KINDS = (
     IssueKind(IssueType.STALE_CLOCK, "Clock ahead", IssueSeverity.MEDIUM, IssueOwner.OURS, timedelta(hours=1),
               "syncs", "Check the clocks of the hosts running the console, workers and scheduler (NTP), and that no "
               "replay (HALO_CONSOLE_NOW) points at this database."),
+    IssueKind(IssueType.DRIFT, "Drift from HaloPSA", IssueSeverity.MEDIUM, IssueOwner.OURS, timedelta(hours=1),
+              "syncs", "Open the partner's Syncs page, read the differing invoices of the latest reconciliation and "
+              "press Resync; then Reconcile now to check nothing differs any more."),
     IssueKind(IssueType.WORKER_DOWN, "Worker down", IssueSeverity.CRITICAL, IssueOwner.OURS, timedelta(minutes=15),
               "syncs", "Start a worker (`python -m core worker`, as `make run` does) and check its log."),
 )
