@@ -180,6 +180,12 @@ def _partner_findings(item: PartnerFacts, now: datetime) -> Iterable[tuple[Issue
                         f"{'it charges' if one else 'they charge'} nothing meanwhile.")
     if unmapped:
         yield IssueType.SUBTYPE_UNMAPPED, " ".join(unmapped)
+    if item.drift and item.drift_at is not None:
+        kinds = zip(("missing here", "extra here (deleted in HaloPSA)", "with another amount",
+                     "with another status"), item.drift_by_kind, strict=True)
+        found = ", ".join(f"{number:,} {what}" for what, number in kinds if number)
+        yield IssueType.DRIFT, (f"The reconciliation at {_at(item.drift_at)} found {count(item.drift, 'invoice')} "
+                                f"differing from HaloPSA ({found}).")
     if item.latest_recorded_at is not None and item.latest_recorded_at > now + CLOCK_TOLERANCE:
         yield IssueType.STALE_CLOCK, (f"A run or cooldown is stamped {_at(item.latest_recorded_at)}, after now; such "
                                       "times are ignored for cooldowns and scheduling.")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from core.console.formatting import money_in
 from core.halopsa import paging
 from core.halopsa.records import Invoice
 from core.settings import Settings
@@ -123,14 +124,8 @@ def _add_unpaid(unpaid: Unpaid, currency: str | None, due_cents: int) -> None:
     entry[1] += due_cents
 
 
-def _money(cents: int, currency: str | None) -> str:
-    sign = "-" if cents < 0 else ""
-    whole, rest = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}.{rest:02d} {currency or '(no currency)'}"
-
-
 def _amounts(total: int, due: int, currency: str | None) -> str:
-    return f"{_money(total, currency)} total, {_money(due, currency)} due"
+    return f"{money_in(total, currency)} total, {money_in(due, currency)} due"
 
 
 @dataclass
