@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from core.access import Principal, require_partner_access, require_role
 from core.console.formatting import count, currency_label, money_text
@@ -105,18 +105,27 @@ def _counts(row: Any) -> str:
     return f"{text} Not drift: {apart_text}." if apart_text else text
 
 
+def _load(conn: Connection, partner_id: int, limit: int | None) -> tuple[Any, list[Any]]:
+    """The partner's latest reconciliation row (None when none ran) and its drift items, by kind then id."""
+    rec, item = RECONCILIATION_TABLE.c, DRIFT_TABLE.c
+    row = conn.execute(select(RECONCILIATION_TABLE).where(rec.partner_id == partner_id)
+                       .order_by(rec.started_at.desc(), rec.id.desc()).limit(1)).first()
+    if row is None:
+        return None, []
+    items = conn.execute(select(item.halo_id, item.kind, item.halo_value, item.local_value, item.cleared_at)
+                         .where(item.reconciliation_id == row.id).order_by(item.kind, item.halo_id)
+                         .limit(limit)).all()
+    return row, list(items)
+
+
 def latest(engine: Engine, principal: Principal, partner_id: int) -> Latest | None:
     """The partner's latest reconciliation (None when none ran)."""
     _require(principal, partner_id)
-    rec, item = RECONCILIATION_TABLE.c, DRIFT_TABLE.c
+    item = DRIFT_TABLE.c
     with engine.connect() as conn:
-        row = conn.execute(select(RECONCILIATION_TABLE).where(rec.partner_id == partner_id)
-                           .order_by(rec.started_at.desc(), rec.id.desc()).limit(1)).first()
+        row, items = _load(conn, partner_id, ITEM_LIMIT)
         if row is None:
             return None
-        items = conn.execute(select(item.halo_id, item.kind, item.halo_value, item.local_value, item.cleared_at)
-                             .where(item.reconciliation_id == row.id).order_by(item.kind, item.halo_id)
-                             .limit(ITEM_LIMIT)).all()
         total_items = conn.scalar(select(func.count()).select_from(DRIFT_TABLE)
                                   .where(item.reconciliation_id == row.id)) or 0
         open_drift = len(reconcile.open_drift(conn, partner_id)) if row.finished_at else 0
@@ -182,3 +191,33 @@ def fleet(engine: Engine, principal: Principal) -> pd.DataFrame:
                           "Differing invoices": r.drift, "Missing here": r.missing_here, "Extra here": r.extra_here,
                           "Amount differs": r.amount_differs, "Status differs": r.status_differs,
                           "Still open": r.still_open} for r in rows], columns=FLEET_COLUMNS)
+
+
+def _unpaid_json(text: str) -> dict[str, dict[str, Any]]:
+    return {code or "none": {"count": entry[0], "amount_due": money_text(entry[1])}
+            for code, entry in sorted(json.loads(text).items())}
+
+
+def report(engine: Engine, principal: Principal, partner_id: int) -> dict[str, Any] | None:
+    """The latest reconciliation whole, as plain data (the command line prints it, or writes it as JSON): counts and
+    unpaid per currency on each side, the cost, and every differing invoice."""
+    _require(principal, partner_id)
+    with engine.connect() as conn:
+        row, items = _load(conn, partner_id, None)
+    if row is None:
+        return None
+    return {
+        "reconciliation": row.id, "run": row.run_id, "started_at": row.started_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None, "requested_by": row.requested_by,
+        "invoices_created_since": row.invoices_created_since.isoformat() if row.invoices_created_since else None,
+        "requests": {"estimated": row.requests_estimated, "used": row.requests_used},
+        "halopsa": {"invoices": row.halo_invoices, "unpaid": _unpaid_json(row.halo_unpaid)},
+        "stored": {"invoices": row.local_invoices, "unpaid": _unpaid_json(row.local_unpaid)},
+        "not_drift": {"dated_before_invoices_created_since": row.halo_outside_scope, "pending": row.pending,
+                      "unreadable": row.unreadable},
+        "drift": row.drift,
+        "differences": {kind.value: [i.halo_id for i in items if i.kind == kind] for kind in DriftKind},
+        "items": [{"halo_id": i.halo_id, "kind": DriftKind(i.kind).value, "halopsa": i.halo_value,
+                   "stored": i.local_value, "resynced_at": i.cleared_at.isoformat() if i.cleared_at else None}
+                  for i in items],
+    }

@@ -336,6 +336,8 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                            lambda w, p, pid, d: reconciliation.latest(w.engine, p, pid)),
     "core.console.reconciliation.offer": ((Role.CS,), True,
                                           lambda w, p, pid, d: reconciliation.offer(w.engine, p, pid, w.settings)),
+    "core.console.reconciliation.report": ((Role.CS,), True,
+                                           lambda w, p, pid, d: reconciliation.report(w.engine, p, pid)),
     "core.console.reconciliation.fleet": ((Role.CS,), False, lambda w, p, pid, d: reconciliation.fleet(w.engine, p)),
     "core.console.connection.tenant_check": ((Role.CS, Role.PARTNER), True,
                                              lambda w, p, pid, d: connection_screen.tenant_check(w.engine, p, pid)),

@@ -267,3 +267,28 @@ def test_a_failing_issue_evaluation_is_said_and_scheduling_goes_on(tmp_path, mon
     assert queued == [1]
     assert ("Could not update the Overview's issues (RuntimeError: database is locked); syncs are still scheduled"
             in capsys.readouterr().err)
+
+
+def test_reconcile_prints_counts_unpaid_per_currency_the_differing_ids_and_the_cost(tmp_path):
+    emu = HaloEmulator(seed=4, invoices=300, start=NOW, client_secret=SECRET, rate_limit=None)
+    with serve(emu) as server:
+        connected = cli(tmp_path, "connect", "--partner", "Acme", "--domain", server.url, "--client-id",
+                        emu.client_id)
+        assert connected.returncode == 0, connected.stderr
+        deleted = next(iter(emu.invoices))
+        emu.delete_invoice(deleted)
+        found = cli(tmp_path, "reconcile", "--partner", "Acme", "--json")
+        assert found.returncode == 0, found.stderr
+        result = json.loads(found.stdout)
+        assert result["status"] == "succeeded" and result["drift"] == 1
+        assert result["differences"]["extra_here"] == [deleted]
+        assert result["halopsa"]["invoices"] == len(emu.invoices) and result["stored"]["invoices"] == 300
+        assert 0 < result["requests"]["used"] <= result["requests"]["estimated"] + 1
+        assert all(set(entry) == {"count", "amount_due"} for entry in result["halopsa"]["unpaid"].values())
+        text = cli(tmp_path, "reconcile", "--partner", "Acme")
+    assert text.returncode == 0, text.stderr
+    assert "Differing invoices: 1" in text.stdout and f"extra_here: {deleted}" in text.stdout
+    assert "HaloPSA unpaid per currency:" in text.stdout and "requests (estimated" in text.stdout
+    assert SECRET not in found.stdout + found.stderr + text.stdout + text.stderr
+    unknown = cli(tmp_path, "reconcile", "--partner", "Nobody")
+    assert unknown.returncode == 2 and "Nobody" in unknown.stderr
