@@ -227,6 +227,9 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         queued = scheduler.enqueue_due(engine, now=now, settings=settings)
         if queued:
             _say(f"Queued {len(queued)} scheduled sync(s).")
+        reconciliations = scheduler.enqueue_reconciliations(engine, now=now, settings=settings)
+        if reconciliations:
+            _say(f"Queued {len(reconciliations)} daily reconciliation(s).")
         worst = EXIT_OK
         if args.run:
             results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
