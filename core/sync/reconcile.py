@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from core.console.formatting import money_in
 from core.halopsa import paging
+from core.halopsa.probe import ASKED
 from core.halopsa.records import Invoice
 from core.settings import Settings
 from core.store.database import inserted_id
@@ -97,7 +98,10 @@ class Estimate:
 def estimate(engine: Engine, partner_id: int, connection: Any, settings: Settings) -> Estimate:
     """The request cost of reconciling the partner now, stated before it runs."""
     found = probes.stored(engine, partner_id, connection)
-    page_size = found.result.profile(halo_config(settings)).page_size if found else settings.page_size
+    profile = found.result.profile(halo_config(settings)) if found else None
+    page_size = min(settings.page_size, ASKED)  # a larger page was never seen served: tenants cap at 100
+    if profile is not None:
+        page_size = profile.page_size if profile.page_size_proven else min(profile.page_size, ASKED)
     invoice, rec = INVOICE_TABLE.c, RECONCILIATION_TABLE.c
     with engine.connect() as conn:
         stored = conn.scalar(select(func.count()).select_from(INVOICE_TABLE).where(

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from core.access import Principal
-from core.console import agreements, overview, subtypes, syncs
+from core.console import agreements, overview, reconciliation, subtypes, syncs
 from core.demo import sandbox, seed
 from core.store.tables import (
     ERROR_TABLE,
@@ -103,3 +103,8 @@ def test_the_demo_shows_issues_with_their_history(engine, seeded):
     assert all(END - timedelta(days=2) <= at <= NOW for at in events)  # each at its replayed hour
     with engine.connect() as conn:  # the replay's presses (minutes into their hour) never look stamped in the future
         assert not conn.execute(select(ISSUE_EVENT_TABLE.c.id).where(ISSUE_EVENT_TABLE.c.type == "stale_clock")).all()
+
+
+def test_the_last_hours_reconciliation_of_contoso_is_on_its_syncs_page(engine, seeded_week):
+    found = reconciliation.latest(engine, CS, seeded_week[seed.RECONCILED])
+    assert found is not None and found.finished and "by cs@demo.local" in found.headline
