@@ -65,9 +65,14 @@ def section(engine: Engine, principal: Principal, partner_id: int) -> None:
     if not principal.is_cs or not fetches.manual_fetch_allowed(engine, partner_id)[0]:
         return
     st.subheader("Reconciliation with HaloPSA")
-    if said := st.session_state.pop(SAID_KEY, None):
+    if said := st.session_state.get(SAID_KEY):  # a refusal once; a queued job's line while that job is live
         tone, text = said
-        (st.success if tone == "success" else st.error)(escape_markdown(text))
+        if tone == "success" and sync_runs.followed_job_live(engine, principal, partner_id):
+            st.success(escape_markdown(text))
+        else:
+            del st.session_state[SAID_KEY]
+            if tone != "success":
+                st.error(escape_markdown(text))
     offer = screen.offer(engine, principal, partner_id, resources.get_settings())
     found = screen.latest(engine, principal, partner_id)
     st.caption(escape_markdown(offer.estimate))

@@ -145,7 +145,7 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
                     settings=replay, factory=factory)
             if hour == end and RECONCILED in partner_ids:
-                _reconcile(engine, partner_ids[RECONCILED], now=hour + RECONCILE_AT, settings=replay,
+                _reconcile(engine, partner_ids[RECONCILED], now=min(hour + RECONCILE_AT, now), settings=replay,
                            factory=factory)
             # as the scheduler does each tick, once the hour's presses are in: the issues carry their history
             issues.evaluate(engine, now=min(hour + EVALUATE_AFTER, now), settings=replay)

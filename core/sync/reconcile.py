@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from core.console.formatting import money_in
 from core.halopsa import paging
 from core.halopsa.probe import ASKED
-from core.halopsa.records import Invoice
+from core.halopsa.records import Invoice, RecordError
 from core.settings import Settings
 from core.store.database import inserted_id
 from core.store.tables import (
@@ -233,10 +233,13 @@ def _begin(ctx: RunContext, planned: Estimate) -> int:
             invoices_created_since=ctx.connection.invoices_created_since, requests_estimated=planned.requests)))
 
 
-def _progress(ctx: RunContext, message: str) -> None:
+def _progress(ctx: RunContext, message: str, errors: list[RecordError]) -> None:
+    """The run's counts and heartbeat after a page, with the rows it could not read kept as the run's record errors
+    (a reconciliation that met none is a clean run, as a sync is)."""
     with ctx.engine.begin() as conn:
         if ctx.job is not None:
             jobs.fence(conn, ctx.job)
+        runs.add_record_errors(conn, ctx.run_id, ctx.partner_id, errors)
         runs.save_progress(conn, ctx.run_id, ctx.partner_id, now=ctx.moment(), status=RunStatus.RUNNING,
                            message=message, waiting_until=None, **ctx.tally.model_dump())
     ctx.say(message, stored=False)
@@ -259,8 +262,9 @@ def compare(ctx: RunContext, client: HaloClient) -> int:
         found.add_unreadable(error.halo_id for error in page.errors)
         ctx.tally.pages += 1
         ctx.tally.invoices_seen += len(page.records)
+        ctx.tally.rejected += len(page.errors)
         ctx.tally.requests = client.stats.requests
-        _progress(ctx, f"Invoices compared: {ctx.tally.invoices_seen:,}")
+        _progress(ctx, f"Invoices compared: {ctx.tally.invoices_seen:,}", page.errors)
         ctx.check_stop()
     local_count, local_unpaid = found.finish()
     used = client.stats.requests - first_request

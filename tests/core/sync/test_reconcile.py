@@ -24,10 +24,11 @@ from core.store.tables import (
     Role,
     RunKind,
     RunStatus,
+    SyncRecordError,
 )
 from core.sync import connector, reconcile
 from core.sync import engine as sync_engine
-from halo_emulator import HaloEmulator
+from halo_emulator import FaultRule, HaloEmulator
 from tests.support.clock import NOW
 from tests.support.halo_state import expected_invoices
 
@@ -208,3 +209,16 @@ def test_a_poison_record_on_resync_is_rejected_and_its_drift_stays_open(engine, 
     result = _run(engine, sync_settings, emu, partner_id, RunKind.RESYNC)
     assert result.status == RunStatus.PARTIAL and result.tally.rejected == 1
     assert _open(engine, partner_id) == [ids["edited"]]
+
+
+def test_an_unreadable_row_is_a_record_error_of_the_run_never_extra_here(engine, sync_settings, emu, drifted):
+    partner_id, ids = drifted
+    rule = emu.add_fault(FaultRule(kind="malformed_record", path="/api/invoice", times=1))
+    result = _run(engine, sync_settings, emu, partner_id, RunKind.RECONCILE)
+    assert result.status == RunStatus.PARTIAL and result.tally.rejected == 1
+    [spoilt] = rule.corrupted_ids
+    row, items = _latest(engine, partner_id)
+    assert row.unreadable == 1 and spoilt not in {item.halo_id for item in items}
+    with engine.connect() as conn:
+        assert conn.scalars(select(SyncRecordError.halo_id).where(SyncRecordError.run_id == result.run_id)).all() \
+            == [spoilt]
