@@ -752,13 +752,13 @@ def test_cs_sees_contosos_drift_resyncs_it_and_reconciles_clean(ui: UI) -> None:
     expect(ui.main().get_by_text(re.compile(r"^\d+ invoices differ from HaloPSA: "))).to_be_visible()
     expect(ui.main().get_by_text(re.compile(r"^A reconciliation reads HaloPSA and writes nothing here; it costs about "
                                             r"[\d,]+ HaloPSA requests"))).to_be_visible()
+    ui.screenshot("syncs_reconciliation")
     resync = ui.main().get_by_role("button", name=re.compile(r"^Resync \d+ invoices?$"))
     resync.click()  # queued; a worker reads each again; the page redraws when it ends: nothing left to resync
     expect(resync).to_have_count(0, timeout=60_000)
     ui.settle()
     ui.main().get_by_role("button", name="Reconcile now", exact=True).click()
     expect(ui.main().get_by_text("No invoice differs from HaloPSA.")).to_be_visible(timeout=60_000)
-    ui.screenshot("syncs_reconciliation")
     ui.assert_clean()
 
 
