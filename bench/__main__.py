@@ -21,6 +21,8 @@ Sections:
      press to run start of a manual fetch with idle workers.
   7. Real-tenant costs (issue 12): requests per 1,000 invoices of a whole listing at HaloPSA's page cap of 100 with
      `record_count` reporting the page's length, and the capability probe's requests.
+  8. Reconciliation (issue 15): a --invoices partner backfilled, drifted three ways and reconciled: its requests vs
+     one whole invoice listing of the same tenant (page cap 100), then the targeted resync's requests.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from bench import harness, tenant_costs
+from bench import harness, reconciliation, tenant_costs
 from bench.console_scale import PAGES
 from core.halopsa.paging import listing_requests
 from core.settings import Settings
@@ -457,12 +459,31 @@ class Bench:
         ]
         self.details["tenant_costs"] = found
 
+    # -- 8 ----------------------------------------------------------------------------------------------------------
+
+    def reconciliation(self) -> None:
+        self.say(f"reconciliation of a {self.o.invoices:,}-invoice partner (page cap {reconciliation.PAGE_CAP})")
+        found = reconciliation.measure(self.o.invoices)
+        self.rows += [
+            Row("8", f"**Reconciliation requests ÷ one whole invoice listing** ({found['invoices']:,} invoices)",
+                f"**{found['ratio']:.3f}** ({found['requests']:,} vs {found['full_listing_requests']:,}; estimated "
+                f"{found['estimated']:,} before; {found['cpu_s']:.1f} s CPU)", "<= 1.0",
+                found["status"] == "succeeded" and found["ratio"] <= 1.0),
+            Row("8", "Injected drift found, then resynced",
+                f"{found['drift']} differing; resync {found['resync_requests']} requests; "
+                f"{found['drift_after_resync']} differing after", ">= 3 found, 0 after",
+                found["drift"] >= 3 and found["drift_after_resync"] == 0),
+        ]
+        self.details["reconciliation"] = found
+
     def run(self) -> None:
         started = time.monotonic()
         load = os.getloadavg()
         self.say(f"machine: {harness.machine()}; load {load[0]:.2f}; work in {self.work}")
         try:
             self.tenant_costs()
+            if self.o.only != "fleet":
+                self.reconciliation()
             if self.o.only is None:
                 with harness.emulator(self.o.invoices) as big:
                     big_db = self.backfill(big)
@@ -503,7 +524,7 @@ def main() -> None:
     parser.add_argument("--skip-rate-limit", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true", help="leave out the worker fleet section (6)")
     parser.add_argument("--only", choices=["fleet", "tenant"],
-                        help="only the worker fleet section (6), or only the real-tenant costs (7)")
+                        help="only the worker fleet section (6), or only the real-tenant costs (7, 8)")
     parser.add_argument("--fleet-partners", type=int, default=1_000, help="small partners due at once, one worker")
     parser.add_argument("--fleet-threads", type=int, default=16, help="that worker's threads (also the backfill mix)")
     parser.add_argument("--fleet-latency-ms", type=float, default=300.0, help="emulator latency per request")

@@ -27,8 +27,9 @@ from sqlalchemy.engine import Engine
 from core.access import Principal
 from core.actions import connect as connections
 from core.actions import fetches as actions
+from core.actions import reconcile as reconcile_actions
 from core.actions import trace_lookup
-from core.console import alert_config, exports, partners, status, support_bundle, tracer
+from core.console import alert_config, exports, partners, reconciliation, status, support_bundle, tracer
 from core.errors import BadInput, ConsoleError, SyncAlreadyQueued
 from core.health import alerts, issues
 from core.settings import Settings, load_settings
@@ -138,6 +139,43 @@ def cmd_sync(args: argparse.Namespace, engine: Engine, settings: Settings) -> in
     return _report_run(result)
 
 
+def _print_reconciliation(found: dict[str, Any]) -> None:
+    """The latest reconciliation in lines: cost, counts, unpaid per currency on each side, the differing ids."""
+    cost = found["requests"]
+    print(f"Reconciliation {found['reconciliation']} (run {found['run']}) at {found['started_at']}: "
+          f"{cost['used']:,} HaloPSA requests (estimated {cost['estimated']:,}).")
+    print(f"Invoices: {found['halopsa']['invoices']:,} in HaloPSA, {found['stored']['invoices']:,} stored here.")
+    for side, label in (("halopsa", "HaloPSA"), ("stored", "Stored")):
+        unpaid = found[side]["unpaid"]
+        amounts = "; ".join(f"{entry['count']:,} unpaid, {entry['amount_due']} {code}"
+                            for code, entry in unpaid.items()) or "none unpaid"
+        print(f"{label} unpaid per currency: {amounts}")
+    apart = found["not_drift"]
+    print(f"Not drift: {apart['dated_before_invoices_created_since']:,} dated before Invoices Created Since, "
+          f"{apart['pending']:,} changed since the last sync, {apart['unreadable']:,} unreadable.")
+    print(f"Differing invoices: {found['drift']:,}")
+    for kind, ids in found["differences"].items():
+        if ids:
+            print(f"  {kind}: {', '.join(map(str, ids))}")
+
+
+def cmd_reconcile(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    principal = _operator()
+    partner_id = partners.partner_id_by_name(engine, principal, args.partner)
+    result = reconcile_actions.reconcile_now(
+        engine, principal, partner_id=partner_id, now=settings.now(), settings=settings,
+        client_factory=stored_client_factory(settings, engine=engine), progress=_progress_printer())
+    code = _report_run(result)
+    found = reconciliation.report(engine, principal, partner_id)
+    if found is None or found["run"] != result.run_id:
+        return EXIT_FAILED if code == EXIT_OK else code
+    if args.json:
+        print(json.dumps({"partner": args.partner, "status": result.status.value, **found}, indent=2))
+    else:
+        _print_reconciliation(found)
+    return code
+
+
 def cmd_status(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
     principal = _operator()
     partner_id = partners.partner_id_by_name(engine, principal, args.partner)
@@ -240,6 +278,9 @@ def cmd_scheduler(args: argparse.Namespace, engine: Engine, settings: Settings) 
         queued = scheduler.enqueue_due(engine, now=now, settings=settings)
         if queued:
             _say(f"Queued {len(queued)} scheduled sync(s).")
+        reconciliations = scheduler.enqueue_reconciliations(engine, now=now, settings=settings)
+        if reconciliations:
+            _say(f"Queued {len(reconciliations)} daily reconciliation(s).")
         worst = EXIT_OK
         if args.run:
             results = worker.drain(engine, settings, factory, lease=timedelta(seconds=settings.lease_s))
@@ -377,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partner", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("reconcile", help="compare a partner's invoices in HaloPSA with the stored ones, now")
+    p.add_argument("--partner", required=True)
+    p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("invoices", help="export a partner's synced invoices")
     p.add_argument("--partner", required=True)

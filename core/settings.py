@@ -181,6 +181,7 @@ class Settings:
     session_idle_s: int = 1800  # a console session ends after this long without a page run
     session_lifetime_s: int = 43200  # and this long after sign-in, whatever its use
     autopay_overdue_days: int = 60  # an invoice more overdue than this on its charge date needs the rule's opt-in
+    reconcile_daily: bool = False  # HALO_RECONCILE_DAILY: the scheduler reconciles each primary partner once a day
     fixed_now: datetime | None = None
     # alerts (core.health.alerts): a channel without its settings sends nothing; the password and the webhook
     # address are secrets, so they are left out of repr
@@ -243,6 +244,7 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         session_idle_s=int(env.get("HALO_SESSION_IDLE_S", defaults.session_idle_s)),
         session_lifetime_s=int(env.get("HALO_SESSION_LIFETIME_S", defaults.session_lifetime_s)),
         autopay_overdue_days=_overdue_days(env.get("HALO_AUTOPAY_OVERDUE_DAYS"), defaults.autopay_overdue_days),
+        reconcile_daily=_strict_flag("HALO_RECONCILE_DAILY", env.get("HALO_RECONCILE_DAILY"), False),
         fixed_now=fixed_now,
         **_alert_email(env),
         alert_webhook_url=_webhook_url(env.get("HALO_ALERT_WEBHOOK_URL")),

@@ -318,17 +318,27 @@ class HaloEmulator:
             self._now_s = to_s
             return changes
 
-    def add_invoice(self, client_id: int | None = None, **fields: Any) -> dict[str, Any]:
-        """A new posted invoice at the current time (first active customer and $100.00 unless given)."""
+    def _stamp_s(self, modified_at: datetime | None) -> int:
+        """When a change is stamped: now, or `modified_at` (a change HaloPSA stamps with an earlier time, as an import
+        or a back-dated edit does, so no later incremental listing by modification time sees it)."""
+        if modified_at is None:
+            return self._now_s
+        return to_seconds(modified_at if modified_at.tzinfo else modified_at.replace(tzinfo=UTC))
+
+    def add_invoice(self, client_id: int | None = None, *, modified_at: datetime | None = None,
+                    **fields: Any) -> dict[str, Any]:
+        """A new posted invoice at the current time, or stamped `modified_at` (first active customer and $100.00
+        unless given)."""
         with self._lock:
             if client_id is None:
                 client_id = self._state.active_clients()[0]
             body = {"client_id": client_id, "total": 100.0, "posted": True, **fields}
-            return self._state.create_invoice(body, self._now_s, strict=True)
+            return self._state.create_invoice(body, self._stamp_s(modified_at), strict=True)
 
-    def edit_invoice(self, invoice_id: int, **fields: Any) -> dict[str, Any]:
+    def edit_invoice(self, invoice_id: int, *, modified_at: datetime | None = None, **fields: Any) -> dict[str, Any]:
+        """Change an invoice's fields, stamped now or `modified_at` (see `_stamp_s`)."""
         with self._lock:
-            return self._state.update_invoice(invoice_id, fields, self._now_s, strict=True)
+            return self._state.update_invoice(invoice_id, fields, self._stamp_s(modified_at), strict=True)
 
     def void_invoice(self, invoice_id: int) -> dict[str, Any]:
         with self._lock:

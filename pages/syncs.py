@@ -1,18 +1,19 @@
 """Syncs: freshness, the two manual fetches with live cooldowns (ui.fetch_buttons), daily sync-history charts, the
-run table and run detail (ui.sync_runs)."""
+run table and run detail (ui.sync_runs), and the reconciliation with HaloPSA (ui.reconciliation, with the partners
+with drift)."""
 
 import streamlit as st
 
 from core.console import syncs as syncs_screen
 from core.console.charts import sync_history
 from core.console.formatting import escape_markdown
-from ui import auth, components, fetch_buttons, resources, sync_runs
+from ui import auth, components, fetch_buttons, reconciliation, resources, sync_runs
 
 PAGE_SIZE = 50
 
 principal = auth.require_page("syncs")
-partner_id = components.require_partner(principal)
 engine = resources.get_engine()
+partner_id = components.require_partner(principal)
 st.title("Syncs")
 freshness_at = st.empty()  # filled after a requested fetch was queued, so the line already counts it
 fetch_buttons.manual_fetches(engine, principal, partner_id)
@@ -40,3 +41,4 @@ page = syncs_screen.runs_page(engine, principal, partner_id, filters=filters, pa
                               page_size=PAGE_SIZE)
 sync_runs.runs_table(page)
 sync_runs.pick_run(engine, principal, partner_id, page)
+reconciliation.section(engine, principal, partner_id)

@@ -16,6 +16,7 @@ from core.store.tables import (
     RUN_TABLE,
     IntegrationRole,
     Role,
+    RunKind,
     RunStatus,
 )
 from core.sync import cooldowns, scheduler
@@ -49,7 +50,8 @@ def freshness_line(engine: Engine, principal: Principal, partner_id: int, *, now
         )
         last_ok = conn.scalar(
             select(func.max(run.finished_at)).where(
-                run.partner_id == partner_id, run.status.in_([RunStatus.SUCCEEDED, RunStatus.PARTIAL])
+                run.partner_id == partner_id, run.status.in_([RunStatus.SUCCEEDED, RunStatus.PARTIAL]),
+                run.kind != RunKind.RECONCILE,  # a reconciliation reads HaloPSA and updates no invoice
             )
         )
         states = cooldowns.states(conn, partner_id, now=now)

@@ -31,6 +31,8 @@ KIND_LABELS: dict[str, str] = {
     RunKind.SCHEDULED.value: "Scheduled",
     RunKind.RENUMBER.value: "Renumber invoices",
     RunKind.PROBE.value: "Check HaloPSA",
+    RunKind.RECONCILE.value: "Reconcile",
+    RunKind.RESYNC.value: "Resync differing invoices",
     **{kind.value: label for kind, label in cooldowns.LABELS.items()},
 }
 STATUS_LABELS: dict[str, str] = {status.value: status.value.replace("_", " ").capitalize() for status in RunStatus}
@@ -246,6 +248,9 @@ def _records_note(run: Any, errors_total: int) -> str:
     if run.finished_at is None:
         return (f"Still running: {formatting.count(read, 'record')} read so far, none rejected." if read
                 else "Still running: no records read yet.")
+    if run.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and run.kind == RunKind.RECONCILE:
+        return (f"A reconciliation stores nothing: the {formatting.count(read, 'record')} it read were compared with "
+                "the stored ones; what differs is under Reconciliation with HaloPSA.")
     if run.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
         return (f"All {formatting.count(read, 'record')} this run read were stored or already up to date." if read
                 else "HaloPSA had nothing new or changed for this run.")

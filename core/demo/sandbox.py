@@ -3,8 +3,8 @@
 A sandbox tenant is a pure function of its name, its epoch and the time: its books are generated from a seed derived
 from the name, then advanced hour by hour to "now" before every request. The epoch is stored once in the database,
 so a restarted console (or another one on the same database) sees the very same HaloPSA history it synced before. A
-few names carry a story for the demo (permissions removed after a while, an instance that starts failing); any other
-name gets a healthy tenant.
+few names carry a story for the demo (permissions removed after a while, an instance that starts failing, books that
+drift from what the syncs can see); any other name gets a healthy tenant.
 """
 
 from __future__ import annotations
@@ -29,17 +29,21 @@ SANDBOX_ACTIVITY = 2.0  # busier than real books, so a demo shows changes every 
 FAILING = FaultRule(kind="status", status=503, times=10**9)
 
 
+DRIFT_BACKDATE = timedelta(days=30)
+
+
 @dataclass(frozen=True)
 class Preset:
     invoices: int = 300
     scopes_removed: tuple[str, ...] = ()
     scopes_removed_after: timedelta | None = None
     failing_after: timedelta | None = None
+    drift_after: timedelta | None = None  # when HaloPSA drifts from what the syncs can see (see _Tenant.drift)
 
 
 PRESETS: dict[str, Preset] = {
     "northwind": Preset(invoices=4000),
-    "contoso": Preset(invoices=1500),
+    "contoso": Preset(invoices=1500, drift_after=timedelta(days=33)),
     "fabrikam": Preset(invoices=600),
     "tailspin": Preset(invoices=500, scopes_removed=("edit:invoices", "admin:webhooks"),
                        scopes_removed_after=timedelta(days=20)),
@@ -91,14 +95,35 @@ class _Tenant:
         self.lock = threading.Lock()
         self.scopes_cut = False
         self.failing = False
+        self.drifted = False
+
+    def drift(self, at: datetime) -> None:
+        """Three changes no incremental sync can see (for the demo's reconciliation), on invoices the books' own
+        activity never touches again (it pays, edits, voids and deletes only payable ones): a voided invoice's total
+        corrected and a draft added, both stamped a month back (as an import or a back-dated correction is), and a
+        paid invoice deleted. Made at `at` on the books' own timeline, so every process replays the same."""
+        books = self.emulator
+        if at > books.now:
+            books.advance(at)
+        rows = sorted(books.invoices.items())
+        voided = next(halo_id for halo_id, row in rows if row["voided"] and float(row["total"]) > 0)
+        paid = next(halo_id for halo_id, row in rows if row["posted"] and not row["voided"]
+                    and float(row["total"]) > 0 and float(row["amountdue"]) == 0)
+        back = at - DRIFT_BACKDATE
+        books.edit_invoice(voided, modified_at=back, total=float(books.invoices[voided]["total"]) + 125.0)
+        books.delete_invoice(paid)
+        books.add_invoice(modified_at=back, total=480.0, posted=False)
+        self.drifted = True
 
     def catch_up(self, now: datetime) -> None:
         """Advance the books to the current hour and apply the preset's story up to now."""
         target = now.replace(minute=0, second=0, microsecond=0)
         with self.lock:
+            p = self.preset
+            if not self.drifted and p.drift_after is not None and target >= self.epoch + p.drift_after:
+                self.drift(self.epoch + p.drift_after)
             if target > self.emulator.now:
                 self.emulator.advance(target)
-            p = self.preset
             if (not self.scopes_cut and p.scopes_removed_after is not None
                     and now >= self.epoch + p.scopes_removed_after):
                 self.emulator.set_scopes(tuple(s for s in REQUIRED_SCOPES if s not in p.scopes_removed))

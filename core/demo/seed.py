@@ -4,7 +4,8 @@ weeks of hourly history through the real sync engine on the sandbox clock, so ev
 Partners and their stories:
 - Northwind IT: primary, Third Party Invoice Number, its subtype lookup set (names verified), subtypes mapped to
   auto-pay rules, uses manual fetches.
-- Contoso Managed Services: primary, agreements synced but no subtype mapped yet, no subtype lookup (ids only).
+- Contoso Managed Services: primary, agreements synced but no subtype mapped yet, no subtype lookup (ids only); two
+  days before the end its HaloPSA drifts where no sync looks (sandbox), and the last hour's reconciliation finds it.
 - Fabrikam Networks: HaloPSA as the secondary integration.
 - Tailspin Technologies: primary; its subtype lookup set to another table (not verified); the API application later
   loses two permissions.
@@ -34,6 +35,7 @@ from core.access import Principal
 from core.actions import autopay_rules, subtype_names
 from core.actions import connect as connections
 from core.actions import fetches as actions
+from core.actions import reconcile as reconciliations
 from core.demo import sandbox
 from core.errors import ConsoleError
 from core.health import issues
@@ -95,6 +97,8 @@ BAD_RECORDS: tuple[tuple[str, int, str], ...] = (
 STALLED = ("Contoso Managed Services", "Tailspin Technologies")
 """Partners whose last scheduled syncs customer success cancels (see `stalled`), at most STALLED_HOURS of them."""
 STALLED_HOURS = 20
+RECONCILED = "Contoso Managed Services"  # reconciled in the replay's last hour: its drift shows
+RECONCILE_AT = timedelta(minutes=45)
 CS = Principal(role=Role.CS, user="cs@demo.local")
 PM_EMAIL = "pm@demo.local"
 PARTNER_EMAIL = "finance@northwind.demo"
@@ -158,6 +162,9 @@ def seed(engine: Engine, *, settings: Settings, now: datetime,
                 rule.times = rule.fired  # spent: no later request meets it
             _people(engine, hour=hour, start=start, partner_ids=partner_ids, partner_user=partner_user,
                     settings=replay, factory=factory)
+            if hour == end and RECONCILED in partner_ids:
+                _reconcile(engine, partner_ids[RECONCILED], now=min(hour + RECONCILE_AT, now), settings=replay,
+                           factory=factory)
             # as the scheduler does each tick, once the hour's presses are in: the issues carry their history
             issues.evaluate(engine, now=min(hour + EVALUATE_AFTER, now), settings=replay)
             if hour.hour == 0:
@@ -206,6 +213,14 @@ def _spoil_records(*, hour: datetime, end: datetime, partner_ids: dict[str, int]
             tenant = sandbox.REGISTRY.tenant(hosts[name], settings)
             rules.append(tenant.emulator.add_fault(FaultRule(kind="malformed_record", path=listing, method="GET")))
     return rules
+
+
+def _reconcile(engine: Engine, partner_id: int, *, now: datetime, settings: Settings, factory: ClientFactory) -> None:
+    try:
+        reconciliations.reconcile_now(engine, CS, partner_id=partner_id, now=now, settings=settings,
+                                      client_factory=factory)
+    except ConsoleError as exc:
+        log.debug("demo reconciliation refused: %s", exc.message)
 
 
 def _add_accounts(engine: Engine, northwind_id: int) -> Principal:

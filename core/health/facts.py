@@ -5,7 +5,9 @@ partner); run facts come from index walks that read a few rows per partner, not 
 - failed / rate limited in a row: runs that failed / stopped at HaloPSA's rate limit since the last success;
 - open record errors: record errors of the runs that started after the partner's latest clean run (a run that
   succeeded with nothing rejected); a clean run closes every error before it;
-- the newest time any of a partner's runs or cooldowns was stamped with (a stamp after now: a host's clock is off).
+- the newest time any of a partner's runs or cooldowns was stamped with (a stamp after now: a host's clock is off);
+- drift: what the partner's latest finished reconciliation found differing from HaloPSA (a later one finding none
+  clears it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from core.store.tables import (
     JOB_TABLE,
     OK_STATUSES,
     PARTNER_TABLE,
+    RECONCILIATION_TABLE,
     RULE_TABLE,
     RUN_TABLE,
     IntegrationRole,
@@ -63,6 +66,9 @@ class PartnerFacts:
     rules_to_repick: int = 0  # rules waiting for their subtype to be picked again (since rules moved to ids)
     cooldowns: dict[str, datetime] = field(default_factory=dict)  # the running ones: kind -> when it is available
     latest_recorded_at: datetime | None = None  # the newest time any of its runs or cooldowns was stamped with
+    drift: int = 0  # invoices its latest finished reconciliation found differing from HaloPSA
+    drift_at: datetime | None = None  # when that reconciliation ran
+    drift_by_kind: tuple[int, int, int, int] = (0, 0, 0, 0)  # missing here, extra here, amount, status
 
     @property
     def is_primary(self) -> bool:
@@ -155,10 +161,26 @@ def _note_recorded(item: PartnerFacts, at: datetime | None) -> None:
         item.latest_recorded_at = at
 
 
+def _add_drift(conn: Connection, facts: dict[int, PartnerFacts]) -> None:
+    """What each partner's latest finished reconciliation found (one statement; partners without drift read none)."""
+    rec = RECONCILIATION_TABLE.c
+    newest = (select(rec.id).where(rec.finished_at.is_not(None), rec.partner_id == PARTNER_TABLE.c.id)
+              .order_by(rec.started_at.desc(), rec.id.desc()).limit(1).correlate(PARTNER_TABLE).scalar_subquery())
+    rows = conn.execute(select(PARTNER_TABLE.c.id, rec.started_at, rec.drift, rec.missing_here, rec.extra_here,
+                               rec.amount_differs, rec.status_differs)
+                        .select_from(PARTNER_TABLE.join(RECONCILIATION_TABLE, rec.id == newest))
+                        .where(rec.drift > 0))
+    for row in rows:
+        item = facts[row.id]
+        item.drift, item.drift_at = row.drift, row.started_at
+        item.drift_by_kind = (row.missing_here, row.extra_here, row.amount_differs, row.status_differs)
+
+
 def partner_facts(conn: Connection, *, now: datetime) -> list[PartnerFacts]:
     """Every partner's facts at `now`, by name (case-insensitive)."""
     facts = _partners(conn)
     _add_mapping_and_cooldowns(conn, facts, now)
+    _add_drift(conn, facts)
     return sorted(facts.values(), key=lambda item: item.name.lower())
 
 

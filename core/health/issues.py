@@ -102,6 +102,9 @@ _KINDS = (
     IssueKind(IssueType.STALE_CLOCK, "Clock ahead", IssueSeverity.MEDIUM, IssueOwner.OURS, timedelta(hours=1),
               "syncs", "Check the clocks of the hosts running the console, workers and scheduler (NTP), and that no "
               "replay (HALO_CONSOLE_NOW) points at this database."),
+    IssueKind(IssueType.DRIFT, "Drift from HaloPSA", IssueSeverity.MEDIUM, IssueOwner.OURS, timedelta(hours=1),
+              "syncs", "Open the partner's Syncs page, read the differing invoices of the latest reconciliation and "
+              "press Resync; then Reconcile now to check nothing differs any more."),
     IssueKind(IssueType.WORKER_DOWN, "Worker down", IssueSeverity.CRITICAL, IssueOwner.OURS, timedelta(minutes=15),
               "syncs", "Start a worker (`python -m core worker`, as `make run` does) and check its log."),
 )
@@ -177,6 +180,12 @@ def _partner_findings(item: PartnerFacts, now: datetime) -> Iterable[tuple[Issue
                         f"{'it charges' if one else 'they charge'} nothing meanwhile.")
     if unmapped:
         yield IssueType.SUBTYPE_UNMAPPED, " ".join(unmapped)
+    if item.drift and item.drift_at is not None:
+        kinds = zip(("missing here", "extra here (deleted in HaloPSA)", "with another amount",
+                     "with another status"), item.drift_by_kind, strict=True)
+        found = ", ".join(f"{number:,} {what}" for what, number in kinds if number)
+        yield IssueType.DRIFT, (f"The reconciliation at {_at(item.drift_at)} found {count(item.drift, 'invoice')} "
+                                f"differing from HaloPSA ({found}).")
     if item.latest_recorded_at is not None and item.latest_recorded_at > now + CLOCK_TOLERANCE:
         yield IssueType.STALE_CLOCK, (f"A run or cooldown is stamped {_at(item.latest_recorded_at)}, after now; such "
                                       "times are ignored for cooldowns and scheduling.")

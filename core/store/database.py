@@ -25,7 +25,7 @@ from core.store.tables import SETTING_TABLE  # (importing tables registers them 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001_baseline"  # the schema of every database made before migrations existed
-HEAD = "0013_invoice_numbers"  # the newest revision (a test checks it against the scripts)
+HEAD = "0014_reconciliation"  # the newest revision (a test checks it against the scripts)
 MIGRATION_LOCK = 0x48414C4F4D494752  # "HALOMIGR": the PostgreSQL advisory lock one upgrade at a time holds
 BUSY_TIMEOUT_MS = 30_000
 

@@ -83,6 +83,8 @@ class RunKind(StrEnum):
     FETCH_UNPAID = "fetch_unpaid"
     RENUMBER = "renumber"  # stored invoices renumbered after an Invoice Number Field change; reads no HaloPSA
     PROBE = "probe"  # checks what the partner's HaloPSA supports (core.halopsa.probe); stores no records
+    RECONCILE = "reconcile"  # compares HaloPSA's invoices with the stored ones (core.sync.reconcile); writes no invoice
+    RESYNC = "resync"  # re-reads by id exactly the invoices the latest reconciliation found differing
 
 
 class RunStatus(StrEnum):
@@ -144,6 +146,8 @@ class AuditAction(StrEnum):
     SNOOZE_ISSUE = "snooze_issue"  # an Overview issue set aside until a time, with a reason
     UNSNOOZE_ISSUE = "unsnooze_issue"  # its snooze ended early
     TRACE_LOOKUP = "trace_lookup"  # an invoice looked up live in HaloPSA by the tracer (what was asked, the answer)
+    RECONCILE = "reconcile"  # asked for a comparison of HaloPSA's invoices with the stored ones
+    RESYNC = "resync"  # asked for the differing invoices of the latest reconciliation to be read again
 
 
 class ThrottleScope(StrEnum):
@@ -609,6 +613,7 @@ class IssueType(StrEnum):
     SUBTYPE_UNMAPPED = "subtype_unmapped"
     STALE_CLOCK = "stale_clock"
     WORKER_DOWN = "worker_down"
+    DRIFT = "drift"  # the latest reconciliation found invoices that differ between HaloPSA and the stored copy
 
 
 class IssueSeverity(StrEnum):
@@ -693,6 +698,66 @@ class AlertDelivery(SQLModel, table=True):
     last_error: str | None = None
 
 
+class DriftKind(StrEnum):
+    """How one invoice differs between HaloPSA and the stored copy, as a reconciliation found it. The first four are
+    drift (a targeted resync reads them again); OUTSIDE_SCOPE is a stored invoice HaloPSA now dates before the
+    connection's Invoices Created Since: reported, never resynced."""
+
+    MISSING_HERE = "missing_here"  # in HaloPSA (in scope), never stored here
+    EXTRA_HERE = "extra_here"  # stored here, absent from HaloPSA's listing (deleted there)
+    AMOUNT_DIFFERS = "amount_differs"  # total, amount due or currency differ
+    STATUS_DIFFERS = "status_differs"
+    OUTSIDE_SCOPE = "outside_scope"  # stored here, dated before Invoices Created Since in HaloPSA now
+
+
+class Reconciliation(SQLModel, table=True):
+    """One comparison of a partner's HaloPSA invoices with the stored ones (a RECONCILE run): the counts on each side,
+    the unpaid count and amount per currency on each side (JSON `{"USD": [count, cents]}`, never summed across
+    currencies), its cost in requests estimated before and used after, and how many invoices differ by kind."""
+
+    __table_args__ = (Index("ix_reconciliation_partner_started", "partner_id", "started_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    run_id: int | None = Field(default=None, index=True)
+    job_id: int | None = None
+    requested_by: str
+    started_at: datetime = utc_field(nullable=False)
+    finished_at: datetime | None = utc_field()
+    invoices_created_since: date | None = None
+    requests_estimated: int = 0
+    requests_used: int = 0
+    halo_invoices: int = 0  # in scope
+    local_invoices: int = 0  # in scope, deleted ones not counted
+    halo_outside_scope: int = 0  # dated before Invoices Created Since in HaloPSA: not synced on purpose, not drift
+    pending: int = 0  # changed in HaloPSA after the last sync window: the next sync brings them, not drift
+    unreadable: int = 0  # rows HaloPSA sent that could not be read (the syncs reject them too)
+    halo_unpaid: str = "{}"
+    local_unpaid: str = "{}"
+    missing_here: int = 0
+    extra_here: int = 0
+    amount_differs: int = 0
+    status_differs: int = 0
+    outside_scope: int = 0
+    drift: int = 0  # invoices that differ (missing, extra, amount or status), each counted once
+
+
+class DriftItem(SQLModel, table=True):
+    """One invoice a reconciliation found differing, with HaloPSA's value and the stored one as short text; cleared
+    (when, by which run) once a targeted resync read it again."""
+
+    __table_args__ = (UniqueConstraint("reconciliation_id", "kind", "halo_id"),
+                      Index("ix_driftitem_partner_cleared", "partner_id", "cleared_at"))
+    id: int | None = Field(default=None, primary_key=True)
+    reconciliation_id: int = Field(foreign_key="reconciliation.id", index=True)
+    partner_id: int = Field(foreign_key="partner.id")
+    halo_id: int = big_field()
+    kind: DriftKind = enum_field(DriftKind)
+    halo_value: str | None = None
+    local_value: str | None = None
+    cleared_at: datetime | None = utc_field()
+    cleared_by_run: int | None = None
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -723,5 +788,7 @@ SUBTYPE_NAME_TABLE = _table(SubtypeName)
 ISSUE_TABLE = _table(Issue)
 ISSUE_EVENT_TABLE = _table(IssueEvent)
 ALERT_DELIVERY_TABLE = _table(AlertDelivery)
+RECONCILIATION_TABLE = _table(Reconciliation)
+DRIFT_TABLE = _table(DriftItem)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)
 OK_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)  # a run that succeeded (partially: some rejected)

@@ -52,7 +52,7 @@ from core.store.tables import (
     RunStatus,
     RunTrigger,
 )
-from core.sync import cooldowns, jobs, listings, probes, runs, subtypes, window
+from core.sync import cooldowns, jobs, listings, probes, reconcile, runs, subtypes, window
 from core.sync.connector import ClientFactory
 from core.sync.jobs import ClaimedJob, JobCancelled
 from core.sync.runs import ProgressFn, RunResult
@@ -223,7 +223,7 @@ def _store_page(ctx: RunContext, stream: Stream, found: list[Any], errors: list[
     tally = ctx.tally
     tally.pages += 1
     if ctx.client is not None:
-        _count_requests(tally, ctx.client)
+        runs.count_requests(tally, ctx.client.stats)
     setattr(tally, stream.seen_counter, getattr(tally, stream.seen_counter) + len(found))
     tally.rejected += len(errors)
     message = f"{stream.entity.capitalize()}s: {getattr(tally, stream.seen_counter):,} read"
@@ -328,18 +328,55 @@ def _refresh_missing_unpaid(ctx: RunContext, client: HaloClient, absent: set[int
     missing = sorted(absent)
     if missing:
         ctx.say(f"Checking {len(missing):,} invoices that are no longer unpaid in HaloPSA")
-    for first in range(0, len(missing), REFETCH_BATCH):
+    _refetch(ctx, client, missing)
+
+
+def _refetch(ctx: RunContext, client: HaloClient, halo_ids: list[int]) -> set[int]:
+    """Read these invoices again one by one (a request each) and store them a batch at a time; one HaloPSA no longer
+    has is marked deleted, one it sends unreadable is rejected with its reason (never fatal). Returns the ids stored
+    or marked deleted."""
+    done: set[int] = set()
+    for first in range(0, len(halo_ids), REFETCH_BATCH):
         found: list[Any] = []
         gone: list[RecordError] = []
-        for halo_id in missing[first:first + REFETCH_BATCH]:
-            record = client.get_invoice(halo_id)
+        rejected: list[RecordError] = []
+        for halo_id in halo_ids[first:first + REFETCH_BATCH]:
+            try:
+                record = client.get_invoice(halo_id)
+            except RecordError as error:
+                rejected.append(error)
+                continue
             if record is None:
                 gone.append(RecordError(Entity.INVOICE, halo_id, DELETED_NOTE, {"id": halo_id}))
             else:
                 found.append(record)
-        _store_page(ctx, INVOICES, found, [])
+        _store_page(ctx, INVOICES, found, rejected)
+        done.update(record.halo_id for record in found)
         if gone:
-            _mark_deleted(ctx, [e.halo_id for e in gone if e.halo_id is not None], gone)
+            deleted = [e.halo_id for e in gone if e.halo_id is not None]
+            _mark_deleted(ctx, deleted, gone)
+            done.update(deleted)
+    return done
+
+
+def _resync(ctx: RunContext, client: HaloClient) -> None:
+    """Read again by id exactly the invoices the latest reconciliation found differing (at most RESYNC_CAP), store
+    them as a sync does, and clear their drift items."""
+    with ctx.engine.connect() as conn:
+        differing = reconcile.open_drift(conn, ctx.partner_id)
+    chosen = differing[:reconcile.RESYNC_CAP]
+    ctx.say(f"Reading {len(chosen):,} differing invoices again")
+    done = _refetch(ctx, client, chosen)
+    with ctx.engine.begin() as conn:
+        if ctx.job is not None:
+            jobs.fence(conn, ctx.job)
+        cleared = reconcile.clear(conn, ctx.partner_id, sorted(done), run_id=ctx.run_id, now=ctx.now)
+    note = (f"Resync: {len(done):,} of {len(differing):,} differing invoices read again ({cleared:,} drift items "
+            "cleared).")
+    if len(differing) > len(chosen):
+        note += (f" {len(differing) - len(chosen):,} more wait: resync again, or run Fetch unpaid invoices (or a "
+                 "backfill) when many differ, as it costs less than reading each one.")
+    ctx.notes.append(note)
 
 
 def _mark_deleted(ctx: RunContext, halo_ids: list[int], notes: list[RecordError]) -> None:
@@ -418,13 +455,11 @@ def work(ctx: RunContext, client: HaloClient) -> None:
                 _sync_pages(ctx, stream, stream.list_all(client, ctx.connection))
     elif ctx.kind == RunKind.FETCH_UNPAID:
         _refresh_unpaid(ctx, client, methods)
-    _count_requests(ctx.tally, client)
-
-
-def _count_requests(tally: RunCounters, client: HaloClient) -> None:
-    """The client's requests so far into the run's tally: all of them, the retries and the 429s among them."""
-    stats = client.stats
-    tally.requests, tally.retries, tally.rate_limited = stats.requests, stats.retries, stats.rate_limited_responses
+    elif ctx.kind == RunKind.RECONCILE:
+        reconcile.compare(ctx, client)
+    elif ctx.kind == RunKind.RESYNC:
+        _resync(ctx, client)
+    runs.count_requests(ctx.tally, client.stats)
 
 
 # --- finish --------------------------------------------------------------------------------------------------------
@@ -517,7 +552,7 @@ def run_sync(engine: Engine, *, partner_id: int, kind: RunKind, trigger: RunTrig
                     work(ctx, client)
                     scopes = client.last_scope_check()
                 finally:  # every request sent, retries and refused ones too, also when the run fails
-                    _count_requests(ctx.tally, client)
+                    runs.count_requests(ctx.tally, client.stats)
     except jobs.LeaseLost:
         log.warning("run %s lost its lease mid-run and stopped writing", ctx.run_id)
         return RunResult(run_id=ctx.run_id, kind=ctx.kind, status=RunStatus.INTERRUPTED, tally=ctx.tally,

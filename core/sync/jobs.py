@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.errors import SyncAlreadyQueued
 from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, Lane, RunKind, RunStatus, RunTrigger
 
-LONG_KINDS = (RunKind.BACKFILL, RunKind.FETCH_UNPAID)
+LONG_KINDS = (RunKind.BACKFILL, RunKind.FETCH_UNPAID, RunKind.RECONCILE)
 MAX_ATTEMPTS = 3  # claims whose worker died; hand-backs (a busy partner, a stopping worker) do not count
 MAX_RATE_LIMIT_HANDBACKS = 12  # a job waits out at most this many rate windows (an hour at hosted HaloPSA's 5 min)
 JOB = JOB_TABLE.c

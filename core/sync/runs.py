@@ -19,6 +19,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import ErrorKind, SyncAlreadyRunning
+from core.halopsa.transport import ClientStats
 from core.settings import Settings
 from core.store.database import inserted_id
 from core.store.tables import (
@@ -211,6 +212,11 @@ def _lock_holder(engine: Engine, partner_id: int) -> Any:
         if holder_id is None:
             return None
         return conn.execute(_with_job_state().where(RUN_TABLE.c.id == holder_id)).first()
+
+
+def count_requests(tally: RunCounters, stats: ClientStats) -> None:
+    """The client's requests so far into a run's tally: all of them, and the retries and the 429s among them."""
+    tally.requests, tally.retries, tally.rate_limited = stats.requests, stats.retries, stats.rate_limited_responses
 
 
 def save_progress(conn: Connection, run_id: int, partner_id: int, *, now: datetime, **counts: Any) -> None:

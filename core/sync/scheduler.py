@@ -4,7 +4,7 @@ and running them."""
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.engine import Connection, Engine
@@ -132,7 +132,51 @@ def enqueue_due(engine: Engine, *, now: datetime, settings: Settings) -> list[in
     return queued
 
 
+GOLDEN = 0.6180339887498949  # spreads partner ids evenly over the day
+
+
+def reconcile_slot(partner_id: int, now: datetime) -> datetime:
+    """When in `now`'s UTC day the partner's daily reconciliation is due: partners are spread over the day by id, so
+    the fleet's full listings never come all at once."""
+    day = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
+    return day + timedelta(seconds=int((partner_id * GOLDEN) % 1 * 86400))
+
+
+def _reconciled_since(conn: Connection, partner_id: int, since: datetime, besides: int | None = None) -> bool:
+    job = JOB_TABLE.c
+    return conn.scalar(select(job.id).where(job.partner_id == partner_id, job.kind == RunKind.RECONCILE,
+                                            job.created_at >= since, job.id != besides).limit(1)) is not None
+
+
+def enqueue_reconciliations(engine: Engine, *, now: datetime, settings: Settings) -> list[int]:
+    """With HALO_RECONCILE_DAILY on: queue a reconciliation for each connected primary partner whose slot of the day
+    has come and that was not reconciled since (at most one a day each, whatever the number of schedulers)."""
+    if not settings.reconcile_daily:
+        return []
+    with engine.connect() as conn:
+        primaries = list(conn.scalars(select(CONNECTION_TABLE.c.partner_id).where(
+            CONNECTION_TABLE.c.integration_role == IntegrationRole.PRIMARY).order_by(CONNECTION_TABLE.c.partner_id)))
+    queued = []
+    for partner_id in primaries:
+        slot = reconcile_slot(partner_id, now)
+        if slot > now:
+            continue
+        try:
+            with engine.begin() as conn:
+                if _reconciled_since(conn, partner_id, slot):
+                    continue
+                job_id = jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.RECONCILE,
+                                      trigger=RunTrigger.SCHEDULE, requested_by=SCHEDULER_ACTOR, now=now)
+                if _reconciled_since(conn, partner_id, slot, besides=job_id):
+                    raise _QueuedMeanwhile
+                queued.append(job_id)
+        except (SyncAlreadyQueued, _QueuedMeanwhile):
+            continue
+    return queued
+
+
 def tick(engine: Engine, *, now: datetime, settings: Settings, client_factory: ClientFactory) -> list[RunResult]:
     """Queue every due partner and run the queue dry in this thread (the demo's replay, `scheduler --run`)."""
     enqueue_due(engine, now=now, settings=settings)
+    enqueue_reconciliations(engine, now=now, settings=settings)
     return worker.drain(engine, settings, client_factory, lease=timedelta(seconds=settings.lease_s))

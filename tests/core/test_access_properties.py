@@ -33,6 +33,7 @@ from core.access import Principal
 from core.actions import autopay_rules, fetches, subtype_names, trace_lookup
 from core.actions import connect as connections
 from core.actions import issues as issue_actions
+from core.actions import reconcile as reconcile_actions
 from core.console import (
     adoption,
     agreements,
@@ -41,6 +42,7 @@ from core.console import (
     exports,
     overview,
     partners,
+    reconciliation,
     status,
     subtypes,
     support_bundle,
@@ -333,6 +335,21 @@ CALLS: dict[str, tuple[tuple[Role, ...], bool, Call]] = {
                                                      label="kind"), now=NOW, settings=w.settings)),
     "core.actions.fetches.request_tenant_check": ((Role.CS, Role.PARTNER), True,
         lambda w, p, pid, d: fetches.request_tenant_check(w.engine, p, partner_id=pid, now=NOW)),
+    "core.actions.reconcile.request_reconcile": ((Role.CS,), True, lambda w, p, pid, d: reconcile_actions
+                                                 .request_reconcile(w.engine, p, partner_id=pid, now=NOW,
+                                                                    settings=w.settings)),
+    "core.actions.reconcile.request_resync": ((Role.CS,), True, lambda w, p, pid, d: reconcile_actions
+                                              .request_resync(w.engine, p, partner_id=pid, now=NOW,
+                                                              settings=w.settings)),
+    "core.actions.reconcile.reconcile_now": ((Role.CS,), True, lambda w, p, pid, d: reconcile_actions.reconcile_now(
+        w.engine, p, partner_id=pid, now=NOW, settings=w.settings, client_factory=w.factory())),
+    "core.console.reconciliation.latest": ((Role.CS,), True,
+                                           lambda w, p, pid, d: reconciliation.latest(w.engine, p, pid)),
+    "core.console.reconciliation.offer": ((Role.CS,), True,
+                                          lambda w, p, pid, d: reconciliation.offer(w.engine, p, pid, w.settings)),
+    "core.console.reconciliation.report": ((Role.CS,), True,
+                                           lambda w, p, pid, d: reconciliation.report(w.engine, p, pid)),
+    "core.console.reconciliation.fleet": ((Role.CS,), False, lambda w, p, pid, d: reconciliation.fleet(w.engine, p)),
     "core.console.connection.tenant_check": ((Role.CS, Role.PARTNER), True,
                                              lambda w, p, pid, d: connection_screen.tenant_check(w.engine, p, pid)),
     "core.actions.fetches.cancel_sync": ((Role.CS,), True, lambda w, p, pid, d: fetches.cancel_sync(

@@ -334,3 +334,28 @@ def test_trace_answers_from_local_data_and_asks_halopsa_only_with_live(tmp_path,
     with engine.connect() as conn:
         looked_up = list(conn.scalars(select(AUDIT_TABLE.c.detail).where(AUDIT_TABLE.c.action == "trace_lookup")))
     assert len(looked_up) == 2 and "not answered" in looked_up[-1]
+
+
+def test_reconcile_prints_counts_unpaid_per_currency_the_differing_ids_and_the_cost(tmp_path):
+    emu = HaloEmulator(seed=4, invoices=300, start=NOW, client_secret=SECRET, rate_limit=None)
+    with serve(emu) as server:
+        connected = cli(tmp_path, "connect", "--partner", "Acme", "--domain", server.url, "--client-id",
+                        emu.client_id)
+        assert connected.returncode == 0, connected.stderr
+        deleted = next(iter(emu.invoices))
+        emu.delete_invoice(deleted)
+        found = cli(tmp_path, "reconcile", "--partner", "Acme", "--json")
+        assert found.returncode == 0, found.stderr
+        result = json.loads(found.stdout)
+        assert result["status"] == "succeeded" and result["drift"] == 1
+        assert result["differences"]["extra_here"] == [deleted]
+        assert result["halopsa"]["invoices"] == len(emu.invoices) and result["stored"]["invoices"] == 300
+        assert 0 < result["requests"]["used"] <= result["requests"]["estimated"] + 1
+        assert all(set(entry) == {"count", "amount_due"} for entry in result["halopsa"]["unpaid"].values())
+        text = cli(tmp_path, "reconcile", "--partner", "Acme")
+    assert text.returncode == 0, text.stderr
+    assert "Differing invoices: 1" in text.stdout and f"extra_here: {deleted}" in text.stdout
+    assert "HaloPSA unpaid per currency:" in text.stdout and "requests (estimated" in text.stdout
+    assert SECRET not in found.stdout + found.stderr + text.stdout + text.stderr
+    unknown = cli(tmp_path, "reconcile", "--partner", "Nobody")
+    assert unknown.returncode == 2 and "Nobody" in unknown.stderr

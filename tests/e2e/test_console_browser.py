@@ -511,7 +511,8 @@ def test_cs_tours_every_page_of_a_partner(ui: UI, tmp_path: Path) -> None:
     _pick_many(ui, "Status", "Partial")
     left_out = r"^\d+ records? could not be read and (was|were) left out; grouped by reason"
     expect(ui.main().get_by_text(re.compile(left_out))).to_be_visible()
-    expect(ui.main().get_by_test_id("stDataFrame")).to_have_count(2)  # the runs, and the records grouped by reason
+    # the runs, the records grouped by reason, and (in the reconciliation section) the partners with drift
+    expect(ui.main().get_by_test_id("stDataFrame")).to_have_count(3)
     ui.pick_partner("Litware Systems")
     expect(ui.main().get_by_text(re.compile(
         r"next automatic sync (≈ \d\d:00 UTC|: due now)"))).to_be_visible()  # hourly attempts, not "now"
@@ -816,6 +817,27 @@ def test_cs_connects_a_sandbox_tenant_fetches_filters_exports_and_maps(ui: UI, t
     expect(ui.main().get_by_text("Saved the connection for Contoso Managed Services.")).to_be_visible(timeout=60_000)
     expect(ui.main().get_by_text(re.compile(r"^Renumbering queued: a sync worker"))).to_be_visible()
     ui.settle()
+    ui.assert_clean()
+
+
+def test_cs_sees_contosos_drift_resyncs_it_and_reconciles_clean(ui: UI) -> None:
+    """The demo's Contoso drifted where no sync looks and the replay's last reconciliation found it: the Overview lists
+    the drift; on Contoso's Syncs page customer success resyncs the differing invoices (a worker reads each again),
+    then reconciles again (cost stated before) and nothing differs."""
+    ui.sign_in(CS.user)
+    assert "medium · Drift from HaloPSA · Contoso Managed Services" in _issues_listed(ui)
+    ui.pick_partner("Contoso Managed Services")
+    ui.open("Syncs", "Syncs")
+    expect(ui.main().get_by_text(re.compile(r"^\d+ invoices differ from HaloPSA: "))).to_be_visible()
+    expect(ui.main().get_by_text(re.compile(r"^A reconciliation reads HaloPSA and writes nothing here; it costs about "
+                                            r"[\d,]+ HaloPSA requests"))).to_be_visible()
+    ui.screenshot("syncs_reconciliation")
+    resync = ui.main().get_by_role("button", name=re.compile(r"^Resync \d+ invoices?$"))
+    resync.click()  # queued; a worker reads each again; the page redraws when it ends: nothing left to resync
+    expect(resync).to_have_count(0, timeout=60_000)
+    ui.settle()
+    ui.main().get_by_role("button", name="Reconcile now", exact=True).click()
+    expect(ui.main().get_by_text("No invoice differs from HaloPSA.")).to_be_visible(timeout=60_000)
     ui.assert_clean()
 
 

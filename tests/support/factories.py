@@ -134,3 +134,20 @@ def add_stuck_job(engine: Engine, partner_id: int) -> int:
         return jobs.enqueue(conn, partner_id=partner_id, kind=RunKind.FETCH_NEW_DATA, trigger=RunTrigger.MANUAL,
                             requested_by="cs@example.com", now=jobs.lease_now(conn) - QUEUED_GRACE * 2,
                             not_before=jobs.lease_now(conn) - QUEUED_GRACE * 2)
+
+
+def add_reconciliation(engine: Engine, partner_id: int, *, at: datetime, drift: dict[int, tables.DriftKind],
+                       requested_by: str = "cs@example.com", halo_unpaid: str = "{}", local_unpaid: str = "{}") -> int:
+    """A finished reconciliation of the partner that found `drift` (HaloPSA id -> how it differs)."""
+    by_kind = {kind.value: sum(1 for found in drift.values() if found == kind) for kind in tables.DriftKind}
+    with engine.begin() as conn:
+        reconciliation_id = int(conn.execute(tables.RECONCILIATION_TABLE.insert().values(
+            partner_id=partner_id, requested_by=requested_by, started_at=at, finished_at=at, requests_estimated=3,
+            requests_used=3, halo_invoices=10, local_invoices=10, halo_unpaid=halo_unpaid, local_unpaid=local_unpaid,
+            drift=sum(1 for kind in drift.values() if kind != tables.DriftKind.OUTSIDE_SCOPE), **by_kind,
+        )).inserted_primary_key[0])
+        if drift:
+            conn.execute(tables.DRIFT_TABLE.insert(), [
+                {"reconciliation_id": reconciliation_id, "partner_id": partner_id, "halo_id": halo_id, "kind": kind,
+                 "halo_value": "unpaid", "local_value": "paid"} for halo_id, kind in drift.items()])
+    return reconciliation_id

@@ -13,10 +13,10 @@ from core.actions import connect, fetches
 from core.console import syncs as syncs_screen
 from core.demo import sandbox
 from core.halopsa.records import RecordError
-from core.store.tables import JOB_TABLE, RUN_TABLE, JobState, RunKind, RunStatus
+from core.store.tables import DRIFT_TABLE, JOB_TABLE, RUN_TABLE, DriftKind, JobState, RunKind, RunStatus
 from core.sync import connector, runs, worker
 from tests.support.clock import NOW
-from tests.support.factories import add_run
+from tests.support.factories import add_reconciliation, add_run
 from tests.support.markdown import plain_text
 
 PAGE = "pages/syncs.py"
@@ -339,3 +339,68 @@ def test_a_fetch_runs_on_when_its_page_is_left_and_its_session_closed_and_every_
     another_tab.run()
     assert "Last run by cs@example.com at 2026-11-02 12:00:00 UTC, succeeded:" in _texts(another_tab)
     assert "Running:" not in _texts(another_tab)
+
+
+# ---- reconciliation with HaloPSA ----------------------------------------------------------------------------------
+
+def _reconciliation_jobs(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(JOB_TABLE.c.kind, JOB_TABLE.c.state).where(
+            JOB_TABLE.c.kind.in_([RunKind.RECONCILE, RunKind.RESYNC])).order_by(JOB_TABLE.c.id)).all()
+
+
+def test_customer_success_reconciles_with_the_cost_stated_before(open_syncs, engine):
+    at = open_syncs("cs", "acme")
+    assert not at.exception
+    assert "Not reconciled yet." in _texts(at) and "writes nothing here; it costs" in _texts(at)
+    assert "HaloPSA requests" in _texts(at)
+    at.button(key="syncs.reconcile").click().run()
+    assert not at.exception
+    assert _reconciliation_jobs(engine) == [(RunKind.RECONCILE, JobState.QUEUED)]
+    assert "Reconciliation queued" in _texts(at)
+    assert at.button(key="syncs.reconcile").disabled  # one at a time
+    assert "is queued" in _texts(at)
+
+
+@pytest.mark.parametrize(("account", "partner"), [("acme", None), ("cs", "globex")])
+def test_no_reconciliation_for_partner_users_nor_a_secondary_integration(open_syncs, account, partner):
+    at = open_syncs(account, partner)
+    assert not at.exception
+    assert not [b for b in at.button if b.key in ("syncs.reconcile", "syncs.resync")]
+    assert "Reconciliation with HaloPSA" not in str(at)
+
+
+def test_the_latest_reconciliation_shows_its_drift_escaped_and_resyncs_it(open_syncs, engine, console):
+    acme = console["acme"].partner_id
+    add_reconciliation(engine, acme, at=NOW - timedelta(hours=1),
+                       drift={41: DriftKind.AMOUNT_DIFFERS, 42: DriftKind.EXTRA_HERE},
+                       halo_unpaid=json.dumps({"USD": [3, 30000], "CAD": [1, 500]}),
+                       local_unpaid=json.dumps({"USD": [2, 20000]}))
+    with engine.begin() as conn:  # HaloPSA's words are shown as text, never as markdown or HTML
+        conn.execute(DRIFT_TABLE.update().where(DRIFT_TABLE.c.halo_id == 41).values(halo_value="**bold** <b>x</b>"))
+    at = open_syncs("cs", "acme")
+    assert not at.exception
+    assert "2 invoices differ from HaloPSA: 1 extra here (deleted in HaloPSA) · 1 with another amount." in _texts(at)
+    unpaid = next(frame.value for frame in at.dataframe if "Currency" in frame.value.columns)
+    assert list(unpaid["Currency"]) == ["CAD", "USD"] and list(unpaid["Difference"]) == ["5.00", "100.00"]
+    items = next(frame.value for frame in at.dataframe if "Difference" in frame.value.columns
+                 and "HaloPSA ID" in frame.value.columns)
+    assert list(items["HaloPSA ID"]) == ["41", "42"] and "**bold** <b>x</b>" in list(items["In HaloPSA"])
+    assert "bold" not in " ".join(element.value for element in at.markdown)
+    resync = at.button(key="syncs.resync")
+    assert resync.label == "Resync 2 invoices"
+    resync.click().run()
+    assert not at.exception
+    assert _reconciliation_jobs(engine) == [(RunKind.RESYNC, JobState.QUEUED)]
+    assert "Resync queued" in _texts(at)
+
+
+def test_customer_success_sees_the_partners_with_drift(open_syncs, engine, console):
+    at = open_syncs("cs", "acme")
+    assert "Partners with drift from HaloPSA (0)" in str(at.expander)
+    assert "No partner's latest reconciliation found" in _texts(at)
+    add_reconciliation(engine, console["acme"].partner_id, at=NOW, drift={7: DriftKind.MISSING_HERE})
+    at = open_syncs("cs", "acme")
+    assert not at.exception
+    [fleet] = [frame.value for frame in at.dataframe if "Partner" in frame.value.columns]
+    assert list(fleet["Partner"]) == ["Acme MSP"] and list(fleet["Differing invoices"]) == [1]

@@ -36,3 +36,11 @@ def test_a_partner_due_now_is_said_to_sync_shortly(engine, settings):
     add_run(engine, settings, partner_id, at=NOW - timedelta(hours=3), kind=RunKind.BACKFILL,
             trigger=RunTrigger.CONNECT)
     assert "next automatic sync: due now, starts within a few minutes" in _line(engine, partner_id, NOW)
+
+
+def test_a_reconciliation_is_not_an_invoice_update(engine, settings):
+    """A reconciliation reads HaloPSA and writes no invoice: the line keeps the last sync's time."""
+    partner_id = add_partner(engine, settings, now=NOW - timedelta(days=3))
+    add_run(engine, settings, partner_id, at=NOW - timedelta(hours=3), kind=RunKind.BACKFILL, trigger="connect")
+    add_run(engine, settings, partner_id, at=NOW - timedelta(minutes=10), kind=RunKind.RECONCILE, trigger="request")
+    assert _line(engine, partner_id, NOW).startswith("Invoices updated 2 h ago ·")

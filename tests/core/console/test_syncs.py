@@ -320,3 +320,10 @@ def test_job_run_follows_a_queued_job_to_the_run_it_starts(engine, settings):
     run_id = runs.start_run(engine, partner_id=partner_id, partner_name="p", kind=RunKind.FETCH_UNPAID,
                             trigger="manual", actor=CS.user, now=NOW, settings=settings, job_id=job.id)
     assert syncs.job_run(engine, CS, partner_id, job_id) == (run_id, True)
+
+
+def test_a_reconciliations_run_detail_says_it_compared_and_stored_nothing(engine, settings, two_partners):
+    run_id = _run(engine, settings, two_partners[0], at=NOW - timedelta(minutes=5), kind=RunKind.RECONCILE, seen=1200)
+    detail = syncs.run_detail(engine, CS, two_partners[0], run_id)
+    assert detail.records_note == ("A reconciliation stores nothing: the 1,200 records it read were compared with the "
+                                   "stored ones; what differs is under Reconciliation with HaloPSA.")

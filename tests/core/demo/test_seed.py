@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core.access import Principal
 from core.actions import trace_lookup
-from core.console import agreements, overview, subtypes, syncs, tracer
+from core.console import agreements, overview, reconciliation, subtypes, syncs, tracer
 from core.console.tracer import Answer
 from core.demo import sandbox, seed
 from core.demo.traceable import traceable
@@ -128,3 +128,8 @@ def test_the_demo_holds_an_invoice_of_each_kind_the_tracer_answers(engine, setti
     with engine.connect() as conn:  # customer success cancelled its last scheduled syncs, so that invoice waits
         assert conn.scalar(select(AUDIT_TABLE.c.partner_id).where(AUDIT_TABLE.c.action == "cancel_sync")) == (
             seeded_week[stalled])
+
+
+def test_the_last_hours_reconciliation_of_contoso_is_on_its_syncs_page(engine, seeded_week):
+    found = reconciliation.latest(engine, CS, seeded_week[seed.RECONCILED])
+    assert found is not None and found.finished and "by cs@demo.local" in found.headline

@@ -11,6 +11,7 @@ from core.store.tables import (
     CONNECTION_TABLE,
     ISSUE_EVENT_TABLE,
     ISSUE_TABLE,
+    DriftKind,
     IssueChange,
     IssueOwner,
     IssueSeverity,
@@ -20,7 +21,7 @@ from core.store.tables import (
 )
 from core.sync import worker_presence
 from tests.support.clock import NOW
-from tests.support.factories import add_agreements, add_partner, add_run, add_stuck_job
+from tests.support.factories import add_agreements, add_partner, add_reconciliation, add_run, add_stuck_job
 
 CS = Principal(role=Role.CS, user="cs@example.com")
 HOUR = timedelta(hours=1)
@@ -67,7 +68,21 @@ SCENARIOS = {
     IssueType.SUBTYPE_UNMAPPED: lambda e, s, p: add_agreements(e, p, ["Backup", "Managed Services"], now=NOW),
     IssueType.STALE_CLOCK: lambda e, s, p: add_run(e, s, p, at=NOW + HOUR),
     IssueType.WORKER_DOWN: lambda e, s, p: add_stuck_job(e, p),
+    IssueType.DRIFT: lambda e, s, p: add_reconciliation(e, p, at=NOW - HOUR, drift={7: DriftKind.EXTRA_HERE}),
 }
+
+
+def test_drift_resolves_once_a_later_reconciliation_finds_none(engine, settings):
+    partner_id = _partner(engine, settings)
+    add_reconciliation(engine, partner_id, at=NOW - 2 * HOUR, drift={7: DriftKind.EXTRA_HERE,
+                                                                     8: DriftKind.AMOUNT_DIFFERS})
+    [opened] = _evaluate(engine, settings)
+    assert opened.type == IssueType.DRIFT and "2 invoices" in opened.detail and "1 extra here" in opened.detail
+    add_reconciliation(engine, partner_id, at=NOW - HOUR, drift={9: DriftKind.OUTSIDE_SCOPE})  # not drift
+    clean = issues.ISSUE_KINDS[IssueType.DRIFT].clean_period
+    assert _evaluate(engine, settings) == []  # not seen now, resolved after its clean period
+    [resolved] = issues.evaluate(engine, now=NOW + clean, settings=settings)
+    assert (resolved.type, resolved.change) == (IssueType.DRIFT, IssueChange.RESOLVED)
 
 
 def test_a_healthy_partner_has_no_issue(engine, settings):

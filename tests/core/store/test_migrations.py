@@ -45,7 +45,8 @@ from tests.support.clock import NOW
 from tests.support.old_databases import FIXTURE_KEY, TABLES, fixture_rows, old_database
 
 NEW_TABLES = {"job", "setting", "rateslot", "consolesession", "signinthrottle", "listingchoice", "subtypelookup",
-              "subtypename", "tenantprobe", "issue", "issueevent", "alertdelivery", "runday", "fleetrunday"}
+              "subtypename", "tenantprobe", "issue", "issueevent", "alertdelivery", "runday", "fleetrunday",
+              "reconciliation", "driftitem"}
 NEW_COLUMNS = {"syncrun": {"job_id", "message", "waiting_until", "retries", "rate_limited"},
                "cooldown": {"last_job_id"}, "connection": {"numbered_by"},
                "autopayrule": {"subtype_id", "overdue_opt_in"}}
@@ -174,7 +175,8 @@ def test_a_database_the_job_queue_code_made_without_migrations_is_adopted_too(tm
                                                                         "subtypelookup", "subtypename", "agreement",
                                                                         "autopayrule", "tenantprobe", "issue",
                                                                         "issueevent", "alertdelivery", "runday",
-                                                                        "fleetrunday")])
+                                                                        "fleetrunday", "reconciliation",
+                                                                        "driftitem")])
             _subtypes_by_name(conn)
             conn.exec_driver_sql("ALTER TABLE connection DROP COLUMN numbered_by")  # these came later too
             for counter in ("retries", "rate_limited"):
@@ -326,6 +328,24 @@ def test_upgrading_to_the_overdue_opt_in_keeps_every_rule_and_opts_none_in(tmp_p
         with engine.begin() as conn, pytest.raises(IntegrityError):  # still one rule per partner and subtype id
             conn.execute(tables.RULE_TABLE.insert().values(partner_id=1, subtype_id=1, created_by="cs", created_at=NOW,
                                                            updated_at=NOW))
+    finally:
+        engine.dispose()
+
+
+def test_the_reconciliation_tables_come_with_0014_and_go_with_its_downgrade(tmp_path):
+    with _database_at(tmp_path, "0013_invoice_numbers") as (url, conn):
+        assert not {"reconciliation", "driftitem"} & set(inspect(conn).get_table_names())
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db.alembic_config(conn), "0014_reconciliation")
+            assert {"reconciliation", "driftitem"} <= set(inspect(conn).get_table_names())
+            assert "BIGINT" in str({c["name"]: c["type"] for c in inspect(conn).get_columns("driftitem")}["halo_id"])
+        assert schema_differences(engine) == []
+        with engine.begin() as conn:
+            command.downgrade(db.alembic_config(conn), "0013_invoice_numbers")
+            assert not {"reconciliation", "driftitem"} & set(inspect(conn).get_table_names())
+            assert conn.scalar(text("SELECT count(*) FROM partner")) == 2  # what was there stays
     finally:
         engine.dispose()
 

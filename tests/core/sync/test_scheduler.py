@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select
 
+from core.settings import settings_from_mapping
 from core.store.tables import JOB_TABLE, IntegrationRole, JobState, Lane, RunKind, RunStatus
 from core.sync import jobs, runs, scheduler
 from tests.support.clock import NOW
@@ -144,3 +145,43 @@ def test_one_partners_next_sync_time_reads_only_that_partners_runs(engine, setti
         event.remove(engine, "before_cursor_execute", listen)
     [statement] = statements
     assert "syncrun.partner_id =" in " ".join(statement.split())
+
+
+def _finish_jobs(engine):
+    with engine.begin() as conn:
+        conn.execute(JOB_TABLE.update().values(state=JobState.DONE, active_key=None))
+
+
+def test_daily_reconciliation_is_off_by_default(engine, settings):
+    add_partner(engine, settings, now=NOW - timedelta(days=2))
+    assert not settings.reconcile_daily
+    assert scheduler.enqueue_reconciliations(engine, now=NOW + timedelta(days=1), settings=settings) == []
+
+
+def test_daily_reconciliation_queues_each_primary_partner_once_a_day_at_its_spread_slot(engine, settings):
+    daily = replace(settings, reconcile_daily=True)
+    first = add_partner(engine, settings, name="First", now=NOW - timedelta(days=2))
+    second = add_partner(engine, settings, name="Second", now=NOW - timedelta(days=2))
+    add_partner(engine, settings, name="Secondary", now=NOW - timedelta(days=2), role=IntegrationRole.SECONDARY)
+    slots = {pid: scheduler.reconcile_slot(pid, NOW) for pid in (first, second)}
+    assert slots[first] != slots[second] and all(slot.date() == NOW.date() for slot in slots.values())
+    early, late = sorted(slots, key=slots.__getitem__)
+    assert scheduler.enqueue_reconciliations(engine, now=slots[early] - timedelta(seconds=1), settings=daily) == []
+    assert len(scheduler.enqueue_reconciliations(engine, now=slots[early], settings=daily)) == 1
+    _finish_jobs(engine)  # done: the same day never queues it again, however many schedulers look
+    assert scheduler.enqueue_reconciliations(engine, now=slots[early] + timedelta(minutes=5), settings=daily) == []
+    assert len(scheduler.enqueue_reconciliations(engine, now=slots[late], settings=daily)) == 1
+    _finish_jobs(engine)
+    next_day = scheduler.reconcile_slot(early, NOW + timedelta(days=1))
+    assert len(scheduler.enqueue_reconciliations(engine, now=next_day, settings=daily)) == 1
+    with engine.connect() as conn:
+        queued = conn.execute(select(JOB_TABLE.c.partner_id, JOB_TABLE.c.kind, JOB_TABLE.c.lane)
+                              .order_by(JOB_TABLE.c.id)).all()
+    assert queued == [(early, RunKind.RECONCILE, Lane.LONG), (late, RunKind.RECONCILE, Lane.LONG),
+                      (early, RunKind.RECONCILE, Lane.LONG)]
+
+
+def test_the_daily_reconciliation_setting_refuses_an_unknown_word():
+    assert settings_from_mapping({"HALO_RECONCILE_DAILY": "on"}).reconcile_daily
+    with pytest.raises(ValueError, match="HALO_RECONCILE_DAILY must be on or off"):
+        settings_from_mapping({"HALO_RECONCILE_DAILY": "daily"})
