@@ -29,6 +29,7 @@ from core.store.tables import (
     AGREEMENT_TABLE,
     AUDIT_TABLE,
     CONNECTION_TABLE,
+    DATA_SYNC_KINDS,
     INVOICE_TABLE,
     OK_STATUSES,
     PARTNER_TABLE,
@@ -132,7 +133,8 @@ def _stage_times(engine: Engine) -> pd.DataFrame:
     and its enabled auto-pay rules now."""
     run, rule, part, con = RUN_TABLE.c, RULE_TABLE.c, PARTNER_TABLE.c, CONNECTION_TABLE.c
     # the oldest successful run, found by walking the (partner_id, started_at) index forward: a few rows per partner
-    first_sync = (select(run.finished_at).where(run.partner_id == part.id, run.status.in_(OK_STATUSES))
+    first_sync = (select(run.finished_at).where(run.partner_id == part.id, run.status.in_(OK_STATUSES),
+                                                run.kind.in_(DATA_SYNC_KINDS))
                   .order_by(run.started_at, run.id).limit(1).scalar_subquery())
     rules = (select(rule.partner_id, func.min(rule.created_at).label("first_rule_at"),
                     func.min(rule.created_at).filter(rule.enabled.is_(True)).label("first_enabled_at"),

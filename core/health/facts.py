@@ -24,6 +24,7 @@ from core.store.tables import (
     AGREEMENT_TABLE,
     CONNECTION_TABLE,
     COOLDOWN_TABLE,
+    DATA_SYNC_KINDS,
     ERROR_TABLE,
     JOB_TABLE,
     OK_STATUSES,
@@ -100,10 +101,11 @@ def _partners(conn: Connection) -> dict[int, PartnerFacts]:
     latest, ok, clean, later = (RUN_TABLE.alias(name) for name in ("latest", "ok", "clean", "later"))
 
     def since_ok(status: RunStatus) -> Any:
-        """Runs ending so since the last success, counted only when the latest run ended so (else 0: not in a row)."""
+        """Syncs ending so since the last success, counted only when the latest sync ended so (else 0: not in a
+        row)."""
         counted = (select(func.count()).select_from(later)
                    .where(later.c.partner_id == part.id, later.c.status == status,
-                          later.c.started_at > _or_ever(ok.c.started_at))
+                          later.c.kind.in_(DATA_SYNC_KINDS), later.c.started_at > _or_ever(ok.c.started_at))
                    .scalar_subquery())
         return case((latest.c.status == status, counted), else_=0)
 
@@ -124,8 +126,10 @@ def _partners(conn: Connection) -> dict[int, PartnerFacts]:
                .scalar_subquery().label("latest_started_at"))
         .select_from(
             PARTNER_TABLE.outerjoin(CONNECTION_TABLE, con.partner_id == part.id)
-            .outerjoin(latest, latest.c.id == _newest_run(RUN_TABLE.c.finished_at.is_not(None)))
-            .outerjoin(ok, ok.c.id == _newest_run(RUN_TABLE.c.status.in_(OK_STATUSES)))
+            .outerjoin(latest, latest.c.id == _newest_run(RUN_TABLE.c.finished_at.is_not(None),
+                                                          RUN_TABLE.c.kind.in_(DATA_SYNC_KINDS)))
+            .outerjoin(ok, ok.c.id == _newest_run(RUN_TABLE.c.status.in_(OK_STATUSES),
+                                                  RUN_TABLE.c.kind.in_(DATA_SYNC_KINDS)))
             .outerjoin(clean, clean.c.id == _newest_run(RUN_TABLE.c.status == RunStatus.SUCCEEDED,
                                                         RUN_TABLE.c.rejected == 0))
         )

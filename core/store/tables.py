@@ -792,3 +792,7 @@ RECONCILIATION_TABLE = _table(Reconciliation)
 DRIFT_TABLE = _table(DriftItem)
 UNPAID_STATUSES = (InvoiceStatus.UNPAID.value, InvoiceStatus.PARTIALLY_PAID.value)
 OK_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)  # a run that succeeded (partially: some rejected)
+# the runs that bring a partner's data: one of them succeeding is a successful sync (a probe, a renumbering, a
+# reconciliation or a resync of a few invoices succeeding says nothing about the syncs keeping the data fresh)
+DATA_SYNC_KINDS = tuple(kind.value for kind in (RunKind.BACKFILL, RunKind.SCHEDULED, RunKind.FETCH_NEW_DATA,
+                                                RunKind.FETCH_UNPAID))

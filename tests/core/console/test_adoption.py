@@ -67,6 +67,16 @@ def test_funnel_counts_partners_per_stage_and_who_stopped_there(engine, activati
     assert funnel.loc["Subtype mapped", "share_of_connected"] == pytest.approx(2 / 3)
 
 
+def test_a_check_of_the_tenant_or_a_reconciliation_is_no_first_sync(engine, settings):
+    partner_id = add_partner(engine, settings, name="Checked", now=T0)
+    add_run(engine, settings, partner_id, at=T0 + HOUR, kind=RunKind.PROBE, trigger="request")
+    add_run(engine, settings, partner_id, at=T0 + 2 * HOUR, kind=RunKind.RECONCILE, trigger="request")
+    funnel = adoption.funnel(engine, PM, PERIOD).set_index("stage")
+    assert funnel["partners"].to_dict()["First successful sync"] == 0
+    [row] = adoption.partner_breakdown(engine, CS, PERIOD).to_dict("records")
+    assert row["to_first_sync"] == adoption.NOT_REACHED
+
+
 def test_funnel_medians_are_taken_between_consecutive_stages(engine, activation):
     funnel = adoption.funnel(engine, CS, PERIOD).set_index("stage")
     hours = funnel["median_hours_from_previous"]

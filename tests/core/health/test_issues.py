@@ -17,6 +17,7 @@ from core.store.tables import (
     IssueSeverity,
     IssueType,
     Role,
+    RunKind,
     RunStatus,
 )
 from core.sync import worker_presence
@@ -114,6 +115,20 @@ def test_no_success_for_a_day_opens_and_a_never_synced_partner_after_its_first_d
     assert set(found) == {(stale, IssueType.NO_RECENT_SUCCESS), (forgotten, IssueType.NO_RECENT_SUCCESS)}
     assert found[forgotten, IssueType.NO_RECENT_SUCCESS].detail.endswith("never synced.")
     assert fresh not in {partner_id for partner_id, _ in found}
+
+
+@pytest.mark.parametrize("kind", [RunKind.RECONCILE, RunKind.RESYNC, RunKind.PROBE, RunKind.RENUMBER])
+def test_a_run_that_brings_no_data_is_no_successful_sync(engine, settings, kind):
+    """A reconciliation (or a probe, a resync, a renumbering) that succeeded an hour ago hid a day without a successful
+    sync, and its failure would have counted as the partner's latest sync failing."""
+    partner_id = add_partner(engine, settings, name="Stale", now=NOW - timedelta(days=5))
+    add_run(engine, settings, partner_id, at=NOW - 30 * HOUR)
+    add_run(engine, settings, partner_id, at=NOW - 2 * HOUR, status=RunStatus.FAILED, error="HaloPSA did not answer.")
+    add_run(engine, settings, partner_id, at=NOW - HOUR, kind=kind, trigger="request")
+    _evaluate(engine, settings)
+    found = _issues(engine)
+    assert set(found) == {(partner_id, IssueType.FAILING_RUNS)}  # the latest sync failed, 30 h after the last success
+    assert found[partner_id, IssueType.FAILING_RUNS].severity == IssueSeverity.CRITICAL
 
 
 def test_a_live_worker_means_no_worker_down(engine, settings):
