@@ -168,7 +168,7 @@ class Bench:
             Row("1", "  every run: raw / console / bare (s)",
                 "  ".join(f"{r['elapsed_s']:.1f}/{c['elapsed_s']:.1f}/{b['elapsed_s']:.1f}"
                           for r, c, b in zip(raws, consoles, bares, strict=True)), "", None),
-            Row("1", "Backfill peak RSS growth (its own process, ru_maxrss)", _mib(growth), "< 250 MiB",
+            Row("1", "Backfill peak RSS growth (its own process, VmHWM)", _mib(growth), "< 250 MiB",
                 growth < 250 * 1024),
         ]
         self.details["backfill"] = {"raw": raws, "bare": bares, "console": consoles}

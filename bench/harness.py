@@ -1,8 +1,8 @@
 """Shared plumbing for `python -m bench`: emulator processes, measurements in fresh child processes, and the few
 HaloPSA calls a benchmark makes outside what it measures (a token, warming the emulator, changing invoices).
 
-Every measurement runs in its own child process (`python -m bench.worker TASK JSON`), so peak RSS
-(`resource.getrusage(RUSAGE_SELF).ru_maxrss`) belongs to that measurement alone and nothing (engines, caches, the
+Every measurement runs in its own child process (`python -m bench.worker TASK JSON`), so peak RSS (the process's
+own high-water mark, `VmHWM`) belongs to that measurement alone and nothing (engines, caches, the
 process-wide rate budgets) leaks from one measurement into the next. The emulator serves from yet another process,
 so its CPU and memory are never counted for the console.
 """
@@ -168,21 +168,29 @@ def postgres_database(admin_url: str, name: str) -> str:
     return f"{admin_url.rpartition('/')[0]}/{name}"
 
 
-def rss_now_kib() -> int:
-    """Current resident set size of this process in KiB (Linux /proc; falls back to the peak so far)."""
+def _status_kib(field: str) -> int | None:
+    """A size from /proc/self/status (Linux), in KiB; None where there is none."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1])
     except OSError:
         pass
-    return peak_rss_kib()
+    return None
+
+
+def rss_now_kib() -> int:
+    """Current resident set size of this process in KiB (Linux /proc; falls back to the peak so far)."""
+    return _status_kib("VmRSS") or peak_rss_kib()
 
 
 def peak_rss_kib() -> int:
-    """Peak resident set size of this process in KiB (ru_maxrss is KiB on Linux)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """Peak resident set size of this process's own memory in KiB: Linux's VmHWM. Not `ru_maxrss`: Linux carries
+    that over from the process that started this one (a fork, or the vfork `subprocess` uses, hands the parent's
+    high-water mark to the child), so a child of a bench that once held 500 MiB reported a 429 MiB "growth" it
+    never had. Elsewhere, `ru_maxrss` (KiB on Linux)."""
+    return _status_kib("VmHWM") or int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def process_cpu_s(pid: int) -> float:
